@@ -1,0 +1,235 @@
+/*
+ * actorflow: actor systems, actors, messages, requests and timers.
+ *
+ * An actor is an ops table plus private state plus a mailbox. Each actor
+ * runs its own mailbox loop on its own thread and is reached by name. All
+ * af_ctx functions are called only from the actor's own thread, inside one
+ * of its callbacks (init, handle, a continuation, a timer, an fd watch).
+ * af_system functions may be called from any thread.
+ *
+ * Addresses:
+ *   "name"                     an actor of the caller's system (inproc)
+ *   "ipc:///path/node.sock"    the actor whose mailbox is exported there
+ *   "ipc:///path/node.sock#name", "tcp://127.0.0.1:5555#name"
+ *                              the named actor behind an exported endpoint
+ */
+#ifndef ACTORFLOW_ACTOR_H
+#define ACTORFLOW_ACTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "actorflow/err.h"
+#include "actorflow/payload.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct af_system af_system;
+typedef struct af_ctx af_ctx;
+typedef struct af_msg af_msg;
+typedef struct af_pending af_pending;
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Message kinds; values are part of the wire protocol. */
+typedef enum af_kind {
+	AF_KIND_TELL = 1,
+	AF_KIND_REQUEST = 2,
+	AF_KIND_REPLY = 3,
+	AF_KIND_ERROR = 4,
+	AF_KIND_CHUNK = 5,
+	AF_KIND_END = 6,
+	AF_KIND_CANCEL = 7,
+	AF_KIND_HEARTBEAT = 8
+} af_kind;
+
+af_kind af_msg_kind(const af_msg *m);
+/* The message type ("echo"), NUL-terminated; "" when the sender gave none. */
+const char *af_msg_type(const af_msg *m);
+/* The payload; a nil value when the sender gave none. Lives as long as m. */
+const af_value *af_msg_payload(const af_msg *m);
+/* The correlation id of a request, reply or error; 0 for a tell. */
+uint64_t af_msg_id(const af_msg *m);
+/* Milliseconds left until the requester's deadline, -1 for none, 0 when it
+ * has passed. */
+int64_t af_msg_remaining_ms(const af_msg *m);
+/* For an error message: its code, and in *text (when text is not NULL) its
+ * NUL-terminated description, valid as long as m. AF_OK for other kinds. */
+int af_msg_error(const af_msg *m, const char **text);
+/* Frees a message the caller owns (the replies of af_client_request).
+ * Accepts NULL; sets *m to NULL. Messages given to callbacks are borrowed
+ * and must not be destroyed. */
+void af_msg_destroy(af_msg **m);
+
+/* ---- systems ----------------------------------------------------------- */
+
+typedef struct af_system_opts {
+	/* Largest message accepted, in bytes (default 16 MiB). A larger one is
+	 * answered with AF_EMSGSIZE; one beyond four times this limit coming
+	 * from another process closes that connection before it is read. */
+	size_t max_message_size;
+	/* ZeroMQ I/O threads for ipc and tcp (default 1). */
+	int io_threads;
+} af_system_opts;
+
+/* Creates a system. opts may be NULL for defaults. Caller owns *out and
+ * frees it with af_system_destroy(). Returns AF_OK, AF_ENOMEM or AF_ESYS. */
+af_err af_system_new(af_system **out, const af_system_opts *opts);
+
+/* Stops every actor (newest first, each as af_stop() does), joins their
+ * threads and frees the system. Accepts NULL; sets *sys to NULL. Must not be
+ * called from an actor of the system. */
+void af_system_destroy(af_system **sys);
+
+/* ---- actors ------------------------------------------------------------ */
+
+typedef struct af_actor_ops {
+	/* Shown in errors and statistics. */
+	const char *type_name;
+	/* Runs on the actor's thread before any message. Sets *state; a non-zero
+	 * return fails the spawn with that code (stop is then not called). May
+	 * be NULL. */
+	af_err (*init)(af_ctx *ctx, const void *config, void **state);
+	/* Called for every tell and request. m is borrowed for the call. A
+	 * request is answered with af_reply(), af_reply_error() or kept with
+	 * af_defer(); if the handler does none of these, returning an error
+	 * answers with that code, and returning AF_OK answers AF_ENOREPLY. */
+	af_err (*handle)(af_ctx *ctx, void *state, af_msg *m);
+	/* Runs on the actor's thread when it stops; frees state. May be NULL.
+	 * Requests and timers still outstanding are settled before it runs. */
+	void (*stop)(af_ctx *ctx, void *state);
+} af_actor_ops;
+
+typedef struct af_spawn_opts {
+	/* Messages each sender may have queued in this actor's mailbox before
+	 * sends to it fail with AF_EAGAIN (default 1000). */
+	int mailbox_capacity;
+	/* Stack of the actor's thread in bytes (default 256 KiB). */
+	size_t stack_size;
+} af_spawn_opts;
+
+/* Starts an actor named name (unique in sys, at most 255 bytes) running ops
+ * with config, which is passed to init and must stay valid until init
+ * returns. Returns after init has run: AF_OK, the code init returned,
+ * AF_EEXIST, AF_EINVAL, AF_ENOMEM or AF_ESYS. opts may be NULL. Any thread. */
+af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
+                const void *config, const af_spawn_opts *opts);
+
+/* Stops the actor and waits for it: its mailbox is closed, requests still
+ * queued in it are answered with AF_ESTOPPED, its own outstanding requests
+ * end with AF_ECANCELED, deferred requests it never answered are answered
+ * with AF_ESTOPPED, ops->stop runs, the thread is joined. AF_OK or
+ * AF_ENOTFOUND. Any thread but the actor's own (see af_stop_self). */
+af_err af_stop(af_system *sys, const char *name);
+
+/* Also binds the actor's mailbox to endpoint ("ipc:///run/af/chat.sock",
+ * "tcp://127.0.0.1:5555"), so other processes can request it. For ipc, a
+ * stale socket file left by a dead process is replaced. AF_OK,
+ * AF_ENOTFOUND, AF_EADDR, AF_ESYS. Any thread. */
+af_err af_export(af_system *sys, const char *name, const char *endpoint);
+
+/* True when an actor of that name runs in sys. */
+bool af_exists(af_system *sys, const char *name);
+
+/* ---- inside an actor --------------------------------------------------- */
+
+/* The actor's name and its system. */
+const char *af_self(const af_ctx *ctx);
+af_system *af_ctx_system(af_ctx *ctx);
+
+/* Asks the actor to stop once the current callback returns. */
+void af_stop_self(af_ctx *ctx);
+
+/* Sends a one-way message. payload may be NULL (nil) and is copied: the
+ * caller keeps it. AF_OK; AF_EAGAIN when the target's mailbox is full
+ * (nothing was sent); AF_ENOTFOUND, AF_EADDR, AF_EINVAL, AF_EMSGSIZE. */
+af_err af_tell(af_ctx *ctx, const char *addr, const char *type,
+               const af_payload *payload);
+
+/* A continuation: called exactly once per successful af_request, on the
+ * requesting actor's thread, with AF_OK and the reply, or with the remote
+ * error's code and the error message (read it with af_msg_error), or with
+ * AF_ETIMEDOUT, AF_ECANCELED or AF_EPEERDOWN and reply == NULL. reply is
+ * borrowed for the call. */
+typedef void (*af_reply_fn)(af_ctx *ctx, int status, af_msg *reply,
+                            void *arg);
+
+/* Sends a request. timeout_ms > 0 sets its deadline; 0 means none (an
+ * inproc peer that stops, or a remote one that dies, still ends it). On
+ * AF_OK fn will be called exactly once and *id (if id is not NULL) names the
+ * request for af_cancel; on any error fn is never called. Errors as
+ * af_tell. */
+af_err af_request(af_ctx *ctx, const char *addr, const char *type,
+                  const af_payload *payload, int64_t timeout_ms,
+                  af_reply_fn fn, void *arg, uint64_t *id);
+
+/* Ends an outstanding request now: its continuation runs with AF_ECANCELED
+ * before this returns, and the target is told. AF_OK or AF_ENOTFOUND. */
+af_err af_cancel(af_ctx *ctx, uint64_t id);
+
+/* Answers request m with payload (may be NULL; copied). A request is
+ * answered once: a second answer is AF_EINVAL. A requester whose own queue
+ * is full gets the reply later: replies are never dropped while it lives. */
+af_err af_reply(af_ctx *ctx, af_msg *m, const af_payload *payload);
+
+/* Answers request m with an error: code (an af_err or an application code)
+ * and a printf-style description (NULL for af_strerror(code)). */
+af_err af_reply_error(af_ctx *ctx, af_msg *m, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 4, 5)))
+#endif
+	;
+
+/* Keeps request m to answer after the handler returns. *out is owned by the
+ * actor until answered with af_pending_reply or af_pending_error, which
+ * free it and set *p to NULL. An actor that stops first answers it with
+ * AF_ESTOPPED. */
+af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out);
+af_err af_pending_reply(af_ctx *ctx, af_pending **p, const af_payload *payload);
+af_err af_pending_error(af_ctx *ctx, af_pending **p, int code,
+                        const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 4, 5)))
+#endif
+	;
+/* Milliseconds left until the deferred request's deadline, -1 for none. */
+int64_t af_pending_remaining_ms(const af_pending *p);
+
+/* ---- timers ------------------------------------------------------------ */
+
+typedef void (*af_timer_fn)(af_ctx *ctx, void *arg);
+
+/* Calls fn after delay_ms, then every repeat_ms if repeat_ms > 0. *id names
+ * the timer for af_timer_cancel. AF_OK, AF_EINVAL, AF_ENOMEM. */
+af_err af_timer_start(af_ctx *ctx, int64_t delay_ms, int64_t repeat_ms,
+                      af_timer_fn fn, void *arg, uint64_t *id);
+
+/* Cancels a timer that has not fired (or a repeating one). Safe from its
+ * own callback. AF_OK or AF_ENOTFOUND. */
+af_err af_timer_cancel(af_ctx *ctx, uint64_t id);
+
+/* ---- file descriptors -------------------------------------------------- */
+
+enum { AF_FD_READ = 1, AF_FD_WRITE = 2, AF_FD_ERROR = 4 };
+
+/* Called when fd is ready; events holds AF_FD_* bits. Level-triggered: it
+ * is called again while the condition lasts. */
+typedef void (*af_fd_fn)(af_ctx *ctx, int fd, unsigned events, void *arg);
+
+/* Watches fd (which the caller keeps owning) for events (AF_FD_READ and/or
+ * AF_FD_WRITE). One watch per fd. AF_OK, AF_EEXIST, AF_EINVAL, AF_ESYS. */
+af_err af_fd_watch(af_ctx *ctx, int fd, unsigned events, af_fd_fn fn,
+                   void *arg);
+/* Changes the events watched on fd. AF_OK, AF_ENOTFOUND, AF_ESYS. */
+af_err af_fd_modify(af_ctx *ctx, int fd, unsigned events);
+/* Stops watching fd; safe from fd's own callback. Call it before closing
+ * fd. AF_OK or AF_ENOTFOUND. */
+af_err af_fd_unwatch(af_ctx *ctx, int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,16 @@
+/*
+ * actorflow: the whole public API.
+ */
+#ifndef ACTORFLOW_H
+#define ACTORFLOW_H
+
+#include "actorflow/actor.h"
+#include "actorflow/client.h"
+#include "actorflow/err.h"
+#include "actorflow/payload.h"
+
+#define AF_VERSION_MAJOR 0
+#define AF_VERSION_MINOR 1
+#define AF_VERSION_PATCH 0
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * The wire envelope: one msgpack array of eight elements,
+ *
+ *   [version, kind, id, seq, type, ttl_ms, to, payload]
+ *
+ * version  uint, AF__PROTOCOL_VERSION
+ * kind     uint, an af_kind
+ * id       uint64 correlation id chosen by the requester (0 for a tell)
+ * seq      uint64 sequence number of a stream chunk (0 otherwise)
+ * type     str (at most AF__TYPE_MAX bytes) or nil
+ * ttl_ms   uint, milliseconds left until the requester's deadline when the
+ *          message was sent, 0 for none; relative so that clocks of
+ *          different hosts need not agree
+ * to       str naming the target actor (at most AF__NAME_MAX bytes) or nil
+ * payload  any msgpack value
+ *
+ * Because the payload is the last element, a sender writes the header and
+ * appends the payload bytes it already has: no re-encoding.
+ */
+#ifndef AF_RUNTIME_ENVELOPE_H
+#define AF_RUNTIME_ENVELOPE_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "actorflow/actor.h"
+
+#define AF__PROTOCOL_VERSION 1
+#define AF__TYPE_MAX 255
+#define AF__NAME_MAX 255
+/* Header bytes never exceed this (array, version, kind, id, seq, two strings
+ * of at most 255 bytes with their 2-byte headers, ttl). */
+#define AF__HEADER_MAX 600
+/* Deepest nesting a decoder accepts. */
+#define AF__MAX_DEPTH 64
+
+typedef struct af__envelope {
+	af_kind kind;
+	uint64_t id;
+	uint64_t seq;
+	const char *type; /* not NUL-terminated; NULL when nil */
+	size_t type_len;
+	uint64_t ttl_ms;
+	const char *to; /* not NUL-terminated; NULL when nil */
+	size_t to_len;
+	const msgpack_object *payload; /* set by decode only */
+} af__envelope;
+
+/* Writes the header of env (all but the payload) to buf. AF_EINVAL when
+ * type or to are too long or kind is unknown. */
+af_err af__envelope_header(uint8_t *buf, size_t cap, size_t *len,
+                           const af__envelope *env);
+
+/* Decodes an untrusted message. The envelope's pointers point into data and
+ * into zone, which the caller clears or destroys when done. AF_EMSGSIZE when
+ * len > max_size, AF_EVERSION for another version, AF_EPROTO for anything
+ * malformed (including an unknown kind), AF_ENOMEM. */
+af_err af__envelope_decode(af__envelope *env, const void *data, size_t len,
+                           size_t max_size, msgpack_zone *zone);
+
+/* Checks that data holds exactly one well-formed msgpack value whose
+ * containers never claim more elements than bytes remain and whose nesting
+ * is at most max_depth. msgpack-c allocates a container's elements before
+ * reading them, so without this check a 5-byte message could ask it for
+ * gigabytes. AF_OK or AF_EPROTO. */
+af_err af__msgpack_check(const void *data, size_t len, unsigned max_depth);
+
+/* Appends the payload of an error reply, {"code": code, "message": text},
+ * to p. text may be NULL (af_strerror(code) is used). */
+af_err af__error_payload(af_payload *p, int code, const char *text);
+
+/* Reads an error payload: AF_OK with *code and *text (a view of at most
+ * *text_len bytes), or AF_EPROTO when the payload has no integer code. */
+af_err af__error_read(const msgpack_object *payload, int *code,
+                      const char **text, size_t *text_len);
+
+#endif
