@@ -1,0 +1,16 @@
+#include "clock.h"
+
+#include <time.h>
+
+int64_t af__now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t af__now_ms(void)
+{
+	return af__now_us() / 1000;
+}

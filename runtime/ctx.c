@@ -1,0 +1,504 @@
+#include "ctx.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "payload_internal.h"
+#include "system.h"
+
+#define CONTAINER(ptr, type, member)                                           \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+
+static void on_wake_fd(af__watch *w, unsigned events)
+{
+	af_ctx *ctx = CONTAINER(w, af_ctx, wake_watch);
+	uint64_t count;
+
+	/* Reset the eventfd; several wake-ups coalesce into one. */
+	if (read(w->fd, &count, sizeof(count)) < 0) {
+		/* EAGAIN: another turn already drained it. */
+	}
+	af__ctx_check_epoch(ctx);
+	if (ctx->on_wake != NULL)
+		ctx->on_wake(ctx);
+}
+
+af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
+                    const char *name)
+{
+	af_err err;
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->sys = sys;
+	ctx->zctx = zctx;
+	ctx->max_msg = max_msg;
+	ctx->name = name;
+	af__idmap_init(&ctx->peer_index);
+	af__idmap_init(&ctx->outreqs);
+	af__idmap_init(&ctx->timers);
+	if (!msgpack_zone_init(&ctx->zone, MSGPACK_ZONE_CHUNK_SIZE))
+		return AF_ENOMEM;
+	err = af__loop_init(&ctx->loop);
+	if (err != AF_OK)
+		goto undo_zone;
+	err = af_payload_new(&ctx->scratch);
+	if (err != AF_OK)
+		goto undo_loop;
+	ctx->waker = calloc(1, sizeof(*ctx->waker));
+	if (ctx->waker == NULL) {
+		err = AF_ENOMEM;
+		goto undo_scratch;
+	}
+	ctx->waker->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ctx->waker->fd < 0) {
+		err = AF_ESYS;
+		goto undo_waker;
+	}
+	err = af__loop_add_fd(&ctx->loop, &ctx->wake_watch, ctx->waker->fd,
+	                      AF_FD_READ, on_wake_fd);
+	if (err != AF_OK)
+		goto undo_fd;
+	if (sys != NULL) {
+		ctx->epoch = atomic_load(&sys->epoch);
+		af__system_add_waker(sys, ctx->waker);
+	}
+	return AF_OK;
+undo_fd:
+	close(ctx->waker->fd);
+undo_waker:
+	free(ctx->waker);
+undo_scratch:
+	af_payload_destroy(&ctx->scratch);
+undo_loop:
+	af__loop_fini(&ctx->loop);
+undo_zone:
+	msgpack_zone_destroy(&ctx->zone);
+	return err;
+}
+
+static void timer_free_all(af_ctx *ctx);
+
+void af__ctx_fini(af_ctx *ctx, int status)
+{
+	ctx->stopping = true;
+	af__ctx_fail_requests(ctx, status);
+	timer_free_all(ctx);
+	for (int fd = 0; fd < ctx->fds_cap; fd++)
+		if (ctx->fds[fd] != NULL)
+			af_fd_unwatch(ctx, fd);
+	af__peers_close_all(ctx, status);
+	if (ctx->sys != NULL)
+		af__system_remove_waker(ctx->sys, ctx->waker);
+	af__loop_del(&ctx->loop, &ctx->wake_watch, NULL);
+	close(ctx->waker->fd);
+	free(ctx->waker);
+	af__loop_fini(&ctx->loop);
+	free(ctx->fds);
+	af__idmap_fini(&ctx->peer_index);
+	af__idmap_fini(&ctx->outreqs);
+	af__idmap_fini(&ctx->timers);
+	af_payload_destroy(&ctx->scratch);
+	msgpack_zone_destroy(&ctx->zone);
+}
+
+void af__ctx_check_epoch(af_ctx *ctx)
+{
+	uint64_t epoch;
+
+	if (ctx->sys == NULL)
+		return;
+	epoch = atomic_load(&ctx->sys->epoch);
+	if (epoch != ctx->epoch) {
+		ctx->epoch = epoch;
+		af__peers_revalidate(ctx);
+	}
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+af_err af__frame_build(zmq_msg_t *frame, const af__envelope *env,
+                       const af_payload *payload, size_t max_msg)
+{
+	uint8_t header[AF__HEADER_MAX];
+	size_t header_len;
+	size_t payload_len;
+	const void *payload_bytes;
+	af_err err;
+
+	if (payload != NULL && (err = af_payload_status(payload)) != AF_OK)
+		return err;
+	payload_bytes = af__payload_bytes(payload, &payload_len);
+	err = af__envelope_header(header, sizeof(header), &header_len, env);
+	if (err != AF_OK)
+		return err;
+	if (header_len + payload_len > max_msg)
+		return AF_EMSGSIZE;
+	if (zmq_msg_init_size(frame, header_len + payload_len) != 0)
+		return AF_ENOMEM;
+	memcpy(zmq_msg_data(frame), header, header_len);
+	memcpy((char *)zmq_msg_data(frame) + header_len, payload_bytes,
+	       payload_len);
+	return AF_OK;
+}
+
+af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
+                    const char *type, const af_payload *payload,
+                    uint64_t ttl_ms, int64_t block_ms, af__peer **via)
+{
+	af__envelope env = {.kind = kind, .id = id, .ttl_ms = ttl_ms};
+	const char *key;
+	size_t key_len;
+	bool remote;
+	af__peer *peer;
+	zmq_msg_t frame;
+	af_err err;
+
+	if (ctx->stopping)
+		return AF_ESTOPPED;
+	err = af__addr_parse(addr, &key, &key_len, &remote, &env.to,
+	                     &env.to_len);
+	if (err != AF_OK)
+		return err;
+	if (type != NULL) {
+		env.type = type;
+		env.type_len = strlen(type);
+	}
+	err = af__frame_build(&frame, &env, payload, ctx->max_msg);
+	if (err != AF_OK)
+		return err;
+	err = af__peer_get(ctx, key, key_len, remote, &peer);
+	if (err == AF_OK)
+		err = af__peer_send(peer, &frame, block_ms);
+	if (err != AF_OK) {
+		zmq_msg_close(&frame);
+		return err;
+	}
+	if (via != NULL)
+		*via = peer;
+	return AF_OK;
+}
+
+af_err af_tell(af_ctx *ctx, const char *addr, const char *type,
+               const af_payload *payload)
+{
+	return af__ctx_send(ctx, addr, AF_KIND_TELL, 0, type, payload, 0, 0,
+	                    NULL);
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
+{
+	af_ctx *ctx = o->ctx;
+
+	af__idmap_take(&ctx->outreqs, o->id);
+	af__loop_timer_del(&ctx->loop, &o->deadline);
+	if (o->peer != NULL) {
+		if (o->prev != NULL)
+			o->prev->next = o->next;
+		else
+			o->peer->reqs = o->next;
+		if (o->next != NULL)
+			o->next->prev = o->prev;
+	}
+	o->fn(ctx, status, reply, o->arg);
+	free(o);
+}
+
+static void outreq_expired(af__timer *t)
+{
+	af__outreq_settle(CONTAINER(t, af__outreq, deadline), AF_ETIMEDOUT,
+	                  NULL);
+}
+
+af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
+                       const af_payload *payload, int64_t timeout_ms,
+                       int64_t block_ms, af_reply_fn fn, void *arg,
+                       uint64_t *id)
+{
+	af__outreq *o;
+	af__peer *peer;
+	af_err err;
+
+	if (fn == NULL || timeout_ms < 0)
+		return AF_EINVAL;
+	o = calloc(1, sizeof(*o));
+	if (o == NULL)
+		return AF_ENOMEM;
+	o->id = ++ctx->next_id;
+	o->fn = fn;
+	o->arg = arg;
+	o->ctx = ctx;
+	o->deadline.index = SIZE_MAX;
+	o->deadline.cb = outreq_expired;
+	/* Index first: once the message is out, nothing may fail. */
+	err = af__idmap_put(&ctx->outreqs, o->id, o);
+	if (err == AF_OK && timeout_ms > 0)
+		err = af__loop_timer_add(&ctx->loop, &o->deadline,
+		                         af__now_us() + timeout_ms * 1000);
+	if (err == AF_OK)
+		err = af__ctx_send(ctx, addr, AF_KIND_REQUEST, o->id, type,
+		                   payload, (uint64_t)timeout_ms, block_ms,
+		                   &peer);
+	if (err != AF_OK) {
+		af__idmap_take(&ctx->outreqs, o->id);
+		af__loop_timer_del(&ctx->loop, &o->deadline);
+		free(o);
+		return err;
+	}
+	o->peer = peer;
+	o->next = peer->reqs;
+	if (peer->reqs != NULL)
+		peer->reqs->prev = o;
+	peer->reqs = o;
+	if (id != NULL)
+		*id = o->id;
+	return AF_OK;
+}
+
+af_err af_request(af_ctx *ctx, const char *addr, const char *type,
+                  const af_payload *payload, int64_t timeout_ms,
+                  af_reply_fn fn, void *arg, uint64_t *id)
+{
+	return af__ctx_request(ctx, addr, type, payload, timeout_ms, 0, fn,
+	                       arg, id);
+}
+
+af_err af_cancel(af_ctx *ctx, uint64_t id)
+{
+	af__outreq *o = af__idmap_get(&ctx->outreqs, id);
+	af__envelope env = {.kind = AF_KIND_CANCEL, .id = id};
+	zmq_msg_t frame;
+
+	if (o == NULL)
+		return AF_ENOTFOUND;
+	/* Telling the target is best effort: the requester's outcome does not
+	 * depend on it. */
+	if (o->peer != NULL &&
+	    af__frame_build(&frame, &env, NULL, ctx->max_msg) == AF_OK) {
+		if (af__peer_send(o->peer, &frame, 0) != AF_OK)
+			zmq_msg_close(&frame);
+	}
+	af__outreq_settle(o, AF_ECANCELED, NULL);
+	return AF_OK;
+}
+
+void af__ctx_fail_requests(af_ctx *ctx, int status)
+{
+	af__outreq *o;
+	size_t pos = 0;
+
+	/* Restart the scan after each settle: a continuation may add or
+	 * remove requests. New ones fail at once, since ctx is stopping. */
+	while ((pos = 0, o = af__idmap_next(&ctx->outreqs, &pos, NULL)) != NULL)
+		af__outreq_settle(o, status, NULL);
+}
+
+void af__ctx_on_response(af_ctx *ctx, af__peer *peer, af_msg *m)
+{
+	af__outreq *o;
+
+	switch (m->env.kind) {
+	case AF_KIND_REPLY:
+	case AF_KIND_ERROR:
+		o = af__idmap_get(&ctx->outreqs, m->env.id);
+		if (o == NULL) {
+			/* Settled already (deadline, cancel, peer down). */
+			ctx->counters.late++;
+			return;
+		}
+		af__outreq_settle(o, m->env.kind == AF_KIND_ERROR
+		                             ? m->error_code
+		                             : AF_OK,
+		                  m);
+		return;
+	case AF_KIND_HEARTBEAT:
+		return;
+	default:
+		ctx->counters.malformed++;
+		return;
+	}
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+typedef struct usertimer {
+	af__timer t;
+	uint64_t id;
+	int64_t repeat_us;
+	af_timer_fn fn;
+	void *arg;
+	af_ctx *ctx;
+	bool firing;
+	bool cancelled;
+} usertimer;
+
+static void usertimer_fire(af__timer *t)
+{
+	usertimer *ut = CONTAINER(t, usertimer, t);
+	af_ctx *ctx = ut->ctx;
+
+	if (ut->repeat_us > 0 &&
+	    af__loop_timer_add(&ctx->loop, &ut->t, t->due_us + ut->repeat_us) ==
+	            AF_OK) {
+		/* Rescheduled before the call, so the callback may cancel
+		 * it; freed after the call if it did. */
+		ut->firing = true;
+		ut->fn(ctx, ut->arg);
+		ut->firing = false;
+		if (ut->cancelled)
+			free(ut);
+		return;
+	}
+	af__idmap_take(&ctx->timers, ut->id);
+	ut->fn(ctx, ut->arg);
+	free(ut);
+}
+
+af_err af_timer_start(af_ctx *ctx, int64_t delay_ms, int64_t repeat_ms,
+                      af_timer_fn fn, void *arg, uint64_t *id)
+{
+	usertimer *ut;
+	af_err err;
+
+	if (fn == NULL || delay_ms < 0 || repeat_ms < 0)
+		return AF_EINVAL;
+	ut = calloc(1, sizeof(*ut));
+	if (ut == NULL)
+		return AF_ENOMEM;
+	ut->id = ++ctx->next_id;
+	ut->repeat_us = repeat_ms * 1000;
+	ut->fn = fn;
+	ut->arg = arg;
+	ut->ctx = ctx;
+	ut->t.index = SIZE_MAX;
+	ut->t.cb = usertimer_fire;
+	err = af__idmap_put(&ctx->timers, ut->id, ut);
+	if (err == AF_OK) {
+		err = af__loop_timer_add(&ctx->loop, &ut->t,
+		                         af__now_us() + delay_ms * 1000);
+		if (err != AF_OK)
+			af__idmap_take(&ctx->timers, ut->id);
+	}
+	if (err != AF_OK) {
+		free(ut);
+		return err;
+	}
+	if (id != NULL)
+		*id = ut->id;
+	return AF_OK;
+}
+
+af_err af_timer_cancel(af_ctx *ctx, uint64_t id)
+{
+	usertimer *ut = af__idmap_take(&ctx->timers, id);
+
+	if (ut == NULL)
+		return AF_ENOTFOUND;
+	af__loop_timer_del(&ctx->loop, &ut->t);
+	if (ut->firing)
+		ut->cancelled = true;
+	else
+		free(ut);
+	return AF_OK;
+}
+
+static void timer_free_all(af_ctx *ctx)
+{
+	usertimer *ut;
+	size_t pos = 0;
+	uint64_t id;
+
+	while ((pos = 0, ut = af__idmap_next(&ctx->timers, &pos, &id)) != NULL)
+		af_timer_cancel(ctx, id);
+}
+
+/* ---- file descriptors -------------------------------------------------- */
+
+static void fdwatch_ready(af__watch *w, unsigned events)
+{
+	af__fdwatch *fw = CONTAINER(w, af__fdwatch, w);
+
+	fw->fn(fw->ctx, w->fd, events, fw->arg);
+}
+
+static void fdwatch_release(af__watch *w)
+{
+	free(CONTAINER(w, af__fdwatch, w));
+}
+
+af_err af_fd_watch(af_ctx *ctx, int fd, unsigned events, af_fd_fn fn,
+                   void *arg)
+{
+	af__fdwatch *fw;
+	af_err err;
+
+	if (fd < 0 || fn == NULL || (events & ~(AF_FD_READ | AF_FD_WRITE)))
+		return AF_EINVAL;
+	if (fd >= ctx->fds_cap) {
+		int cap = ctx->fds_cap ? ctx->fds_cap : 64;
+		af__fdwatch **fds;
+		while (cap <= fd)
+			cap *= 2;
+		fds = realloc(ctx->fds, (size_t)cap * sizeof(*fds));
+		if (fds == NULL)
+			return AF_ENOMEM;
+		memset(fds + ctx->fds_cap, 0,
+		       (size_t)(cap - ctx->fds_cap) * sizeof(*fds));
+		ctx->fds = fds;
+		ctx->fds_cap = cap;
+	}
+	if (ctx->fds[fd] != NULL)
+		return AF_EEXIST;
+	fw = calloc(1, sizeof(*fw));
+	if (fw == NULL)
+		return AF_ENOMEM;
+	fw->fn = fn;
+	fw->arg = arg;
+	fw->ctx = ctx;
+	err = af__loop_add_fd(&ctx->loop, &fw->w, fd, events, fdwatch_ready);
+	if (err != AF_OK) {
+		free(fw);
+		return err;
+	}
+	ctx->fds[fd] = fw;
+	return AF_OK;
+}
+
+af_err af_fd_modify(af_ctx *ctx, int fd, unsigned events)
+{
+	if (fd < 0 || fd >= ctx->fds_cap || ctx->fds[fd] == NULL)
+		return AF_ENOTFOUND;
+	if (events & ~(AF_FD_READ | AF_FD_WRITE))
+		return AF_EINVAL;
+	return af__loop_mod_fd(&ctx->loop, &ctx->fds[fd]->w, events);
+}
+
+af_err af_fd_unwatch(af_ctx *ctx, int fd)
+{
+	af__fdwatch *fw;
+
+	if (fd < 0 || fd >= ctx->fds_cap || ctx->fds[fd] == NULL)
+		return AF_ENOTFOUND;
+	fw = ctx->fds[fd];
+	ctx->fds[fd] = NULL;
+	af__loop_del(&ctx->loop, &fw->w, fdwatch_release);
+	return AF_OK;
+}
+
+/* ---- identity ---------------------------------------------------------- */
+
+const char *af_self(const af_ctx *ctx)
+{
+	return ctx->name;
+}
+
+af_system *af_ctx_system(af_ctx *ctx)
+{
+	return ctx->sys;
+}

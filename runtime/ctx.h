@@ -1,0 +1,125 @@
+/*
+ * The context an actor's callbacks run in, and the engine behind a client:
+ * a loop, outgoing connections, outstanding requests, timers and watched
+ * fds. An actor adds a mailbox (actor.c); a client drives the same context
+ * from its own thread while it waits (client.c).
+ */
+#ifndef AF_RUNTIME_CTX_H
+#define AF_RUNTIME_CTX_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "actorflow/actor.h"
+#include "idmap.h"
+#include "loop.h"
+#include "msg.h"
+#include "peer.h"
+
+struct af__actor;
+
+struct af__outreq {
+	uint64_t id;
+	af_reply_fn fn;
+	void *arg;
+	af__timer deadline;
+	af_ctx *ctx;
+	af__peer *peer;
+	af__outreq *prev;
+	af__outreq *next;
+};
+
+typedef struct af__fdwatch {
+	af__watch w;
+	af_fd_fn fn;
+	void *arg;
+	af_ctx *ctx;
+} af__fdwatch;
+
+struct af_pending {
+	uint64_t id;
+	int64_t deadline_us;
+	zmq_msg_t route[8];
+	int nroute;
+	af_pending *prev;
+	af_pending *next;
+};
+
+#define AF__MAX_ROUTE 8
+
+/* Counters an actor or client keeps; read by statistics. */
+typedef struct af__counters {
+	uint64_t received;
+	uint64_t malformed;  /* dropped: undecodable, no reply possible */
+	uint64_t late;       /* replies for requests already settled */
+	uint64_t unroutable; /* replies whose requester is gone */
+} af__counters;
+
+struct af_ctx {
+	af_system *sys; /* NULL for a standalone client */
+	void *zctx;
+	af__loop loop;
+	af__peer *peers;
+	af__idmap peer_index; /* hash of key -> first peer with that hash */
+	af__idmap outreqs;
+	af__idmap timers;
+	uint64_t next_id;
+	msgpack_zone zone;
+	size_t max_msg;
+	uint64_t epoch;
+	struct af__actor *actor; /* NULL for a client */
+	const char *name;
+	af__fdwatch **fds;
+	int fds_cap;
+	af_pending *deferred;
+	/* Replies that met a full requester queue, oldest first. */
+	struct af__backlog *backlog_head;
+	struct af__backlog *backlog_tail;
+	af__timer backlog_timer;
+	af__watch wake_watch;
+	struct af__waker *waker;
+	/* Called on the context's thread after its wake fd fired. */
+	void (*on_wake)(af_ctx *ctx);
+	af_payload *scratch; /* for error payloads */
+	bool stopping;
+	af__counters counters;
+};
+
+af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
+                    const char *name);
+/* Settles everything outstanding (continuations get status), then frees. */
+void af__ctx_fini(af_ctx *ctx, int status);
+/* Settles every outstanding request with status. */
+void af__ctx_fail_requests(af_ctx *ctx, int status);
+/* Ends an outstanding request: removes it from every index, calls its
+ * continuation with status and reply, frees it. */
+void af__outreq_settle(af__outreq *o, int status, af_msg *reply);
+/* A reply, error or stream message arrived on a peer. */
+void af__ctx_on_response(af_ctx *ctx, af__peer *peer, af_msg *m);
+/* Checks whether actors stopped since last time (epoch) and revalidates. */
+void af__ctx_check_epoch(af_ctx *ctx);
+
+/* Builds one frame holding an envelope and payload. AF_EINVAL (bad type or
+ * unfinished payload), AF_EMSGSIZE, AF_ENOMEM. */
+af_err af__frame_build(zmq_msg_t *frame, const af__envelope *env,
+                       const af_payload *payload, size_t max_msg);
+
+/* Sends a message of kind to addr. block_ms: 0 fails with AF_EAGAIN on a
+ * full mailbox, > 0 waits that long (clients only). *via, if not NULL,
+ * receives the peer used. */
+af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
+                    const char *type, const af_payload *payload,
+                    uint64_t ttl_ms, int64_t block_ms, af__peer **via);
+
+/* af_request's engine, with block_ms as in af__ctx_send. */
+af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
+                       const af_payload *payload, int64_t timeout_ms,
+                       int64_t block_ms, af_reply_fn fn, void *arg,
+                       uint64_t *id);
+
+/* Splits addr into the peer key and the target name ("#name"). */
+af_err af__addr_parse(const char *addr, const char **key, size_t *key_len,
+                      bool *remote, const char **to, size_t *to_len);
+
+#endif

@@ -1,0 +1,136 @@
+#include "msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+
+static const msgpack_object nil_object = {.type = MSGPACK_OBJECT_NIL};
+
+af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
+                      msgpack_zone *zone)
+{
+	af_err err = af__envelope_decode(&m->env, raw, len, max_size, zone);
+
+	m->raw = raw;
+	m->raw_len = len;
+	m->route = NULL;
+	m->nroute = 0;
+	m->answered = false;
+	m->deferred = false;
+	m->error_code = AF_OK;
+	m->error_text = NULL;
+	m->own_buf = NULL;
+	m->own_zone = NULL;
+	if (err != AF_OK)
+		return err;
+	if (m->env.type_len > 0)
+		memcpy(m->type, m->env.type, m->env.type_len);
+	m->type[m->env.type_len] = '\0';
+	m->deadline_us = m->env.ttl_ms > 0 ? af__now_us() +
+	                                         (int64_t)m->env.ttl_ms * 1000
+	                                   : -1;
+	if (m->env.kind == AF_KIND_ERROR) {
+		const char *text;
+		size_t text_len;
+		if (af__error_read(m->env.payload, &m->error_code, &text,
+		                   &text_len) != AF_OK) {
+			m->error_code = AF_EREMOTE;
+			text = "malformed error message";
+			text_len = strlen(text);
+		}
+		if (m->error_code == AF_OK)
+			m->error_code = AF_EREMOTE;
+		m->error_text = strndup(text, text_len);
+		if (m->error_text == NULL)
+			return AF_ENOMEM;
+	}
+	return AF_OK;
+}
+
+void af__msg_clear(af_msg *m)
+{
+	free(m->error_text);
+	m->error_text = NULL;
+}
+
+af_err af__msg_clone(const af_msg *m, af_msg **out)
+{
+	af_msg *c = calloc(1, sizeof(*c));
+	af_err err = AF_ENOMEM;
+
+	if (c == NULL)
+		return AF_ENOMEM;
+	c->own_buf = malloc(m->raw_len);
+	c->own_zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+	if (c->own_buf == NULL || c->own_zone == NULL)
+		goto fail;
+	memcpy(c->own_buf, m->raw, m->raw_len);
+	err = af__msg_decode(c, c->own_buf, m->raw_len, SIZE_MAX, c->own_zone);
+	/* decode resets the ownership fields; restore them. */
+	c->own_buf = (void *)c->raw;
+	if (err != AF_OK)
+		goto fail;
+	c->deadline_us = m->deadline_us;
+	*out = c;
+	return AF_OK;
+fail:
+	af_msg_destroy(&c);
+	return err;
+}
+
+void af_msg_destroy(af_msg **mp)
+{
+	af_msg *m;
+
+	if (mp == NULL || *mp == NULL)
+		return;
+	m = *mp;
+	*mp = NULL;
+	af__msg_clear(m);
+	if (m->own_zone != NULL)
+		msgpack_zone_free(m->own_zone);
+	free(m->own_buf);
+	free(m);
+}
+
+af_kind af_msg_kind(const af_msg *m)
+{
+	return m->env.kind;
+}
+
+const char *af_msg_type(const af_msg *m)
+{
+	return m->type;
+}
+
+const af_value *af_msg_payload(const af_msg *m)
+{
+	const msgpack_object *p = m->env.payload ? m->env.payload : &nil_object;
+
+	return (const af_value *)p;
+}
+
+uint64_t af_msg_id(const af_msg *m)
+{
+	return m->env.id;
+}
+
+int64_t af_msg_remaining_ms(const af_msg *m)
+{
+	int64_t left;
+
+	if (m->deadline_us < 0)
+		return -1;
+	left = (m->deadline_us - af__now_us()) / 1000;
+	return left > 0 ? left : 0;
+}
+
+int af_msg_error(const af_msg *m, const char **text)
+{
+	if (m->env.kind != AF_KIND_ERROR)
+		return AF_OK;
+	if (text != NULL)
+		*text = m->error_text;
+	return m->error_code;
+}

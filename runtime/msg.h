@@ -1,0 +1,45 @@
+/*
+ * A received message: the decoded envelope plus what handlers and
+ * continuations read from it. Messages handed to callbacks live on the
+ * stack of the loop that received them and view the received bytes; a
+ * message the caller owns (a client's reply) has its own copy.
+ */
+#ifndef AF_RUNTIME_MSG_H
+#define AF_RUNTIME_MSG_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <zmq.h>
+
+#include "actorflow/actor.h"
+#include "envelope.h"
+
+struct af_msg {
+	af__envelope env;
+	char type[AF__TYPE_MAX + 1];
+	int64_t deadline_us; /* -1: none */
+	const void *raw;     /* the encoded envelope */
+	size_t raw_len;
+	/* A request received by an actor: the routing frames that lead back
+	 * to its sender, and whether it has been answered or kept. */
+	zmq_msg_t *route;
+	int nroute;
+	bool answered;
+	bool deferred;
+	/* An error message's code and description. */
+	int error_code;
+	char *error_text;
+	/* Set only for messages the caller owns. */
+	void *own_buf;
+	msgpack_zone *own_zone;
+};
+
+/* Decodes raw into m; the views point into raw and zone. */
+af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
+                      msgpack_zone *zone);
+/* Frees what decode allocated; m's memory itself stays with the caller. */
+void af__msg_clear(af_msg *m);
+/* A caller-owned copy of m, for af_msg_destroy. */
+af_err af__msg_clone(const af_msg *m, af_msg **out);
+
+#endif

@@ -1,0 +1,329 @@
+#include "peer.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "ctx.h"
+#include "system.h"
+
+/* Messages read from one socket per loop turn before others get a turn. */
+#define READ_BUDGET 1024
+
+/* ZMTP heartbeats: a remote peer silent this long is declared down. */
+#define HEARTBEAT_IVL_MS 1000
+#define HEARTBEAT_TIMEOUT_MS 3000
+
+static uint64_t hash_key(const char *key, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)key[i]) * 0x100000001b3ull;
+	return h | 1; /* the id map reserves 0 */
+}
+
+static bool key_is(const af__peer *p, const char *key, size_t len)
+{
+	return strlen(p->key) == len && memcmp(p->key, key, len) == 0;
+}
+
+static void peer_release(af__watch *w)
+{
+	af__peer *p = (af__peer *)((char *)w - offsetof(af__peer, watch));
+
+	free(p->key);
+	free(p);
+}
+
+/* Settles the requests in flight on p. The list is detached first, so a
+ * continuation that sends a new request through p does not see it fail. */
+static void fail_requests(af__peer *p, int status)
+{
+	af__outreq *list = p->reqs;
+
+	p->reqs = NULL;
+	while (list != NULL) {
+		af__outreq *o = list;
+		list = o->next;
+		o->peer = NULL;
+		o->prev = o->next = NULL;
+		af__outreq_settle(o, status, NULL);
+	}
+}
+
+static void drop_rest(void *sock, zmq_msg_t *frame)
+{
+	while (zmq_msg_more(frame)) {
+		zmq_msg_close(frame);
+		zmq_msg_init(frame);
+		if (zmq_msg_recv(frame, sock, ZMQ_DONTWAIT) < 0)
+			break;
+	}
+}
+
+static void peer_readable(af__watch *w, unsigned events)
+{
+	af__peer *p = (af__peer *)((char *)w - offsetof(af__peer, watch));
+	af_ctx *ctx = p->ctx;
+	int n;
+
+	for (n = 0; n < READ_BUDGET && !p->closed; n++) {
+		zmq_msg_t frame;
+		af_msg m;
+
+		zmq_msg_init(&frame);
+		if (zmq_msg_recv(&frame, p->sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&frame);
+			return;
+		}
+		if (zmq_msg_more(&frame)) {
+			/* Responses are single frames; anything else is not
+			 * ours to interpret. */
+			drop_rest(p->sock, &frame);
+			ctx->counters.malformed++;
+		} else if (af__msg_decode(&m, zmq_msg_data(&frame),
+		                          zmq_msg_size(&frame), ctx->max_msg,
+		                          &ctx->zone) == AF_OK) {
+			af__ctx_on_response(ctx, p, &m);
+			af__msg_clear(&m);
+		} else {
+			ctx->counters.malformed++;
+		}
+		msgpack_zone_clear(&ctx->zone);
+		zmq_msg_close(&frame);
+	}
+	if (!p->closed)
+		af__loop_kick(&ctx->loop, &p->watch);
+}
+
+static void monitor_readable(af__watch *w, unsigned events)
+{
+	af__peer *p = (af__peer *)((char *)w - offsetof(af__peer, mon_watch));
+
+	for (int n = 0; n < READ_BUDGET && !p->closed; n++) {
+		zmq_msg_t frame;
+		uint16_t event = 0;
+
+		zmq_msg_init(&frame);
+		if (zmq_msg_recv(&frame, p->mon, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&frame);
+			return;
+		}
+		if (zmq_msg_size(&frame) >= sizeof(event))
+			memcpy(&event, zmq_msg_data(&frame), sizeof(event));
+		drop_rest(p->mon, &frame);
+		zmq_msg_close(&frame);
+		if (event == ZMQ_EVENT_DISCONNECTED)
+			fail_requests(p, AF_EPEERDOWN);
+	}
+	if (!p->closed)
+		af__loop_kick(&p->ctx->loop, &p->mon_watch);
+}
+
+static af_err set_int(void *sock, int opt, int val)
+{
+	return zmq_setsockopt(sock, opt, &val, sizeof(val)) == 0 ? AF_OK
+	                                                          : AF_ESYS;
+}
+
+static af_err connect_remote(af__peer *p, const char *endpoint)
+{
+	char mon_addr[64];
+	int64_t max = (int64_t)p->ctx->max_msg * 4;
+
+	if (set_int(p->sock, ZMQ_HEARTBEAT_IVL, HEARTBEAT_IVL_MS) != AF_OK ||
+	    set_int(p->sock, ZMQ_HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS) !=
+	            AF_OK ||
+	    set_int(p->sock, ZMQ_HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS) != AF_OK ||
+	    set_int(p->sock, ZMQ_RECONNECT_IVL, 100) != AF_OK ||
+	    zmq_setsockopt(p->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) != 0)
+		return AF_ESYS;
+	snprintf(mon_addr, sizeof(mon_addr), "inproc://af.monitor.%p",
+	         (void *)p);
+	if (zmq_socket_monitor(p->sock, mon_addr, ZMQ_EVENT_DISCONNECTED) != 0)
+		return AF_ESYS;
+	p->mon = zmq_socket(p->ctx->zctx, ZMQ_PAIR);
+	if (p->mon == NULL)
+		return AF_ESYS;
+	if (set_int(p->mon, ZMQ_LINGER, 0) != AF_OK ||
+	    zmq_connect(p->mon, mon_addr) != 0 ||
+	    af__loop_add_zsock(&p->ctx->loop, &p->mon_watch, p->mon,
+	                       monitor_readable) != AF_OK)
+		return AF_ESYS;
+	if (zmq_connect(p->sock, endpoint) != 0)
+		return errno == EINVAL || errno == EPROTONOSUPPORT ? AF_EADDR
+		                                                   : AF_ESYS;
+	return AF_OK;
+}
+
+static af_err connect_local(af__peer *p)
+{
+	char endpoint[AF__NAME_MAX + 16];
+
+	if (p->ctx->sys == NULL)
+		return AF_ENOTFOUND;
+	p->incarnation =
+	        af__system_lookup(p->ctx->sys, p->key, strlen(p->key), false);
+	if (p->incarnation == 0)
+		return AF_ENOTFOUND;
+	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", p->key);
+	return zmq_connect(p->sock, endpoint) == 0 ? AF_OK : AF_ESYS;
+}
+
+static void index_add(af_ctx *ctx, af__peer *p)
+{
+	if (af__idmap_get(&ctx->peer_index, p->hash) == NULL)
+		(void)af__idmap_put(&ctx->peer_index, p->hash, p);
+	/* On failure or a hash collision the peer is still found by the
+	 * linear search over the list. */
+	p->next = ctx->peers;
+	p->prev = NULL;
+	if (ctx->peers != NULL)
+		ctx->peers->prev = p;
+	ctx->peers = p;
+}
+
+static void index_remove(af_ctx *ctx, af__peer *p)
+{
+	if (af__idmap_get(&ctx->peer_index, p->hash) == p)
+		af__idmap_take(&ctx->peer_index, p->hash);
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		ctx->peers = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+	p->next = p->prev = NULL;
+}
+
+af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
+                    af__peer **out)
+{
+	uint64_t h = hash_key(key, key_len);
+	af__peer *p = af__idmap_get(&ctx->peer_index, h);
+	af_err err;
+
+	if (p == NULL || !key_is(p, key, key_len)) {
+		for (p = ctx->peers; p != NULL; p = p->next)
+			if (p->hash == h && key_is(p, key, key_len))
+				break;
+	}
+	if (p != NULL) {
+		*out = p;
+		return AF_OK;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return AF_ENOMEM;
+	p->key = strndup(key, key_len);
+	p->ctx = ctx;
+	p->hash = h;
+	p->remote = remote;
+	p->sock = zmq_socket(ctx->zctx, ZMQ_DEALER);
+	if (p->key == NULL || p->sock == NULL) {
+		err = p->key == NULL ? AF_ENOMEM : AF_ESYS;
+		goto fail;
+	}
+	err = set_int(p->sock, ZMQ_LINGER, 0);
+	if (err == AF_OK)
+		err = remote ? connect_remote(p, p->key) : connect_local(p);
+	if (err == AF_OK)
+		err = af__loop_add_zsock(&ctx->loop, &p->watch, p->sock,
+		                         peer_readable);
+	if (err != AF_OK)
+		goto fail;
+	index_add(ctx, p);
+	*out = p;
+	return AF_OK;
+fail:
+	if (p->mon_watch.cb != NULL) {
+		/* The monitor watch joined the loop, which may still name it
+		 * this turn: free the peer when the turn ends, through a main
+		 * watch that never joined (fd -1). Reaping runs last-in
+		 * first-out, so the main watch is deleted first. */
+		p->watch.fd = -1;
+		p->watch.cb = NULL;
+		af__loop_del(&ctx->loop, &p->watch, peer_release);
+		af__loop_del(&ctx->loop, &p->mon_watch, NULL);
+	}
+	if (p->mon != NULL)
+		zmq_close(p->mon);
+	if (p->sock != NULL)
+		zmq_close(p->sock);
+	if (p->mon_watch.cb == NULL) {
+		free(p->key);
+		free(p);
+	}
+	return err;
+}
+
+void af__peer_close(af__peer *p, int status)
+{
+	af_ctx *ctx = p->ctx;
+
+	if (p->closed)
+		return;
+	p->closed = true;
+	index_remove(ctx, p);
+	fail_requests(p, status);
+	/* Order matters: the dead list is reaped last-in first-out, and the
+	 * release of the main watch frees the peer with the monitor watch in
+	 * it, so the monitor watch must be reaped first, i.e. added last. */
+	af__loop_del(&ctx->loop, &p->watch, peer_release);
+	if (p->mon != NULL) {
+		af__loop_del(&ctx->loop, &p->mon_watch, NULL);
+		zmq_close(p->mon);
+		p->mon = NULL;
+	}
+	zmq_close(p->sock);
+	p->sock = NULL;
+}
+
+void af__peers_revalidate(af_ctx *ctx)
+{
+	af__peer *p = ctx->peers;
+
+	while (p != NULL) {
+		af__peer *next = p->next;
+		if (!p->remote &&
+		    af__system_lookup(ctx->sys, p->key, strlen(p->key), true) !=
+		            p->incarnation)
+			af__peer_close(p, AF_EPEERDOWN);
+		p = next;
+	}
+}
+
+void af__peers_close_all(af_ctx *ctx, int status)
+{
+	while (ctx->peers != NULL)
+		af__peer_close(ctx->peers, status);
+}
+
+af_err af__peer_send(af__peer *p, void *frame, int64_t block_ms)
+{
+	int timeout;
+
+	if (zmq_msg_send(frame, p->sock, ZMQ_DONTWAIT) >= 0)
+		goto sent;
+	if (errno != EAGAIN)
+		return AF_ESYS;
+	if (block_ms <= 0)
+		return AF_EAGAIN;
+	timeout = block_ms > INT32_MAX ? INT32_MAX : (int)block_ms;
+	zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
+	if (zmq_msg_send(frame, p->sock, 0) < 0) {
+		timeout = -1;
+		zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
+		return errno == EAGAIN ? AF_ETIMEDOUT : AF_ESYS;
+	}
+	timeout = -1;
+	zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
+sent:
+	/* A send may have consumed the socket's readiness signal. */
+	af__loop_kick(&p->ctx->loop, &p->watch);
+	return AF_OK;
+}

@@ -1,0 +1,56 @@
+/*
+ * Outgoing connections. A context keeps one DEALER socket per destination:
+ * per local actor (inproc) or per remote endpoint (ipc, tcp). Requests and
+ * tells go out on it and replies come back on it, so a requester never
+ * binds an endpoint of its own.
+ *
+ * A local peer remembers the incarnation of the actor it reached; when the
+ * system reports that actors stopped, peers whose actor is gone are closed
+ * and their outstanding requests end with AF_EPEERDOWN. A remote peer is
+ * watched by a ZeroMQ socket monitor and ZMTP heartbeats: a disconnect
+ * ends its outstanding requests with AF_EPEERDOWN while the socket
+ * reconnects by itself.
+ */
+#ifndef AF_RUNTIME_PEER_H
+#define AF_RUNTIME_PEER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "actorflow/actor.h"
+#include "loop.h"
+
+typedef struct af__outreq af__outreq;
+
+typedef struct af__peer {
+	af_ctx *ctx;
+	char *key; /* an actor's name, or a remote endpoint */
+	uint64_t hash;
+	void *sock;
+	af__watch watch;
+	void *mon;
+	af__watch mon_watch;
+	uint64_t incarnation;
+	bool remote;
+	bool closed;
+	af__outreq *reqs; /* outstanding requests sent through this peer */
+	struct af__peer *next;
+	struct af__peer *prev;
+} af__peer;
+
+/* The peer for key (creating and connecting it on first use). A local key
+ * names an actor of ctx's system: AF_ENOTFOUND when none runs. */
+af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
+                    af__peer **out);
+/* Ends the peer's outstanding requests with status, closes its sockets and
+ * frees it at the end of the loop turn. */
+void af__peer_close(af__peer *p, int status);
+/* Closes local peers whose actor is gone (after a stop in the system). */
+void af__peers_revalidate(af_ctx *ctx);
+/* Closes every peer (context teardown). */
+void af__peers_close_all(af_ctx *ctx, int status);
+/* Sends frame on p without blocking, or waiting up to block_ms for room.
+ * Takes the frame on success. AF_OK, AF_EAGAIN, AF_ETIMEDOUT, AF_ESYS. */
+af_err af__peer_send(af__peer *p, void *frame, int64_t block_ms);
+
+#endif

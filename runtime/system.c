@@ -1,0 +1,332 @@
+#include "system.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define DEFAULT_MAX_MESSAGE (16u << 20)
+#define DEFAULT_MAILBOX_CAPACITY 1000
+#define DEFAULT_STACK_SIZE (256u << 10)
+
+void af__wake_fd(int fd)
+{
+	uint64_t one = 1;
+
+	/* A full eventfd counter (EAGAIN) still wakes its reader. */
+	if (write(fd, &one, sizeof(one)) < 0) {
+	}
+}
+
+af_err af_system_new(af_system **out, const af_system_opts *opts)
+{
+	af_system *sys = calloc(1, sizeof(*sys));
+	int io_threads = opts != NULL && opts->io_threads > 0 ? opts->io_threads
+	                                                       : 1;
+
+	if (sys == NULL)
+		return AF_ENOMEM;
+	sys->max_msg = opts != NULL && opts->max_message_size > 0
+	                       ? opts->max_message_size
+	                       : DEFAULT_MAX_MESSAGE;
+	sys->zctx = zmq_ctx_new();
+	if (sys->zctx == NULL)
+		goto undo_sys;
+	/* Each actor holds a mailbox and a socket per peer; ZeroMQ's default
+	 * limit of 1023 sockets would cap a system at a few hundred actors. */
+	if (zmq_ctx_set(sys->zctx, ZMQ_IO_THREADS, io_threads) != 0 ||
+	    zmq_ctx_set(sys->zctx, ZMQ_MAX_SOCKETS,
+	                zmq_ctx_get(sys->zctx, ZMQ_SOCKET_LIMIT)) != 0)
+		goto undo_zctx;
+	if (pthread_mutex_init(&sys->mu, NULL) != 0)
+		goto undo_zctx;
+	if (pthread_cond_init(&sys->cv, NULL) != 0)
+		goto undo_mutex;
+	atomic_init(&sys->epoch, 1);
+	*out = sys;
+	return AF_OK;
+undo_mutex:
+	pthread_mutex_destroy(&sys->mu);
+undo_zctx:
+	zmq_ctx_term(sys->zctx);
+undo_sys:
+	free(sys);
+	return AF_ESYS;
+}
+
+static af__actor *find(af_system *sys, const char *name, size_t len)
+{
+	for (af__actor *a = sys->actors; a != NULL; a = a->next)
+		if (a->phase != AF__ACTOR_EXITED && strlen(a->name) == len &&
+		    memcmp(a->name, name, len) == 0)
+			return a;
+	return NULL;
+}
+
+static void unlink_actor(af_system *sys, af__actor *a)
+{
+	for (af__actor **pp = &sys->actors; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			return;
+		}
+	}
+}
+
+/* Joins and frees actors that stopped themselves. Called without the lock;
+ * takes it. */
+static void reap_exited(af_system *sys)
+{
+	for (;;) {
+		af__actor *a;
+		pthread_mutex_lock(&sys->mu);
+		for (a = sys->actors; a != NULL; a = a->next)
+			if (a->phase == AF__ACTOR_EXITED && !a->stop_claimed &&
+			    !a->spawning)
+				break;
+		if (a != NULL) {
+			a->stop_claimed = true;
+			unlink_actor(sys, a);
+		}
+		pthread_mutex_unlock(&sys->mu);
+		if (a == NULL)
+			return;
+		pthread_join(a->thread, NULL);
+		free(a);
+	}
+}
+
+uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
+                           bool include_stopping)
+{
+	uint64_t incarnation = 0;
+	af__actor *a;
+
+	pthread_mutex_lock(&sys->mu);
+	a = find(sys, name, len);
+	if (a != NULL && (a->phase == AF__ACTOR_RUNNING ||
+	                  (include_stopping && a->phase == AF__ACTOR_STOPPING)))
+		incarnation = a->incarnation;
+	pthread_mutex_unlock(&sys->mu);
+	return incarnation;
+}
+
+void af__system_add_waker(af_system *sys, af__waker *w)
+{
+	pthread_mutex_lock(&sys->mu);
+	w->next = sys->wakers;
+	sys->wakers = w;
+	pthread_mutex_unlock(&sys->mu);
+}
+
+void af__system_remove_waker(af_system *sys, af__waker *w)
+{
+	pthread_mutex_lock(&sys->mu);
+	for (af__waker **pp = &sys->wakers; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sys->mu);
+}
+
+void af__system_bump_epoch(af_system *sys)
+{
+	atomic_fetch_add(&sys->epoch, 1);
+	for (af__waker *w = sys->wakers; w != NULL; w = w->next)
+		af__wake_fd(w->fd);
+}
+
+static bool valid_name(const char *name)
+{
+	size_t len;
+
+	if (name == NULL)
+		return false;
+	len = strlen(name);
+	/* "://" would read as an endpoint and '#' as an actor behind one. */
+	return len > 0 && len <= AF__NAME_MAX && strchr(name, '#') == NULL &&
+	       strstr(name, "://") == NULL;
+}
+
+af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
+                const void *config, const af_spawn_opts *opts)
+{
+	pthread_attr_t attr;
+	af__actor *a;
+	af_err err;
+	int rc;
+
+	if (sys == NULL || ops == NULL || !valid_name(name))
+		return AF_EINVAL;
+	reap_exited(sys);
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return AF_ENOMEM;
+	a->sys = sys;
+	strcpy(a->name, name);
+	a->ops = ops;
+	a->config = config;
+	a->wake_fd = -1;
+	a->opts.mailbox_capacity = opts != NULL && opts->mailbox_capacity > 0
+	                                   ? opts->mailbox_capacity
+	                                   : DEFAULT_MAILBOX_CAPACITY;
+	a->opts.stack_size = opts != NULL && opts->stack_size > 0
+	                             ? opts->stack_size
+	                             : DEFAULT_STACK_SIZE;
+	atomic_init(&a->stop_requested, false);
+	pthread_mutex_lock(&sys->mu);
+	if (find(sys, name, strlen(name)) != NULL) {
+		pthread_mutex_unlock(&sys->mu);
+		free(a);
+		return AF_EEXIST;
+	}
+	a->phase = AF__ACTOR_STARTING;
+	a->spawning = true;
+	a->incarnation = ++sys->next_incarnation;
+	a->next = sys->actors;
+	sys->actors = a;
+	pthread_mutex_unlock(&sys->mu);
+
+	pthread_attr_init(&attr);
+	if (a->opts.stack_size < (size_t)PTHREAD_STACK_MIN)
+		a->opts.stack_size = PTHREAD_STACK_MIN;
+	pthread_attr_setstacksize(&attr, a->opts.stack_size);
+	rc = pthread_create(&a->thread, &attr, af__actor_main, a);
+	pthread_attr_destroy(&attr);
+
+	pthread_mutex_lock(&sys->mu);
+	if (rc != 0) {
+		unlink_actor(sys, a);
+		pthread_mutex_unlock(&sys->mu);
+		free(a);
+		return AF_ESYS;
+	}
+	while (!a->init_done)
+		pthread_cond_wait(&sys->cv, &sys->mu);
+	err = a->init_result;
+	a->spawning = false;
+	if (err != AF_OK) {
+		a->stop_claimed = true;
+		unlink_actor(sys, a);
+	}
+	pthread_cond_broadcast(&sys->cv);
+	pthread_mutex_unlock(&sys->mu);
+	if (err != AF_OK) {
+		pthread_join(a->thread, NULL);
+		free(a);
+	}
+	return err;
+}
+
+af_err af_stop(af_system *sys, const char *name)
+{
+	af__actor *a;
+
+	if (sys == NULL || name == NULL)
+		return AF_EINVAL;
+	pthread_mutex_lock(&sys->mu);
+	a = find(sys, name, strlen(name));
+	while (a != NULL && (a->phase == AF__ACTOR_STARTING || a->spawning)) {
+		pthread_cond_wait(&sys->cv, &sys->mu);
+		a = find(sys, name, strlen(name));
+	}
+	if (a == NULL || a->stop_claimed) {
+		pthread_mutex_unlock(&sys->mu);
+		reap_exited(sys);
+		return AF_ENOTFOUND;
+	}
+	if (pthread_equal(a->thread, pthread_self())) {
+		pthread_mutex_unlock(&sys->mu);
+		return AF_EINVAL;
+	}
+	a->stop_claimed = true;
+	if (a->phase == AF__ACTOR_RUNNING)
+		a->phase = AF__ACTOR_STOPPING;
+	atomic_store(&a->stop_requested, true);
+	if (a->wake_fd >= 0)
+		af__wake_fd(a->wake_fd);
+	pthread_mutex_unlock(&sys->mu);
+
+	pthread_join(a->thread, NULL);
+	pthread_mutex_lock(&sys->mu);
+	unlink_actor(sys, a);
+	pthread_mutex_unlock(&sys->mu);
+	free(a);
+	return AF_OK;
+}
+
+af_err af_export(af_system *sys, const char *name, const char *endpoint)
+{
+	af__actor *a;
+	af_err err;
+
+	if (sys == NULL || name == NULL || endpoint == NULL)
+		return AF_EINVAL;
+	pthread_mutex_lock(&sys->mu);
+	a = find(sys, name, strlen(name));
+	if (a == NULL || a->phase != AF__ACTOR_RUNNING) {
+		pthread_mutex_unlock(&sys->mu);
+		return AF_ENOTFOUND;
+	}
+	if (pthread_equal(a->thread, pthread_self())) {
+		pthread_mutex_unlock(&sys->mu);
+		return af__actor_bind(a, endpoint);
+	}
+	/* The mailbox socket belongs to the actor's thread: hand the bind to
+	 * it, one export at a time. */
+	while (a->export_endpoint != NULL && a->phase == AF__ACTOR_RUNNING)
+		pthread_cond_wait(&sys->cv, &sys->mu);
+	if (a->phase != AF__ACTOR_RUNNING) {
+		pthread_mutex_unlock(&sys->mu);
+		return AF_ENOTFOUND;
+	}
+	a->export_endpoint = endpoint;
+	a->export_done = false;
+	af__wake_fd(a->wake_fd);
+	while (!a->export_done)
+		pthread_cond_wait(&sys->cv, &sys->mu);
+	err = a->export_result;
+	a->export_endpoint = NULL;
+	pthread_cond_broadcast(&sys->cv);
+	pthread_mutex_unlock(&sys->mu);
+	return err;
+}
+
+bool af_exists(af_system *sys, const char *name)
+{
+	return sys != NULL && name != NULL &&
+	       af__system_lookup(sys, name, strlen(name), false) != 0;
+}
+
+void af_system_destroy(af_system **sp)
+{
+	af_system *sys;
+
+	if (sp == NULL || *sp == NULL)
+		return;
+	sys = *sp;
+	*sp = NULL;
+	for (;;) {
+		char name[AF__NAME_MAX + 1] = "";
+		af__actor *a;
+		pthread_mutex_lock(&sys->mu);
+		for (a = sys->actors; a != NULL; a = a->next)
+			if (a->phase != AF__ACTOR_EXITED && !a->stop_claimed)
+				break;
+		if (a != NULL)
+			strcpy(name, a->name);
+		pthread_mutex_unlock(&sys->mu);
+		if (a == NULL)
+			break;
+		af_stop(sys, name);
+	}
+	reap_exited(sys);
+	zmq_ctx_term(sys->zctx);
+	pthread_cond_destroy(&sys->cv);
+	pthread_mutex_destroy(&sys->mu);
+	free(sys);
+}

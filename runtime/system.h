@@ -1,0 +1,86 @@
+/*
+ * The actor system: one ZeroMQ context, the registry of actors by name, and
+ * the epoch that tells every context when an actor has stopped.
+ */
+#ifndef AF_RUNTIME_SYSTEM_H
+#define AF_RUNTIME_SYSTEM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "actorflow/actor.h"
+#include "envelope.h"
+#include "loop.h"
+
+typedef enum af__actor_state {
+	AF__ACTOR_STARTING,
+	AF__ACTOR_RUNNING,
+	AF__ACTOR_STOPPING,
+	AF__ACTOR_EXITED
+} af__actor_state;
+
+typedef struct af__actor {
+	af_system *sys;
+	char name[AF__NAME_MAX + 1];
+	const af_actor_ops *ops;
+	const void *config;
+	af_spawn_opts opts;
+	pthread_t thread;
+	uint64_t incarnation;
+	af__actor_state phase; /* under sys->mu */
+	bool init_done;        /* under sys->mu */
+	int init_result;
+	atomic_bool stop_requested;
+	int wake_fd; /* -1 once the actor's thread closed it */
+	af_ctx *ctx;
+	void *state; /* what ops->init returned */
+	void *mailbox;
+	af__watch mailbox_watch;
+	bool self_stop;
+	bool stop_claimed; /* an af_stop is joining this actor */
+	bool spawning;     /* af_spawn still owns it */
+	/* A pending export, handed to the actor's thread (under sys->mu). */
+	const char *export_endpoint;
+	bool export_done;
+	int export_result;
+	struct af__actor *next;
+} af__actor;
+
+/* A context that wants to hear when actors stop (clients, actors). */
+typedef struct af__waker {
+	int fd;
+	struct af__waker *next;
+} af__waker;
+
+struct af_system {
+	void *zctx;
+	size_t max_msg;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	af__actor *actors; /* newest first */
+	af__waker *wakers;
+	uint64_t next_incarnation;
+	atomic_uint_fast64_t epoch;
+};
+
+/* The incarnation of the running actor called name, or 0. */
+/* include_stopping: an actor that is draining its mailbox still counts (for
+ * connections made before it began to stop). */
+uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
+                           bool include_stopping);
+/* Bumps the epoch and wakes every context so they revalidate their peers.
+ * Called with sys->mu held. */
+void af__system_bump_epoch(af_system *sys);
+void af__system_add_waker(af_system *sys, af__waker *w);
+void af__system_remove_waker(af_system *sys, af__waker *w);
+/* Writes 1 to an eventfd. */
+void af__wake_fd(int fd);
+
+/* The actor thread's body (actor.c). */
+void *af__actor_main(void *arg);
+/* Binds a's mailbox to endpoint; on a's own thread only (actor.c). */
+af_err af__actor_bind(af__actor *a, const char *endpoint);
+
+#endif
