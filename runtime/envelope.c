@@ -80,8 +80,8 @@ static bool read_uint(const msgpack_object *o, uint64_t *out)
 	return true;
 }
 
-static bool read_opt_str(const msgpack_object *o, size_t max,
-                         const char **s, size_t *len)
+static bool read_opt_str(const msgpack_object *o, size_t max, const char **s,
+                         size_t *len)
 {
 	if (o->type == MSGPACK_OBJECT_NIL) {
 		*s = NULL;

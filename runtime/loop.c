@@ -138,6 +138,21 @@ void af__loop_del(af__loop *l, af__watch *w, af__watch_release release)
 		return;
 	/* A closed fd has already left the epoll set; ignore that error. */
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (w->queued) {
+		/* Unlink it, or a later turn would read it after release. */
+		af__watch **pp = &l->ready_head;
+		af__watch *prev = NULL;
+		while (*pp != NULL && *pp != w) {
+			prev = *pp;
+			pp = &(*pp)->next_ready;
+		}
+		if (*pp == w) {
+			*pp = w->next_ready;
+			if (l->ready_tail == w)
+				l->ready_tail = prev;
+		}
+		w->queued = false;
+	}
 	w->dead = true;
 	w->release = release;
 	w->next_dead = l->dead;

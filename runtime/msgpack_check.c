@@ -79,7 +79,7 @@ static int read_header(const uint8_t *p, size_t len, size_t *pos,
 	case 0xc7:
 	case 0xc8:
 	case 0xc9: {
-		/* ext 8/16/32: the length bytes, then a type byte, then data. */
+		/* ext 8/16/32: length, then a type byte, then the data. */
 		unsigned width = 1u << (b - 0xc7);
 
 		if (read_be(p, len, pos, width, &body) != 0)

@@ -198,7 +198,8 @@ af_err af_pack_strn(af_payload *p, const char *s, size_t len)
 	if ((s == NULL && len > 0) || len > UINT32_MAX)
 		return fail(p, AF_EINVAL);
 	rc = msgpack_pack_str(&p->pk, len);
-	/* An empty body is skipped: s may be NULL, and memcpy must not see it. */
+	/* An empty body is skipped: s may be NULL, and memcpy must not see it.
+	 */
 	if (rc == 0 && len > 0)
 		rc = msgpack_pack_str_body(&p->pk, s, len);
 	return packed(p, rc);
@@ -239,8 +240,8 @@ static af_err pack_fixed(af_payload *p, bool map, uint32_t n)
 		return err;
 	if (n > 0) {
 		p->frames[p->depth++] = (struct frame){
-			.kind = FRAME_FIXED,
-			.n = map ? 2 * (uint64_t)n : n,
+		        .kind = FRAME_FIXED,
+		        .n = map ? 2 * (uint64_t)n : n,
 		};
 	}
 	return AF_OK;
@@ -275,9 +276,9 @@ static af_err begin(af_payload *p, enum frame_kind kind)
 	                                           sizeof(header)))) != AF_OK)
 		return err;
 	p->frames[p->depth++] = (struct frame){
-		.kind = kind,
-		.header_off = off,
-		.n = 0,
+	        .kind = kind,
+	        .header_off = off,
+	        .n = 0,
 	};
 	return AF_OK;
 }
@@ -343,8 +344,8 @@ af_err af_pack_value(af_payload *p, const struct af_value *v)
 	 * AF_ENOTFOUND the readers give. */
 	if (v == NULL)
 		return fail(p, AF_ENOTFOUND);
-	return packed(p, msgpack_pack_object(&p->pk,
-	                                     *(const msgpack_object *)v));
+	return packed(p,
+	              msgpack_pack_object(&p->pk, *(const msgpack_object *)v));
 }
 
 af_err af_payload_status(const af_payload *p)

@@ -164,8 +164,15 @@ static af_err connect_local(af__peer *p)
 {
 	char endpoint[AF__NAME_MAX + 16];
 
+	int one = 1;
+
 	if (p->ctx->sys == NULL)
 		return AF_ENOTFOUND;
+	/* ZeroMQ sizes an inproc pipe as the sender's send limit plus the
+	 * receiver's receive limit; keeping the sender's at one makes the
+	 * receiver's mailbox capacity the bound. */
+	if (zmq_setsockopt(p->sock, ZMQ_SNDHWM, &one, sizeof(one)) != 0)
+		return AF_ESYS;
 	p->incarnation =
 	        af__system_lookup(p->ctx->sys, p->key, strlen(p->key), false);
 	if (p->incarnation == 0)
@@ -291,8 +298,12 @@ void af__peers_revalidate(af_ctx *ctx)
 		af__peer *next = p->next;
 		if (!p->remote &&
 		    af__system_lookup(ctx->sys, p->key, strlen(p->key), true) !=
-		            p->incarnation)
+		            p->incarnation) {
+			/* Answers the actor sent while it stopped are already
+			 * queued: deliver them before declaring the rest lost. */
+			peer_readable(&p->watch, 0);
 			af__peer_close(p, AF_EPEERDOWN);
+		}
 		p = next;
 	}
 }
@@ -316,9 +327,10 @@ af_err af__peer_send(af__peer *p, void *frame, int64_t block_ms)
 	timeout = block_ms > INT32_MAX ? INT32_MAX : (int)block_ms;
 	zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
 	if (zmq_msg_send(frame, p->sock, 0) < 0) {
+		int e = errno;
 		timeout = -1;
 		zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
-		return errno == EAGAIN ? AF_ETIMEDOUT : AF_ESYS;
+		return e == EAGAIN ? AF_ETIMEDOUT : AF_ESYS;
 	}
 	timeout = -1;
 	zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));

@@ -1,0 +1,367 @@
+/* Actor lifecycle, timers and fd watches. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+static void test_spawn_stop(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "a", &test_echo_ops, NULL, NULL), AF_OK);
+	assert_true(af_exists(sys, "a"));
+	assert_int_equal(af_spawn(sys, "a", &test_echo_ops, NULL, NULL),
+	                 AF_EEXIST);
+	assert_int_equal(af_stop(sys, "a"), AF_OK);
+	assert_false(af_exists(sys, "a"));
+	assert_int_equal(af_stop(sys, "a"), AF_ENOTFOUND);
+	/* The name is free again, and the new actor serves. */
+	assert_int_equal(af_spawn(sys, "a", &test_echo_ops, NULL, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_client_request(c, "a", "echo", NULL, 2000, &reply),
+	                 AF_OK);
+	af_msg_destroy(&reply);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	af_system_destroy(&sys);
+	af_system_destroy(NULL);
+}
+
+static void test_bad_spawns(void **state)
+{
+	af_system *sys = NULL;
+	echo_config failing = {.init_result = AF_EUSER + 3};
+	char long_name[300];
+
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "f", &test_echo_ops, &failing, NULL),
+	                 AF_EUSER + 3);
+	assert_false(af_exists(sys, "f"));
+	assert_int_equal(af_spawn(sys, "f", &test_echo_ops, NULL, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "", &test_echo_ops, NULL, NULL),
+	                 AF_EINVAL);
+	assert_int_equal(af_spawn(sys, NULL, &test_echo_ops, NULL, NULL),
+	                 AF_EINVAL);
+	assert_int_equal(af_spawn(sys, "x#y", &test_echo_ops, NULL, NULL),
+	                 AF_EINVAL);
+	assert_int_equal(af_spawn(sys, "ipc://x", &test_echo_ops, NULL, NULL),
+	                 AF_EINVAL);
+	assert_int_equal(af_spawn(sys, long_name, &test_echo_ops, NULL, NULL),
+	                 AF_EINVAL);
+	assert_int_equal(af_spawn(sys, "n", NULL, NULL, NULL), AF_EINVAL);
+	assert_int_equal(af_export(sys, "nobody", "ipc:///tmp/x"),
+	                 AF_ENOTFOUND);
+	assert_int_equal(af_export(sys, "f", "udp://1.2.3.4:5"), AF_EADDR);
+	af_system_destroy(&sys);
+}
+
+static void test_many_actors(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	char name[32];
+
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	for (int i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "actor-%d", i);
+		assert_int_equal(
+		        af_spawn(sys, name, &test_echo_ops, NULL, NULL), AF_OK);
+	}
+	for (int i = 0; i < 200; i += 7) {
+		af_msg *reply = NULL;
+		snprintf(name, sizeof(name), "actor-%d", i);
+		assert_int_equal(af_client_request(c, name, "echo", NULL, 2000,
+		                                   &reply),
+		                 AF_OK);
+		af_msg_destroy(&reply);
+	}
+	af_client_destroy(&c);
+	/* Destroying the system stops all 200. */
+	af_system_destroy(&sys);
+}
+
+/* ---- stop_self --------------------------------------------------------- */
+
+static af_err quitter_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	assert_string_equal(af_self(ctx), "quitter");
+	assert_non_null(af_ctx_system(ctx));
+	af_stop_self(ctx);
+	return af_reply(ctx, m, NULL);
+}
+
+static const af_actor_ops quitter_ops = {
+	.type_name = "quitter",
+	.handle = quitter_handle,
+};
+
+static void test_stop_self(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	af_err err;
+
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_spawn(sys, "quitter", &quitter_ops, NULL, NULL),
+	                 AF_OK);
+	assert_int_equal(af_client_request(c, "quitter", "bye", NULL, 2000,
+	                                   &reply),
+	                 AF_OK);
+	af_msg_destroy(&reply);
+	/* It may still be on its way out; af_stop waits for it either way. */
+	err = af_stop(sys, "quitter");
+	assert_true(err == AF_OK || err == AF_ENOTFOUND);
+	assert_false(af_exists(sys, "quitter"));
+	assert_int_equal(af_spawn(sys, "quitter", &quitter_ops, NULL, NULL),
+	                 AF_OK);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+typedef struct timers {
+	af_pending *run;
+	int ticks;
+	int order[4];
+	int norder;
+	uint64_t repeat_id;
+	uint64_t doomed_id;
+} timers;
+
+static void finish(af_ctx *ctx, timers *t)
+{
+	af_payload *p = NULL;
+
+	af_payload_new(&p);
+	af_pack_array(p, (uint32_t)t->norder + 1);
+	af_pack_int(p, t->ticks);
+	for (int i = 0; i < t->norder; i++)
+		af_pack_int(p, t->order[i]);
+	af_pending_reply(ctx, &t->run, p);
+	af_payload_destroy(&p);
+}
+
+static void on_tick(af_ctx *ctx, void *arg)
+{
+	timers *t = arg;
+
+	if (++t->ticks == 5) {
+		assert_int_equal(af_timer_cancel(ctx, t->repeat_id), AF_OK);
+		assert_int_equal(af_timer_cancel(ctx, t->repeat_id),
+		                 AF_ENOTFOUND);
+		finish(ctx, t);
+	}
+}
+
+typedef struct ordered {
+	timers *t;
+	int n;
+} ordered;
+
+static ordered marks[3];
+
+static void on_mark(af_ctx *ctx, void *arg)
+{
+	ordered *o = arg;
+
+	o->t->order[o->t->norder++] = o->n;
+}
+
+static void on_doomed(af_ctx *ctx, void *arg)
+{
+	fail_msg("a cancelled timer fired");
+}
+
+static af_err timers_init(af_ctx *ctx, const void *config, void **state)
+{
+	*state = calloc(1, sizeof(timers));
+	return AF_OK;
+}
+
+static af_err timers_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	timers *t = state;
+	af_err err = af_defer(ctx, m, &t->run);
+
+	assert_int_equal(af_timer_start(ctx, 0, 0, NULL, NULL, NULL),
+	                 AF_EINVAL);
+	assert_int_equal(af_timer_start(ctx, -1, 0, on_doomed, t, NULL),
+	                 AF_EINVAL);
+	/* Three one-shots due in reverse order of starting, all before the
+	 * fifth tick of the repeating timer. */
+	for (int i = 0; i < 3; i++) {
+		marks[i].t = t;
+		marks[i].n = i;
+		assert_int_equal(af_timer_start(ctx, 6 - 2 * i, 0, on_mark,
+		                                &marks[i], NULL),
+		                 AF_OK);
+	}
+	assert_int_equal(af_timer_start(ctx, 1, 0, on_doomed, t,
+	                                &t->doomed_id),
+	                 AF_OK);
+	assert_int_equal(af_timer_cancel(ctx, t->doomed_id), AF_OK);
+	assert_int_equal(af_timer_start(ctx, 5, 5, on_tick, t, &t->repeat_id),
+	                 AF_OK);
+	return err;
+}
+
+static void timers_stop(af_ctx *ctx, void *state)
+{
+	free(state);
+}
+
+static const af_actor_ops timers_ops = {
+	.type_name = "timers",
+	.init = timers_init,
+	.handle = timers_handle,
+	.stop = timers_stop,
+};
+
+static void test_timers(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	const af_value *v;
+	int64_t n;
+
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_spawn(sys, "timers", &timers_ops, NULL, NULL),
+	                 AF_OK);
+	assert_int_equal(af_client_request(c, "timers", "run", NULL, 5000,
+	                                   &reply),
+	                 AF_OK);
+	v = af_msg_payload(reply);
+	assert_int_equal(af_value_len(v), 4);
+	assert_int_equal(af_value_int(af_value_at(v, 0), &n), AF_OK);
+	assert_int_equal(n, 5);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(af_value_int(af_value_at(v, 1 + i), &n), AF_OK);
+		assert_int_equal(n, 2 - i);
+	}
+	af_msg_destroy(&reply);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+}
+
+/* ---- fd watches -------------------------------------------------------- */
+
+typedef struct fdw {
+	int efd;
+	af_pending *waiting;
+	int fired;
+} fdw;
+
+static void on_efd(af_ctx *ctx, int fd, unsigned events, void *arg)
+{
+	fdw *w = arg;
+	uint64_t value;
+	af_payload *p = NULL;
+
+	assert_true(events & AF_FD_READ);
+	assert_int_equal(read(fd, &value, sizeof(value)), sizeof(value));
+	w->fired++;
+	/* Unwatching from the fd's own callback is allowed. */
+	assert_int_equal(af_fd_unwatch(ctx, fd), AF_OK);
+	assert_int_equal(af_fd_unwatch(ctx, fd), AF_ENOTFOUND);
+	p = test_payload_n((int64_t)value);
+	af_pending_reply(ctx, &w->waiting, p);
+	af_payload_destroy(&p);
+}
+
+static af_err fdw_init(af_ctx *ctx, const void *config, void **state)
+{
+	fdw *w = calloc(1, sizeof(*w));
+
+	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	*state = w;
+	return w->efd >= 0 ? AF_OK : AF_ESYS;
+}
+
+static af_err fdw_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	fdw *w = state;
+	af_err err;
+	uint64_t add = 42;
+
+	if (strcmp(af_msg_type(m), "arm") == 0) {
+		assert_int_equal(af_fd_watch(ctx, -1, AF_FD_READ, on_efd, w),
+		                 AF_EINVAL);
+		assert_int_equal(af_fd_modify(ctx, w->efd, AF_FD_READ),
+		                 AF_ENOTFOUND);
+		err = af_fd_watch(ctx, w->efd, AF_FD_WRITE, on_efd, w);
+		assert_int_equal(af_fd_watch(ctx, w->efd, AF_FD_READ, on_efd,
+		                             w),
+		                 AF_EEXIST);
+		/* Watch for reading only, then make the fd readable. */
+		assert_int_equal(af_fd_modify(ctx, w->efd, AF_FD_READ), AF_OK);
+		if (err == AF_OK)
+			err = af_defer(ctx, m, &w->waiting);
+		assert_int_equal(write(w->efd, &add, sizeof(add)), sizeof(add));
+		return err;
+	}
+	return af_reply_error(ctx, m, AF_ENOTSUP, NULL);
+}
+
+static void fdw_stop(af_ctx *ctx, void *state)
+{
+	fdw *w = state;
+
+	assert_int_equal(w->fired, 1);
+	close(w->efd);
+	free(w);
+}
+
+static const af_actor_ops fdw_ops = {
+	.type_name = "fdwatch",
+	.init = fdw_init,
+	.handle = fdw_handle,
+	.stop = fdw_stop,
+};
+
+static void test_fd_watch(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_spawn(sys, "fdw", &fdw_ops, NULL, NULL), AF_OK);
+	assert_int_equal(af_client_request(c, "fdw", "arm", NULL, 5000, &reply),
+	                 AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "n", 0), 42);
+	af_msg_destroy(&reply);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_spawn_stop),
+		cmocka_unit_test(test_bad_spawns),
+		cmocka_unit_test(test_many_actors),
+		cmocka_unit_test(test_stop_self),
+		cmocka_unit_test(test_timers),
+		cmocka_unit_test(test_fd_watch),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,472 @@
+/* Requests and their outcomes: reply, remote error, no reply, timeout,
+ * deferred answers, cancellation, and requests between actors. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "testlib.h"
+
+typedef struct fixture {
+	af_system *sys;
+	af_client *client;
+} fixture;
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof(*f));
+
+	assert_int_equal(af_system_new(&f->sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(f->sys, "echo", &test_echo_ops, NULL, NULL),
+	                 AF_OK);
+	assert_int_equal(af_client_new(&f->client, f->sys), AF_OK);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+
+	af_client_destroy(&f->client);
+	af_system_destroy(&f->sys);
+	assert_null(f->sys);
+	free(f);
+	return 0;
+}
+
+static void test_echo_round_trip(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = NULL;
+	af_msg *reply = NULL;
+	const af_value *v;
+	const char *s;
+	size_t len;
+	double d;
+
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map_begin(p);
+	af_pack_str(p, "text");
+	af_pack_str(p, "héllo");
+	af_pack_str(p, "list");
+	af_pack_array_begin(p);
+	af_pack_int(p, -7);
+	af_pack_double(p, 2.5);
+	af_pack_nil(p);
+	af_pack_array_end(p);
+	assert_int_equal(af_pack_map_end(p), AF_OK);
+
+	assert_int_equal(af_client_request(f->client, "echo", "echo", p, 2000,
+	                                   &reply),
+	                 AF_OK);
+	assert_non_null(reply);
+	assert_int_equal(af_msg_kind(reply), AF_KIND_REPLY);
+	v = af_msg_payload(reply);
+	assert_int_equal(af_value_str(af_value_get(v, "text"), &s, &len),
+	                 AF_OK);
+	assert_int_equal(len, strlen("héllo"));
+	assert_memory_equal(s, "héllo", len);
+	v = af_value_get(v, "list");
+	assert_int_equal(af_value_len(v), 3);
+	assert_int_equal(af_value_get_int(NULL, "x", 5), 5);
+	assert_int_equal(af_value_double(af_value_at(v, 1), &d), AF_OK);
+	assert_true(d == 2.5);
+	assert_int_equal(af_value_type(af_value_at(v, 2)), AF_TYPE_NIL);
+	af_msg_destroy(&reply);
+	assert_null(reply);
+	af_payload_destroy(&p);
+}
+
+static void test_many_sequential(void **state)
+{
+	fixture *f = *state;
+
+	for (int i = 0; i < 2000; i++) {
+		af_payload *p = test_payload_n(i);
+		af_msg *reply = NULL;
+		assert_int_equal(af_client_request(f->client, "echo", "echo",
+		                                   p, 2000, &reply),
+		                 AF_OK);
+		assert_int_equal(
+		        af_value_get_int(af_msg_payload(reply), "n", -1), i);
+		af_msg_destroy(&reply);
+		af_payload_destroy(&p);
+	}
+}
+
+static void test_remote_error(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	const char *text = NULL;
+
+	assert_int_equal(af_client_request(f->client, "echo", "fail", NULL,
+	                                   2000, &reply),
+	                 AF_EUSER + 1);
+	assert_non_null(reply);
+	assert_int_equal(af_msg_kind(reply), AF_KIND_ERROR);
+	assert_int_equal(af_msg_error(reply, &text), AF_EUSER + 1);
+	assert_string_equal(text, "asked to fail");
+	af_msg_destroy(&reply);
+
+	assert_int_equal(af_client_request(f->client, "echo", "nosuchtype",
+	                                   NULL, 2000, &reply),
+	                 AF_ENOTSUP);
+	assert_int_equal(af_msg_error(reply, &text), AF_ENOTSUP);
+	assert_non_null(strstr(text, "nosuchtype"));
+	af_msg_destroy(&reply);
+}
+
+static void test_handler_without_reply(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	const char *text = NULL;
+
+	assert_int_equal(af_client_request(f->client, "echo", "noreply", NULL,
+	                                   2000, &reply),
+	                 AF_ENOREPLY);
+	assert_int_equal(af_msg_error(reply, &text), AF_ENOREPLY);
+	assert_non_null(strstr(text, "without replying"));
+	af_msg_destroy(&reply);
+
+	assert_int_equal(af_client_request(f->client, "echo", "badarg", NULL,
+	                                   2000, &reply),
+	                 AF_EINVAL);
+	assert_int_equal(af_msg_error(reply, &text), AF_EINVAL);
+	assert_string_equal(text, af_strerror(AF_EINVAL));
+	af_msg_destroy(&reply);
+}
+
+static void test_timeout(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	int64_t start = af__now_ms();
+	int64_t took;
+
+	assert_int_equal(af_client_request(f->client, "echo", "hang", NULL, 50,
+	                                   &reply),
+	                 AF_ETIMEDOUT);
+	took = af__now_ms() - start;
+	assert_null(reply);
+	assert_true(took >= 50);
+	assert_true(took < 2000);
+	/* The client still works after a timeout. */
+	assert_int_equal(af_client_request(f->client, "echo", "echo", NULL,
+	                                   2000, &reply),
+	                 AF_OK);
+	af_msg_destroy(&reply);
+}
+
+static void test_deferred_reply(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = NULL;
+	af_msg *reply = NULL;
+	bool late = false;
+
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map(p, 1);
+	af_pack_str(p, "ms");
+	af_pack_int(p, 20);
+	assert_int_equal(af_client_request(f->client, "echo", "later", p, 2000,
+	                                   &reply),
+	                 AF_OK);
+	assert_int_equal(af_value_bool(af_value_get(af_msg_payload(reply),
+	                                            "late"),
+	                               &late),
+	                 AF_OK);
+	assert_true(late);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+}
+
+static void test_bad_addresses(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+
+	assert_int_equal(af_client_request(f->client, "nobody", "echo", NULL,
+	                                   100, &reply),
+	                 AF_ENOTFOUND);
+	assert_int_equal(af_client_request(f->client, "", "echo", NULL, 100,
+	                                   &reply),
+	                 AF_EADDR);
+	assert_int_equal(af_client_request(f->client, "udp://x#y", "echo",
+	                                   NULL, 100, &reply),
+	                 AF_EADDR);
+	assert_int_equal(af_client_request(f->client, "ipc:///tmp/x#", "echo",
+	                                   NULL, 100, &reply),
+	                 AF_EADDR);
+	assert_int_equal(af_client_request(f->client, "echo", "echo", NULL, 0,
+	                                   &reply),
+	                 AF_EINVAL);
+	assert_null(reply);
+}
+
+static void test_unfinished_payload_is_rejected(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = NULL;
+	af_msg *reply = NULL;
+	char type[300];
+
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map_begin(p);
+	assert_int_equal(af_client_request(f->client, "echo", "echo", p, 100,
+	                                   &reply),
+	                 AF_EINVAL);
+	af_payload_destroy(&p);
+	memset(type, 'x', sizeof(type) - 1);
+	type[sizeof(type) - 1] = '\0';
+	assert_int_equal(af_client_request(f->client, "echo", type, NULL, 100,
+	                                   &reply),
+	                 AF_EINVAL);
+}
+
+/* ---- requests between actors ------------------------------------------ */
+
+/* "relay" forwards a request to the actor named in "to" with type "type"
+ * and answers with {"status": outcome, "n": reply's n}. With "cancel":
+ * true it cancels its request at once. */
+typedef struct relay_call {
+	af_pending *p;
+	int calls;
+} relay_call;
+
+static void relay_done(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	relay_call *call = arg;
+	af_payload *p = NULL;
+
+	call->calls++;
+	af_payload_new(&p);
+	af_pack_map(p, 2);
+	af_pack_str(p, "status");
+	af_pack_int(p, status);
+	af_pack_str(p, "n");
+	af_pack_int(p, reply != NULL
+	                       ? af_value_get_int(af_msg_payload(reply), "n", -1)
+	                       : -1);
+	af_pending_reply(ctx, &call->p, p);
+	af_payload_destroy(&p);
+	assert_int_equal(call->calls, 1);
+	free(call);
+}
+
+static af_err relay_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	const af_value *in = af_msg_payload(m);
+	char *to = af_value_strdup(af_value_get(in, "to"));
+	char *type = af_value_strdup(af_value_get(in, "type"));
+	int64_t timeout = af_value_get_int(in, "timeout", 1000);
+	relay_call *call = calloc(1, sizeof(*call));
+	af_payload *p = test_payload_n(af_value_get_int(in, "n", 0));
+	uint64_t id = 0;
+	af_err err = af_defer(ctx, m, &call->p);
+
+	if (err == AF_OK) {
+		err = af_request(ctx, to, type, p, timeout, relay_done, call,
+		                 &id);
+		if (err != AF_OK)
+			af_pending_error(ctx, &call->p, err, "relay: %s",
+			                 af_strerror(err));
+	}
+	if (err != AF_OK)
+		free(call);
+	else if (af_value_get_bool(in, "cancel", false))
+		assert_int_equal(af_cancel(ctx, id), AF_OK);
+	assert_int_equal(af_cancel(ctx, 987654321), AF_ENOTFOUND);
+	af_payload_destroy(&p);
+	free(to);
+	free(type);
+	return AF_OK;
+}
+
+static const af_actor_ops relay_ops = {
+	.type_name = "relay",
+	.handle = relay_handle,
+};
+
+static int64_t relay(fixture *f, const char *to, const char *type,
+                     int64_t timeout, bool cancel, int64_t *n)
+{
+	af_payload *p = NULL;
+	af_msg *reply = NULL;
+	int64_t status;
+
+	af_payload_new(&p);
+	af_pack_map(p, 5);
+	af_pack_str(p, "to");
+	af_pack_str(p, to);
+	af_pack_str(p, "type");
+	af_pack_str(p, type);
+	af_pack_str(p, "timeout");
+	af_pack_int(p, timeout);
+	af_pack_str(p, "cancel");
+	af_pack_bool(p, cancel);
+	af_pack_str(p, "n");
+	af_pack_int(p, 41);
+	assert_int_equal(af_client_request(f->client, "relay", "go", p, 5000,
+	                                   &reply),
+	                 AF_OK);
+	status = af_value_get_int(af_msg_payload(reply), "status", -100);
+	if (n != NULL)
+		*n = af_value_get_int(af_msg_payload(reply), "n", -100);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+	return status;
+}
+
+static void test_actor_to_actor(void **state)
+{
+	fixture *f = *state;
+	int64_t n = 0;
+
+	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
+	                 AF_OK);
+	assert_int_equal(relay(f, "echo", "echo", 1000, false, &n), AF_OK);
+	assert_int_equal(n, 41);
+	assert_int_equal(relay(f, "echo", "fail", 1000, false, NULL),
+	                 AF_EUSER + 1);
+	assert_int_equal(relay(f, "echo", "hang", 30, false, NULL),
+	                 AF_ETIMEDOUT);
+	assert_int_equal(relay(f, "echo", "hang", 0, true, NULL),
+	                 AF_ECANCELED);
+}
+
+static void test_request_to_missing_actor_fails_at_once(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	const char *text;
+	af_payload *p = NULL;
+
+	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
+	                 AF_OK);
+	af_payload_new(&p);
+	af_pack_map(p, 2);
+	af_pack_str(p, "to");
+	af_pack_str(p, "ghost");
+	af_pack_str(p, "type");
+	af_pack_str(p, "echo");
+	assert_int_equal(af_client_request(f->client, "relay", "go", p, 2000,
+	                                   &reply),
+	                 AF_ENOTFOUND);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, af_strerror(AF_ENOTFOUND)));
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+}
+
+/* Stopping an actor answers the requests it still holds. */
+typedef struct stopper {
+	af_system *sys;
+	test_signal *hung;
+	int waited;
+	int stopped;
+} stopper;
+
+static void *stop_echo_once_hung(void *arg)
+{
+	stopper *s = arg;
+
+	/* Assertions belong to the main thread: record, then check there. */
+	s->waited = test_signal_wait(s->hung, 1, 5000);
+	s->stopped = af_stop(s->sys, "echo");
+	return NULL;
+}
+
+static void test_stop_answers_deferred(void **state)
+{
+	fixture *f = *state;
+	test_signal hung;
+	echo_config cfg = {.hung = &hung};
+	stopper s = {.sys = f->sys, .hung = &hung};
+	af_payload *p = NULL;
+	af_msg *reply = NULL;
+	const char *text;
+	pthread_t t;
+
+	test_signal_init(&hung);
+	assert_int_equal(af_stop(f->sys, "echo"), AF_OK);
+	assert_int_equal(af_spawn(f->sys, "echo", &test_echo_ops, &cfg, NULL),
+	                 AF_OK);
+	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
+	                 AF_OK);
+	/* relay -> echo "hang": relay's continuation must see AF_ESTOPPED. */
+	af_payload_new(&p);
+	af_pack_map(p, 3);
+	af_pack_str(p, "to");
+	af_pack_str(p, "echo");
+	af_pack_str(p, "type");
+	af_pack_str(p, "hang");
+	af_pack_str(p, "timeout");
+	af_pack_int(p, 0);
+	pthread_create(&t, NULL, stop_echo_once_hung, &s);
+	assert_int_equal(af_client_request(f->client, "relay", "go", p, 5000,
+	                                   &reply),
+	                 AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "status", 0),
+	                 AF_ESTOPPED);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+	pthread_join(t, NULL);
+	assert_true(s.waited);
+	assert_int_equal(s.stopped, AF_OK);
+	assert_false(af_exists(f->sys, "echo"));
+	assert_int_equal(af_client_request(f->client, "echo", "echo", NULL,
+	                                   100, &reply),
+	                 AF_ENOTFOUND);
+
+	/* A client request held by an actor that is stopped. */
+	hung.count = 0;
+	assert_int_equal(af_spawn(f->sys, "echo", &test_echo_ops, &cfg, NULL),
+	                 AF_OK);
+	pthread_create(&t, NULL, stop_echo_once_hung, &s);
+	assert_int_equal(af_client_request(f->client, "echo", "hang", NULL,
+	                                   5000, &reply),
+	                 AF_ESTOPPED);
+	assert_int_equal(af_msg_error(reply, &text), AF_ESTOPPED);
+	assert_string_equal(text, af_strerror(AF_ESTOPPED));
+	af_msg_destroy(&reply);
+	pthread_join(t, NULL);
+	assert_true(s.waited);
+	assert_int_equal(s.stopped, AF_OK);
+	test_signal_fini(&hung);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_echo_round_trip, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_many_sequential, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_remote_error, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_handler_without_reply,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deferred_reply, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_bad_addresses, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(
+		        test_unfinished_payload_is_rejected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_actor_to_actor, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(
+		        test_request_to_missing_actor_fails_at_once, setup,
+		        teardown),
+		cmocka_unit_test_setup_teardown(test_stop_answers_deferred,
+		                                setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

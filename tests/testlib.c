@@ -1,0 +1,175 @@
+#include "testlib.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct echo_state {
+	const echo_config *cfg;
+	af_pending *hung[64];
+	int nhung;
+} echo_state;
+
+typedef struct later {
+	af_pending *p;
+} later;
+
+static af_err echo_init(af_ctx *ctx, const void *config, void **state)
+{
+	const echo_config *cfg = config;
+	echo_state *s;
+
+	if (cfg != NULL && cfg->init_result != AF_OK)
+		return cfg->init_result;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return AF_ENOMEM;
+	s->cfg = cfg;
+	*state = s;
+	return AF_OK;
+}
+
+static void answer_later(af_ctx *ctx, void *arg)
+{
+	later *l = arg;
+	af_payload *p = NULL;
+
+	af_payload_new(&p);
+	af_pack_map(p, 1);
+	af_pack_str(p, "late");
+	af_pack_bool(p, true);
+	af_pending_reply(ctx, &l->p, p);
+	af_payload_destroy(&p);
+	free(l);
+}
+
+static af_err echo_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	echo_state *s = state;
+	const char *type = af_msg_type(m);
+
+	if (strcmp(type, "count") == 0) {
+		if (s->cfg != NULL && s->cfg->count != NULL)
+			atomic_fetch_add(s->cfg->count, 1);
+		return AF_OK;
+	}
+	if (af_msg_kind(m) != AF_KIND_REQUEST)
+		return AF_OK;
+	if (s->cfg != NULL && s->cfg->handled != NULL)
+		test_signal_add(s->cfg->handled);
+	if (strcmp(type, "echo") == 0) {
+		af_payload *p = NULL;
+		af_err err = af_payload_new(&p);
+		if (err == AF_OK)
+			err = af_pack_value(p, af_msg_payload(m));
+		if (err == AF_OK)
+			err = af_reply(ctx, m, p);
+		af_payload_destroy(&p);
+		return err;
+	}
+	if (strcmp(type, "fail") == 0)
+		return af_reply_error(ctx, m, AF_EUSER + 1, "asked to %s",
+		                      "fail");
+	if (strcmp(type, "noreply") == 0)
+		return AF_OK;
+	if (strcmp(type, "badarg") == 0)
+		return AF_EINVAL;
+	if (strcmp(type, "hang") == 0 && s->nhung < 64) {
+		af_err err = af_defer(ctx, m, &s->hung[s->nhung++]);
+		if (err == AF_OK && s->cfg != NULL && s->cfg->hung != NULL)
+			test_signal_add(s->cfg->hung);
+		return err;
+	}
+	if (strcmp(type, "later") == 0) {
+		later *l = calloc(1, sizeof(*l));
+		int64_t ms = af_value_get_int(af_msg_payload(m), "ms", 10);
+		af_err err = l == NULL ? AF_ENOMEM : af_defer(ctx, m, &l->p);
+		if (err == AF_OK)
+			err = af_timer_start(ctx, ms, 0, answer_later, l, NULL);
+		if (err != AF_OK)
+			free(l);
+		return err;
+	}
+	return af_reply_error(ctx, m, AF_ENOTSUP, "unknown type '%s'", type);
+}
+
+static void echo_stop(af_ctx *ctx, void *state)
+{
+	free(state);
+}
+
+const af_actor_ops test_echo_ops = {
+	.type_name = "echo",
+	.init = echo_init,
+	.handle = echo_handle,
+	.stop = echo_stop,
+};
+
+af_payload *test_payload_n(int64_t n)
+{
+	af_payload *p = NULL;
+
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map(p, 1);
+	af_pack_str(p, "n");
+	assert_int_equal(af_pack_int(p, n), AF_OK);
+	return p;
+}
+
+af_payload *test_payload_bin(size_t size)
+{
+	af_payload *p = NULL;
+	char *buf = calloc(1, size ? size : 1);
+
+	assert_non_null(buf);
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	assert_int_equal(af_pack_bin(p, buf, size), AF_OK);
+	free(buf);
+	return p;
+}
+
+void test_signal_init(test_signal *s)
+{
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	s->count = 0;
+}
+
+void test_signal_fini(test_signal *s)
+{
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+}
+
+void test_signal_add(test_signal *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->count++;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+bool test_signal_wait(test_signal *s, int n, int timeout_ms)
+{
+	struct timespec until;
+	bool ok = true;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->mu);
+	while (s->count < n && ok)
+		ok = pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0 ||
+		     s->count >= n;
+	ok = s->count >= n;
+	pthread_mutex_unlock(&s->mu);
+	return ok;
+}

@@ -1,0 +1,48 @@
+/*
+ * Actors and helpers shared by the runtime tests.
+ *
+ * The "echo" actor answers by message type:
+ *   echo     replies with the request's payload
+ *   fail     replies with error AF_EUSER + 1, text "asked to fail"
+ *   noreply  returns AF_OK without answering
+ *   badarg   returns AF_EINVAL without answering
+ *   hang     defers and never answers (until the actor stops)
+ *   later    defers and answers {"late": true} after payload "ms" ms
+ *   count    (tell) adds one to the counter in its config
+ */
+#ifndef AF_TESTLIB_H
+#define AF_TESTLIB_H
+
+#include <actorflow/actorflow.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* A counter other threads can wait on. */
+typedef struct test_signal {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int count;
+} test_signal;
+
+void test_signal_init(test_signal *s);
+void test_signal_fini(test_signal *s);
+void test_signal_add(test_signal *s);
+/* Waits until the count reaches n; false after timeout_ms. */
+bool test_signal_wait(test_signal *s, int n, int timeout_ms);
+
+typedef struct echo_config {
+	atomic_int *count;  /* may be NULL */
+	test_signal *hung;  /* may be NULL: counts "hang" requests held */
+	test_signal *handled; /* may be NULL: counts requests handled */
+	af_err init_result;
+} echo_config;
+
+extern const af_actor_ops test_echo_ops;
+
+/* A payload {"n": n}; asserts on failure. Caller destroys it. */
+af_payload *test_payload_n(int64_t n);
+/* A payload holding one binary of size bytes. */
+af_payload *test_payload_bin(size_t size);
+
+#endif
