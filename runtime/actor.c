@@ -24,6 +24,13 @@
 #define STOP_LINGER_MS 1000
 #define BACKLOG_RETRY_US 1000
 
+typedef struct af__ipc_file {
+	struct af__ipc_file *next;
+	dev_t dev;
+	ino_t ino;
+	char path[];
+} af__ipc_file;
+
 typedef struct af__backlog {
 	struct af__backlog *next;
 	int nroute;
@@ -468,6 +475,38 @@ static af_err check_ipc_path(const char *path)
 	return unlink(path) == 0 || errno == ENOENT ? AF_OK : AF_ESYS;
 }
 
+/* Remembers which file the bind created, so that only that file (not one
+ * a later process put at the same path) is removed on stop. */
+static void remember_ipc_file(af__actor *a, const char *path)
+{
+	size_t len = strlen(path);
+	af__ipc_file *f = malloc(sizeof(*f) + len + 1);
+	struct stat st;
+
+	if (f == NULL || lstat(path, &st) != 0) {
+		free(f);
+		return;
+	}
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	memcpy(f->path, path, len + 1);
+	f->next = a->ipc_files;
+	a->ipc_files = f;
+}
+
+static void remove_ipc_files(af__actor *a)
+{
+	while (a->ipc_files != NULL) {
+		af__ipc_file *f = a->ipc_files;
+		struct stat st;
+		a->ipc_files = f->next;
+		if (lstat(f->path, &st) == 0 && st.st_dev == f->dev &&
+		    st.st_ino == f->ino)
+			unlink(f->path);
+		free(f);
+	}
+}
+
 static af_err bind_endpoint(af__actor *a, const char *endpoint)
 {
 	if (a->mailbox == NULL)
@@ -479,8 +518,11 @@ static af_err bind_endpoint(af__actor *a, const char *endpoint)
 	} else if (strncmp(endpoint, "tcp://", 6) != 0) {
 		return AF_EADDR;
 	}
-	if (zmq_bind(a->mailbox, endpoint) == 0)
+	if (zmq_bind(a->mailbox, endpoint) == 0) {
+		if (strncmp(endpoint, "ipc://", 6) == 0)
+			remember_ipc_file(a, endpoint + 6);
 		return AF_OK;
+	}
 	switch (errno) {
 	case EADDRINUSE:
 		return AF_EEXIST;
@@ -608,6 +650,7 @@ static void close_mailbox(af__actor *a)
 	zmq_setsockopt(a->mailbox, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_close(a->mailbox);
 	a->mailbox = NULL;
+	remove_ipc_files(a);
 }
 
 void *af__actor_main(void *arg)

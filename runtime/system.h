@@ -41,6 +41,8 @@ typedef struct af__actor {
 	bool self_stop;
 	bool stop_claimed; /* an af_stop is joining this actor */
 	bool spawning;     /* af_spawn still owns it */
+	/* ipc socket files this actor bound, removed when it stops. */
+	struct af__ipc_file *ipc_files;
 	/* A pending export, handed to the actor's thread (under sys->mu). */
 	const char *export_endpoint;
 	bool export_done;

@@ -1,0 +1,260 @@
+/* Two real processes: a node exports an actor on an ipc:// endpoint and
+ * this process requests it with the same API it uses in-process; garbage,
+ * oversized messages, a node killed mid-request, a stale socket file. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "testlib.h"
+
+extern char **environ;
+
+typedef struct node {
+	pid_t pid;
+	FILE *out; /* the node's stdout */
+	int in;    /* the node's stdin */
+} node;
+
+static char dir[64];
+static char endpoint[160];
+static char sock_path[128];
+
+/* Starts a node and reads its first line into line. */
+static void node_start(node *n, const char *max, char *line, size_t cap)
+{
+	int to_child[2];
+	int from_child[2];
+	posix_spawn_file_actions_t fa;
+	char *argv[] = {TEST_NODE_PATH, endpoint, (char *)max, NULL};
+
+	assert_int_equal(pipe(to_child), 0);
+	assert_int_equal(pipe(from_child), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, to_child[0], STDIN_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, from_child[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addclose(&fa, to_child[1]);
+	posix_spawn_file_actions_addclose(&fa, from_child[0]);
+	assert_int_equal(posix_spawn(&n->pid, TEST_NODE_PATH, &fa, NULL, argv,
+	                             environ),
+	                 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(to_child[0]);
+	close(from_child[1]);
+	n->in = to_child[1];
+	n->out = fdopen(from_child[0], "r");
+	assert_non_null(fgets(line, (int)cap, n->out));
+}
+
+/* Closes the node's stdin and returns its exit status. */
+static int node_stop(node *n)
+{
+	int status = -1;
+
+	close(n->in);
+	waitpid(n->pid, &status, 0);
+	fclose(n->out);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int setup(void **state)
+{
+	strcpy(dir, "/tmp/af-test-ipc-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%s/node.sock", dir);
+	snprintf(endpoint, sizeof(endpoint), "ipc://%s", sock_path);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	unlink(sock_path);
+	rmdir(dir);
+	return 0;
+}
+
+static void request_ok(af_client *c, const char *addr)
+{
+	af_payload *p = test_payload_n(7);
+	af_msg *reply = NULL;
+
+	assert_int_equal(af_client_request(c, addr, "echo", p, 5000, &reply),
+	                 AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "n", 0), 7);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+}
+
+static void test_request_across_processes(void **state)
+{
+	node n;
+	char line[64];
+	char addr[200];
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	const char *text;
+
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	request_ok(c, endpoint);
+	snprintf(addr, sizeof(addr), "%s#echo", endpoint);
+	request_ok(c, addr);
+
+	snprintf(addr, sizeof(addr), "%s#nobody", endpoint);
+	assert_int_equal(af_client_request(c, addr, "echo", NULL, 5000,
+	                                   &reply),
+	                 AF_ENOTFOUND);
+	assert_int_equal(af_msg_error(reply, &text), AF_ENOTFOUND);
+	assert_non_null(strstr(text, "nobody"));
+	af_msg_destroy(&reply);
+
+	/* A standalone client reaches no local names. */
+	assert_int_equal(af_client_request(c, "echo", "echo", NULL, 100,
+	                                   &reply),
+	                 AF_ENOTFOUND);
+
+	/* Over the node's 1 MiB limit: a clear error, and it keeps serving. */
+	{
+		af_payload *big = test_payload_bin(2u << 20);
+		assert_int_equal(af_client_request(c, endpoint, "echo", big,
+		                                   5000, &reply),
+		                 AF_EMSGSIZE);
+		assert_int_equal(af_msg_error(reply, &text), AF_EMSGSIZE);
+		assert_non_null(strstr(text, "exceeds the limit"));
+		af_msg_destroy(&reply);
+		af_payload_destroy(&big);
+	}
+	request_ok(c, endpoint);
+	af_client_destroy(&c);
+	assert_int_equal(node_stop(&n), 0);
+	/* A node that stops removes its socket file. */
+	assert_int_equal(access(sock_path, F_OK), -1);
+}
+
+static void test_garbage_is_survived(void **state)
+{
+	node n;
+	char line[64];
+	af_client *c = NULL;
+	void *zctx = zmq_ctx_new();
+	void *raw = zmq_socket(zctx, ZMQ_DEALER);
+	int linger = 0;
+	unsigned char junk[256];
+	static const unsigned char wrong_version[] = {0x98, 0x09, 0x02, 0x01,
+	                                              0x00, 0xa1, 'x',  0x00,
+	                                              0xc0, 0xc0};
+	static const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff,
+	                                           0xff};
+
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	zmq_setsockopt(raw, ZMQ_LINGER, &linger, sizeof(linger));
+	assert_int_equal(zmq_connect(raw, endpoint), 0);
+	srand(7);
+	for (int i = 0; i < 500; i++) {
+		size_t len = (size_t)(rand() % (int)sizeof(junk));
+		for (size_t j = 0; j < len; j++)
+			junk[j] = (unsigned char)rand();
+		/* Some as several frames, which no sender of ours makes. */
+		assert_true(zmq_send(raw, junk, len,
+		                     i % 7 == 0 ? ZMQ_SNDMORE : 0) >= 0);
+	}
+	assert_true(zmq_send(raw, "", 0, 0) >= 0);
+	assert_true(zmq_send(raw, wrong_version, sizeof(wrong_version), 0) >=
+	            0);
+	assert_true(zmq_send(raw, huge_array, sizeof(huge_array), 0) >= 0);
+	zmq_close(raw);
+	zmq_ctx_term(zctx);
+
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	request_ok(c, endpoint);
+	af_client_destroy(&c);
+	assert_int_equal(node_stop(&n), 0);
+}
+
+typedef struct killer {
+	node *n;
+	char line[64];
+} killer;
+
+static void *kill_when_hung(void *arg)
+{
+	killer *k = arg;
+
+	if (fgets(k->line, sizeof(k->line), k->n->out) != NULL)
+		kill(k->n->pid, SIGKILL);
+	return NULL;
+}
+
+static void test_peer_death_and_restart(void **state)
+{
+	node n;
+	node again;
+	node rival;
+	killer k = {.n = &n};
+	char line[64];
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	pthread_t t;
+	int64_t start;
+	int status;
+
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	request_ok(c, endpoint);
+
+	/* A second node cannot take a live node's endpoint. */
+	node_start(&rival, "1048576", line, sizeof(line));
+	assert_int_equal(strncmp(line, "error ", 6), 0);
+	assert_int_equal(atoi(line + 6), AF_EEXIST);
+	assert_int_equal(node_stop(&rival), 1);
+
+	pthread_create(&t, NULL, kill_when_hung, &k);
+	start = af__now_ms();
+	assert_int_equal(af_client_request(c, endpoint, "hang", NULL, 20000,
+	                                   &reply),
+	                 AF_EPEERDOWN);
+	assert_true(af__now_ms() - start < 5000);
+	assert_null(reply);
+	pthread_join(t, NULL);
+	assert_string_equal(k.line, "hung 1\n");
+	close(n.in);
+	waitpid(n.pid, &status, 0);
+	fclose(n.out);
+	assert_true(WIFSIGNALED(status));
+
+	/* The killed node left its socket file; a new node replaces it, and
+	 * the same client reconnects by itself. */
+	assert_int_equal(access(sock_path, F_OK), 0);
+	node_start(&again, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	request_ok(c, endpoint);
+	af_client_destroy(&c);
+	assert_int_equal(node_stop(&again), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_request_across_processes,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_garbage_is_survived, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_peer_death_and_restart,
+		                                setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
