@@ -66,9 +66,14 @@ af_err af__msg_clone(const af_msg *m, af_msg **out)
 	if (c->own_buf == NULL || c->own_zone == NULL)
 		goto fail;
 	memcpy(c->own_buf, m->raw, m->raw_len);
-	err = af__msg_decode(c, c->own_buf, m->raw_len, SIZE_MAX, c->own_zone);
-	/* decode resets the ownership fields; restore them. */
-	c->own_buf = (void *)c->raw;
+	{
+		void *buf = c->own_buf;
+		msgpack_zone *zone = c->own_zone;
+		err = af__msg_decode(c, buf, m->raw_len, SIZE_MAX, zone);
+		/* decode resets the ownership fields; restore them. */
+		c->own_buf = buf;
+		c->own_zone = zone;
+	}
 	if (err != AF_OK)
 		goto fail;
 	c->deadline_us = m->deadline_us;
