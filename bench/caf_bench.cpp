@@ -58,9 +58,9 @@ using clock_type = std::chrono::steady_clock;
 uint64_t elapsed_ns(clock_type::time_point since)
 {
 	return static_cast<uint64_t>(
-	        std::chrono::duration_cast<std::chrono::nanoseconds>(
-	                clock_type::now() - since)
-	                .count());
+		std::chrono::duration_cast<std::chrono::nanoseconds>(
+			clock_type::now() - since)
+			.count());
 }
 
 // --- round trip ------------------------------------------------------------
@@ -70,12 +70,12 @@ uint64_t elapsed_ns(clock_type::time_point since)
 caf::behavior ponger(caf::event_based_actor *, size_t size)
 {
 	return {
-	        [size](const std::string &payload) -> caf::result<std::string> {
-		        if (payload.size() != size)
-			        return caf::make_error(
-			                caf::sec::unexpected_message);
-		        return payload;
-	        },
+		[size](const std::string &payload) -> caf::result<std::string> {
+			if (payload.size() != size)
+				return caf::make_error(
+					caf::sec::unexpected_message);
+			return payload;
+		},
 	};
 }
 
@@ -93,40 +93,40 @@ void ping_next(caf::stateful_actor<pinger_state> *self)
 {
 	auto &st = self->state;
 	self->request(st.ponger, caf::infinite, st.payload)
-	        .then(
-	                [self](const std::string &reply) {
-		                auto &s = self->state;
-		                if (reply.size() != s.payload.size()) {
-			                s.done.deliver(caf::make_error(
-			                        caf::sec::unexpected_response));
-			                return;
-		                }
-		                if (--s.remaining > 0)
-			                ping_next(self);
-		                else
-			                s.done.deliver(elapsed_ns(s.start));
-	                },
-	                [self](caf::error &err) {
-		                self->state.done.deliver(err);
-	                });
+		.then(
+			[self](const std::string &reply) {
+				auto &s = self->state;
+				if (reply.size() != s.payload.size()) {
+					s.done.deliver(caf::make_error(
+						caf::sec::unexpected_response));
+					return;
+				}
+				if (--s.remaining > 0)
+					ping_next(self);
+				else
+					s.done.deliver(elapsed_ns(s.start));
+			},
+			[self](caf::error &err) {
+				self->state.done.deliver(err);
+			});
 }
 
 caf::behavior pinger(caf::stateful_actor<pinger_state> *self,
-                     caf::actor ponger_actor, size_t size)
+		     caf::actor ponger_actor, size_t size)
 {
 	self->state.ponger = std::move(ponger_actor);
 	self->state.payload.assign(size, 'x');
 	return {
-	        // Runs n round trips and answers with the nanoseconds they
-	        // took.
-	        [self](run_atom, uint64_t n) -> caf::result<uint64_t> {
-		        auto &st = self->state;
-		        st.remaining = n;
-		        st.done = self->make_response_promise();
-		        st.start = clock_type::now();
-		        ping_next(self);
-		        return caf::delegated<uint64_t>{};
-	        },
+		// Runs n round trips and answers with the nanoseconds they
+		// took.
+		[self](run_atom, uint64_t n) -> caf::result<uint64_t> {
+			auto &st = self->state;
+			st.remaining = n;
+			st.done = self->make_response_promise();
+			st.start = clock_type::now();
+			ping_next(self);
+			return caf::delegated<uint64_t>{};
+		},
 	};
 }
 
@@ -139,24 +139,24 @@ struct receiver_state {
 };
 
 caf::behavior receiver(caf::stateful_actor<receiver_state> *self,
-                       uint64_t ack_every)
+		       uint64_t ack_every)
 {
 	self->state.ack_every = ack_every;
 	return {
-	        [self](run_atom, uint64_t expected) {
-		        self->state.count = 0;
-		        self->state.expected = expected;
-	        },
-	        [self](const std::string &) {
-		        auto &st = self->state;
-		        ++st.count;
-		        if ((st.ack_every != 0 &&
-		             st.count % st.ack_every == 0) ||
-		            st.count == st.expected)
-			        self->send(caf::actor_cast<caf::actor>(
-			                           self->current_sender()),
-			                   ack_atom::value, st.count);
-	        },
+		[self](run_atom, uint64_t expected) {
+			self->state.count = 0;
+			self->state.expected = expected;
+		},
+		[self](const std::string &) {
+			auto &st = self->state;
+			++st.count;
+			if ((st.ack_every != 0 &&
+			     st.count % st.ack_every == 0) ||
+			    st.count == st.expected)
+				self->send(caf::actor_cast<caf::actor>(
+						   self->current_sender()),
+					   ack_atom::value, st.count);
+		},
 	};
 }
 
@@ -182,34 +182,34 @@ void send_allowed(caf::stateful_actor<sender_state> *self, uint64_t acked)
 }
 
 caf::behavior sender(caf::stateful_actor<sender_state> *self,
-                     caf::actor receiver_actor, size_t size, uint64_t window)
+		     caf::actor receiver_actor, size_t size, uint64_t window)
 {
 	self->state.receiver = std::move(receiver_actor);
 	self->state.payload.assign(size, 'x');
 	self->state.window = window;
 	return {
-	        // Tells n messages and answers with the nanoseconds until the
-	        // receiver
-	        // confirmed the last one.
-	        [self](run_atom, uint64_t n) -> caf::result<uint64_t> {
-		        auto &st = self->state;
-		        st.total = n;
-		        st.sent = 0;
-		        st.done = self->make_response_promise();
-		        // Announce the count first; CAF keeps the order of
-		        // messages between one sender and one receiver.
-		        self->send(st.receiver, run_atom::value, n);
-		        st.start = clock_type::now();
-		        send_allowed(self, 0);
-		        return caf::delegated<uint64_t>{};
-	        },
-	        [self](ack_atom, uint64_t acked) {
-		        auto &st = self->state;
-		        if (acked == st.total)
-			        st.done.deliver(elapsed_ns(st.start));
-		        else
-			        send_allowed(self, acked);
-	        },
+		// Tells n messages and answers with the nanoseconds until the
+		// receiver
+		// confirmed the last one.
+		[self](run_atom, uint64_t n) -> caf::result<uint64_t> {
+			auto &st = self->state;
+			st.total = n;
+			st.sent = 0;
+			st.done = self->make_response_promise();
+			// Announce the count first; CAF keeps the order of
+			// messages between one sender and one receiver.
+			self->send(st.receiver, run_atom::value, n);
+			st.start = clock_type::now();
+			send_allowed(self, 0);
+			return caf::delegated<uint64_t>{};
+		},
+		[self](ack_atom, uint64_t acked) {
+			auto &st = self->state;
+			if (acked == st.total)
+				st.done.deliver(elapsed_ns(st.start));
+			else
+				send_allowed(self, acked);
+		},
 	};
 }
 
@@ -259,14 +259,14 @@ std::vector<size_t> parse_sizes(const char *list)
 void usage(std::FILE *f)
 {
 	std::fprintf(
-	        f,
-	        "usage: caf_bench [--quick] [--rtt-iters N] [--tell-msgs N]\n"
-	        "                 [--sizes 16,1024] [--window N (0 = "
-	        "unbounded)]\n"
-	        "                 [--threads N] [--only scheduled|detached] "
-	        "[--version]\n"
-	        "Prints: RESULT <workload> caf|caf_detached <size> <value> "
-	        "<unit>\n");
+		f,
+		"usage: caf_bench [--quick] [--rtt-iters N] [--tell-msgs N]\n"
+		"                 [--sizes 16,1024] [--window N (0 = "
+		"unbounded)]\n"
+		"                 [--threads N] [--only scheduled|detached] "
+		"[--version]\n"
+		"Prints: RESULT <workload> caf|caf_detached <size> <value> "
+		"<unit>\n");
 }
 
 // Asks `whom` to run n iterations and waits for the nanoseconds it reports.
@@ -274,17 +274,17 @@ uint64_t timed_run(caf::scoped_actor &self, const caf::actor &whom, uint64_t n)
 {
 	uint64_t ns = 0;
 	self->request(whom, caf::infinite, run_atom::value, n)
-	        .receive([&](uint64_t x) { ns = x; },
-	                 [&](caf::error &err) {
-		                 die("run failed: " +
-		                     self->system().render(err));
-	                 });
+		.receive([&](uint64_t x) { ns = x; },
+			 [&](caf::error &err) {
+				 die("run failed: " +
+				     self->system().render(err));
+			 });
 	return ns;
 }
 
 template <caf::spawn_options Opts>
 void bench_rtt(caf::actor_system &sys, const options &o, size_t size,
-               const char *impl)
+	       const char *impl)
 {
 	caf::scoped_actor self{sys};
 	auto pong = sys.spawn<Opts>(ponger, size);
@@ -292,8 +292,8 @@ void bench_rtt(caf::actor_system &sys, const options &o, size_t size,
 	timed_run(self, ping, o.rtt_iters / 10 > 100 ? o.rtt_iters / 10 : 100);
 	uint64_t ns = timed_run(self, ping, o.rtt_iters);
 	std::printf("RESULT rtt_inproc %s %zu %.2f us\n", impl, size,
-	            static_cast<double>(ns) / 1e3 /
-	                    static_cast<double>(o.rtt_iters));
+		    static_cast<double>(ns) / 1e3 /
+			    static_cast<double>(o.rtt_iters));
 	std::fflush(stdout);
 	self->send_exit(ping, caf::exit_reason::user_shutdown);
 	self->send_exit(pong, caf::exit_reason::user_shutdown);
@@ -301,18 +301,18 @@ void bench_rtt(caf::actor_system &sys, const options &o, size_t size,
 
 template <caf::spawn_options Opts>
 void bench_tell(caf::actor_system &sys, const options &o, size_t size,
-                const char *impl)
+		const char *impl)
 {
 	caf::scoped_actor self{sys};
 	uint64_t ack_every = o.window / 4 > 0 ? o.window / 4 : 1;
 	auto recv = sys.spawn<Opts>(receiver, o.window == 0 ? 0 : ack_every);
 	auto send = sys.spawn<Opts>(sender, recv, size, o.window);
 	timed_run(self, send,
-	          o.tell_msgs / 20 > 1000 ? o.tell_msgs / 20 : 1000);
+		  o.tell_msgs / 20 > 1000 ? o.tell_msgs / 20 : 1000);
 	uint64_t ns = timed_run(self, send, o.tell_msgs);
 	std::printf("RESULT tell_inproc %s %zu %.0f msg/s\n", impl, size,
-	            static_cast<double>(o.tell_msgs) * 1e9 /
-	                    static_cast<double>(ns));
+		    static_cast<double>(o.tell_msgs) * 1e9 /
+			    static_cast<double>(ns));
 	std::fflush(stdout);
 	self->send_exit(send, caf::exit_reason::user_shutdown);
 	self->send_exit(recv, caf::exit_reason::user_shutdown);
@@ -352,7 +352,7 @@ int main(int argc, char **argv)
 			++i;
 		} else if (arg == "--version") {
 			std::printf("CAF %d.%d.%d\n", CAF_MAJOR_VERSION,
-			            CAF_MINOR_VERSION, CAF_PATCH_VERSION);
+				    CAF_MINOR_VERSION, CAF_PATCH_VERSION);
 			return 0;
 		} else if (arg == "--help") {
 			usage(stdout);
@@ -370,15 +370,15 @@ int main(int argc, char **argv)
 		cfg.set("scheduler.max-threads", o.threads);
 	caf::actor_system sys{cfg};
 	std::fprintf(
-	        stderr,
-	        "# caf_bench: CAF %d.%d.%d, %zu scheduler threads, rtt %llu "
-	        "round trips, tell %llu messages, window %llu%s\n",
-	        CAF_MAJOR_VERSION, CAF_MINOR_VERSION, CAF_PATCH_VERSION,
-	        sys.scheduler().num_workers(),
-	        static_cast<unsigned long long>(o.rtt_iters),
-	        static_cast<unsigned long long>(o.tell_msgs),
-	        static_cast<unsigned long long>(o.window),
-	        o.window == 0 ? " (unbounded)" : "");
+		stderr,
+		"# caf_bench: CAF %d.%d.%d, %zu scheduler threads, rtt %llu "
+		"round trips, tell %llu messages, window %llu%s\n",
+		CAF_MAJOR_VERSION, CAF_MINOR_VERSION, CAF_PATCH_VERSION,
+		sys.scheduler().num_workers(),
+		static_cast<unsigned long long>(o.rtt_iters),
+		static_cast<unsigned long long>(o.tell_msgs),
+		static_cast<unsigned long long>(o.window),
+		o.window == 0 ? " (unbounded)" : "");
 	for (size_t size : o.sizes) {
 		if (o.scheduled) {
 			bench_rtt<caf::no_spawn_options>(sys, o, size, "caf");

@@ -166,7 +166,7 @@ close_socket:
  * receives the measured messages and reports done.
  */
 static int run_sink(void *ctx, const char *data_ep, const char *ctl_ep,
-                    size_t size, long warmup, long count)
+		    size_t size, long warmup, long count)
 {
 	zmq_msg_t msg;
 	int rc = -1;
@@ -227,7 +227,7 @@ free_bufs:
 
 /* Returns messages per second, or a negative value on failure. */
 static double time_tell(void *data, void *ctl, size_t size, long warmup,
-                        long count)
+			long count)
 {
 	char *buf = malloc(size);
 	double t0;
@@ -266,12 +266,12 @@ static void *sink_thread(void *arg)
 	struct peer_args *a = arg;
 
 	a->rc = run_sink(a->ctx, a->data_ep, a->ctl_ep, a->size, a->warmup,
-	                 a->count);
+			 a->count);
 	return NULL;
 }
 
 static void report(const char *workload, size_t size, double value,
-                   const char *unit)
+		   const char *unit)
 {
 	if (value < 0)
 		die("%s size %zu failed: %s", workload, size,
@@ -298,10 +298,10 @@ static void bench_inproc(const struct options *o, size_t size)
 	if (s == NULL || zmq_bind(s, "inproc://rtt") != 0)
 		die("bind inproc://rtt: %s", zmq_strerror(zmq_errno()));
 	a = (struct peer_args){.ctx = ctx,
-	                       .data_ep = "inproc://rtt",
-	                       .size = size,
-	                       .warmup = o->rtt_warmup,
-	                       .count = o->rtt_iters};
+			       .data_ep = "inproc://rtt",
+			       .size = size,
+			       .warmup = o->rtt_warmup,
+			       .count = o->rtt_iters};
 	if (pthread_create(&th, NULL, echo_thread, &a) != 0)
 		die("pthread_create failed");
 	v = time_rtt(s, size, o->rtt_warmup, o->rtt_iters);
@@ -317,11 +317,11 @@ static void bench_inproc(const struct options *o, size_t size)
 	    zmq_bind(ctl, "inproc://tell-ctl") != 0)
 		die("bind inproc://tell: %s", zmq_strerror(zmq_errno()));
 	a = (struct peer_args){.ctx = ctx,
-	                       .data_ep = "inproc://tell",
-	                       .ctl_ep = "inproc://tell-ctl",
-	                       .size = size,
-	                       .warmup = o->tell_warmup,
-	                       .count = o->tell_msgs};
+			       .data_ep = "inproc://tell",
+			       .ctl_ep = "inproc://tell-ctl",
+			       .size = size,
+			       .warmup = o->tell_warmup,
+			       .count = o->tell_msgs};
 	if (pthread_create(&th, NULL, sink_thread, &a) != 0)
 		die("pthread_create failed");
 	v = time_tell(s, ctl, size, o->tell_warmup, o->tell_msgs);
@@ -365,7 +365,7 @@ static pid_t fork_peer(const struct peer_args *a, bool echo)
 			rc = run_echo(ctx, a->data_ep, a->warmup + a->count);
 		else
 			rc = run_sink(ctx, a->data_ep, a->ctl_ep, a->size,
-			              a->warmup, a->count);
+				      a->warmup, a->count);
 		zmq_ctx_term(ctx);
 		_exit(rc == 0 ? 0 : 1);
 	}
@@ -383,7 +383,7 @@ static void reap(pid_t pid, double *v)
 	ipc_peer = 0;
 	if (got != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		fprintf(stderr, "zmq_baseline: child failed (status %d)\n",
-		        status);
+			status);
 		*v = -1;
 	}
 }
@@ -403,9 +403,9 @@ static void bench_ipc(const struct options *o, size_t size)
 	snprintf(ctl_ep, sizeof(ctl_ep), "ipc://%s", ipc_ctl_path);
 
 	a = (struct peer_args){.data_ep = data_ep,
-	                       .size = size,
-	                       .warmup = o->rtt_warmup,
-	                       .count = o->rtt_iters};
+			       .size = size,
+			       .warmup = o->rtt_warmup,
+			       .count = o->rtt_iters};
 	pid = fork_peer(&a, true);
 	if (pid < 0)
 		die("fork: %s", strerror(errno));
@@ -420,10 +420,10 @@ static void bench_ipc(const struct options *o, size_t size)
 	report("rtt_ipc", size, v * 1e6, "us");
 
 	a = (struct peer_args){.data_ep = data_ep,
-	                       .ctl_ep = ctl_ep,
-	                       .size = size,
-	                       .warmup = o->tell_warmup,
-	                       .count = o->tell_msgs};
+			       .ctl_ep = ctl_ep,
+			       .size = size,
+			       .warmup = o->tell_warmup,
+			       .count = o->tell_msgs};
 	pid = fork_peer(&a, false);
 	if (pid < 0)
 		die("fork: %s", strerror(errno));
@@ -517,20 +517,20 @@ static void parse_sizes(struct options *o, const char *list)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: zmq_baseline [--quick] [--rtt-iters N] [--tell-msgs "
-	           "N]\n"
-	           "                    [--sizes 16,1024] [--only inproc|ipc] "
-	           "[--version]\n"
-	           "Prints: RESULT <workload> zmq <size> <value> <unit>\n");
+		   "N]\n"
+		   "                    [--sizes 16,1024] [--only inproc|ipc] "
+		   "[--version]\n"
+		   "Prints: RESULT <workload> zmq <size> <value> <unit>\n");
 }
 
 int main(int argc, char **argv)
 {
 	struct options o = {.rtt_iters = 20000,
-	                    .tell_msgs = 2000000,
-	                    .sizes = {16, 1024},
-	                    .n_sizes = 2,
-	                    .inproc = true,
-	                    .ipc = true};
+			    .tell_msgs = 2000000,
+			    .sizes = {16, 1024},
+			    .n_sizes = 2,
+			    .inproc = true,
+			    .ipc = true};
 	int major, minor, patch;
 
 	for (int i = 1; i < argc; i++) {
@@ -573,10 +573,10 @@ int main(int argc, char **argv)
 
 	zmq_version(&major, &minor, &patch);
 	fprintf(stderr,
-	        "# zmq_baseline: libzmq %d.%d.%d, rtt %ld round trips "
-	        "(+%ld warm-up), tell %ld messages (+%ld warm-up)\n",
-	        major, minor, patch, o.rtt_iters, o.rtt_warmup, o.tell_msgs,
-	        o.tell_warmup);
+		"# zmq_baseline: libzmq %d.%d.%d, rtt %ld round trips "
+		"(+%ld warm-up), tell %ld messages (+%ld warm-up)\n",
+		major, minor, patch, o.rtt_iters, o.rtt_warmup, o.tell_msgs,
+		o.tell_warmup);
 
 	if (o.ipc) {
 		make_ipc_dir();

@@ -48,7 +48,7 @@ static void on_pong(af_ctx *ctx, int status, af_msg *reply, void *arg)
 
 	if (status != AF_OK) {
 		af_pending_error(ctx, &pg->run, status, "ponger failed: %s",
-		                 af_strerror(status));
+				 af_strerror(status));
 		return;
 	}
 	pg->sum += af_value_get_int(af_msg_payload(reply), "n", 0);
@@ -75,7 +75,7 @@ static void send_next(af_ctx *ctx, pinger *pg)
 		af_pack_str(p, "n");
 		af_pack_int(p, pg->next++);
 		err = af_request(ctx, "ponger", "ping", p, 1000, on_pong, pg,
-		                 NULL);
+				 NULL);
 		af_payload_destroy(&p);
 	}
 	if (err != AF_OK)
@@ -126,7 +126,7 @@ int main(void)
 	if (err == AF_OK)
 		printf("pinger: sum of ten pongs = %lld\n",
 		       (long long)af_value_get_int(af_msg_payload(reply), "sum",
-		                                   -1));
+						   -1));
 	af_msg_destroy(&reply);
 out:
 	if (err != AF_OK)

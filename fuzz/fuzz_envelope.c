@@ -82,7 +82,7 @@ static void walk(const af_value *v)
 		touch(s, len);
 		copy = af_value_strdup(v);
 		require(copy != NULL && memcmp(copy, s, len) == 0 &&
-		        copy[len] == '\0');
+			copy[len] == '\0');
 		/* Looking a string up as a key exercises the same compare. */
 		if (memchr(s, '\0', len) == NULL)
 			require(af_value_str_eq(v, copy));
@@ -119,7 +119,7 @@ static void walk(const af_value *v)
 				sink += (uint64_t)af_value_get_int(v, name, 0);
 				sink += af_value_get_bool(v, name, false);
 				touch(&(double){af_value_get_double(v, name,
-				                                    0)},
+								    0)},
 				      sizeof(double));
 			}
 		}
@@ -147,7 +147,7 @@ static void check_envelope(const uint8_t *data, size_t size)
 	msgpack_zone_clear(&zone);
 	err = af__envelope_decode(&env, data, size, 1u << 20, &zone);
 	require(err == AF_OK || err == AF_EPROTO || err == AF_EVERSION ||
-	        err == AF_EMSGSIZE);
+		err == AF_EMSGSIZE);
 	if (err != AF_OK)
 		return;
 
@@ -169,25 +169,25 @@ static void check_envelope(const uint8_t *data, size_t size)
 	msg = malloc(AF__HEADER_MAX + payload_len);
 	require(msg != NULL);
 	require(af__envelope_header(msg, AF__HEADER_MAX, &header_len, &env) ==
-	        AF_OK);
+		AF_OK);
 	memcpy(msg + header_len, payload, payload_len);
 
 	msgpack_zone_clear(&zone2);
 	require(af__envelope_decode(&env2, msg, header_len + payload_len,
-	                            SIZE_MAX, &zone2) == AF_OK);
+				    SIZE_MAX, &zone2) == AF_OK);
 	require(env2.kind == env.kind && env2.id == env.id &&
-	        env2.seq == env.seq && env2.ttl_ms == env.ttl_ms);
+		env2.seq == env.seq && env2.ttl_ms == env.ttl_ms);
 	require((env2.type == NULL) == (env.type == NULL) &&
-	        env2.type_len == env.type_len &&
-	        (env.type_len == 0 ||
-	         memcmp(env2.type, env.type, env.type_len) == 0));
+		env2.type_len == env.type_len &&
+		(env.type_len == 0 ||
+		 memcmp(env2.type, env.type, env.type_len) == 0));
 	require((env2.to == NULL) == (env.to == NULL) &&
-	        env2.to_len == env.to_len &&
-	        (env.to_len == 0 || memcmp(env2.to, env.to, env.to_len) == 0));
+		env2.to_len == env.to_len &&
+		(env.to_len == 0 || memcmp(env2.to, env.to, env.to_len) == 0));
 	/* Compared as encodings, because NaN is not equal to itself. */
 	af_payload_reset(writer2);
 	require(af_pack_value(writer2, (const af_value *)env2.payload) ==
-	        AF_OK);
+		AF_OK);
 	bytes1 = af_payload_data(writer, &len1);
 	bytes2 = af_payload_data(writer2, &len2);
 	require(len1 == len2 && memcmp(bytes1, bytes2, len1) == 0);

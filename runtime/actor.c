@@ -52,7 +52,7 @@ static void backlog_free(af__backlog *b)
  * so the caller keeps them. AF_OK, AF_EAGAIN (requester's queue full),
  * AF_EPEERDOWN (requester gone), AF_ESYS. */
 static af_err route_send(void *mailbox, zmq_msg_t *route, int nroute,
-                         zmq_msg_t *body)
+			 zmq_msg_t *body)
 {
 	for (int i = 0; i <= nroute; i++) {
 		zmq_msg_t part;
@@ -89,8 +89,8 @@ static void backlog_flush(af_ctx *ctx)
 
 	while (ctx->backlog_head != NULL) {
 		af__backlog *b = ctx->backlog_head;
-		af_err err = route_send(a->mailbox, b->route, b->nroute,
-		                        &b->body);
+		af_err err =
+			route_send(a->mailbox, b->route, b->nroute, &b->body);
 		if (err == AF_EAGAIN)
 			break;
 		if (err != AF_OK)
@@ -105,11 +105,11 @@ static void backlog_flush(af_ctx *ctx)
 	 * polled on a short timer until it drains. */
 	if (ctx->backlog_head != NULL && ctx->backlog_timer.index == SIZE_MAX)
 		af__loop_timer_add(&ctx->loop, &ctx->backlog_timer,
-		                   af__now_us() + BACKLOG_RETRY_US);
+				   af__now_us() + BACKLOG_RETRY_US);
 }
 
 static af_err backlog_push(af_ctx *ctx, zmq_msg_t *route, int nroute,
-                           zmq_msg_t *body)
+			   zmq_msg_t *body)
 {
 	af__backlog *b = calloc(1, sizeof(*b));
 
@@ -133,7 +133,7 @@ static af_err backlog_push(af_ctx *ctx, zmq_msg_t *route, int nroute,
 
 /* Sends a reply or error to the requester behind route. */
 static af_err answer(af_ctx *ctx, zmq_msg_t *route, int nroute, af_kind kind,
-                     uint64_t id, const af_payload *payload)
+		     uint64_t id, const af_payload *payload)
 {
 	af__envelope env = {.kind = kind, .id = id};
 	zmq_msg_t body;
@@ -143,8 +143,8 @@ static af_err answer(af_ctx *ctx, zmq_msg_t *route, int nroute, af_kind kind,
 		return err;
 	/* Keep replies in order behind ones already waiting. */
 	err = ctx->backlog_head != NULL
-	              ? AF_EAGAIN
-	              : route_send(ctx->actor->mailbox, route, nroute, &body);
+		      ? AF_EAGAIN
+		      : route_send(ctx->actor->mailbox, route, nroute, &body);
 	if (err == AF_EAGAIN)
 		return backlog_push(ctx, route, nroute, &body);
 	zmq_msg_close(&body);
@@ -157,8 +157,7 @@ static af_err answer(af_ctx *ctx, zmq_msg_t *route, int nroute, af_kind kind,
 }
 
 static af_err answer_error(af_ctx *ctx, zmq_msg_t *route, int nroute,
-                           uint64_t id, int code, const char *fmt,
-                           va_list ap)
+			   uint64_t id, int code, const char *fmt, va_list ap)
 {
 	char text[512];
 	af_err err;
@@ -173,7 +172,7 @@ static af_err answer_error(af_ctx *ctx, zmq_msg_t *route, int nroute,
 }
 
 static af_err answer_error_text(af_ctx *ctx, zmq_msg_t *route, int nroute,
-                                uint64_t id, int code, const char *text)
+				uint64_t id, int code, const char *text)
 {
 	af_err err;
 
@@ -201,7 +200,7 @@ af_err af_reply(af_ctx *ctx, af_msg *m, const af_payload *payload)
 	if (err != AF_OK)
 		return err;
 	err = answer(ctx, m->route, m->nroute, AF_KIND_REPLY, m->env.id,
-	             payload);
+		     payload);
 	/* A reply that could not be built (too large, unfinished payload)
 	 * leaves the request open so the handler can answer with an error. */
 	if (err == AF_OK)
@@ -276,15 +275,15 @@ af_err af_pending_reply(af_ctx *ctx, af_pending **pp, const af_payload *payload)
 
 	if (pp == NULL || *pp == NULL || ctx->actor == NULL)
 		return AF_EINVAL;
-	err = answer(ctx, (*pp)->route, (*pp)->nroute, AF_KIND_REPLY,
-	             (*pp)->id, payload);
+	err = answer(ctx, (*pp)->route, (*pp)->nroute, AF_KIND_REPLY, (*pp)->id,
+		     payload);
 	if (err == AF_OK)
 		pending_free(ctx, pp);
 	return err;
 }
 
-af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code,
-                        const char *fmt, ...)
+af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code, const char *fmt,
+			...)
 {
 	af_err err;
 	va_list ap;
@@ -293,7 +292,7 @@ af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code,
 		return AF_EINVAL;
 	va_start(ap, fmt);
 	err = answer_error(ctx, (*pp)->route, (*pp)->nroute, (*pp)->id, code,
-	                   fmt, ap);
+			   fmt, ap);
 	va_end(ap);
 	if (err == AF_OK)
 		pending_free(ctx, pp);
@@ -330,19 +329,20 @@ static void dispatch(af_ctx *ctx, af_msg *m)
 	case AF_KIND_REQUEST:
 		if (ctx->stopping) {
 			answer_error_text(ctx, m->route, m->nroute, m->env.id,
-			                  AF_ESTOPPED, NULL);
+					  AF_ESTOPPED, NULL);
 			return;
 		}
 		if (m->env.to != NULL &&
 		    !name_is(ctx, m->env.to, m->env.to_len)) {
 			af_reply_error(ctx, m, AF_ENOTFOUND,
-			               "no actor named '%.*s' at this endpoint",
-			               (int)m->env.to_len, m->env.to);
+				       "no actor named '%.*s' at this endpoint",
+				       (int)m->env.to_len, m->env.to);
 			return;
 		}
 		if (a->ops->handle == NULL) {
-			af_reply_error(ctx, m, AF_ENOTSUP, "%s takes no requests",
-			               a->ops->type_name);
+			af_reply_error(ctx, m, AF_ENOTSUP,
+				       "%s takes no requests",
+				       a->ops->type_name);
 			return;
 		}
 		err = a->ops->handle(ctx, a->state, m);
@@ -350,9 +350,10 @@ static void dispatch(af_ctx *ctx, af_msg *m)
 			if (err != AF_OK)
 				af_reply_error(ctx, m, err, NULL);
 			else
-				af_reply_error(ctx, m, AF_ENOREPLY,
-				               "%s handled '%s' without replying",
-				               a->ops->type_name, m->type);
+				af_reply_error(
+					ctx, m, AF_ENOREPLY,
+					"%s handled '%s' without replying",
+					a->ops->type_name, m->type);
 		}
 		return;
 	case AF_KIND_CANCEL:
@@ -369,19 +370,19 @@ static void dispatch(af_ctx *ctx, af_msg *m)
 /* A message too large to handle is still answered when it is a request
  * whose header can be read. */
 static void reject_oversized(af_ctx *ctx, zmq_msg_t *route, int nroute,
-                             zmq_msg_t *body)
+			     zmq_msg_t *body)
 {
 	af__envelope env;
 
 	if (af__envelope_decode(&env, zmq_msg_data(body), zmq_msg_size(body),
-	                        SIZE_MAX, &ctx->zone) == AF_OK &&
+				SIZE_MAX, &ctx->zone) == AF_OK &&
 	    env.kind == AF_KIND_REQUEST) {
 		char text[96];
 		snprintf(text, sizeof(text),
-		         "message of %zu bytes exceeds the limit of %zu",
-		         zmq_msg_size(body), ctx->max_msg);
+			 "message of %zu bytes exceeds the limit of %zu",
+			 zmq_msg_size(body), ctx->max_msg);
 		answer_error_text(ctx, route, nroute, env.id, AF_EMSGSIZE,
-		                  text);
+				  text);
 		return;
 	}
 	ctx->counters.malformed++;
@@ -389,8 +390,8 @@ static void reject_oversized(af_ctx *ctx, zmq_msg_t *route, int nroute,
 
 static void mailbox_readable(af__watch *w, unsigned events)
 {
-	af__actor *a = (af__actor *)((char *)w - offsetof(af__actor,
-	                                                  mailbox_watch));
+	af__actor *a =
+		(af__actor *)((char *)w - offsetof(af__actor, mailbox_watch));
 	af_ctx *ctx = a->ctx;
 	zmq_msg_t frames[AF__MAX_ROUTE + 1];
 
@@ -424,15 +425,15 @@ static void mailbox_readable(af__watch *w, unsigned events)
 			goto next;
 		}
 		err = af__msg_decode(&m, zmq_msg_data(&frames[nframes - 1]),
-		                     zmq_msg_size(&frames[nframes - 1]),
-		                     ctx->max_msg, &ctx->zone);
+				     zmq_msg_size(&frames[nframes - 1]),
+				     ctx->max_msg, &ctx->zone);
 		if (err == AF_OK) {
 			m.route = frames;
 			m.nroute = nframes - 1;
 			dispatch(ctx, &m);
 		} else if (err == AF_EMSGSIZE) {
 			reject_oversized(ctx, frames, nframes - 1,
-			                 &frames[nframes - 1]);
+					 &frames[nframes - 1]);
 		} else {
 			ctx->counters.malformed++;
 		}
@@ -597,13 +598,13 @@ static af_err open_mailbox(af__actor *a)
 		return AF_ESYS;
 	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", a->name);
 	if (zmq_setsockopt(a->mailbox, ZMQ_ROUTER_MANDATORY, &one,
-	                   sizeof(one)) != 0 ||
+			   sizeof(one)) != 0 ||
 	    zmq_setsockopt(a->mailbox, ZMQ_RCVHWM, &hwm, sizeof(hwm)) != 0)
 		return AF_ESYS;
 	if (zmq_bind(a->mailbox, endpoint) != 0)
 		return errno == EADDRINUSE ? AF_EEXIST : AF_ESYS;
 	return af__loop_add_zsock(&a->ctx->loop, &a->mailbox_watch, a->mailbox,
-	                          mailbox_readable);
+				  mailbox_readable);
 }
 
 /* Answers what is still queued, then everything still open. */
@@ -626,7 +627,7 @@ static void drain(af__actor *a)
 	}
 	while ((p = ctx->deferred) != NULL) {
 		answer_error_text(ctx, p->route, p->nroute, p->id, AF_ESTOPPED,
-		                  NULL);
+				  NULL);
 		pending_free(ctx, &p);
 	}
 	backlog_flush(ctx);
@@ -661,7 +662,7 @@ void *af__actor_main(void *arg)
 
 	if (err == AF_OK)
 		err = af__ctx_init(ctx, a->sys, a->sys->zctx, a->sys->max_msg,
-		                   a->name);
+				   a->name);
 	if (err != AF_OK) {
 		free(ctx);
 		set_state(a, AF__ACTOR_EXITED, err);

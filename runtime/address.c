@@ -4,7 +4,7 @@
 #include "envelope.h"
 
 af_err af__addr_parse(const char *addr, const char **key, size_t *key_len,
-                      bool *remote, const char **to, size_t *to_len)
+		      bool *remote, const char **to, size_t *to_len)
 {
 	const char *scheme_end;
 	const char *hash;

@@ -39,8 +39,8 @@ af_err af_client_new(af_client **out, af_system *sys)
 		}
 	}
 	err = af__ctx_init(&c->ctx, sys, zctx,
-	                   sys != NULL ? sys->max_msg : STANDALONE_MAX_MESSAGE,
-	                   "client");
+			   sys != NULL ? sys->max_msg : STANDALONE_MAX_MESSAGE,
+			   "client");
 	if (err != AF_OK) {
 		if (c->own_zctx != NULL)
 			zmq_ctx_term(c->own_zctx);
@@ -89,8 +89,8 @@ static void on_outcome(af_ctx *ctx, int status, af_msg *reply, void *arg)
 }
 
 af_err af_client_request(af_client *c, const char *addr, const char *type,
-                         const af_payload *payload, int64_t timeout_ms,
-                         af_msg **reply)
+			 const af_payload *payload, int64_t timeout_ms,
+			 af_msg **reply)
 {
 	af_err err;
 
@@ -99,7 +99,7 @@ af_err af_client_request(af_client *c, const char *addr, const char *type,
 	*reply = NULL;
 	c->done = false;
 	err = af__ctx_request(&c->ctx, addr, type, payload, timeout_ms,
-	                      timeout_ms, on_outcome, c, NULL);
+			      timeout_ms, on_outcome, c, NULL);
 	if (err != AF_OK)
 		return err;
 	/* The request's deadline timer guarantees an outcome. */
@@ -114,10 +114,10 @@ af_err af_client_request(af_client *c, const char *addr, const char *type,
 }
 
 af_err af_client_tell(af_client *c, const char *addr, const char *type,
-                      const af_payload *payload, int64_t timeout_ms)
+		      const af_payload *payload, int64_t timeout_ms)
 {
 	if (c == NULL || timeout_ms < 0)
 		return AF_EINVAL;
 	return af__ctx_send(&c->ctx, addr, AF_KIND_TELL, 0, type, payload, 0,
-	                    timeout_ms, NULL);
+			    timeout_ms, NULL);
 }

@@ -12,7 +12,7 @@
 #include "system.h"
 
 #define CONTAINER(ptr, type, member)                                           \
-	((type *)((char *)(ptr) - offsetof(type, member)))
+	((type *)((char *)(ptr)-offsetof(type, member)))
 
 static void on_wake_fd(af__watch *w, unsigned events)
 {
@@ -29,7 +29,7 @@ static void on_wake_fd(af__watch *w, unsigned events)
 }
 
 af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
-                    const char *name)
+		    const char *name)
 {
 	af_err err;
 
@@ -60,7 +60,7 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 		goto undo_waker;
 	}
 	err = af__loop_add_fd(&ctx->loop, &ctx->wake_watch, ctx->waker->fd,
-	                      AF_FD_READ, on_wake_fd);
+			      AF_FD_READ, on_wake_fd);
 	if (err != AF_OK)
 		goto undo_fd;
 	if (sys != NULL) {
@@ -122,7 +122,7 @@ void af__ctx_check_epoch(af_ctx *ctx)
 /* ---- sending ----------------------------------------------------------- */
 
 af_err af__frame_build(zmq_msg_t *frame, const af__envelope *env,
-                       const af_payload *payload, size_t max_msg)
+		       const af_payload *payload, size_t max_msg)
 {
 	uint8_t header[AF__HEADER_MAX];
 	size_t header_len;
@@ -147,8 +147,8 @@ af_err af__frame_build(zmq_msg_t *frame, const af__envelope *env,
 }
 
 af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
-                    const char *type, const af_payload *payload,
-                    uint64_t ttl_ms, int64_t block_ms, af__peer **via)
+		    const char *type, const af_payload *payload,
+		    uint64_t ttl_ms, int64_t block_ms, af__peer **via)
 {
 	af__envelope env = {.kind = kind, .id = id, .ttl_ms = ttl_ms};
 	const char *key;
@@ -161,7 +161,7 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 	if (ctx->stopping)
 		return AF_ESTOPPED;
 	err = af__addr_parse(addr, &key, &key_len, &remote, &env.to,
-	                     &env.to_len);
+			     &env.to_len);
 	if (err != AF_OK)
 		return err;
 	if (type != NULL) {
@@ -184,10 +184,10 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 }
 
 af_err af_tell(af_ctx *ctx, const char *addr, const char *type,
-               const af_payload *payload)
+	       const af_payload *payload)
 {
 	return af__ctx_send(ctx, addr, AF_KIND_TELL, 0, type, payload, 0, 0,
-	                    NULL);
+			    NULL);
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -213,13 +213,13 @@ void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 static void outreq_expired(af__timer *t)
 {
 	af__outreq_settle(CONTAINER(t, af__outreq, deadline), AF_ETIMEDOUT,
-	                  NULL);
+			  NULL);
 }
 
 af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
-                       const af_payload *payload, int64_t timeout_ms,
-                       int64_t block_ms, af_reply_fn fn, void *arg,
-                       uint64_t *id)
+		       const af_payload *payload, int64_t timeout_ms,
+		       int64_t block_ms, af_reply_fn fn, void *arg,
+		       uint64_t *id)
 {
 	af__outreq *o;
 	af__peer *peer;
@@ -240,11 +240,11 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 	err = af__idmap_put(&ctx->outreqs, o->id, o);
 	if (err == AF_OK && timeout_ms > 0)
 		err = af__loop_timer_add(&ctx->loop, &o->deadline,
-		                         af__now_us() + timeout_ms * 1000);
+					 af__now_us() + timeout_ms * 1000);
 	if (err == AF_OK)
 		err = af__ctx_send(ctx, addr, AF_KIND_REQUEST, o->id, type,
-		                   payload, (uint64_t)timeout_ms, block_ms,
-		                   &peer);
+				   payload, (uint64_t)timeout_ms, block_ms,
+				   &peer);
 	if (err != AF_OK) {
 		af__idmap_take(&ctx->outreqs, o->id);
 		af__loop_timer_del(&ctx->loop, &o->deadline);
@@ -262,11 +262,11 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 }
 
 af_err af_request(af_ctx *ctx, const char *addr, const char *type,
-                  const af_payload *payload, int64_t timeout_ms,
-                  af_reply_fn fn, void *arg, uint64_t *id)
+		  const af_payload *payload, int64_t timeout_ms, af_reply_fn fn,
+		  void *arg, uint64_t *id)
 {
-	return af__ctx_request(ctx, addr, type, payload, timeout_ms, 0, fn,
-	                       arg, id);
+	return af__ctx_request(ctx, addr, type, payload, timeout_ms, 0, fn, arg,
+			       id);
 }
 
 af_err af_cancel(af_ctx *ctx, uint64_t id)
@@ -312,10 +312,9 @@ void af__ctx_on_response(af_ctx *ctx, af__peer *peer, af_msg *m)
 			ctx->counters.late++;
 			return;
 		}
-		af__outreq_settle(o, m->env.kind == AF_KIND_ERROR
-		                             ? m->error_code
-		                             : AF_OK,
-		                  m);
+		af__outreq_settle(
+			o, m->env.kind == AF_KIND_ERROR ? m->error_code : AF_OK,
+			m);
 		return;
 	case AF_KIND_HEARTBEAT:
 		return;
@@ -345,7 +344,7 @@ static void usertimer_fire(af__timer *t)
 
 	if (ut->repeat_us > 0 &&
 	    af__loop_timer_add(&ctx->loop, &ut->t, t->due_us + ut->repeat_us) ==
-	            AF_OK) {
+		    AF_OK) {
 		/* Rescheduled before the call, so the callback may cancel
 		 * it; freed after the call if it did. */
 		ut->firing = true;
@@ -361,7 +360,7 @@ static void usertimer_fire(af__timer *t)
 }
 
 af_err af_timer_start(af_ctx *ctx, int64_t delay_ms, int64_t repeat_ms,
-                      af_timer_fn fn, void *arg, uint64_t *id)
+		      af_timer_fn fn, void *arg, uint64_t *id)
 {
 	usertimer *ut;
 	af_err err;
@@ -381,7 +380,7 @@ af_err af_timer_start(af_ctx *ctx, int64_t delay_ms, int64_t repeat_ms,
 	err = af__idmap_put(&ctx->timers, ut->id, ut);
 	if (err == AF_OK) {
 		err = af__loop_timer_add(&ctx->loop, &ut->t,
-		                         af__now_us() + delay_ms * 1000);
+					 af__now_us() + delay_ms * 1000);
 		if (err != AF_OK)
 			af__idmap_take(&ctx->timers, ut->id);
 	}
@@ -432,8 +431,7 @@ static void fdwatch_release(af__watch *w)
 	free(CONTAINER(w, af__fdwatch, w));
 }
 
-af_err af_fd_watch(af_ctx *ctx, int fd, unsigned events, af_fd_fn fn,
-                   void *arg)
+af_err af_fd_watch(af_ctx *ctx, int fd, unsigned events, af_fd_fn fn, void *arg)
 {
 	af__fdwatch *fw;
 	af_err err;

@@ -87,7 +87,7 @@ struct af_ctx {
 };
 
 af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
-                    const char *name);
+		    const char *name);
 /* Settles everything outstanding (continuations get status), then frees. */
 void af__ctx_fini(af_ctx *ctx, int status);
 /* Settles every outstanding request with status. */
@@ -103,23 +103,23 @@ void af__ctx_check_epoch(af_ctx *ctx);
 /* Builds one frame holding an envelope and payload. AF_EINVAL (bad type or
  * unfinished payload), AF_EMSGSIZE, AF_ENOMEM. */
 af_err af__frame_build(zmq_msg_t *frame, const af__envelope *env,
-                       const af_payload *payload, size_t max_msg);
+		       const af_payload *payload, size_t max_msg);
 
 /* Sends a message of kind to addr. block_ms: 0 fails with AF_EAGAIN on a
  * full mailbox, > 0 waits that long (clients only). *via, if not NULL,
  * receives the peer used. */
 af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
-                    const char *type, const af_payload *payload,
-                    uint64_t ttl_ms, int64_t block_ms, af__peer **via);
+		    const char *type, const af_payload *payload,
+		    uint64_t ttl_ms, int64_t block_ms, af__peer **via);
 
 /* af_request's engine, with block_ms as in af__ctx_send. */
 af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
-                       const af_payload *payload, int64_t timeout_ms,
-                       int64_t block_ms, af_reply_fn fn, void *arg,
-                       uint64_t *id);
+		       const af_payload *payload, int64_t timeout_ms,
+		       int64_t block_ms, af_reply_fn fn, void *arg,
+		       uint64_t *id);
 
 /* Splits addr into the peer key and the target name ("#name"). */
 af_err af__addr_parse(const char *addr, const char **key, size_t *key_len,
-                      bool *remote, const char **to, size_t *to_len);
+		      bool *remote, const char **to, size_t *to_len);
 
 #endif

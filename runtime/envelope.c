@@ -42,7 +42,7 @@ static int pack_opt_str(msgpack_packer *pk, const char *s, size_t len)
 }
 
 af_err af__envelope_header(uint8_t *buf, size_t cap, size_t *len,
-                           const af__envelope *env)
+			   const af__envelope *env)
 {
 	struct fixed_buf b = {.data = buf, .cap = cap, .len = 0};
 	msgpack_packer pk;
@@ -81,7 +81,7 @@ static bool read_uint(const msgpack_object *o, uint64_t *out)
 }
 
 static bool read_opt_str(const msgpack_object *o, size_t max, const char **s,
-                         size_t *len)
+			 size_t *len)
 {
 	if (o->type == MSGPACK_OBJECT_NIL) {
 		*s = NULL;
@@ -98,7 +98,7 @@ static bool read_opt_str(const msgpack_object *o, size_t max, const char **s,
 }
 
 af_err af__envelope_decode(af__envelope *env, const void *data, size_t len,
-                           size_t max_size, msgpack_zone *zone)
+			   size_t max_size, msgpack_zone *zone)
 {
 	msgpack_object root;
 	const msgpack_object *f;
@@ -155,7 +155,7 @@ af_err af__error_payload(af_payload *p, int code, const char *text)
 }
 
 af_err af__error_read(const msgpack_object *payload, int *code,
-                      const char **text, size_t *text_len)
+		      const char **text, size_t *text_len)
 {
 	const af_value *map = (const af_value *)payload;
 	int64_t c;

@@ -50,14 +50,14 @@ typedef struct af__envelope {
 /* Writes the header of env (all but the payload) to buf. AF_EINVAL when
  * type or to are too long or kind is unknown. */
 af_err af__envelope_header(uint8_t *buf, size_t cap, size_t *len,
-                           const af__envelope *env);
+			   const af__envelope *env);
 
 /* Decodes an untrusted message. The envelope's pointers point into data and
  * into zone, which the caller clears or destroys when done. AF_EMSGSIZE when
  * len > max_size, AF_EVERSION for another version, AF_EPROTO for anything
  * malformed (including an unknown kind), AF_ENOMEM. */
 af_err af__envelope_decode(af__envelope *env, const void *data, size_t len,
-                           size_t max_size, msgpack_zone *zone);
+			   size_t max_size, msgpack_zone *zone);
 
 /* Checks that data holds exactly one well-formed msgpack value whose
  * containers never claim more elements than bytes remain and whose nesting
@@ -73,6 +73,6 @@ af_err af__error_payload(af_payload *p, int code, const char *text);
 /* Reads an error payload: AF_OK with *code and *text (a view of at most
  * *text_len bytes), or AF_EPROTO when the payload has no integer code. */
 af_err af__error_read(const msgpack_object *payload, int *code,
-                      const char **text, size_t *text_len);
+		      const char **text, size_t *text_len);
 
 #endif

@@ -67,7 +67,7 @@ static unsigned from_epoll(uint32_t e)
 }
 
 static void watch_init(af__watch *w, int fd, void *zsock, unsigned events,
-                       af__watch_cb cb)
+		       af__watch_cb cb)
 {
 	w->fd = fd;
 	w->zsock = zsock;
@@ -81,7 +81,7 @@ static void watch_init(af__watch *w, int fd, void *zsock, unsigned events,
 }
 
 af_err af__loop_add_fd(af__loop *l, af__watch *w, int fd, unsigned events,
-                       af__watch_cb cb)
+		       af__watch_cb cb)
 {
 	struct epoll_event ev = {.events = to_epoll(events), .data.ptr = w};
 
@@ -102,7 +102,7 @@ af_err af__loop_mod_fd(af__loop *l, af__watch *w, unsigned events)
 }
 
 af_err af__loop_add_zsock(af__loop *l, af__watch *w, void *zsock,
-                          af__watch_cb cb)
+			  af__watch_cb cb)
 {
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = w};
 	size_t len = sizeof(int);
@@ -223,7 +223,8 @@ static void run_timers(af__loop *l)
 af_err af__loop_run_once(af__loop *l, int64_t max_wait_us)
 {
 	struct epoll_event evs[EVENTS_PER_TURN];
-	int n = epoll_wait(l->epfd, evs, EVENTS_PER_TURN, wait_ms(l, max_wait_us));
+	int n = epoll_wait(l->epfd, evs, EVENTS_PER_TURN,
+			   wait_ms(l, max_wait_us));
 
 	if (n < 0 && errno != EINTR)
 		return AF_ESYS;

@@ -55,11 +55,11 @@ void af__loop_fini(af__loop *l);
 
 /* Watches a plain fd, level-triggered. AF_OK, AF_EEXIST, AF_ESYS. */
 af_err af__loop_add_fd(af__loop *l, af__watch *w, int fd, unsigned events,
-                       af__watch_cb cb);
+		       af__watch_cb cb);
 af_err af__loop_mod_fd(af__loop *l, af__watch *w, unsigned events);
 /* Watches a ZeroMQ socket; it is checked once right away. */
 af_err af__loop_add_zsock(af__loop *l, af__watch *w, void *zsock,
-                          af__watch_cb cb);
+			  af__watch_cb cb);
 /* Stops watching; release (may be NULL) runs at the end of the current (or
  * next) turn, or in af__loop_fini. The fd is not closed. */
 void af__loop_del(af__loop *l, af__watch *w, af__watch_release release);

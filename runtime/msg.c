@@ -8,7 +8,7 @@
 static const msgpack_object nil_object = {.type = MSGPACK_OBJECT_NIL};
 
 af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
-                      msgpack_zone *zone)
+		      msgpack_zone *zone)
 {
 	af_err err = af__envelope_decode(&m->env, raw, len, max_size, zone);
 
@@ -27,14 +27,14 @@ af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 	if (m->env.type_len > 0)
 		memcpy(m->type, m->env.type, m->env.type_len);
 	m->type[m->env.type_len] = '\0';
-	m->deadline_us = m->env.ttl_ms > 0 ? af__now_us() +
-	                                         (int64_t)m->env.ttl_ms * 1000
-	                                   : -1;
+	m->deadline_us = m->env.ttl_ms > 0
+				 ? af__now_us() + (int64_t)m->env.ttl_ms * 1000
+				 : -1;
 	if (m->env.kind == AF_KIND_ERROR) {
 		const char *text;
 		size_t text_len;
 		if (af__error_read(m->env.payload, &m->error_code, &text,
-		                   &text_len) != AF_OK) {
+				   &text_len) != AF_OK) {
 			m->error_code = AF_EREMOTE;
 			text = "malformed error message";
 			text_len = strlen(text);

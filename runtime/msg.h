@@ -36,7 +36,7 @@ struct af_msg {
 
 /* Decodes raw into m; the views point into raw and zone. */
 af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
-                      msgpack_zone *zone);
+		      msgpack_zone *zone);
 /* Frees what decode allocated; m's memory itself stays with the caller. */
 void af__msg_clear(af_msg *m);
 /* A caller-owned copy of m, for af_msg_destroy. */

@@ -10,7 +10,7 @@
 
 /* Reads a big-endian length of n bytes at *pos, advancing it. */
 static int read_be(const uint8_t *p, size_t len, size_t *pos, unsigned n,
-                   uint64_t *out)
+		   uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -27,7 +27,7 @@ static int read_be(const uint8_t *p, size_t len, size_t *pos, unsigned n,
  * the number of elements that follow (twice the pairs of a map); for
  * anything else it skips the value's body and sets *count to 0. */
 static int read_header(const uint8_t *p, size_t len, size_t *pos,
-                       bool *is_container, uint64_t *count)
+		       bool *is_container, uint64_t *count)
 {
 	uint8_t b;
 	uint64_t n = 0;

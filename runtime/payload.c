@@ -143,7 +143,7 @@ af_err af_pack_bool(af_payload *p, bool v)
 	if ((err = can_pack(p)) != AF_OK)
 		return err;
 	return packed(p, v ? msgpack_pack_true(&p->pk)
-	                   : msgpack_pack_false(&p->pk));
+			   : msgpack_pack_false(&p->pk));
 }
 
 af_err af_pack_int(af_payload *p, int64_t v)
@@ -240,8 +240,8 @@ static af_err pack_fixed(af_payload *p, bool map, uint32_t n)
 		return err;
 	if (n > 0) {
 		p->frames[p->depth++] = (struct frame){
-		        .kind = FRAME_FIXED,
-		        .n = map ? 2 * (uint64_t)n : n,
+			.kind = FRAME_FIXED,
+			.n = map ? 2 * (uint64_t)n : n,
 		};
 	}
 	return AF_OK;
@@ -273,12 +273,12 @@ static af_err begin(af_payload *p, enum frame_kind kind)
 		return fail(p, AF_EINVAL);
 	off = p->buf.size;
 	if ((err = packed(p, msgpack_sbuffer_write(&p->buf, header,
-	                                           sizeof(header)))) != AF_OK)
+						   sizeof(header)))) != AF_OK)
 		return err;
 	p->frames[p->depth++] = (struct frame){
-	        .kind = kind,
-	        .header_off = off,
-	        .n = 0,
+		.kind = kind,
+		.header_off = off,
+		.n = 0,
 	};
 	return AF_OK;
 }
@@ -345,7 +345,7 @@ af_err af_pack_value(af_payload *p, const struct af_value *v)
 	if (v == NULL)
 		return fail(p, AF_ENOTFOUND);
 	return packed(p,
-	              msgpack_pack_object(&p->pk, *(const msgpack_object *)v));
+		      msgpack_pack_object(&p->pk, *(const msgpack_object *)v));
 }
 
 af_err af_payload_status(const af_payload *p)

@@ -86,8 +86,8 @@ static void peer_readable(af__watch *w, unsigned events)
 			drop_rest(p->sock, &frame);
 			ctx->counters.malformed++;
 		} else if (af__msg_decode(&m, zmq_msg_data(&frame),
-		                          zmq_msg_size(&frame), ctx->max_msg,
-		                          &ctx->zone) == AF_OK) {
+					  zmq_msg_size(&frame), ctx->max_msg,
+					  &ctx->zone) == AF_OK) {
 			af__ctx_on_response(ctx, p, &m);
 			af__msg_clear(&m);
 		} else {
@@ -127,7 +127,7 @@ static void monitor_readable(af__watch *w, unsigned events)
 static af_err set_int(void *sock, int opt, int val)
 {
 	return zmq_setsockopt(sock, opt, &val, sizeof(val)) == 0 ? AF_OK
-	                                                          : AF_ESYS;
+								 : AF_ESYS;
 }
 
 static af_err connect_remote(af__peer *p, const char *endpoint)
@@ -137,13 +137,14 @@ static af_err connect_remote(af__peer *p, const char *endpoint)
 
 	if (set_int(p->sock, ZMQ_HEARTBEAT_IVL, HEARTBEAT_IVL_MS) != AF_OK ||
 	    set_int(p->sock, ZMQ_HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS) !=
-	            AF_OK ||
-	    set_int(p->sock, ZMQ_HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS) != AF_OK ||
+		    AF_OK ||
+	    set_int(p->sock, ZMQ_HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS) !=
+		    AF_OK ||
 	    set_int(p->sock, ZMQ_RECONNECT_IVL, 100) != AF_OK ||
 	    zmq_setsockopt(p->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) != 0)
 		return AF_ESYS;
 	snprintf(mon_addr, sizeof(mon_addr), "inproc://af.monitor.%p",
-	         (void *)p);
+		 (void *)p);
 	if (zmq_socket_monitor(p->sock, mon_addr, ZMQ_EVENT_DISCONNECTED) != 0)
 		return AF_ESYS;
 	p->mon = zmq_socket(p->ctx->zctx, ZMQ_PAIR);
@@ -152,11 +153,11 @@ static af_err connect_remote(af__peer *p, const char *endpoint)
 	if (set_int(p->mon, ZMQ_LINGER, 0) != AF_OK ||
 	    zmq_connect(p->mon, mon_addr) != 0 ||
 	    af__loop_add_zsock(&p->ctx->loop, &p->mon_watch, p->mon,
-	                       monitor_readable) != AF_OK)
+			       monitor_readable) != AF_OK)
 		return AF_ESYS;
 	if (zmq_connect(p->sock, endpoint) != 0)
 		return errno == EINVAL || errno == EPROTONOSUPPORT ? AF_EADDR
-		                                                   : AF_ESYS;
+								   : AF_ESYS;
 	return AF_OK;
 }
 
@@ -174,7 +175,7 @@ static af_err connect_local(af__peer *p)
 	if (zmq_setsockopt(p->sock, ZMQ_SNDHWM, &one, sizeof(one)) != 0)
 		return AF_ESYS;
 	p->incarnation =
-	        af__system_lookup(p->ctx->sys, p->key, strlen(p->key), false);
+		af__system_lookup(p->ctx->sys, p->key, strlen(p->key), false);
 	if (p->incarnation == 0)
 		return AF_ENOTFOUND;
 	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", p->key);
@@ -208,7 +209,7 @@ static void index_remove(af_ctx *ctx, af__peer *p)
 }
 
 af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
-                    af__peer **out)
+		    af__peer **out)
 {
 	uint64_t h = hash_key(key, key_len);
 	af__peer *p = af__idmap_get(&ctx->peer_index, h);
@@ -240,7 +241,7 @@ af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
 		err = remote ? connect_remote(p, p->key) : connect_local(p);
 	if (err == AF_OK)
 		err = af__loop_add_zsock(&ctx->loop, &p->watch, p->sock,
-		                         peer_readable);
+					 peer_readable);
 	if (err != AF_OK)
 		goto fail;
 	index_add(ctx, p);
@@ -298,9 +299,10 @@ void af__peers_revalidate(af_ctx *ctx)
 		af__peer *next = p->next;
 		if (!p->remote &&
 		    af__system_lookup(ctx->sys, p->key, strlen(p->key), true) !=
-		            p->incarnation) {
+			    p->incarnation) {
 			/* Answers the actor sent while it stopped are already
-			 * queued: deliver them before declaring the rest lost. */
+			 * queued: deliver them before declaring the rest lost.
+			 */
 			peer_readable(&p->watch, 0);
 			af__peer_close(p, AF_EPEERDOWN);
 		}
@@ -329,7 +331,8 @@ af_err af__peer_send(af__peer *p, void *frame, int64_t block_ms)
 	if (zmq_msg_send(frame, p->sock, 0) < 0) {
 		int e = errno;
 		timeout = -1;
-		zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
+		zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout,
+			       sizeof(timeout));
 		return e == EAGAIN ? AF_ETIMEDOUT : AF_ESYS;
 	}
 	timeout = -1;

@@ -41,7 +41,7 @@ typedef struct af__peer {
 /* The peer for key (creating and connecting it on first use). A local key
  * names an actor of ctx's system: AF_ENOTFOUND when none runs. */
 af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
-                    af__peer **out);
+		    af__peer **out);
 /* Ends the peer's outstanding requests with status, closes its sockets and
  * frees it at the end of the loop turn. */
 void af__peer_close(af__peer *p, int status);

@@ -23,14 +23,14 @@ void af__wake_fd(int fd)
 af_err af_system_new(af_system **out, const af_system_opts *opts)
 {
 	af_system *sys = calloc(1, sizeof(*sys));
-	int io_threads = opts != NULL && opts->io_threads > 0 ? opts->io_threads
-	                                                       : 1;
+	int io_threads =
+		opts != NULL && opts->io_threads > 0 ? opts->io_threads : 1;
 
 	if (sys == NULL)
 		return AF_ENOMEM;
 	sys->max_msg = opts != NULL && opts->max_message_size > 0
-	                       ? opts->max_message_size
-	                       : DEFAULT_MAX_MESSAGE;
+			       ? opts->max_message_size
+			       : DEFAULT_MAX_MESSAGE;
 	sys->zctx = zmq_ctx_new();
 	if (sys->zctx == NULL)
 		goto undo_sys;
@@ -38,7 +38,7 @@ af_err af_system_new(af_system **out, const af_system_opts *opts)
 	 * limit of 1023 sockets would cap a system at a few hundred actors. */
 	if (zmq_ctx_set(sys->zctx, ZMQ_IO_THREADS, io_threads) != 0 ||
 	    zmq_ctx_set(sys->zctx, ZMQ_MAX_SOCKETS,
-	                zmq_ctx_get(sys->zctx, ZMQ_SOCKET_LIMIT)) != 0)
+			zmq_ctx_get(sys->zctx, ZMQ_SOCKET_LIMIT)) != 0)
 		goto undo_zctx;
 	if (pthread_mutex_init(&sys->mu, NULL) != 0)
 		goto undo_zctx;
@@ -99,7 +99,7 @@ static void reap_exited(af_system *sys)
 }
 
 uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
-                           bool include_stopping)
+			   bool include_stopping)
 {
 	uint64_t incarnation = 0;
 	af__actor *a;
@@ -107,7 +107,7 @@ uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
 	pthread_mutex_lock(&sys->mu);
 	a = find(sys, name, len);
 	if (a != NULL && (a->phase == AF__ACTOR_RUNNING ||
-	                  (include_stopping && a->phase == AF__ACTOR_STOPPING)))
+			  (include_stopping && a->phase == AF__ACTOR_STOPPING)))
 		incarnation = a->incarnation;
 	pthread_mutex_unlock(&sys->mu);
 	return incarnation;
@@ -153,7 +153,7 @@ static bool valid_name(const char *name)
 }
 
 af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
-                const void *config, const af_spawn_opts *opts)
+		const void *config, const af_spawn_opts *opts)
 {
 	pthread_attr_t attr;
 	af__actor *a;
@@ -172,11 +172,11 @@ af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	a->config = config;
 	a->wake_fd = -1;
 	a->opts.mailbox_capacity = opts != NULL && opts->mailbox_capacity > 0
-	                                   ? opts->mailbox_capacity
-	                                   : DEFAULT_MAILBOX_CAPACITY;
+					   ? opts->mailbox_capacity
+					   : DEFAULT_MAILBOX_CAPACITY;
 	a->opts.stack_size = opts != NULL && opts->stack_size > 0
-	                             ? opts->stack_size
-	                             : DEFAULT_STACK_SIZE;
+				     ? opts->stack_size
+				     : DEFAULT_STACK_SIZE;
 	atomic_init(&a->stop_requested, false);
 	pthread_mutex_lock(&sys->mu);
 	if (find(sys, name, strlen(name)) != NULL) {

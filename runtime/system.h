@@ -71,7 +71,7 @@ struct af_system {
 /* include_stopping: an actor that is draining its mailbox still counts (for
  * connections made before it began to stop). */
 uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
-                           bool include_stopping);
+			   bool include_stopping);
 /* Bumps the epoch and wakes every context so they revalidate their peers.
  * Called with sys->mu held. */
 void af__system_bump_epoch(af_system *sys);

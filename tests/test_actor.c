@@ -1,8 +1,8 @@
 /* Actor lifecycle, timers and fd watches. */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +21,7 @@ static void test_spawn_stop(void **state)
 	assert_int_equal(af_spawn(sys, "a", &test_echo_ops, NULL, NULL), AF_OK);
 	assert_true(af_exists(sys, "a"));
 	assert_int_equal(af_spawn(sys, "a", &test_echo_ops, NULL, NULL),
-	                 AF_EEXIST);
+			 AF_EEXIST);
 	assert_int_equal(af_stop(sys, "a"), AF_OK);
 	assert_false(af_exists(sys, "a"));
 	assert_int_equal(af_stop(sys, "a"), AF_ENOTFOUND);
@@ -29,7 +29,7 @@ static void test_spawn_stop(void **state)
 	assert_int_equal(af_spawn(sys, "a", &test_echo_ops, NULL, NULL), AF_OK);
 	assert_int_equal(af_client_new(&c, sys), AF_OK);
 	assert_int_equal(af_client_request(c, "a", "echo", NULL, 2000, &reply),
-	                 AF_OK);
+			 AF_OK);
 	af_msg_destroy(&reply);
 	af_client_destroy(&c);
 	af_system_destroy(&sys);
@@ -47,22 +47,22 @@ static void test_bad_spawns(void **state)
 	long_name[sizeof(long_name) - 1] = '\0';
 	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
 	assert_int_equal(af_spawn(sys, "f", &test_echo_ops, &failing, NULL),
-	                 AF_EUSER + 3);
+			 AF_EUSER + 3);
 	assert_false(af_exists(sys, "f"));
 	assert_int_equal(af_spawn(sys, "f", &test_echo_ops, NULL, NULL), AF_OK);
 	assert_int_equal(af_spawn(sys, "", &test_echo_ops, NULL, NULL),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	assert_int_equal(af_spawn(sys, NULL, &test_echo_ops, NULL, NULL),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	assert_int_equal(af_spawn(sys, "x#y", &test_echo_ops, NULL, NULL),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	assert_int_equal(af_spawn(sys, "ipc://x", &test_echo_ops, NULL, NULL),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	assert_int_equal(af_spawn(sys, long_name, &test_echo_ops, NULL, NULL),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	assert_int_equal(af_spawn(sys, "n", NULL, NULL, NULL), AF_EINVAL);
 	assert_int_equal(af_export(sys, "nobody", "ipc:///tmp/x"),
-	                 AF_ENOTFOUND);
+			 AF_ENOTFOUND);
 	assert_int_equal(af_export(sys, "f", "udp://1.2.3.4:5"), AF_EADDR);
 	af_system_destroy(&sys);
 }
@@ -78,14 +78,14 @@ static void test_many_actors(void **state)
 	for (int i = 0; i < 200; i++) {
 		snprintf(name, sizeof(name), "actor-%d", i);
 		assert_int_equal(
-		        af_spawn(sys, name, &test_echo_ops, NULL, NULL), AF_OK);
+			af_spawn(sys, name, &test_echo_ops, NULL, NULL), AF_OK);
 	}
 	for (int i = 0; i < 200; i += 7) {
 		af_msg *reply = NULL;
 		snprintf(name, sizeof(name), "actor-%d", i);
-		assert_int_equal(af_client_request(c, name, "echo", NULL, 2000,
-		                                   &reply),
-		                 AF_OK);
+		assert_int_equal(
+			af_client_request(c, name, "echo", NULL, 2000, &reply),
+			AF_OK);
 		af_msg_destroy(&reply);
 	}
 	af_client_destroy(&c);
@@ -118,17 +118,17 @@ static void test_stop_self(void **state)
 	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
 	assert_int_equal(af_client_new(&c, sys), AF_OK);
 	assert_int_equal(af_spawn(sys, "quitter", &quitter_ops, NULL, NULL),
-	                 AF_OK);
-	assert_int_equal(af_client_request(c, "quitter", "bye", NULL, 2000,
-	                                   &reply),
-	                 AF_OK);
+			 AF_OK);
+	assert_int_equal(
+		af_client_request(c, "quitter", "bye", NULL, 2000, &reply),
+		AF_OK);
 	af_msg_destroy(&reply);
 	/* It may still be on its way out; af_stop waits for it either way. */
 	err = af_stop(sys, "quitter");
 	assert_true(err == AF_OK || err == AF_ENOTFOUND);
 	assert_false(af_exists(sys, "quitter"));
 	assert_int_equal(af_spawn(sys, "quitter", &quitter_ops, NULL, NULL),
-	                 AF_OK);
+			 AF_OK);
 	af_client_destroy(&c);
 	af_system_destroy(&sys);
 }
@@ -164,7 +164,7 @@ static void on_tick(af_ctx *ctx, void *arg)
 	if (++t->ticks == 5) {
 		assert_int_equal(af_timer_cancel(ctx, t->repeat_id), AF_OK);
 		assert_int_equal(af_timer_cancel(ctx, t->repeat_id),
-		                 AF_ENOTFOUND);
+				 AF_ENOTFOUND);
 		finish(ctx, t);
 	}
 }
@@ -200,24 +200,23 @@ static af_err timers_handle(af_ctx *ctx, void *state, af_msg *m)
 	af_err err = af_defer(ctx, m, &t->run);
 
 	assert_int_equal(af_timer_start(ctx, 0, 0, NULL, NULL, NULL),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	assert_int_equal(af_timer_start(ctx, -1, 0, on_doomed, t, NULL),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	/* Three one-shots due in reverse order of starting, all before the
 	 * fifth tick of the repeating timer. */
 	for (int i = 0; i < 3; i++) {
 		marks[i].t = t;
 		marks[i].n = i;
 		assert_int_equal(af_timer_start(ctx, 6 - 2 * i, 0, on_mark,
-		                                &marks[i], NULL),
-		                 AF_OK);
+						&marks[i], NULL),
+				 AF_OK);
 	}
-	assert_int_equal(af_timer_start(ctx, 1, 0, on_doomed, t,
-	                                &t->doomed_id),
-	                 AF_OK);
+	assert_int_equal(af_timer_start(ctx, 1, 0, on_doomed, t, &t->doomed_id),
+			 AF_OK);
 	assert_int_equal(af_timer_cancel(ctx, t->doomed_id), AF_OK);
 	assert_int_equal(af_timer_start(ctx, 5, 5, on_tick, t, &t->repeat_id),
-	                 AF_OK);
+			 AF_OK);
 	return err;
 }
 
@@ -244,16 +243,17 @@ static void test_timers(void **state)
 	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
 	assert_int_equal(af_client_new(&c, sys), AF_OK);
 	assert_int_equal(af_spawn(sys, "timers", &timers_ops, NULL, NULL),
-	                 AF_OK);
-	assert_int_equal(af_client_request(c, "timers", "run", NULL, 5000,
-	                                   &reply),
-	                 AF_OK);
+			 AF_OK);
+	assert_int_equal(
+		af_client_request(c, "timers", "run", NULL, 5000, &reply),
+		AF_OK);
 	v = af_msg_payload(reply);
 	assert_int_equal(af_value_len(v), 4);
 	assert_int_equal(af_value_int(af_value_at(v, 0), &n), AF_OK);
 	assert_int_equal(n, 5);
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(af_value_int(af_value_at(v, 1 + i), &n), AF_OK);
+		assert_int_equal(af_value_int(af_value_at(v, 1 + i), &n),
+				 AF_OK);
 		assert_int_equal(n, 2 - i);
 	}
 	af_msg_destroy(&reply);
@@ -303,13 +303,13 @@ static af_err fdw_handle(af_ctx *ctx, void *state, af_msg *m)
 
 	if (strcmp(af_msg_type(m), "arm") == 0) {
 		assert_int_equal(af_fd_watch(ctx, -1, AF_FD_READ, on_efd, w),
-		                 AF_EINVAL);
+				 AF_EINVAL);
 		assert_int_equal(af_fd_modify(ctx, w->efd, AF_FD_READ),
-		                 AF_ENOTFOUND);
+				 AF_ENOTFOUND);
 		err = af_fd_watch(ctx, w->efd, AF_FD_WRITE, on_efd, w);
-		assert_int_equal(af_fd_watch(ctx, w->efd, AF_FD_READ, on_efd,
-		                             w),
-		                 AF_EEXIST);
+		assert_int_equal(
+			af_fd_watch(ctx, w->efd, AF_FD_READ, on_efd, w),
+			AF_EEXIST);
 		/* Watch for reading only, then make the fd readable. */
 		assert_int_equal(af_fd_modify(ctx, w->efd, AF_FD_READ), AF_OK);
 		if (err == AF_OK)
@@ -346,7 +346,7 @@ static void test_fd_watch(void **state)
 	assert_int_equal(af_client_new(&c, sys), AF_OK);
 	assert_int_equal(af_spawn(sys, "fdw", &fdw_ops, NULL, NULL), AF_OK);
 	assert_int_equal(af_client_request(c, "fdw", "arm", NULL, 5000, &reply),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(af_value_get_int(af_msg_payload(reply), "n", 0), 42);
 	af_msg_destroy(&reply);
 	af_client_destroy(&c);

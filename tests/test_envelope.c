@@ -48,14 +48,14 @@ static void append(struct msg *m, const void *bytes, size_t len)
 }
 
 static void build(struct msg *m, const af__envelope *env,
-                  const af_payload *payload)
+		  const af_payload *payload)
 {
 	const void *bytes;
 	size_t len;
 
 	assert_int_equal(
-	        af__envelope_header(m->data, sizeof(m->data), &m->len, env),
-	        AF_OK);
+		af__envelope_header(m->data, sizeof(m->data), &m->len, env),
+		AF_OK);
 	assert_true(m->len <= AF__HEADER_MAX);
 	assert_int_equal(af_payload_status(payload), AF_OK);
 	bytes = af__payload_bytes(payload, &len);
@@ -65,7 +65,7 @@ static void build(struct msg *m, const af__envelope *env,
 /* Writes a message by hand from an array header and raw msgpack fields,
  * for shapes the encoder refuses to produce. */
 static void build_raw(struct msg *m, uint8_t array_header,
-                      const char *const fields[], const size_t lens[], size_t n)
+		      const char *const fields[], const size_t lens[], size_t n)
 {
 	m->len = 0;
 	append(m, &array_header, 1);
@@ -93,14 +93,14 @@ static void test_round_trip_every_kind(void **state)
 
 	for (int kind = AF_KIND_TELL; kind <= AF_KIND_HEARTBEAT; kind++) {
 		af__envelope in = {
-		        .kind = (af_kind)kind,
-		        .id = 1000u + (uint64_t)kind,
-		        .seq = (uint64_t)kind * 7,
-		        .type = "stream_chat",
-		        .type_len = 11,
-		        .ttl_ms = 30000,
-		        .to = "chat",
-		        .to_len = 4,
+			.kind = (af_kind)kind,
+			.id = 1000u + (uint64_t)kind,
+			.seq = (uint64_t)kind * 7,
+			.type = "stream_chat",
+			.type_len = 11,
+			.ttl_ms = 30000,
+			.to = "chat",
+			.to_len = 4,
 		};
 		af__envelope out;
 		struct msg m;
@@ -133,7 +133,7 @@ static void test_round_trip_every_kind(void **state)
 		assert_int_equal(af_value_get_int(pl, "kind", 0), kind);
 		assert_int_equal(af_value_len(af_value_get(pl, "list")), 2);
 		assert_true(af_value_str_eq(
-		        af_value_at(af_value_get(pl, "list"), 0), "a"));
+			af_value_at(af_value_get(pl, "list"), 0), "a"));
 	}
 	af_payload_destroy(&p);
 }
@@ -152,25 +152,25 @@ static void test_nil_fields_and_extremes(void **state)
 	assert_null(out.to);
 	assert_true(out.id == 0 && out.seq == 0 && out.ttl_ms == 0);
 	assert_int_equal(af_value_type((const af_value *)out.payload),
-	                 AF_TYPE_NIL);
+			 AF_TYPE_NIL);
 
 	/* The largest header there is fits AF__HEADER_MAX. */
 	memset(type, 't', sizeof(type));
 	memset(to, 'n', sizeof(to));
 	in = (af__envelope){
-	        .kind = AF_KIND_REQUEST,
-	        .id = UINT64_MAX,
-	        .seq = UINT64_MAX,
-	        .type = type,
-	        .type_len = sizeof(type),
-	        .ttl_ms = UINT64_MAX,
-	        .to = to,
-	        .to_len = sizeof(to),
+		.kind = AF_KIND_REQUEST,
+		.id = UINT64_MAX,
+		.seq = UINT64_MAX,
+		.type = type,
+		.type_len = sizeof(type),
+		.ttl_ms = UINT64_MAX,
+		.to = to,
+		.to_len = sizeof(to),
 	};
 	build(&m, &in, NULL);
 	assert_int_equal(decode(&out, m.data, m.len), AF_OK);
 	assert_true(out.id == UINT64_MAX && out.seq == UINT64_MAX &&
-	            out.ttl_ms == UINT64_MAX);
+		    out.ttl_ms == UINT64_MAX);
 	assert_int_equal(out.type_len, AF__TYPE_MAX);
 	assert_memory_equal(out.type, type, AF__TYPE_MAX);
 	assert_int_equal(out.to_len, AF__NAME_MAX);
@@ -194,30 +194,30 @@ static void test_header_rejects(void **state)
 	memset(long_str, 'x', sizeof(long_str));
 	env.kind = 0;
 	assert_int_equal(af__envelope_header(buf, sizeof(buf), &len, &env),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	env.kind = AF_KIND_HEARTBEAT + 1;
 	assert_int_equal(af__envelope_header(buf, sizeof(buf), &len, &env),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	env.kind = AF_KIND_TELL;
 	env.type = long_str;
 	env.type_len = sizeof(long_str);
 	assert_int_equal(af__envelope_header(buf, sizeof(buf), &len, &env),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	env.type = NULL;
 	env.to = long_str;
 	env.to_len = sizeof(long_str);
 	assert_int_equal(af__envelope_header(buf, sizeof(buf), &len, &env),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 	assert_int_equal(af__envelope_header(buf, sizeof(buf), &len, NULL),
-	                 AF_EINVAL);
+			 AF_EINVAL);
 
 	/* Every buffer too small by any amount is refused. */
 	env.to_len = 10;
 	assert_int_equal(af__envelope_header(buf, sizeof(buf), &full, &env),
-	                 AF_OK);
+			 AF_OK);
 	for (size_t cap = 0; cap < full; cap++)
 		assert_int_equal(af__envelope_header(buf, cap, &len, &env),
-		                 AF_EINVAL);
+				 AF_EINVAL);
 	assert_int_equal(af__envelope_header(buf, full, &len, &env), AF_OK);
 	assert_int_equal(len, full);
 }
@@ -225,13 +225,13 @@ static void test_header_rejects(void **state)
 static void valid_message(struct msg *m)
 {
 	af__envelope in = {
-	        .kind = AF_KIND_REQUEST,
-	        .id = 0x123456789,
-	        .type = "echo",
-	        .type_len = 4,
-	        .ttl_ms = 500,
-	        .to = "echo",
-	        .to_len = 4,
+		.kind = AF_KIND_REQUEST,
+		.id = 0x123456789,
+		.type = "echo",
+		.type_len = 4,
+		.ttl_ms = 500,
+		.to = "echo",
+		.to_len = 4,
 	};
 	af_payload *p = new_payload();
 
@@ -268,8 +268,8 @@ static void test_trailing_bytes(void **state)
 
 /* Version 1, kind 1, id 0, seq 0, type nil, ttl 0, to nil. */
 static const char *const v1_fields[] = {
-        RAW(0x01), RAW(0x01), RAW(0x00), RAW(0x00),
-        RAW(0xc0), RAW(0x00), RAW(0xc0), RAW(0xc0),
+	RAW(0x01), RAW(0x01), RAW(0x00), RAW(0x00),
+	RAW(0xc0), RAW(0x00), RAW(0xc0), RAW(0xc0),
 };
 static const size_t one_byte[] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
 
@@ -352,13 +352,13 @@ static void test_unknown_kind(void **state)
 		const char *bytes;
 		size_t len;
 	} kinds[] = {
-	        {RAW(0x00), 1},
-	        {RAW(0x09), 1},
-	        {RAW(0xcc, 0xff), 2},
-	        {RAW(0xff), 1},
-	        {RAW(0xc0), 1},
-	        {RAW(0xa1, 't'), 2},
-	        {RAW(0xcf, 1, 0, 0, 0, 0, 0, 0, 1), 9},
+		{RAW(0x00), 1},
+		{RAW(0x09), 1},
+		{RAW(0xcc, 0xff), 2},
+		{RAW(0xff), 1},
+		{RAW(0xc0), 1},
+		{RAW(0xa1, 't'), 2},
+		{RAW(0xcf, 1, 0, 0, 0, 0, 0, 0, 1), 9},
 	};
 	const char *fields[8];
 	size_t lens[8];
@@ -382,15 +382,15 @@ static void test_field_types(void **state)
 		const char *bytes;
 		size_t len;
 	} bad[] = {
-	        {2, RAW(0xff), 1},                         /* negative id */
-	        {2, RAW(0xc0), 1},                         /* nil id */
-	        {3, RAW(0xa1, '1'), 2},                    /* string seq */
-	        {4, RAW(0x01), 1},                         /* integer type */
-	        {4, RAW(0xc4, 1, 'x'), 3},                 /* binary type */
-	        {5, RAW(0xcb, 0, 0, 0, 0, 0, 0, 0, 0), 9}, /* float ttl */
-	        {5, RAW(0xd0, 0xfe), 2},                   /* negative ttl */
-	        {6, RAW(0x90), 1},                         /* array to */
-	        {6, RAW(0xc2), 1},                         /* boolean to */
+		{2, RAW(0xff), 1},                         /* negative id */
+		{2, RAW(0xc0), 1},                         /* nil id */
+		{3, RAW(0xa1, '1'), 2},                    /* string seq */
+		{4, RAW(0x01), 1},                         /* integer type */
+		{4, RAW(0xc4, 1, 'x'), 3},                 /* binary type */
+		{5, RAW(0xcb, 0, 0, 0, 0, 0, 0, 0, 0), 9}, /* float ttl */
+		{5, RAW(0xd0, 0xfe), 2},                   /* negative ttl */
+		{6, RAW(0x90), 1},                         /* array to */
+		{6, RAW(0xc2), 1},                         /* boolean to */
 	};
 	const char *fields[8];
 	size_t lens[8];
@@ -415,15 +415,15 @@ static void test_oversized(void **state)
 	valid_message(&m);
 	msgpack_zone_clear(&zone);
 	assert_int_equal(
-	        af__envelope_decode(&out, m.data, m.len, m.len - 1, &zone),
-	        AF_EMSGSIZE);
+		af__envelope_decode(&out, m.data, m.len, m.len - 1, &zone),
+		AF_EMSGSIZE);
 	assert_int_equal(af__envelope_decode(&out, m.data, m.len, m.len, &zone),
-	                 AF_OK);
+			 AF_OK);
 	/* The size is judged before anything is read. */
 	msgpack_zone_clear(&zone);
 	assert_int_equal(
-	        af__envelope_decode(&out, NULL, 1u << 30, 1u << 20, &zone),
-	        AF_EMSGSIZE);
+		af__envelope_decode(&out, NULL, 1u << 30, 1u << 20, &zone),
+		AF_EMSGSIZE);
 }
 
 static void test_overlong_strings_on_wire(void **state)
@@ -468,10 +468,10 @@ static double now_ms(void)
 static void test_huge_container_header(void **state)
 {
 	static const unsigned char headers[][5] = {
-	        {0xdd, 0xff, 0xff, 0xff, 0xff}, /* array32 */
-	        {0xdf, 0xff, 0xff, 0xff, 0xff}, /* map32 */
-	        {0xdb, 0xff, 0xff, 0xff, 0xff}, /* str32 */
-	        {0xc6, 0xff, 0xff, 0xff, 0xff}, /* bin32 */
+		{0xdd, 0xff, 0xff, 0xff, 0xff}, /* array32 */
+		{0xdf, 0xff, 0xff, 0xff, 0xff}, /* map32 */
+		{0xdb, 0xff, 0xff, 0xff, 0xff}, /* str32 */
+		{0xc6, 0xff, 0xff, 0xff, 0xff}, /* bin32 */
 	};
 	af__envelope out;
 	struct msg m;
@@ -485,10 +485,10 @@ static void test_huge_container_header(void **state)
 		ptr_before = zone.chunk_list.ptr;
 		t0 = now_ms();
 		assert_int_equal(af__msgpack_check(headers[i], 5, 64),
-		                 AF_EPROTO);
+				 AF_EPROTO);
 		assert_int_equal(af__envelope_decode(&out, headers[i], 5,
-		                                     MAX_SIZE, &zone),
-		                 AF_EPROTO);
+						     MAX_SIZE, &zone),
+				 AF_EPROTO);
 		/* Nothing reached msgpack-c: its zone is untouched. */
 		assert_true(zone.chunk_list.free == free_before);
 		assert_true(zone.chunk_list.ptr == ptr_before);
@@ -497,8 +497,8 @@ static void test_huge_container_header(void **state)
 		build_raw(&m, 0x98, v1_fields, one_byte, 7);
 		append(&m, headers[i], 5);
 		assert_int_equal(af__envelope_decode(&out, m.data, m.len,
-		                                     MAX_SIZE, &zone),
-		                 AF_EPROTO);
+						     MAX_SIZE, &zone),
+				 AF_EPROTO);
 		assert_true(zone.chunk_list.free == free_before);
 		assert_true(now_ms() - t0 < 100);
 	}
@@ -556,51 +556,51 @@ static const struct {
 	const char *bytes;
 	size_t len;
 } formats[] = {
-        {RAW(0x00), 1},
-        {RAW(0x7f), 1},
-        {RAW(0x80), 1},
-        {RAW(0x81, 0x01, 0x02), 3},
-        {RAW(0x8f, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-             1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
-         31},
-        {RAW(0x90), 1},
-        {RAW(0x92, 0xc2, 0xc3), 3},
-        {RAW(0xa0), 1},
-        {RAW(0xa3, 'a', 'b', 'c'), 4},
-        {RAW(0xc0), 1},
-        {RAW(0xc2), 1},
-        {RAW(0xc3), 1},
-        {RAW(0xc4, 0x02, 0, 1), 4},
-        {RAW(0xc5, 0x00, 0x01, 9), 4},
-        {RAW(0xc6, 0, 0, 0, 1, 9), 6},
-        {RAW(0xc7, 0x01, 0x05, 9), 4},
-        {RAW(0xc7, 0x00, 0x05), 3},
-        {RAW(0xc8, 0x00, 0x01, 0x05, 9), 5},
-        {RAW(0xc9, 0, 0, 0, 1, 0x05, 9), 7},
-        {RAW(0xca, 0x3f, 0x80, 0, 0), 5},
-        {RAW(0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0), 9},
-        {RAW(0xcc, 0xff), 2},
-        {RAW(0xcd, 0xff, 0xff), 3},
-        {RAW(0xce, 0xff, 0xff, 0xff, 0xff), 5},
-        {RAW(0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), 9},
-        {RAW(0xd0, 0x80), 2},
-        {RAW(0xd1, 0x80, 0x00), 3},
-        {RAW(0xd2, 0x80, 0, 0, 0), 5},
-        {RAW(0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0), 9},
-        {RAW(0xd4, 0x01, 9), 3},
-        {RAW(0xd5, 0x01, 9, 9), 4},
-        {RAW(0xd6, 0x01, 9, 9, 9, 9), 6},
-        {RAW(0xd7, 0x01, 9, 9, 9, 9, 9, 9, 9, 9), 10},
-        {RAW(0xd8, 0x01, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9), 18},
-        {RAW(0xd9, 0x01, 'x'), 3},
-        {RAW(0xda, 0x00, 0x01, 'x'), 4},
-        {RAW(0xdb, 0, 0, 0, 1, 'x'), 6},
-        {RAW(0xdc, 0x00, 0x01, 0xc0), 4},
-        {RAW(0xdd, 0, 0, 0, 1, 0xc0), 6},
-        {RAW(0xde, 0x00, 0x01, 0xc0, 0xc0), 5},
-        {RAW(0xdf, 0, 0, 0, 1, 0xc0, 0xc0), 7},
-        {RAW(0xe0), 1},
-        {RAW(0xff), 1},
+	{RAW(0x00), 1},
+	{RAW(0x7f), 1},
+	{RAW(0x80), 1},
+	{RAW(0x81, 0x01, 0x02), 3},
+	{RAW(0x8f, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	     1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+	 31},
+	{RAW(0x90), 1},
+	{RAW(0x92, 0xc2, 0xc3), 3},
+	{RAW(0xa0), 1},
+	{RAW(0xa3, 'a', 'b', 'c'), 4},
+	{RAW(0xc0), 1},
+	{RAW(0xc2), 1},
+	{RAW(0xc3), 1},
+	{RAW(0xc4, 0x02, 0, 1), 4},
+	{RAW(0xc5, 0x00, 0x01, 9), 4},
+	{RAW(0xc6, 0, 0, 0, 1, 9), 6},
+	{RAW(0xc7, 0x01, 0x05, 9), 4},
+	{RAW(0xc7, 0x00, 0x05), 3},
+	{RAW(0xc8, 0x00, 0x01, 0x05, 9), 5},
+	{RAW(0xc9, 0, 0, 0, 1, 0x05, 9), 7},
+	{RAW(0xca, 0x3f, 0x80, 0, 0), 5},
+	{RAW(0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0), 9},
+	{RAW(0xcc, 0xff), 2},
+	{RAW(0xcd, 0xff, 0xff), 3},
+	{RAW(0xce, 0xff, 0xff, 0xff, 0xff), 5},
+	{RAW(0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), 9},
+	{RAW(0xd0, 0x80), 2},
+	{RAW(0xd1, 0x80, 0x00), 3},
+	{RAW(0xd2, 0x80, 0, 0, 0), 5},
+	{RAW(0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0), 9},
+	{RAW(0xd4, 0x01, 9), 3},
+	{RAW(0xd5, 0x01, 9, 9), 4},
+	{RAW(0xd6, 0x01, 9, 9, 9, 9), 6},
+	{RAW(0xd7, 0x01, 9, 9, 9, 9, 9, 9, 9, 9), 10},
+	{RAW(0xd8, 0x01, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9), 18},
+	{RAW(0xd9, 0x01, 'x'), 3},
+	{RAW(0xda, 0x00, 0x01, 'x'), 4},
+	{RAW(0xdb, 0, 0, 0, 1, 'x'), 6},
+	{RAW(0xdc, 0x00, 0x01, 0xc0), 4},
+	{RAW(0xdd, 0, 0, 0, 1, 0xc0), 6},
+	{RAW(0xde, 0x00, 0x01, 0xc0, 0xc0), 5},
+	{RAW(0xdf, 0, 0, 0, 1, 0xc0, 0xc0), 7},
+	{RAW(0xe0), 1},
+	{RAW(0xff), 1},
 };
 
 static void test_every_format(void **state)
@@ -615,20 +615,20 @@ static void test_every_format(void **state)
 		/* The check agrees with msgpack-c on what is valid. */
 		msgpack_zone_clear(&zone);
 		assert_int_equal(msgpack_unpack(b, len, &off, &zone, &o),
-		                 MSGPACK_UNPACK_SUCCESS);
+				 MSGPACK_UNPACK_SUCCESS);
 		for (size_t cut = 0; cut < len; cut++)
 			assert_int_equal(af__msgpack_check(b, cut, 4),
-			                 AF_EPROTO);
+					 AF_EPROTO);
 	}
 	assert_int_equal(af__msgpack_check(RAW(0xc1), 1, 4), AF_EPROTO);
 	assert_int_equal(af__msgpack_check(RAW(0x91, 0xc1), 2, 4), AF_EPROTO);
 	assert_int_equal(af__msgpack_check(NULL, 0, 4), AF_EPROTO);
 	/* Two pairs claimed with three bytes left cannot be honest. */
 	assert_int_equal(af__msgpack_check(RAW(0x82, 1, 2, 3), 4, 4),
-	                 AF_EPROTO);
+			 AF_EPROTO);
 	/* The claims of all open containers add up. */
 	assert_int_equal(af__msgpack_check(RAW(0x92, 0x93, 1, 2), 4, 4),
-	                 AF_EPROTO);
+			 AF_EPROTO);
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -648,7 +648,7 @@ static void check_decoded(af_err err, const af__envelope *env)
 	if (err != AF_OK)
 		return;
 	assert_true(env->kind >= AF_KIND_TELL &&
-	            env->kind <= AF_KIND_HEARTBEAT);
+		    env->kind <= AF_KIND_HEARTBEAT);
 	assert_true(env->type_len <= AF__TYPE_MAX);
 	assert_true(env->to_len <= AF__NAME_MAX);
 	assert_non_null(env->payload);
@@ -697,12 +697,12 @@ static void test_random_bytes(void **state)
 		if (checked == AF_OK) {
 			msgpack_zone_clear(&zone);
 			rc = msgpack_unpack((const char *)buf, len, &off, &zone,
-			                    &o);
+					    &o);
 			assert_int_equal(rc, MSGPACK_UNPACK_SUCCESS);
 		}
 	}
 	print_message("random: %d decoded, %d wrong version\n", decoded,
-	              version);
+		      version);
 	/* The mutations must reach past the first checks. */
 	assert_true(decoded > 1000);
 	assert_true(version > 100);
@@ -785,7 +785,7 @@ static void test_random_valid_values(void **state)
 		assert_int_equal(af_payload_status(p), AF_OK);
 		data = af_payload_data(p, &len);
 		assert_int_equal(af__msgpack_check(data, len, AF__PARSE_DEPTH),
-		                 AF_OK);
+				 AF_OK);
 		assert_int_equal(af_doc_parse(&d, data, len), AF_OK);
 		af_doc_destroy(&d);
 	}
@@ -801,8 +801,8 @@ static void test_zone_reuse(void **state)
 	for (int i = 0; i < 10000; i++) {
 		assert_int_equal(decode(&out, m.data, m.len), AF_OK);
 		assert_true(af_value_str_eq(
-		        af_value_get((const af_value *)out.payload, "text"),
-		        "hello"));
+			af_value_get((const af_value *)out.payload, "text"),
+			"hello"));
 	}
 }
 
@@ -821,18 +821,18 @@ static void test_error_payload(void **state)
 	assert_int_equal(decode(&out, m.data, m.len), AF_OK);
 	assert_int_equal(out.kind, AF_KIND_ERROR);
 	assert_int_equal(af__error_read(out.payload, &code, &text, &len),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(code, AF_ETIMEDOUT);
 	assert_int_equal(len, strlen(af_strerror(AF_ETIMEDOUT)));
 	assert_memory_equal(text, af_strerror(AF_ETIMEDOUT), len);
 
 	af_payload_reset(p);
 	assert_int_equal(af__error_payload(p, AF_EUSER + 5, "quota exceeded"),
-	                 AF_OK);
+			 AF_OK);
 	build(&m, &in, p);
 	assert_int_equal(decode(&out, m.data, m.len), AF_OK);
 	assert_int_equal(af__error_read(out.payload, &code, &text, &len),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(code, AF_EUSER + 5);
 	assert_int_equal(len, 14);
 	assert_memory_equal(text, "quota exceeded", 14);
@@ -859,23 +859,23 @@ static void test_error_read_rejects(void **state)
 		af_err want;
 		int code;
 	} cases[] = {
-	        {RAW(0xc0), 1, AF_EPROTO, 0},
-	        {RAW(0x80), 1, AF_EPROTO, 0},
-	        {RAW(0x92, 0x01, 0x02), 3, AF_EPROTO, 0},
-	        {RAW(0x81, 0xa4, 'c', 'o', 'd', 'e', 0xa1, '5'), 8, AF_EPROTO,
-	         0},
-	        {RAW(0x81, 0xa4, 'c', 'o', 'd', 'e', 0xcf, 0, 0, 0, 1, 0, 0, 0,
-	             0),
-	         15, AF_EPROTO, 0},
-	        {RAW(0x81, 0xa4, 'c', 'o', 'd', 'e', 0xd3, 0xff, 0xff, 0xff,
-	             0xfe, 0, 0, 0, 0),
-	         15, AF_EPROTO, 0},
-	        /* No message, or one of the wrong type: the code's own text. */
-	        {RAW(0x81, 0xa4, 'c', 'o', 'd', 'e', 0x05), 7, AF_OK,
-	         AF_ETIMEDOUT},
-	        {RAW(0x82, 0xa4, 'c', 'o', 'd', 'e', 0x0a, 0xa7, 'm', 'e', 's',
-	             's', 'a', 'g', 'e', 0x01),
-	         16, AF_OK, AF_EPROTO},
+		{RAW(0xc0), 1, AF_EPROTO, 0},
+		{RAW(0x80), 1, AF_EPROTO, 0},
+		{RAW(0x92, 0x01, 0x02), 3, AF_EPROTO, 0},
+		{RAW(0x81, 0xa4, 'c', 'o', 'd', 'e', 0xa1, '5'), 8, AF_EPROTO,
+		 0},
+		{RAW(0x81, 0xa4, 'c', 'o', 'd', 'e', 0xcf, 0, 0, 0, 1, 0, 0, 0,
+		     0),
+		 15, AF_EPROTO, 0},
+		{RAW(0x81, 0xa4, 'c', 'o', 'd', 'e', 0xd3, 0xff, 0xff, 0xff,
+		     0xfe, 0, 0, 0, 0),
+		 15, AF_EPROTO, 0},
+		/* No message, or one of the wrong type: the code's own text. */
+		{RAW(0x81, 0xa4, 'c', 'o', 'd', 'e', 0x05), 7, AF_OK,
+		 AF_ETIMEDOUT},
+		{RAW(0x82, 0xa4, 'c', 'o', 'd', 'e', 0x0a, 0xa7, 'm', 'e', 's',
+		     's', 'a', 'g', 'e', 0x01),
+		 16, AF_OK, AF_EPROTO},
 	};
 	int code;
 	const char *text;
@@ -886,11 +886,11 @@ static void test_error_read_rejects(void **state)
 		af_doc *d = NULL;
 
 		assert_int_equal(af_doc_parse(&d, cases[i].bytes, cases[i].len),
-		                 AF_OK);
+				 AF_OK);
 		assert_int_equal(
-		        af__error_read((const msgpack_object *)af_doc_root(d),
-		                       &code, &text, &len),
-		        cases[i].want);
+			af__error_read((const msgpack_object *)af_doc_root(d),
+				       &code, &text, &len),
+			cases[i].want);
 		if (cases[i].want == AF_OK) {
 			assert_int_equal(code, cases[i].code);
 			assert_int_equal(len, strlen(af_strerror(code)));
@@ -903,12 +903,12 @@ static void test_error_read_rejects(void **state)
 static void test_err_strings(void **state)
 {
 	static const int codes[] = {
-	        AF_OK,        AF_ENOMEM,    AF_EINVAL,   AF_ENOTFOUND,
-	        AF_EEXIST,    AF_ETIMEDOUT, AF_EAGAIN,   AF_ECANCELED,
-	        AF_EPEERDOWN, AF_ESTOPPED,  AF_EPROTO,   AF_EMSGSIZE,
-	        AF_EVERSION,  AF_ENOTSUP,   AF_ENOREPLY, AF_ETYPE,
-	        AF_ERANGE,    AF_ESYS,      AF_EADDR,    AF_EREMOTE,
-	        AF_EUSER,
+		AF_OK,        AF_ENOMEM,    AF_EINVAL,   AF_ENOTFOUND,
+		AF_EEXIST,    AF_ETIMEDOUT, AF_EAGAIN,   AF_ECANCELED,
+		AF_EPEERDOWN, AF_ESTOPPED,  AF_EPROTO,   AF_EMSGSIZE,
+		AF_EVERSION,  AF_ENOTSUP,   AF_ENOREPLY, AF_ETYPE,
+		AF_ERANGE,    AF_ESYS,      AF_EADDR,    AF_EREMOTE,
+		AF_EUSER,
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
 
@@ -939,26 +939,26 @@ static void test_err_strings(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_round_trip_every_kind),
-	        cmocka_unit_test(test_nil_fields_and_extremes),
-	        cmocka_unit_test(test_header_rejects),
-	        cmocka_unit_test(test_truncated_every_prefix),
-	        cmocka_unit_test(test_trailing_bytes),
-	        cmocka_unit_test(test_wrong_array_length),
-	        cmocka_unit_test(test_version),
-	        cmocka_unit_test(test_unknown_kind),
-	        cmocka_unit_test(test_field_types),
-	        cmocka_unit_test(test_oversized),
-	        cmocka_unit_test(test_overlong_strings_on_wire),
-	        cmocka_unit_test(test_huge_container_header),
-	        cmocka_unit_test(test_deep_nesting),
-	        cmocka_unit_test(test_every_format),
-	        cmocka_unit_test(test_random_bytes),
-	        cmocka_unit_test(test_random_valid_values),
-	        cmocka_unit_test(test_zone_reuse),
-	        cmocka_unit_test(test_error_payload),
-	        cmocka_unit_test(test_error_read_rejects),
-	        cmocka_unit_test(test_err_strings),
+		cmocka_unit_test(test_round_trip_every_kind),
+		cmocka_unit_test(test_nil_fields_and_extremes),
+		cmocka_unit_test(test_header_rejects),
+		cmocka_unit_test(test_truncated_every_prefix),
+		cmocka_unit_test(test_trailing_bytes),
+		cmocka_unit_test(test_wrong_array_length),
+		cmocka_unit_test(test_version),
+		cmocka_unit_test(test_unknown_kind),
+		cmocka_unit_test(test_field_types),
+		cmocka_unit_test(test_oversized),
+		cmocka_unit_test(test_overlong_strings_on_wire),
+		cmocka_unit_test(test_huge_container_header),
+		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_every_format),
+		cmocka_unit_test(test_random_bytes),
+		cmocka_unit_test(test_random_valid_values),
+		cmocka_unit_test(test_zone_reuse),
+		cmocka_unit_test(test_error_payload),
+		cmocka_unit_test(test_error_read_rejects),
+		cmocka_unit_test(test_err_strings),
 	};
 
 	return cmocka_run_group_tests(tests, setup_zone, teardown_zone);

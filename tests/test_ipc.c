@@ -1,13 +1,13 @@
 /* Two real processes: a node exports an actor on an ipc:// endpoint and
  * this process requests it with the same API it uses in-process; garbage,
  * oversized messages, a node killed mid-request, a stale socket file. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +46,9 @@ static void node_start(node *n, const char *max, char *line, size_t cap)
 	posix_spawn_file_actions_adddup2(&fa, from_child[1], STDOUT_FILENO);
 	posix_spawn_file_actions_addclose(&fa, to_child[1]);
 	posix_spawn_file_actions_addclose(&fa, from_child[0]);
-	assert_int_equal(posix_spawn(&n->pid, TEST_NODE_PATH, &fa, NULL, argv,
-	                             environ),
-	                 0);
+	assert_int_equal(
+		posix_spawn(&n->pid, TEST_NODE_PATH, &fa, NULL, argv, environ),
+		0);
 	posix_spawn_file_actions_destroy(&fa);
 	close(to_child[0]);
 	close(from_child[1]);
@@ -90,7 +90,7 @@ static void request_ok(af_client *c, const char *addr)
 	af_msg *reply = NULL;
 
 	assert_int_equal(af_client_request(c, addr, "echo", p, 5000, &reply),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(af_value_get_int(af_msg_payload(reply), "n", 0), 7);
 	af_msg_destroy(&reply);
 	af_payload_destroy(&p);
@@ -113,24 +113,23 @@ static void test_request_across_processes(void **state)
 	request_ok(c, addr);
 
 	snprintf(addr, sizeof(addr), "%s#nobody", endpoint);
-	assert_int_equal(af_client_request(c, addr, "echo", NULL, 5000,
-	                                   &reply),
-	                 AF_ENOTFOUND);
+	assert_int_equal(af_client_request(c, addr, "echo", NULL, 5000, &reply),
+			 AF_ENOTFOUND);
 	assert_int_equal(af_msg_error(reply, &text), AF_ENOTFOUND);
 	assert_non_null(strstr(text, "nobody"));
 	af_msg_destroy(&reply);
 
 	/* A standalone client reaches no local names. */
-	assert_int_equal(af_client_request(c, "echo", "echo", NULL, 100,
-	                                   &reply),
-	                 AF_ENOTFOUND);
+	assert_int_equal(
+		af_client_request(c, "echo", "echo", NULL, 100, &reply),
+		AF_ENOTFOUND);
 
 	/* Over the node's 1 MiB limit: a clear error, and it keeps serving. */
 	{
 		af_payload *big = test_payload_bin(2u << 20);
 		assert_int_equal(af_client_request(c, endpoint, "echo", big,
-		                                   5000, &reply),
-		                 AF_EMSGSIZE);
+						   5000, &reply),
+				 AF_EMSGSIZE);
 		assert_int_equal(af_msg_error(reply, &text), AF_EMSGSIZE);
 		assert_non_null(strstr(text, "exceeds the limit"));
 		af_msg_destroy(&reply);
@@ -152,11 +151,10 @@ static void test_garbage_is_survived(void **state)
 	void *raw = zmq_socket(zctx, ZMQ_DEALER);
 	int linger = 0;
 	unsigned char junk[256];
-	static const unsigned char wrong_version[] = {0x98, 0x09, 0x02, 0x01,
-	                                              0x00, 0xa1, 'x',  0x00,
-	                                              0xc0, 0xc0};
+	static const unsigned char wrong_version[] = {
+		0x98, 0x09, 0x02, 0x01, 0x00, 0xa1, 'x', 0x00, 0xc0, 0xc0};
 	static const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff,
-	                                           0xff};
+						   0xff};
 
 	node_start(&n, "1048576", line, sizeof(line));
 	assert_string_equal(line, "ready\n");
@@ -169,11 +167,11 @@ static void test_garbage_is_survived(void **state)
 			junk[j] = (unsigned char)rand();
 		/* Some as several frames, which no sender of ours makes. */
 		assert_true(zmq_send(raw, junk, len,
-		                     i % 7 == 0 ? ZMQ_SNDMORE : 0) >= 0);
+				     i % 7 == 0 ? ZMQ_SNDMORE : 0) >= 0);
 	}
 	assert_true(zmq_send(raw, "", 0, 0) >= 0);
 	assert_true(zmq_send(raw, wrong_version, sizeof(wrong_version), 0) >=
-	            0);
+		    0);
 	assert_true(zmq_send(raw, huge_array, sizeof(huge_array), 0) >= 0);
 	zmq_close(raw);
 	zmq_ctx_term(zctx);
@@ -224,9 +222,9 @@ static void test_peer_death_and_restart(void **state)
 
 	pthread_create(&t, NULL, kill_when_hung, &k);
 	start = af__now_ms();
-	assert_int_equal(af_client_request(c, endpoint, "hang", NULL, 20000,
-	                                   &reply),
-	                 AF_EPEERDOWN);
+	assert_int_equal(
+		af_client_request(c, endpoint, "hang", NULL, 20000, &reply),
+		AF_EPEERDOWN);
 	assert_true(af__now_ms() - start < 5000);
 	assert_null(reply);
 	pthread_join(t, NULL);
@@ -250,11 +248,11 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_request_across_processes,
-		                                setup, teardown),
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_is_survived, setup,
-		                                teardown),
+						teardown),
 		cmocka_unit_test_setup_teardown(test_peer_death_and_restart,
-		                                setup, teardown),
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

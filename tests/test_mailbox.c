@@ -1,10 +1,10 @@
 /* Bounded mailboxes: what a sender sees when one is full, and that
  * nothing is lost either way. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,21 +90,21 @@ static void test_full_mailbox_client(void **state)
 	assert_true(sent <= 100);
 	start = af__now_ms();
 	assert_int_equal(af_client_tell(c, "gate", "count", NULL, 30),
-	                 AF_ETIMEDOUT);
+			 AF_ETIMEDOUT);
 	assert_true(af__now_ms() - start >= 30);
 	/* A request meets the same full mailbox and times out cleanly. */
-	assert_int_equal(af_client_request(c, "gate", "count", NULL, 30,
-	                                   &reply),
-	                 AF_ETIMEDOUT);
+	assert_int_equal(
+		af_client_request(c, "gate", "count", NULL, 30, &reply),
+		AF_ETIMEDOUT);
 	assert_null(reply);
 
 	test_signal_add(&g.open);
 	/* Every tell that was accepted is handled: none was lost. */
-	assert_int_equal(af_client_request(c, "gate", "total", NULL, 5000,
-	                                   &reply),
-	                 AF_OK);
+	assert_int_equal(
+		af_client_request(c, "gate", "total", NULL, 5000, &reply),
+		AF_OK);
 	assert_int_equal(af_value_get_int(af_msg_payload(reply), "n", -1),
-	                 sent);
+			 sent);
 	af_msg_destroy(&reply);
 	af_client_destroy(&c);
 	af_system_destroy(&sys);
@@ -150,29 +150,29 @@ static void test_full_mailbox_actor(void **state)
 	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
 	assert_int_equal(af_spawn(sys, "gate", &gate_ops, &g, &opts), AF_OK);
 	assert_int_equal(af_spawn(sys, "flooder", &flooder_ops, NULL, NULL),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(af_client_new(&c, sys), AF_OK);
 	assert_int_equal(af_client_tell(c, "gate", "block", NULL, 0), AF_OK);
 	assert_true(test_signal_wait(&g.entered, 1, 5000));
-	assert_int_equal(af_client_request(c, "flooder", "go", NULL, 5000,
-	                                   &reply),
-	                 AF_OK);
+	assert_int_equal(
+		af_client_request(c, "flooder", "go", NULL, 5000, &reply),
+		AF_OK);
 	sent = af_value_get_int(af_msg_payload(reply), "n", -1);
 	assert_int_equal(af_value_get_int(af_msg_payload(reply), "err", -1),
-	                 AF_EAGAIN);
+			 AF_EAGAIN);
 	assert_true(sent >= 50 && sent <= 500);
 	af_msg_destroy(&reply);
 	test_signal_add(&g.open);
-	assert_int_equal(af_client_request(c, "gate", "total", NULL, 5000,
-	                                   &reply),
-	                 AF_OK);
+	assert_int_equal(
+		af_client_request(c, "gate", "total", NULL, 5000, &reply),
+		AF_OK);
 	/* The client's "total" went through a different connection, so the
 	 * flooder's tells may still be in flight: ask the flooder's own
 	 * connection, which is ordered, by flooding once more after. */
 	af_msg_destroy(&reply);
-	assert_int_equal(af_client_request(c, "flooder", "go", NULL, 5000,
-	                                   &reply),
-	                 AF_OK);
+	assert_int_equal(
+		af_client_request(c, "flooder", "go", NULL, 5000, &reply),
+		AF_OK);
 	sent += af_value_get_int(af_msg_payload(reply), "n", -1);
 	af_msg_destroy(&reply);
 	af_client_destroy(&c);
@@ -234,8 +234,7 @@ static af_err asker_handle(af_ctx *ctx, void *state, af_msg *m)
 	a->expected = af_value_get_int(af_msg_payload(m), "n", 0);
 	for (int64_t i = 0; i < a->expected && err == AF_OK; i++) {
 		af_payload *p = test_payload_n(i);
-		err = af_request(ctx, "echo", "echo", p, 0, on_answer, a,
-		                 NULL);
+		err = af_request(ctx, "echo", "echo", p, 0, on_answer, a, NULL);
 		af_payload_destroy(&p);
 	}
 	test_signal_add(&a->g->entered);
@@ -268,7 +267,7 @@ static void *open_when_replies_pile_up(void *arg)
 	 * most two queues' worth (2000) are in flight and the rest wait in
 	 * echo's backlog. */
 	o->waited = test_signal_wait(&o->g->entered, 1, 10000) &&
-	            test_signal_wait(&o->handled, 5000, 10000);
+		    test_signal_wait(&o->handled, 5000, 10000);
 	test_signal_add(&o->g->open);
 	return NULL;
 }
@@ -290,7 +289,7 @@ static void test_replies_to_a_slow_requester_are_kept(void **state)
 	test_signal_init(&o.handled);
 	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
 	assert_int_equal(af_spawn(sys, "echo", &test_echo_ops, &cfg, &big),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(af_spawn(sys, "asker", &asker_ops, &g, NULL), AF_OK);
 	assert_int_equal(af_client_new(&c, sys), AF_OK);
 	pthread_create(&t, NULL, open_when_replies_pile_up, &o);
@@ -298,13 +297,13 @@ static void test_replies_to_a_slow_requester_are_kept(void **state)
 	 * outgoing pipe (1000): the rest wait in echo's backlog. */
 	p = test_payload_n(5000);
 	assert_int_equal(af_client_request(c, "asker", "go", p, 20000, &reply),
-	                 AF_OK);
+			 AF_OK);
 	pthread_join(t, NULL);
 	assert_true(o.waited);
 	assert_int_equal(af_value_get_int(af_msg_payload(reply), "received", 0),
-	                 5000);
+			 5000);
 	assert_int_equal(af_value_get_int(af_msg_payload(reply), "in_order", 0),
-	                 5000);
+			 5000);
 	af_msg_destroy(&reply);
 	af_payload_destroy(&p);
 	af_client_destroy(&c);

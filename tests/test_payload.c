@@ -45,7 +45,7 @@ static af_payload *new_payload(void)
 }
 
 static void assert_str_value(const af_value *v, const char *want,
-                             size_t want_len)
+			     size_t want_len)
 {
 	const char *s;
 	size_t len;
@@ -132,7 +132,7 @@ static void test_scalars_round_trip(void **state)
 	assert_str_value(af_value_get(root, "empty"), "", 0);
 	assert_str_value(af_value_get(root, "nul"), with_nul, 3);
 	assert_int_equal(af_value_type(af_value_get(root, "strnull")),
-	                 AF_TYPE_NIL);
+			 AF_TYPE_NIL);
 
 	v = af_value_get(root, "bin");
 	assert_int_equal(af_value_type(v), AF_TYPE_BIN);
@@ -141,7 +141,7 @@ static void test_scalars_round_trip(void **state)
 	assert_memory_equal(bin, blob, sizeof(blob));
 	assert_int_equal(af_value_len(v), sizeof(blob));
 	assert_int_equal(af_value_bin(af_value_get(root, "bin0"), &bin, &len),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(len, 0);
 	assert_non_null(bin);
 
@@ -160,27 +160,27 @@ static void test_scalars_round_trip(void **state)
 
 /* Each value sits at a boundary between two msgpack encodings. */
 static const int64_t int_samples[] = {
-        0,
-        1,
-        0x7f,
-        0x80,
-        0xff,
-        0x100,
-        0xffff,
-        0x10000,
-        0xffffffff,
-        0x100000000,
-        -1,
-        -32,
-        -33,
-        -128,
-        -129,
-        -32768,
-        -32769,
-        INT32_MIN,
-        (int64_t)INT32_MIN - 1,
-        INT64_MIN,
-        INT64_MAX,
+	0,
+	1,
+	0x7f,
+	0x80,
+	0xff,
+	0x100,
+	0xffff,
+	0x10000,
+	0xffffffff,
+	0x100000000,
+	-1,
+	-32,
+	-33,
+	-128,
+	-129,
+	-32768,
+	-32769,
+	INT32_MIN,
+	(int64_t)INT32_MIN - 1,
+	INT64_MIN,
+	INT64_MAX,
 };
 
 static void test_int_encodings(void **state)
@@ -203,7 +203,7 @@ static void test_int_encodings(void **state)
 		assert_int_equal(af_value_double(af_doc_root(d), &x), AF_OK);
 		assert_true(x == (double)v);
 		assert_int_equal(af_value_uint(af_doc_root(d), &ugot),
-		                 v < 0 ? AF_ERANGE : AF_OK);
+				 v < 0 ? AF_ERANGE : AF_OK);
 		if (v >= 0)
 			assert_true(ugot == (uint64_t)v);
 		af_doc_destroy(&d);
@@ -296,16 +296,16 @@ static void test_null_value(void **state)
 	assert_true(af_value_get_bool(NULL, "k", true));
 	/* Lookups chain without checks in between. */
 	assert_int_equal(
-	        af_value_int(af_value_get(af_value_at(NULL, 3), "a"), &i),
-	        AF_ENOTFOUND);
+		af_value_int(af_value_get(af_value_at(NULL, 3), "a"), &i),
+		AF_ENOTFOUND);
 	assert_null(af_doc_root(NULL));
 }
 
 /* [1.5f, fixext1(5, 07), ext8(-1, "abc")], written by hand because the
  * writer has no float32 or ext calls. */
 static const unsigned char float_ext_doc[] = {
-        0x93, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xd4, 0x05,
-        0x07, 0xc7, 0x03, 0xff, 'a',  'b',  'c',
+	0x93, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xd4, 0x05,
+	0x07, 0xc7, 0x03, 0xff, 'a',  'b',  'c',
 };
 
 static void test_float32_and_ext(void **state)
@@ -383,13 +383,13 @@ static void test_nested_auto_count(void **state)
 	assert_int_equal(af_value_type(a), AF_TYPE_ARRAY);
 	assert_int_equal(af_value_len(a), 3);
 	assert_int_equal(
-	        af_value_bool(af_value_get(af_value_at(a, 2), "x"), &b), AF_OK);
+		af_value_bool(af_value_get(af_value_at(a, 2), "x"), &b), AF_OK);
 	assert_true(b);
 	assert_int_equal(af_value_type(af_value_get(r, "empty_array")),
-	                 AF_TYPE_ARRAY);
+			 AF_TYPE_ARRAY);
 	assert_int_equal(af_value_len(af_value_get(r, "empty_array")), 0);
 	assert_int_equal(af_value_type(af_value_get(r, "empty_map")),
-	                 AF_TYPE_MAP);
+			 AF_TYPE_MAP);
 	assert_int_equal(af_value_len(af_value_get(r, "empty_map")), 0);
 	e = af_value_get(r, "fixed");
 	assert_int_equal(af_value_len(e), 3);
@@ -432,8 +432,8 @@ static void test_large_containers_and_strings(void **state)
 	r = af_doc_root(d);
 	assert_int_equal(af_value_len(af_value_get(r, "items")), N);
 	assert_int_equal(
-	        af_value_int(af_value_at(af_value_get(r, "items"), N - 1), &v),
-	        AF_OK);
+		af_value_int(af_value_at(af_value_get(r, "items"), N - 1), &v),
+		AF_OK);
 	assert_int_equal(v, N - 1);
 	assert_int_equal(af_value_str(af_value_get(r, "big"), &s, &len), AF_OK);
 	assert_int_equal(len, N);
@@ -615,8 +615,8 @@ static void test_pack_value_forwarding(void **state)
 	assert_int_equal(af_pack_value(fwd, af_doc_root(d1)), AF_OK);
 	af_pack_str(fwd, "list");
 	assert_int_equal(
-	        af_pack_value(fwd, af_value_get(af_doc_root(d1), "list")),
-	        AF_OK);
+		af_pack_value(fwd, af_value_get(af_doc_root(d1), "list")),
+		AF_OK);
 	assert_int_equal(af_pack_map_end(fwd), AF_OK);
 	d2 = parse_payload(fwd);
 	r = af_doc_root(d2);
@@ -632,9 +632,9 @@ static void test_pack_value_forwarding(void **state)
 	assert_int_equal(alen, blen);
 	assert_memory_equal(a, b, alen);
 	assert_true(msgpack_object_equal(
-	        *(const msgpack_object *)af_value_get(r, "list"),
-	        *(const msgpack_object *)af_value_get(af_doc_root(d1),
-	                                              "list")));
+		*(const msgpack_object *)af_value_get(r, "list"),
+		*(const msgpack_object *)af_value_get(af_doc_root(d1),
+						      "list")));
 
 	af_doc_destroy(&d1);
 	af_doc_destroy(&d2);
@@ -645,9 +645,9 @@ static void test_pack_value_forwarding(void **state)
 static void test_doc_parse_rejects(void **state)
 {
 	static const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff,
-	                                           0xff};
+						   0xff};
 	static const unsigned char huge_str[] = {0xdb, 0xff, 0xff,
-	                                         0xff, 0xff, 'a'};
+						 0xff, 0xff, 'a'};
 	static const unsigned char trailing[] = {0x01, 0x02};
 	static const unsigned char truncated[] = {0x92, 0x01};
 	static const unsigned char reserved[] = {0xc1};
@@ -658,15 +658,15 @@ static void test_doc_parse_rejects(void **state)
 	assert_int_equal(af_doc_parse(&d, ok, 0), AF_EPROTO);
 	assert_null(d);
 	assert_int_equal(af_doc_parse(&d, huge_array, sizeof(huge_array)),
-	                 AF_EPROTO);
+			 AF_EPROTO);
 	assert_int_equal(af_doc_parse(&d, huge_str, sizeof(huge_str)),
-	                 AF_EPROTO);
+			 AF_EPROTO);
 	assert_int_equal(af_doc_parse(&d, trailing, sizeof(trailing)),
-	                 AF_EPROTO);
+			 AF_EPROTO);
 	assert_int_equal(af_doc_parse(&d, truncated, sizeof(truncated)),
-	                 AF_EPROTO);
+			 AF_EPROTO);
 	assert_int_equal(af_doc_parse(&d, reserved, sizeof(reserved)),
-	                 AF_EPROTO);
+			 AF_EPROTO);
 	assert_int_equal(af_doc_parse(NULL, ok, sizeof(ok)), AF_EINVAL);
 	assert_int_equal(af_doc_parse(&d, NULL, 2), AF_EINVAL);
 
@@ -737,10 +737,10 @@ static void test_lookup_helpers(void **state)
 	/* {"a": 1, "ab": 2, 5: 3, "a": 4, "i": "s", "big": 2^63, "d": 2,
 	 *  "b": true} */
 	static const unsigned char doc[] = {
-	        0x88, 0xa1, 'a', 0x01, 0xa2, 'a',  'b',  0x02, 0x05,
-	        0x03, 0xa1, 'a', 0x04, 0xa1, 'i',  0xa1, 's',  0xa3,
-	        'b',  'i',  'g', 0xcf, 0x80, 0,    0,    0,    0,
-	        0,    0,    0,   0xa1, 'd',  0x02, 0xa1, 'b',  0xc3,
+		0x88, 0xa1, 'a', 0x01, 0xa2, 'a',  'b',  0x02, 0x05,
+		0x03, 0xa1, 'a', 0x04, 0xa1, 'i',  0xa1, 's',  0xa3,
+		'b',  'i',  'g', 0xcf, 0x80, 0,    0,    0,    0,
+		0,    0,    0,   0xa1, 'd',  0x02, 0xa1, 'b',  0xc3,
 	};
 	af_doc *d = parse_bytes(doc, sizeof(doc));
 	const af_value *r = af_doc_root(d);
@@ -796,24 +796,24 @@ static void test_strdup_embedded(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_scalars_round_trip),
-	        cmocka_unit_test(test_int_encodings),
-	        cmocka_unit_test(test_range_and_type_errors),
-	        cmocka_unit_test(test_null_value),
-	        cmocka_unit_test(test_float32_and_ext),
-	        cmocka_unit_test(test_nested_auto_count),
-	        cmocka_unit_test(test_large_containers_and_strings),
-	        cmocka_unit_test(test_max_nesting),
-	        cmocka_unit_test(test_sticky_error),
-	        cmocka_unit_test(test_unbalanced_end),
-	        cmocka_unit_test(test_odd_map),
-	        cmocka_unit_test(test_incomplete_and_extra_values),
-	        cmocka_unit_test(test_pack_value_forwarding),
-	        cmocka_unit_test(test_doc_parse_rejects),
-	        cmocka_unit_test(test_payload_bytes),
-	        cmocka_unit_test(test_null_writer),
-	        cmocka_unit_test(test_lookup_helpers),
-	        cmocka_unit_test(test_strdup_embedded),
+		cmocka_unit_test(test_scalars_round_trip),
+		cmocka_unit_test(test_int_encodings),
+		cmocka_unit_test(test_range_and_type_errors),
+		cmocka_unit_test(test_null_value),
+		cmocka_unit_test(test_float32_and_ext),
+		cmocka_unit_test(test_nested_auto_count),
+		cmocka_unit_test(test_large_containers_and_strings),
+		cmocka_unit_test(test_max_nesting),
+		cmocka_unit_test(test_sticky_error),
+		cmocka_unit_test(test_unbalanced_end),
+		cmocka_unit_test(test_odd_map),
+		cmocka_unit_test(test_incomplete_and_extra_values),
+		cmocka_unit_test(test_pack_value_forwarding),
+		cmocka_unit_test(test_doc_parse_rejects),
+		cmocka_unit_test(test_payload_bytes),
+		cmocka_unit_test(test_null_writer),
+		cmocka_unit_test(test_lookup_helpers),
+		cmocka_unit_test(test_strdup_embedded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,10 +1,10 @@
 /* Requests and their outcomes: reply, remote error, no reply, timeout,
  * deferred answers, cancellation, and requests between actors. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +22,7 @@ static int setup(void **state)
 
 	assert_int_equal(af_system_new(&f->sys, NULL), AF_OK);
 	assert_int_equal(af_spawn(f->sys, "echo", &test_echo_ops, NULL, NULL),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(af_client_new(&f->client, f->sys), AF_OK);
 	*state = f;
 	return 0;
@@ -61,14 +61,14 @@ static void test_echo_round_trip(void **state)
 	af_pack_array_end(p);
 	assert_int_equal(af_pack_map_end(p), AF_OK);
 
-	assert_int_equal(af_client_request(f->client, "echo", "echo", p, 2000,
-	                                   &reply),
-	                 AF_OK);
+	assert_int_equal(
+		af_client_request(f->client, "echo", "echo", p, 2000, &reply),
+		AF_OK);
 	assert_non_null(reply);
 	assert_int_equal(af_msg_kind(reply), AF_KIND_REPLY);
 	v = af_msg_payload(reply);
 	assert_int_equal(af_value_str(af_value_get(v, "text"), &s, &len),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(len, strlen("héllo"));
 	assert_memory_equal(s, "héllo", len);
 	v = af_value_get(v, "list");
@@ -89,11 +89,11 @@ static void test_many_sequential(void **state)
 	for (int i = 0; i < 2000; i++) {
 		af_payload *p = test_payload_n(i);
 		af_msg *reply = NULL;
-		assert_int_equal(af_client_request(f->client, "echo", "echo",
-		                                   p, 2000, &reply),
-		                 AF_OK);
+		assert_int_equal(af_client_request(f->client, "echo", "echo", p,
+						   2000, &reply),
+				 AF_OK);
 		assert_int_equal(
-		        af_value_get_int(af_msg_payload(reply), "n", -1), i);
+			af_value_get_int(af_msg_payload(reply), "n", -1), i);
 		af_msg_destroy(&reply);
 		af_payload_destroy(&p);
 	}
@@ -106,8 +106,8 @@ static void test_remote_error(void **state)
 	const char *text = NULL;
 
 	assert_int_equal(af_client_request(f->client, "echo", "fail", NULL,
-	                                   2000, &reply),
-	                 AF_EUSER + 1);
+					   2000, &reply),
+			 AF_EUSER + 1);
 	assert_non_null(reply);
 	assert_int_equal(af_msg_kind(reply), AF_KIND_ERROR);
 	assert_int_equal(af_msg_error(reply, &text), AF_EUSER + 1);
@@ -115,8 +115,8 @@ static void test_remote_error(void **state)
 	af_msg_destroy(&reply);
 
 	assert_int_equal(af_client_request(f->client, "echo", "nosuchtype",
-	                                   NULL, 2000, &reply),
-	                 AF_ENOTSUP);
+					   NULL, 2000, &reply),
+			 AF_ENOTSUP);
 	assert_int_equal(af_msg_error(reply, &text), AF_ENOTSUP);
 	assert_non_null(strstr(text, "nosuchtype"));
 	af_msg_destroy(&reply);
@@ -129,15 +129,15 @@ static void test_handler_without_reply(void **state)
 	const char *text = NULL;
 
 	assert_int_equal(af_client_request(f->client, "echo", "noreply", NULL,
-	                                   2000, &reply),
-	                 AF_ENOREPLY);
+					   2000, &reply),
+			 AF_ENOREPLY);
 	assert_int_equal(af_msg_error(reply, &text), AF_ENOREPLY);
 	assert_non_null(strstr(text, "without replying"));
 	af_msg_destroy(&reply);
 
 	assert_int_equal(af_client_request(f->client, "echo", "badarg", NULL,
-	                                   2000, &reply),
-	                 AF_EINVAL);
+					   2000, &reply),
+			 AF_EINVAL);
 	assert_int_equal(af_msg_error(reply, &text), AF_EINVAL);
 	assert_string_equal(text, af_strerror(AF_EINVAL));
 	af_msg_destroy(&reply);
@@ -150,17 +150,17 @@ static void test_timeout(void **state)
 	int64_t start = af__now_ms();
 	int64_t took;
 
-	assert_int_equal(af_client_request(f->client, "echo", "hang", NULL, 50,
-	                                   &reply),
-	                 AF_ETIMEDOUT);
+	assert_int_equal(
+		af_client_request(f->client, "echo", "hang", NULL, 50, &reply),
+		AF_ETIMEDOUT);
 	took = af__now_ms() - start;
 	assert_null(reply);
 	assert_true(took >= 50);
 	assert_true(took < 2000);
 	/* The client still works after a timeout. */
 	assert_int_equal(af_client_request(f->client, "echo", "echo", NULL,
-	                                   2000, &reply),
-	                 AF_OK);
+					   2000, &reply),
+			 AF_OK);
 	af_msg_destroy(&reply);
 }
 
@@ -175,13 +175,13 @@ static void test_deferred_reply(void **state)
 	af_pack_map(p, 1);
 	af_pack_str(p, "ms");
 	af_pack_int(p, 20);
-	assert_int_equal(af_client_request(f->client, "echo", "later", p, 2000,
-	                                   &reply),
-	                 AF_OK);
-	assert_int_equal(af_value_bool(af_value_get(af_msg_payload(reply),
-	                                            "late"),
-	                               &late),
-	                 AF_OK);
+	assert_int_equal(
+		af_client_request(f->client, "echo", "later", p, 2000, &reply),
+		AF_OK);
+	assert_int_equal(
+		af_value_bool(af_value_get(af_msg_payload(reply), "late"),
+			      &late),
+		AF_OK);
 	assert_true(late);
 	af_msg_destroy(&reply);
 	af_payload_destroy(&p);
@@ -193,20 +193,20 @@ static void test_bad_addresses(void **state)
 	af_msg *reply = NULL;
 
 	assert_int_equal(af_client_request(f->client, "nobody", "echo", NULL,
-	                                   100, &reply),
-	                 AF_ENOTFOUND);
-	assert_int_equal(af_client_request(f->client, "", "echo", NULL, 100,
-	                                   &reply),
-	                 AF_EADDR);
-	assert_int_equal(af_client_request(f->client, "udp://x#y", "echo",
-	                                   NULL, 100, &reply),
-	                 AF_EADDR);
+					   100, &reply),
+			 AF_ENOTFOUND);
+	assert_int_equal(
+		af_client_request(f->client, "", "echo", NULL, 100, &reply),
+		AF_EADDR);
+	assert_int_equal(af_client_request(f->client, "udp://x#y", "echo", NULL,
+					   100, &reply),
+			 AF_EADDR);
 	assert_int_equal(af_client_request(f->client, "ipc:///tmp/x#", "echo",
-	                                   NULL, 100, &reply),
-	                 AF_EADDR);
-	assert_int_equal(af_client_request(f->client, "echo", "echo", NULL, 0,
-	                                   &reply),
-	                 AF_EINVAL);
+					   NULL, 100, &reply),
+			 AF_EADDR);
+	assert_int_equal(
+		af_client_request(f->client, "echo", "echo", NULL, 0, &reply),
+		AF_EINVAL);
 	assert_null(reply);
 }
 
@@ -219,15 +219,15 @@ static void test_unfinished_payload_is_rejected(void **state)
 
 	assert_int_equal(af_payload_new(&p), AF_OK);
 	af_pack_map_begin(p);
-	assert_int_equal(af_client_request(f->client, "echo", "echo", p, 100,
-	                                   &reply),
-	                 AF_EINVAL);
+	assert_int_equal(
+		af_client_request(f->client, "echo", "echo", p, 100, &reply),
+		AF_EINVAL);
 	af_payload_destroy(&p);
 	memset(type, 'x', sizeof(type) - 1);
 	type[sizeof(type) - 1] = '\0';
-	assert_int_equal(af_client_request(f->client, "echo", type, NULL, 100,
-	                                   &reply),
-	                 AF_EINVAL);
+	assert_int_equal(
+		af_client_request(f->client, "echo", type, NULL, 100, &reply),
+		AF_EINVAL);
 }
 
 /* ---- requests between actors ------------------------------------------ */
@@ -251,9 +251,9 @@ static void relay_done(af_ctx *ctx, int status, af_msg *reply, void *arg)
 	af_pack_str(p, "status");
 	af_pack_int(p, status);
 	af_pack_str(p, "n");
-	af_pack_int(p, reply != NULL
-	                       ? af_value_get_int(af_msg_payload(reply), "n", -1)
-	                       : -1);
+	af_pack_int(p, reply != NULL ? af_value_get_int(af_msg_payload(reply),
+							"n", -1)
+				     : -1);
 	af_pending_reply(ctx, &call->p, p);
 	af_payload_destroy(&p);
 	assert_int_equal(call->calls, 1);
@@ -273,10 +273,10 @@ static af_err relay_handle(af_ctx *ctx, void *state, af_msg *m)
 
 	if (err == AF_OK) {
 		err = af_request(ctx, to, type, p, timeout, relay_done, call,
-		                 &id);
+				 &id);
 		if (err != AF_OK)
 			af_pending_error(ctx, &call->p, err, "relay: %s",
-			                 af_strerror(err));
+					 af_strerror(err));
 	}
 	if (err != AF_OK)
 		free(call);
@@ -295,7 +295,7 @@ static const af_actor_ops relay_ops = {
 };
 
 static int64_t relay(fixture *f, const char *to, const char *type,
-                     int64_t timeout, bool cancel, int64_t *n)
+		     int64_t timeout, bool cancel, int64_t *n)
 {
 	af_payload *p = NULL;
 	af_msg *reply = NULL;
@@ -313,9 +313,9 @@ static int64_t relay(fixture *f, const char *to, const char *type,
 	af_pack_bool(p, cancel);
 	af_pack_str(p, "n");
 	af_pack_int(p, 41);
-	assert_int_equal(af_client_request(f->client, "relay", "go", p, 5000,
-	                                   &reply),
-	                 AF_OK);
+	assert_int_equal(
+		af_client_request(f->client, "relay", "go", p, 5000, &reply),
+		AF_OK);
 	status = af_value_get_int(af_msg_payload(reply), "status", -100);
 	if (n != NULL)
 		*n = af_value_get_int(af_msg_payload(reply), "n", -100);
@@ -330,15 +330,14 @@ static void test_actor_to_actor(void **state)
 	int64_t n = 0;
 
 	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(relay(f, "echo", "echo", 1000, false, &n), AF_OK);
 	assert_int_equal(n, 41);
 	assert_int_equal(relay(f, "echo", "fail", 1000, false, NULL),
-	                 AF_EUSER + 1);
+			 AF_EUSER + 1);
 	assert_int_equal(relay(f, "echo", "hang", 30, false, NULL),
-	                 AF_ETIMEDOUT);
-	assert_int_equal(relay(f, "echo", "hang", 0, true, NULL),
-	                 AF_ECANCELED);
+			 AF_ETIMEDOUT);
+	assert_int_equal(relay(f, "echo", "hang", 0, true, NULL), AF_ECANCELED);
 }
 
 static void test_request_to_missing_actor_fails_at_once(void **state)
@@ -349,16 +348,16 @@ static void test_request_to_missing_actor_fails_at_once(void **state)
 	af_payload *p = NULL;
 
 	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
-	                 AF_OK);
+			 AF_OK);
 	af_payload_new(&p);
 	af_pack_map(p, 2);
 	af_pack_str(p, "to");
 	af_pack_str(p, "ghost");
 	af_pack_str(p, "type");
 	af_pack_str(p, "echo");
-	assert_int_equal(af_client_request(f->client, "relay", "go", p, 2000,
-	                                   &reply),
-	                 AF_ENOTFOUND);
+	assert_int_equal(
+		af_client_request(f->client, "relay", "go", p, 2000, &reply),
+		AF_ENOTFOUND);
 	af_msg_error(reply, &text);
 	assert_non_null(strstr(text, af_strerror(AF_ENOTFOUND)));
 	af_msg_destroy(&reply);
@@ -397,9 +396,9 @@ static void test_stop_answers_deferred(void **state)
 	test_signal_init(&hung);
 	assert_int_equal(af_stop(f->sys, "echo"), AF_OK);
 	assert_int_equal(af_spawn(f->sys, "echo", &test_echo_ops, &cfg, NULL),
-	                 AF_OK);
+			 AF_OK);
 	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
-	                 AF_OK);
+			 AF_OK);
 	/* relay -> echo "hang": relay's continuation must see AF_ESTOPPED. */
 	af_payload_new(&p);
 	af_pack_map(p, 3);
@@ -410,29 +409,29 @@ static void test_stop_answers_deferred(void **state)
 	af_pack_str(p, "timeout");
 	af_pack_int(p, 0);
 	pthread_create(&t, NULL, stop_echo_once_hung, &s);
-	assert_int_equal(af_client_request(f->client, "relay", "go", p, 5000,
-	                                   &reply),
-	                 AF_OK);
+	assert_int_equal(
+		af_client_request(f->client, "relay", "go", p, 5000, &reply),
+		AF_OK);
 	assert_int_equal(af_value_get_int(af_msg_payload(reply), "status", 0),
-	                 AF_ESTOPPED);
+			 AF_ESTOPPED);
 	af_msg_destroy(&reply);
 	af_payload_destroy(&p);
 	pthread_join(t, NULL);
 	assert_true(s.waited);
 	assert_int_equal(s.stopped, AF_OK);
 	assert_false(af_exists(f->sys, "echo"));
-	assert_int_equal(af_client_request(f->client, "echo", "echo", NULL,
-	                                   100, &reply),
-	                 AF_ENOTFOUND);
+	assert_int_equal(
+		af_client_request(f->client, "echo", "echo", NULL, 100, &reply),
+		AF_ENOTFOUND);
 
 	/* A client request held by an actor that is stopped. */
 	hung.count = 0;
 	assert_int_equal(af_spawn(f->sys, "echo", &test_echo_ops, &cfg, NULL),
-	                 AF_OK);
+			 AF_OK);
 	pthread_create(&t, NULL, stop_echo_once_hung, &s);
 	assert_int_equal(af_client_request(f->client, "echo", "hang", NULL,
-	                                   5000, &reply),
-	                 AF_ESTOPPED);
+					   5000, &reply),
+			 AF_ESTOPPED);
 	assert_int_equal(af_msg_error(reply, &text), AF_ESTOPPED);
 	assert_string_equal(text, af_strerror(AF_ESTOPPED));
 	af_msg_destroy(&reply);
@@ -446,27 +445,27 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_echo_round_trip, setup,
-		                                teardown),
+						teardown),
 		cmocka_unit_test_setup_teardown(test_many_sequential, setup,
-		                                teardown),
+						teardown),
 		cmocka_unit_test_setup_teardown(test_remote_error, setup,
-		                                teardown),
+						teardown),
 		cmocka_unit_test_setup_teardown(test_handler_without_reply,
-		                                setup, teardown),
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deferred_reply, setup,
-		                                teardown),
+						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_addresses, setup,
-		                                teardown),
+						teardown),
 		cmocka_unit_test_setup_teardown(
-		        test_unfinished_payload_is_rejected, setup, teardown),
+			test_unfinished_payload_is_rejected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_actor_to_actor, setup,
-		                                teardown),
+						teardown),
 		cmocka_unit_test_setup_teardown(
-		        test_request_to_missing_actor_fails_at_once, setup,
-		        teardown),
+			test_request_to_missing_actor_fails_at_once, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_stop_answers_deferred,
-		                                setup, teardown),
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,9 @@
 #include "testlib.h"
 
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -73,7 +73,7 @@ static af_err echo_handle(af_ctx *ctx, void *state, af_msg *m)
 	}
 	if (strcmp(type, "fail") == 0)
 		return af_reply_error(ctx, m, AF_EUSER + 1, "asked to %s",
-		                      "fail");
+				      "fail");
 	if (strcmp(type, "noreply") == 0)
 		return AF_OK;
 	if (strcmp(type, "badarg") == 0)

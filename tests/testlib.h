@@ -32,8 +32,8 @@ void test_signal_add(test_signal *s);
 bool test_signal_wait(test_signal *s, int n, int timeout_ms);
 
 typedef struct echo_config {
-	atomic_int *count;  /* may be NULL */
-	test_signal *hung;  /* may be NULL: counts "hang" requests held */
+	atomic_int *count;    /* may be NULL */
+	test_signal *hung;    /* may be NULL: counts "hang" requests held */
 	test_signal *handled; /* may be NULL: counts requests handled */
 	af_err init_result;
 } echo_config;

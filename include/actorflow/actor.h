@@ -89,9 +89,9 @@ void af_system_destroy(af_system **sys);
 typedef struct af_actor_ops {
 	/* Shown in errors and statistics. */
 	const char *type_name;
-	/* Runs on the actor's thread before any message. Sets *state; a non-zero
-	 * return fails the spawn with that code (stop is then not called). May
-	 * be NULL. */
+	/* Runs on the actor's thread before any message. Sets *state; a
+	 * non-zero return fails the spawn with that code (stop is then not
+	 * called). May be NULL. */
 	af_err (*init)(af_ctx *ctx, const void *config, void **state);
 	/* Called for every tell and request. m is borrowed for the call. A
 	 * request is answered with af_reply(), af_reply_error() or kept with
@@ -116,7 +116,7 @@ typedef struct af_spawn_opts {
  * returns. Returns after init has run: AF_OK, the code init returned,
  * AF_EEXIST, AF_EINVAL, AF_ENOMEM or AF_ESYS. opts may be NULL. Any thread. */
 af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
-                const void *config, const af_spawn_opts *opts);
+		const void *config, const af_spawn_opts *opts);
 
 /* Stops the actor and waits for it: its mailbox is closed, requests still
  * queued in it are answered with AF_ESTOPPED, its own outstanding requests
@@ -147,15 +147,14 @@ void af_stop_self(af_ctx *ctx);
  * caller keeps it. AF_OK; AF_EAGAIN when the target's mailbox is full
  * (nothing was sent); AF_ENOTFOUND, AF_EADDR, AF_EINVAL, AF_EMSGSIZE. */
 af_err af_tell(af_ctx *ctx, const char *addr, const char *type,
-               const af_payload *payload);
+	       const af_payload *payload);
 
 /* A continuation: called exactly once per successful af_request, on the
  * requesting actor's thread, with AF_OK and the reply, or with the remote
  * error's code and the error message (read it with af_msg_error), or with
  * AF_ETIMEDOUT, AF_ECANCELED or AF_EPEERDOWN and reply == NULL. reply is
  * borrowed for the call. */
-typedef void (*af_reply_fn)(af_ctx *ctx, int status, af_msg *reply,
-                            void *arg);
+typedef void (*af_reply_fn)(af_ctx *ctx, int status, af_msg *reply, void *arg);
 
 /* Sends a request. timeout_ms > 0 sets its deadline; 0 means none (an
  * inproc peer that stops, or a remote one that dies, still ends it). On
@@ -163,8 +162,8 @@ typedef void (*af_reply_fn)(af_ctx *ctx, int status, af_msg *reply,
  * request for af_cancel; on any error fn is never called. Errors as
  * af_tell. */
 af_err af_request(af_ctx *ctx, const char *addr, const char *type,
-                  const af_payload *payload, int64_t timeout_ms,
-                  af_reply_fn fn, void *arg, uint64_t *id);
+		  const af_payload *payload, int64_t timeout_ms, af_reply_fn fn,
+		  void *arg, uint64_t *id);
 
 /* Ends an outstanding request now: its continuation runs with AF_ECANCELED
  * before this returns, and the target is told. AF_OK or AF_ENOTFOUND. */
@@ -189,8 +188,8 @@ af_err af_reply_error(af_ctx *ctx, af_msg *m, int code, const char *fmt, ...)
  * AF_ESTOPPED. */
 af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out);
 af_err af_pending_reply(af_ctx *ctx, af_pending **p, const af_payload *payload);
-af_err af_pending_error(af_ctx *ctx, af_pending **p, int code,
-                        const char *fmt, ...)
+af_err af_pending_error(af_ctx *ctx, af_pending **p, int code, const char *fmt,
+			...)
 #if defined(__GNUC__)
 	__attribute__((format(printf, 4, 5)))
 #endif
@@ -205,7 +204,7 @@ typedef void (*af_timer_fn)(af_ctx *ctx, void *arg);
 /* Calls fn after delay_ms, then every repeat_ms if repeat_ms > 0. *id names
  * the timer for af_timer_cancel. AF_OK, AF_EINVAL, AF_ENOMEM. */
 af_err af_timer_start(af_ctx *ctx, int64_t delay_ms, int64_t repeat_ms,
-                      af_timer_fn fn, void *arg, uint64_t *id);
+		      af_timer_fn fn, void *arg, uint64_t *id);
 
 /* Cancels a timer that has not fired (or a repeating one). Safe from its
  * own callback. AF_OK or AF_ENOTFOUND. */
@@ -222,7 +221,7 @@ typedef void (*af_fd_fn)(af_ctx *ctx, int fd, unsigned events, void *arg);
 /* Watches fd (which the caller keeps owning) for events (AF_FD_READ and/or
  * AF_FD_WRITE). One watch per fd. AF_OK, AF_EEXIST, AF_EINVAL, AF_ESYS. */
 af_err af_fd_watch(af_ctx *ctx, int fd, unsigned events, af_fd_fn fn,
-                   void *arg);
+		   void *arg);
 /* Changes the events watched on fd. AF_OK, AF_ENOTFOUND, AF_ESYS. */
 af_err af_fd_modify(af_ctx *ctx, int fd, unsigned events);
 /* Stops watching fd; safe from fd's own callback. Call it before closing

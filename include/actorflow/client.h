@@ -37,14 +37,14 @@ void af_client_destroy(af_client **c);
  * AF_EPEERDOWN, AF_ENOTFOUND, AF_EADDR, AF_EINVAL, AF_EMSGSIZE: *reply is
  * NULL. payload may be NULL and is copied. */
 af_err af_client_request(af_client *c, const char *addr, const char *type,
-                         const af_payload *payload, int64_t timeout_ms,
-                         af_msg **reply);
+			 const af_payload *payload, int64_t timeout_ms,
+			 af_msg **reply);
 
 /* Sends a one-way message, waiting up to timeout_ms for room in a full
  * mailbox (0: do not wait). AF_OK, AF_EAGAIN (timeout_ms == 0),
  * AF_ETIMEDOUT, AF_ENOTFOUND, AF_EADDR, AF_EINVAL, AF_EMSGSIZE. */
 af_err af_client_tell(af_client *c, const char *addr, const char *type,
-                      const af_payload *payload, int64_t timeout_ms);
+		      const af_payload *payload, int64_t timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -15,26 +15,26 @@ extern "C" {
 
 typedef enum af_err {
 	AF_OK = 0,
-	AF_ENOMEM = 1,      /* out of memory */
-	AF_EINVAL = 2,      /* invalid argument */
-	AF_ENOTFOUND = 3,   /* no such actor, timer, watch or key */
-	AF_EEXIST = 4,      /* name already taken */
-	AF_ETIMEDOUT = 5,   /* deadline passed */
-	AF_EAGAIN = 6,      /* mailbox full: nothing was sent, try again */
-	AF_ECANCELED = 7,   /* cancelled by the requester */
-	AF_EPEERDOWN = 8,   /* the peer process or actor went away */
-	AF_ESTOPPED = 9,    /* the actor is stopping or stopped */
-	AF_EPROTO = 10,     /* malformed or unexpected message */
-	AF_EMSGSIZE = 11,   /* message larger than the configured maximum */
-	AF_EVERSION = 12,   /* unsupported protocol version */
-	AF_ENOTSUP = 13,    /* the actor has no handler for this message type */
-	AF_ENOREPLY = 14,   /* the handler returned without replying */
-	AF_ETYPE = 15,      /* a value is not of the requested type */
-	AF_ERANGE = 16,     /* a number does not fit the requested type */
-	AF_ESYS = 17,       /* a system call failed */
-	AF_EADDR = 18,      /* malformed address or endpoint */
-	AF_EREMOTE = 19,    /* the remote side failed without a code */
-	AF_EUSER = 1000     /* first code free for applications */
+	AF_ENOMEM = 1,    /* out of memory */
+	AF_EINVAL = 2,    /* invalid argument */
+	AF_ENOTFOUND = 3, /* no such actor, timer, watch or key */
+	AF_EEXIST = 4,    /* name already taken */
+	AF_ETIMEDOUT = 5, /* deadline passed */
+	AF_EAGAIN = 6,    /* mailbox full: nothing was sent, try again */
+	AF_ECANCELED = 7, /* cancelled by the requester */
+	AF_EPEERDOWN = 8, /* the peer process or actor went away */
+	AF_ESTOPPED = 9,  /* the actor is stopping or stopped */
+	AF_EPROTO = 10,   /* malformed or unexpected message */
+	AF_EMSGSIZE = 11, /* message larger than the configured maximum */
+	AF_EVERSION = 12, /* unsupported protocol version */
+	AF_ENOTSUP = 13,  /* the actor has no handler for this message type */
+	AF_ENOREPLY = 14, /* the handler returned without replying */
+	AF_ETYPE = 15,    /* a value is not of the requested type */
+	AF_ERANGE = 16,   /* a number does not fit the requested type */
+	AF_ESYS = 17,     /* a system call failed */
+	AF_EADDR = 18,    /* malformed address or endpoint */
+	AF_EREMOTE = 19,  /* the remote side failed without a code */
+	AF_EUSER = 1000   /* first code free for applications */
 } af_err;
 
 /* A one-line English description of err. Never NULL; unknown codes give
