@@ -2,9 +2,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include <cmocka.h>
+
+#include <stdint.h>
 
 #include <stdlib.h>
 #include <string.h>

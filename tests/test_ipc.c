@@ -1,13 +1,15 @@
 /* Two real processes: a node exports an actor on an ipc:// endpoint and
  * this process requests it with the same API it uses in-process; garbage,
  * oversized messages, a node killed mid-request, a stale socket file. */
-#include <cmocka.h>
-#include <errno.h>
 #include <setjmp.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,10 +1,12 @@
 /* Bounded mailboxes: what a sender sees when one is full, and that
  * nothing is lost either way. */
-#include <cmocka.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -2,9 +2,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include <cmocka.h>
+
+#include <stdint.h>
 
 #include <math.h>
 #include <msgpack.h>

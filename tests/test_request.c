@@ -1,10 +1,12 @@
 /* Requests and their outcomes: reply, remote error, no reply, timeout,
  * deferred answers, cancellation, and requests between actors. */
-#include <cmocka.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
