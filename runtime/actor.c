@@ -145,6 +145,8 @@ static af_err answer(af_ctx *ctx, zmq_msg_t *route, int nroute, af_kind kind,
 	err = ctx->backlog_head != NULL
 		      ? AF_EAGAIN
 		      : route_send(ctx->actor->mailbox, route, nroute, &body);
+	/* The send may have consumed the mailbox's readiness signal. */
+	af__loop_kick(&ctx->loop, &ctx->actor->mailbox_watch);
 	if (err == AF_EAGAIN)
 		return backlog_push(ctx, route, nroute, &body);
 	zmq_msg_close(&body);

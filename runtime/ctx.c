@@ -190,6 +190,29 @@ af_err af_tell(af_ctx *ctx, const char *addr, const char *type,
 			    NULL);
 }
 
+af_err af_when_writable(af_ctx *ctx, const char *addr, af_timer_fn fn,
+			void *arg)
+{
+	const char *key;
+	const char *to;
+	size_t key_len;
+	size_t to_len;
+	bool remote;
+	af__peer *peer;
+	af_err err;
+
+	if (fn == NULL)
+		return AF_EINVAL;
+	if (ctx->stopping)
+		return AF_ESTOPPED;
+	err = af__addr_parse(addr, &key, &key_len, &remote, &to, &to_len);
+	if (err == AF_OK)
+		err = af__peer_get(ctx, key, key_len, remote, &peer);
+	if (err == AF_OK)
+		err = af__peer_when_writable(peer, fn, arg);
+	return err;
+}
+
 /* ---- requests ---------------------------------------------------------- */
 
 void af__outreq_settle(af__outreq *o, int status, af_msg *reply)

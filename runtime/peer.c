@@ -65,6 +65,46 @@ static void drop_rest(void *sock, zmq_msg_t *frame)
 	}
 }
 
+/* Runs the writable waits if the socket has room. They are detached
+ * first: a wait that finds the mailbox full again queues itself anew. */
+static void run_writable_waits(af__peer *p)
+{
+	af__writable_wait *list;
+	int events = 0;
+	size_t len = sizeof(events);
+
+	if (p->writable_waits == NULL ||
+	    zmq_getsockopt(p->sock, ZMQ_EVENTS, &events, &len) != 0 ||
+	    !(events & ZMQ_POLLOUT))
+		return;
+	list = p->writable_waits;
+	p->writable_waits = NULL;
+	while (list != NULL) {
+		af__writable_wait *w = list;
+		list = w->next;
+		w->fn(p->ctx, w->arg);
+		free(w);
+	}
+}
+
+af_err af__peer_when_writable(af__peer *p, af_timer_fn fn, void *arg)
+{
+	af__writable_wait *w = malloc(sizeof(*w));
+	af__writable_wait **tail = &p->writable_waits;
+
+	if (w == NULL)
+		return AF_ENOMEM;
+	w->fn = fn;
+	w->arg = arg;
+	w->next = NULL;
+	while (*tail != NULL)
+		tail = &(*tail)->next;
+	*tail = w;
+	/* The socket may have room already; check on the next turn. */
+	af__loop_kick(&p->ctx->loop, &p->watch);
+	return AF_OK;
+}
+
 static void peer_readable(af__watch *w, unsigned events)
 {
 	af__peer *p = (af__peer *)((char *)w - offsetof(af__peer, watch));
@@ -78,6 +118,11 @@ static void peer_readable(af__watch *w, unsigned events)
 		zmq_msg_init(&frame);
 		if (zmq_msg_recv(&frame, p->sock, ZMQ_DONTWAIT) < 0) {
 			zmq_msg_close(&frame);
+			/* ZMQ_FD also fires when a full pipe drains (the
+			 * activate_write command), and any zmq call, this
+			 * receive included, may consume that signal: so
+			 * room is checked after the last call, not before. */
+			run_writable_waits(p);
 			return;
 		}
 		if (zmq_msg_more(&frame)) {
@@ -281,6 +326,11 @@ void af__peer_close(af__peer *p, int status)
 	/* Order matters: the dead list is reaped last-in first-out, and the
 	 * release of the main watch frees the peer with the monitor watch in
 	 * it, so the monitor watch must be reaped first, i.e. added last. */
+	while (p->writable_waits != NULL) {
+		af__writable_wait *w = p->writable_waits;
+		p->writable_waits = w->next;
+		free(w);
+	}
 	af__loop_del(&ctx->loop, &p->watch, peer_release);
 	if (p->mon != NULL) {
 		af__loop_del(&ctx->loop, &p->mon_watch, NULL);

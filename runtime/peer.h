@@ -22,6 +22,13 @@
 
 typedef struct af__outreq af__outreq;
 
+/* Someone waiting for room in the peer's mailbox. */
+typedef struct af__writable_wait {
+	struct af__writable_wait *next;
+	af_timer_fn fn;
+	void *arg;
+} af__writable_wait;
+
 typedef struct af__peer {
 	af_ctx *ctx;
 	char *key; /* an actor's name, or a remote endpoint */
@@ -34,6 +41,7 @@ typedef struct af__peer {
 	bool remote;
 	bool closed;
 	af__outreq *reqs; /* outstanding requests sent through this peer */
+	af__writable_wait *writable_waits;
 	struct af__peer *next;
 	struct af__peer *prev;
 } af__peer;
@@ -42,6 +50,8 @@ typedef struct af__peer {
  * names an actor of ctx's system: AF_ENOTFOUND when none runs. */
 af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
 		    af__peer **out);
+/* Queues fn to run once p can take another message. AF_OK or AF_ENOMEM. */
+af_err af__peer_when_writable(af__peer *p, af_timer_fn fn, void *arg);
 /* Ends the peer's outstanding requests with status, closes its sockets and
  * frees it at the end of the loop turn. */
 void af__peer_close(af__peer *p, int status);

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,6 +188,114 @@ static void test_full_mailbox_actor(void **state)
 	gate_fini_signals(&g);
 }
 
+/* "pacer" sends n tells to "gate" through a small mailbox, waiting for
+ * room with af_when_writable instead of polling, then asks the gate for
+ * its count over the same (ordered) connection and answers with it. */
+typedef struct pacer {
+	af_pending *run;
+	int64_t left;
+	int waits;
+} pacer;
+
+static void pacer_counted(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	pacer *pc = arg;
+	af_payload *p = NULL;
+
+	af_payload_new(&p);
+	af_pack_map(p, 3);
+	af_pack_str(p, "status");
+	af_pack_int(p, status);
+	af_pack_str(p, "n");
+	af_pack_int(p, reply != NULL ? af_value_get_int(af_msg_payload(reply),
+							"n", -1)
+				     : -1);
+	af_pack_str(p, "waits");
+	af_pack_int(p, pc->waits);
+	af_pending_reply(ctx, &pc->run, p);
+	af_payload_destroy(&p);
+}
+
+static void pacer_send(af_ctx *ctx, void *arg)
+{
+	pacer *pc = arg;
+	af_err err = AF_OK;
+
+	while (pc->left > 0 &&
+	       (err = af_tell(ctx, "gate", "count", NULL)) == AF_OK)
+		pc->left--;
+	/* The request for the count meets the same full mailbox. */
+	if (pc->left == 0)
+		err = af_request(ctx, "gate", "total", NULL, 5000,
+				 pacer_counted, pc, NULL);
+	if (err == AF_EAGAIN) {
+		pc->waits++;
+		err = af_when_writable(ctx, "gate", pacer_send, pc);
+	}
+	if (err != AF_OK)
+		af_pending_error(ctx, &pc->run, err, "pacer: %s",
+				 af_strerror(err));
+}
+
+static af_err pacer_init(af_ctx *ctx, const void *config, void **state)
+{
+	*state = calloc(1, sizeof(pacer));
+	return AF_OK;
+}
+
+static af_err pacer_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	pacer *pc = state;
+	af_err err = af_defer(ctx, m, &pc->run);
+
+	assert_int_equal(af_when_writable(ctx, "nobody", pacer_send, pc),
+			 AF_ENOTFOUND);
+	pc->left = af_value_get_int(af_msg_payload(m), "n", 0);
+	pacer_send(ctx, pc);
+	return err;
+}
+
+static void pacer_stop(af_ctx *ctx, void *state)
+{
+	free(state);
+}
+
+static const af_actor_ops pacer_ops = {
+	.type_name = "pacer",
+	.init = pacer_init,
+	.handle = pacer_handle,
+	.stop = pacer_stop,
+};
+
+static void test_when_writable_resumes_a_sender(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	af_spawn_opts small = {.mailbox_capacity = 4};
+	af_payload *p = test_payload_n(20000);
+	gate g;
+
+	gate_init_signals(&g);
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "gate", &gate_ops, &g, &small), AF_OK);
+	assert_int_equal(af_spawn(sys, "pacer", &pacer_ops, NULL, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_client_request(c, "pacer", "go", p, 20000, &reply),
+			 AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "status", -1),
+			 AF_OK);
+	/* All 20000 arrived, and the sender did have to wait for room. */
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "n", -1),
+			 20000);
+	assert_true(af_value_get_int(af_msg_payload(reply), "waits", 0) > 0);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	gate_fini_signals(&g);
+}
+
 /* "asker" sends n requests to "echo" in one handler call, then blocks
  * until the gate opens, so echo's answers pile up behind a full queue;
  * it answers with how many replies arrived, in order. */
@@ -320,6 +429,7 @@ int main(void)
 		cmocka_unit_test(test_full_mailbox_client),
 		cmocka_unit_test(test_full_mailbox_actor),
 		cmocka_unit_test(test_replies_to_a_slow_requester_are_kept),
+		cmocka_unit_test(test_when_writable_resumes_a_sender),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

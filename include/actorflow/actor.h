@@ -32,6 +32,9 @@ typedef struct af_ctx af_ctx;
 typedef struct af_msg af_msg;
 typedef struct af_pending af_pending;
 
+/* A callback with no outcome to report: timers, writable waits. */
+typedef void (*af_timer_fn)(af_ctx *ctx, void *arg);
+
 /* ---- messages ---------------------------------------------------------- */
 
 /* Message kinds; values are part of the wire protocol. */
@@ -149,6 +152,13 @@ void af_stop_self(af_ctx *ctx);
 af_err af_tell(af_ctx *ctx, const char *addr, const char *type,
 	       const af_payload *payload);
 
+/* Calls fn once, on this actor's thread, when the mailbox at addr has room
+ * for another message from this actor: the way to resume after af_tell or
+ * af_request returned AF_EAGAIN without polling. If there is room already,
+ * fn runs on the next turn of the loop. AF_OK, or errors as af_tell. */
+af_err af_when_writable(af_ctx *ctx, const char *addr, af_timer_fn fn,
+			void *arg);
+
 /* A continuation: called exactly once per successful af_request, on the
  * requesting actor's thread, with AF_OK and the reply, or with the remote
  * error's code and the error message (read it with af_msg_error), or with
@@ -198,8 +208,6 @@ af_err af_pending_error(af_ctx *ctx, af_pending **p, int code, const char *fmt,
 int64_t af_pending_remaining_ms(const af_pending *p);
 
 /* ---- timers ------------------------------------------------------------ */
-
-typedef void (*af_timer_fn)(af_ctx *ctx, void *arg);
 
 /* Calls fn after delay_ms, then every repeat_ms if repeat_ms > 0. *id names
  * the timer for af_timer_cancel. AF_OK, AF_EINVAL, AF_ENOMEM. */
