@@ -19,7 +19,8 @@
  *
  * Output: RESULT <workload> actorflow <size> <value> <unit> on stdout;
  * notes on stderr. Options as zmq_baseline: --quick, --rtt-iters N,
- * --tell-msgs N, --sizes 16,1024, --only inproc|ipc.
+ * --tell-msgs N, --sizes 16,1024, --only inproc|ipc; and --workloads
+ * rtt,tell,spawn,wakeup to run some of them.
  */
 #define _GNU_SOURCE
 
@@ -313,18 +314,30 @@ static int64_t drive(af_client *c, const char *type, const char *to, int64_t n,
 	return ns;
 }
 
+static const char *workloads_selected = "rtt,tell,spawn,wakeup";
+
+static bool selected(const char *name)
+{
+	return strstr(workloads_selected, name) != NULL;
+}
+
 static void run_pair(af_client *c, const char *transport, const char *echo_to,
 		     const char *sink_to, int64_t rtt_iters, int64_t tell_msgs,
 		     size_t size)
 {
 	int64_t ns;
 
+	if (!selected("rtt"))
+		goto tell;
 	/* Warm-up: connections, caches, allocator. */
 	drive(c, "rtt", echo_to, rtt_iters / 10 + 100, size);
 	ns = drive(c, "rtt", echo_to, rtt_iters, size);
 	printf("RESULT rtt_%s actorflow %zu %.2f us\n", transport, size,
 	       (double)ns / 1000.0 / (double)rtt_iters);
 	fflush(stdout);
+tell:
+	if (!selected("tell"))
+		return;
 	drive(c, "tell", sink_to, tell_msgs / 20 + 1000, size);
 	ns = drive(c, "tell", sink_to, tell_msgs, size);
 	printf("RESULT tell_%s actorflow %zu %.0f msg/s\n", transport, size,
@@ -380,8 +393,8 @@ static void server_start(server *s)
 	posix_spawn_file_actions_adddup2(&fa, from_child[1], STDOUT_FILENO);
 	posix_spawn_file_actions_addclose(&fa, to_child[1]);
 	posix_spawn_file_actions_addclose(&fa, from_child[0]);
-	if (posix_spawn(&s->pid, "/proc/self/exe", &fa, NULL, argv,
-			environ) != 0)
+	if (posix_spawn(&s->pid, "/proc/self/exe", &fa, NULL, argv, environ) !=
+	    0)
 		die("spawn server", AF_ESYS);
 	posix_spawn_file_actions_destroy(&fa);
 	close(to_child[0]);
@@ -565,6 +578,7 @@ int main(int argc, char **argv)
 	bool inproc = true;
 	bool ipc = true;
 	bool quick = false;
+	const char *workloads = "rtt,tell,spawn,wakeup";
 	struct rlimit rl;
 	af_system *sys = NULL;
 	af_client *c = NULL;
@@ -585,22 +599,26 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--sizes") == 0 && val != NULL) {
 			char *copy = strdup(argv[++i]);
 			nsizes = 0;
-			for (char *t = strtok(copy, ","); t && nsizes < MAX_SIZES;
-			     t = strtok(NULL, ","))
+			for (char *t = strtok(copy, ",");
+			     t && nsizes < MAX_SIZES; t = strtok(NULL, ","))
 				sizes[nsizes++] = (size_t)atoll(t);
 			free(copy);
+		} else if (strcmp(argv[i], "--workloads") == 0 && val != NULL) {
+			workloads = argv[++i];
 		} else if (strcmp(argv[i], "--only") == 0 && val != NULL) {
 			inproc = strcmp(argv[++i], "inproc") == 0;
 			ipc = !inproc;
 		} else {
-			fprintf(stderr, "usage: bench_runtime [--quick] "
-					"[--rtt-iters N] [--tell-msgs N] "
-					"[--sizes 16,1024] [--only inproc|ipc]\n");
+			fprintf(stderr,
+				"usage: bench_runtime [--quick] "
+				"[--rtt-iters N] [--tell-msgs N] "
+				"[--sizes 16,1024] [--only inproc|ipc]\n");
 			return 2;
 		}
 	}
 	if (rtt_iters <= 0 || tell_msgs <= 0)
 		return 2;
+	workloads_selected = workloads;
 	/* 10,000 watched fds and 1000 actors need more than the default
 	 * 1024 descriptors. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -611,7 +629,8 @@ int main(int argc, char **argv)
 	check(af_system_new(&sys, NULL), "system");
 	check(af_spawn(sys, "driver", &driver_ops, NULL, NULL), "driver");
 	check(af_spawn(sys, "echo", &echo_ops, NULL, NULL), "echo");
-	/* The same queue bound as the baseline's PUSH/PULL pair (1000 + 1000). */
+	/* The same queue bound as the baseline's PUSH/PULL pair (1000 + 1000).
+	 */
 	check(af_spawn(sys, "sink", &sink_ops, NULL, &big), "sink");
 	check(af_client_new(&c, sys), "client");
 	for (int i = 0; i < nsizes && inproc; i++)
@@ -622,10 +641,8 @@ int main(int argc, char **argv)
 		char echo_to[128];
 		char sink_to[128];
 		server_start(&s);
-		snprintf(echo_to, sizeof(echo_to), "ipc://%s/echo.sock",
-			 s.dir);
-		snprintf(sink_to, sizeof(sink_to), "ipc://%s/sink.sock",
-			 s.dir);
+		snprintf(echo_to, sizeof(echo_to), "ipc://%s/echo.sock", s.dir);
+		snprintf(sink_to, sizeof(sink_to), "ipc://%s/sink.sock", s.dir);
 		for (int i = 0; i < nsizes; i++)
 			run_pair(c, "ipc", echo_to, sink_to, rtt_iters,
 				 tell_msgs, sizes[i]);
@@ -636,8 +653,9 @@ int main(int argc, char **argv)
 		af_client_destroy(&c);
 		af_system_destroy(&sys);
 	}
-	if (inproc) {
+	if (inproc && selected("spawn"))
 		bench_spawn(quick ? 100 : 1000);
+	if (inproc && selected("wakeup")) {
 		bench_wakeup(10, quick ? 500 : 5000);
 		bench_wakeup(10000, quick ? 500 : 5000);
 	}

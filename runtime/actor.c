@@ -3,6 +3,7 @@
  * tells and requests to its handler, replies, deferred requests, and the
  * stop sequence.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -376,8 +377,8 @@ static void reject_oversized(af_ctx *ctx, zmq_msg_t *route, int nroute,
 {
 	af__envelope env;
 
-	if (af__envelope_decode(&env, zmq_msg_data(body), zmq_msg_size(body),
-				SIZE_MAX, &ctx->zone) == AF_OK &&
+	if (af__envelope_decode_header(&env, zmq_msg_data(body),
+				       zmq_msg_size(body), SIZE_MAX) == AF_OK &&
 	    env.kind == AF_KIND_REQUEST) {
 		char text[96];
 		snprintf(text, sizeof(text),
@@ -662,6 +663,13 @@ void *af__actor_main(void *arg)
 	af_ctx *ctx = calloc(1, sizeof(*ctx));
 	af_err err = ctx == NULL ? AF_ENOMEM : AF_OK;
 
+	char thread_name[16];
+
+	/* Named threads make top -H, perf and gdb speak of actors. */
+	memcpy(thread_name, "af:", 3);
+	strncpy(thread_name + 3, a->name, sizeof(thread_name) - 4);
+	thread_name[sizeof(thread_name) - 1] = '\0';
+	pthread_setname_np(pthread_self(), thread_name);
 	if (err == AF_OK)
 		err = af__ctx_init(ctx, a->sys, a->sys->zctx, a->sys->max_msg,
 				   a->name);

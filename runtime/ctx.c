@@ -146,6 +146,20 @@ af_err af__frame_build(zmq_msg_t *frame, const af__envelope *env,
 	return AF_OK;
 }
 
+static void remember_addr(af_ctx *ctx, const char *addr, af__peer *peer,
+			  const char *to, size_t to_len)
+{
+	size_t len = strlen(addr);
+
+	ctx->last_peer = NULL;
+	if (len >= sizeof(ctx->last_addr))
+		return;
+	memcpy(ctx->last_addr, addr, len + 1);
+	ctx->last_peer = peer;
+	ctx->last_to = to != NULL ? ctx->last_addr + (to - addr) : NULL;
+	ctx->last_to_len = to_len;
+}
+
 af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 		    const char *type, const af_payload *payload,
 		    uint64_t ttl_ms, int64_t block_ms, af__peer **via)
@@ -160,18 +174,26 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 
 	if (ctx->stopping)
 		return AF_ESTOPPED;
-	err = af__addr_parse(addr, &key, &key_len, &remote, &env.to,
-			     &env.to_len);
-	if (err != AF_OK)
-		return err;
+	if (addr == NULL)
+		return AF_EADDR;
+	if (ctx->last_peer != NULL && strcmp(addr, ctx->last_addr) == 0) {
+		peer = ctx->last_peer;
+		env.to = ctx->last_to;
+		env.to_len = ctx->last_to_len;
+	} else {
+		err = af__addr_parse(addr, &key, &key_len, &remote, &env.to,
+				     &env.to_len);
+		if (err == AF_OK)
+			err = af__peer_get(ctx, key, key_len, remote, &peer);
+		if (err != AF_OK)
+			return err;
+		remember_addr(ctx, addr, peer, env.to, env.to_len);
+	}
 	if (type != NULL) {
 		env.type = type;
 		env.type_len = strlen(type);
 	}
 	err = af__frame_build(&frame, &env, payload, ctx->max_msg);
-	if (err != AF_OK)
-		return err;
-	err = af__peer_get(ctx, key, key_len, remote, &peer);
 	if (err == AF_OK)
 		err = af__peer_send(peer, &frame, block_ms);
 	if (err != AF_OK) {

@@ -82,6 +82,12 @@ struct af_ctx {
 	/* Called on the context's thread after its wake fd fired. */
 	void (*on_wake)(af_ctx *ctx);
 	af_payload *scratch; /* for error payloads */
+	/* The last address sent to and what it resolved to: a sender usually
+	 * sends many messages to one address in a row. */
+	char last_addr[2 * AF__NAME_MAX + 16];
+	af__peer *last_peer;
+	const char *last_to;
+	size_t last_to_len;
 	bool stopping;
 	af__counters counters;
 };

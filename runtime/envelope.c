@@ -72,47 +72,135 @@ af_err af__envelope_header(uint8_t *buf, size_t cap, size_t *len,
 	return AF_OK;
 }
 
-static bool read_uint(const msgpack_object *o, uint64_t *out)
+/* In-place readers for the header's fields: the header has a fixed shape
+ * of scalars, so reading them where they lie spares the allocation of a
+ * tree per message; the payload goes through msgpack-c. Each returns false
+ * on anything but the expected type or on truncation. */
+static bool rd_be(const uint8_t *p, size_t len, size_t *pos, unsigned n,
+		  uint64_t *out)
 {
-	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+	uint64_t v = 0;
+
+	if (len - *pos < n)
 		return false;
-	*out = o->via.u64;
+	for (unsigned i = 0; i < n; i++)
+		v = (v << 8) | p[*pos + i];
+	*pos += n;
+	*out = v;
 	return true;
 }
 
-static bool read_opt_str(const msgpack_object *o, size_t max, const char **s,
-			 size_t *len)
+static bool rd_uint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
 {
-	if (o->type == MSGPACK_OBJECT_NIL) {
-		*s = NULL;
-		*len = 0;
+	uint8_t b;
+
+	if (*pos >= len)
+		return false;
+	b = p[(*pos)++];
+	if (b <= 0x7f) {
+		*out = b;
 		return true;
 	}
-	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
+	if (b >= 0xcc && b <= 0xcf)
+		return rd_be(p, len, pos, 1u << (b - 0xcc), out);
+	return false;
+}
+
+static bool rd_opt_str(const uint8_t *p, size_t len, size_t *pos, size_t max,
+		       const char **s, size_t *slen)
+{
+	uint8_t b;
+	uint64_t n;
+
+	if (*pos >= len)
 		return false;
-	/* msgpack-c leaves ptr NULL for an empty string, and NULL means nil
-	 * here. */
-	*s = o->via.str.size > 0 ? o->via.str.ptr : "";
-	*len = o->via.str.size;
+	b = p[(*pos)++];
+	if (b == 0xc0) {
+		*s = NULL;
+		*slen = 0;
+		return true;
+	}
+	if (b >= 0xa0 && b <= 0xbf)
+		n = b & 0x1f;
+	else if (b < 0xd9 || b > 0xdb ||
+		 !rd_be(p, len, pos, 1u << (b - 0xd9), &n))
+		return false;
+	if (n > max || len - *pos < n)
+		return false;
+	*s = (const char *)p + *pos;
+	*slen = (size_t)n;
+	*pos += (size_t)n;
 	return true;
 }
 
-af_err af__envelope_decode(af__envelope *env, const void *data, size_t len,
-			   size_t max_size, msgpack_zone *zone)
+static bool rd_array(const uint8_t *p, size_t len, size_t *pos, uint64_t *n)
 {
-	msgpack_object root;
-	const msgpack_object *f;
-	size_t off = 0;
-	uint64_t version, kind;
+	uint8_t b;
+
+	if (*pos >= len)
+		return false;
+	b = p[(*pos)++];
+	if (b >= 0x90 && b <= 0x9f) {
+		*n = b & 0x0f;
+		return true;
+	}
+	if (b == 0xdc || b == 0xdd)
+		return rd_be(p, len, pos, b == 0xdc ? 2 : 4, n);
+	return false;
+}
+
+af_err af__envelope_decode_header(af__envelope *env, const void *data,
+				  size_t len, size_t max_size)
+{
+	const uint8_t *p = data;
+	size_t pos = 0;
+	uint64_t fields, version, kind;
 
 	memset(env, 0, sizeof(*env));
 	if (len > max_size)
 		return AF_EMSGSIZE;
-	/* msgpack-c trusts declared container sizes and allocates for them up
-	 * front, so nothing reaches it before this check. */
-	if (af__msgpack_check(data, len, AF__PARSE_DEPTH) != AF_OK)
+	if (!rd_array(p, len, &pos, &fields) || fields == 0)
 		return AF_EPROTO;
-	switch (msgpack_unpack(data, len, &off, zone, &root)) {
+	/* The version is judged before the shape, so that a later version
+	 * with more or fewer fields is still reported as a version mismatch. */
+	if (!rd_uint(p, len, &pos, &version))
+		return AF_EPROTO;
+	if (version != AF__PROTOCOL_VERSION)
+		return AF_EVERSION;
+	if (fields != ENVELOPE_FIELDS)
+		return AF_EPROTO;
+	if (!rd_uint(p, len, &pos, &kind) || !kind_valid(kind) ||
+	    !rd_uint(p, len, &pos, &env->id) ||
+	    !rd_uint(p, len, &pos, &env->seq) ||
+	    !rd_opt_str(p, len, &pos, AF__TYPE_MAX, &env->type,
+			&env->type_len) ||
+	    !rd_uint(p, len, &pos, &env->ttl_ms) ||
+	    !rd_opt_str(p, len, &pos, AF__NAME_MAX, &env->to, &env->to_len))
+		return AF_EPROTO;
+	env->kind = (af_kind)kind;
+	env->payload_data = p + pos;
+	env->payload_len = len - pos;
+	/* msgpack-c trusts declared container sizes and allocates for them up
+	 * front, so nothing reaches it before this check. The envelope array
+	 * is one level of msgpack-c's fixed parse depth. */
+	if (af__msgpack_check(env->payload_data, env->payload_len,
+			      AF__PARSE_DEPTH - 1) != AF_OK)
+		return AF_EPROTO;
+	return AF_OK;
+}
+
+af_err af__envelope_payload(af__envelope *env, msgpack_zone *zone)
+{
+	msgpack_object *obj;
+	size_t off = 0;
+
+	if (env->payload != NULL)
+		return AF_OK;
+	obj = msgpack_zone_malloc(zone, sizeof(*obj));
+	if (obj == NULL)
+		return AF_ENOMEM;
+	switch (msgpack_unpack(env->payload_data, env->payload_len, &off, zone,
+			       obj)) {
 	case MSGPACK_UNPACK_SUCCESS:
 		break;
 	case MSGPACK_UNPACK_NOMEM_ERROR:
@@ -120,29 +208,18 @@ af_err af__envelope_decode(af__envelope *env, const void *data, size_t len,
 	default:
 		return AF_EPROTO;
 	}
-
-	if (root.type != MSGPACK_OBJECT_ARRAY || root.via.array.size == 0)
+	if (off != env->payload_len)
 		return AF_EPROTO;
-	f = root.via.array.ptr;
-	/* The version is judged before the shape, so that a later version
-	 * with more or fewer fields is still reported as a version mismatch. */
-	if (!read_uint(&f[0], &version))
-		return AF_EPROTO;
-	if (version != AF__PROTOCOL_VERSION)
-		return AF_EVERSION;
-	if (root.via.array.size != ENVELOPE_FIELDS)
-		return AF_EPROTO;
-	if (!read_uint(&f[1], &kind) || !kind_valid(kind))
-		return AF_EPROTO;
-	if (!read_uint(&f[2], &env->id) || !read_uint(&f[3], &env->seq) ||
-	    !read_opt_str(&f[4], AF__TYPE_MAX, &env->type, &env->type_len) ||
-	    !read_uint(&f[5], &env->ttl_ms) ||
-	    !read_opt_str(&f[6], AF__NAME_MAX, &env->to, &env->to_len))
-		return AF_EPROTO;
-	env->kind = (af_kind)kind;
-	/* The element lives in the zone, as long as the rest of the message. */
-	env->payload = &f[7];
+	env->payload = obj;
 	return AF_OK;
+}
+
+af_err af__envelope_decode(af__envelope *env, const void *data, size_t len,
+			   size_t max_size, msgpack_zone *zone)
+{
+	af_err err = af__envelope_decode_header(env, data, len, max_size);
+
+	return err != AF_OK ? err : af__envelope_payload(env, zone);
 }
 
 af_err af__error_payload(af_payload *p, int code, const char *text)

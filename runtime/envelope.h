@@ -44,7 +44,11 @@ typedef struct af__envelope {
 	uint64_t ttl_ms;
 	const char *to; /* not NUL-terminated; NULL when nil */
 	size_t to_len;
-	const msgpack_object *payload; /* set by decode only */
+	/* Set by decoding: the payload's bytes, and (once unpacked, see
+	 * af__envelope_payload) the payload itself. */
+	const void *payload_data;
+	size_t payload_len;
+	const msgpack_object *payload;
 } af__envelope;
 
 /* Writes the header of env (all but the payload) to buf. AF_EINVAL when
@@ -58,6 +62,18 @@ af_err af__envelope_header(uint8_t *buf, size_t cap, size_t *len,
  * malformed (including an unknown kind), AF_ENOMEM. */
 af_err af__envelope_decode(af__envelope *env, const void *data, size_t len,
 			   size_t max_size, msgpack_zone *zone);
+
+/* Decodes the header of an untrusted message in place and checks that the
+ * payload bytes are one well-formed value, without unpacking the payload:
+ * a message whose payload is never read costs no allocation. Errors as
+ * af__envelope_decode; env->payload stays NULL. */
+af_err af__envelope_decode_header(af__envelope *env, const void *data,
+				  size_t len, size_t max_size);
+
+/* Unpacks the payload of an envelope decoded by
+ * af__envelope_decode_header into zone and sets env->payload. AF_OK,
+ * AF_ENOMEM or AF_EPROTO. */
+af_err af__envelope_payload(af__envelope *env, msgpack_zone *zone);
 
 /* Checks that data holds exactly one well-formed msgpack value whose
  * containers never claim more elements than bytes remain and whose nesting

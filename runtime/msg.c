@@ -10,8 +10,9 @@ static const msgpack_object nil_object = {.type = MSGPACK_OBJECT_NIL};
 af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 		      msgpack_zone *zone)
 {
-	af_err err = af__envelope_decode(&m->env, raw, len, max_size, zone);
+	af_err err = af__envelope_decode_header(&m->env, raw, len, max_size);
 
+	m->zone = zone;
 	m->raw = raw;
 	m->raw_len = len;
 	m->route = NULL;
@@ -33,7 +34,11 @@ af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 	if (m->env.kind == AF_KIND_ERROR) {
 		const char *text;
 		size_t text_len;
-		if (af__error_read(m->env.payload, &m->error_code, &text,
+		err = af__envelope_payload(&m->env, zone);
+		if (err == AF_ENOMEM)
+			return err;
+		if (err != AF_OK ||
+		    af__error_read(m->env.payload, &m->error_code, &text,
 				   &text_len) != AF_OK) {
 			m->error_code = AF_EREMOTE;
 			text = "malformed error message";
@@ -111,9 +116,15 @@ const char *af_msg_type(const af_msg *m)
 
 const af_value *af_msg_payload(const af_msg *m)
 {
-	const msgpack_object *p = m->env.payload ? m->env.payload : &nil_object;
+	/* The message is the caller's to read; unpacking on first read only
+	 * fills a cache, so it is done through a non-const alias. */
+	af_msg *mut = (af_msg *)m;
 
-	return (const af_value *)p;
+	if (mut->env.payload == NULL && mut->zone != NULL &&
+	    af__envelope_payload(&mut->env, mut->zone) != AF_OK)
+		return NULL;
+	return (const af_value *)(mut->env.payload ? mut->env.payload
+						   : &nil_object);
 }
 
 uint64_t af_msg_id(const af_msg *m)

@@ -20,6 +20,8 @@ struct af_msg {
 	int64_t deadline_us; /* -1: none */
 	const void *raw;     /* the encoded envelope */
 	size_t raw_len;
+	/* The payload is unpacked into zone on first read. */
+	msgpack_zone *zone;
 	/* A request received by an actor: the routing frames that lead back
 	 * to its sender, and whether it has been answered or kept. */
 	zmq_msg_t *route;
@@ -34,7 +36,9 @@ struct af_msg {
 	msgpack_zone *own_zone;
 };
 
-/* Decodes raw into m; the views point into raw and zone. */
+/* Decodes raw's header into m and validates its payload; the views point
+ * into raw, and the payload is unpacked into zone when first read (at once
+ * for an error message, whose code and text the runtime reads). */
 af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 		      msgpack_zone *zone);
 /* Frees what decode allocated; m's memory itself stays with the caller. */

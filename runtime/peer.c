@@ -321,6 +321,8 @@ void af__peer_close(af__peer *p, int status)
 	if (p->closed)
 		return;
 	p->closed = true;
+	if (ctx->last_peer == p)
+		ctx->last_peer = NULL;
 	index_remove(ctx, p);
 	fail_requests(p, status);
 	/* Order matters: the dead list is reaped last-in first-out, and the
