@@ -203,6 +203,37 @@ for key in sorted(values, key=workload_rank):
     row += [ratio(by_impl, b) for b in BASES]
     print("| " + " | ".join(row) + " |")
 print()
+
+
+def median_of(workload, impl, size):
+    for (w, sz, _unit), by_impl in values.items():
+        if w == workload and sz == size and by_impl.get(impl):
+            return statistics.median(by_impl[impl])
+    return None
+
+
+# The targets, checked on the medians above.
+checks = []
+for size in sorted({k[1] for k in values if k[0] == "rtt_inproc"}):
+    a, z = median_of("rtt_inproc", AF, size), median_of("rtt_inproc", "zmq", size)
+    if a and z:
+        checks.append((f"rtt_inproc {size} B: actorflow/zmq <= 1.25",
+                       a / z, a / z <= 1.25))
+for size in sorted({k[1] for k in values if k[0] == "tell_inproc"}):
+    a, z = median_of("tell_inproc", AF, size), median_of("tell_inproc", "zmq", size)
+    if a and z:
+        checks.append((f"tell_inproc {size} B: actorflow/zmq >= 0.75",
+                       a / z, a / z >= 0.75))
+lo, hi = median_of("wakeup_loop_10", AF, 0), median_of("wakeup_loop_10000", AF, 0)
+if lo and hi:
+    checks.append(("wake-up, 10,000 vs 10 idle fds <= 1.5", hi / lo,
+                   hi / lo <= 1.5))
+if checks:
+    print("| target | ratio | met |")
+    print("|---|---:|---|")
+    for name, r, ok in checks:
+        print(f"| {name} | {r:.2f} | {'yes' if ok else 'NO'} |")
+    print()
 print("Cells are medians over the runs, with the range in parentheses when "
       "repeated. Ratios divide actorflow's median by the other one's: for "
       "rtt_* (µs per round trip, one message in flight) lower is better, so "
