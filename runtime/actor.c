@@ -1,11 +1,10 @@
 /*
- * An actor's thread: its mailbox (a ROUTER socket), the dispatch of
- * tells and requests to its handler, replies, deferred requests, and the
- * stop sequence.
+ * An actor's thread: its start and stop handshakes, the dispatch of tells
+ * and requests to its handler, and the ROUTER that exports it to other
+ * processes. Receiving lives in inbox.c, answering in reply.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +14,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "clock.h"
 #include "ctx.h"
 #include "system.h"
 
-#define READ_BUDGET 1024
-/* How long a stopping mailbox keeps undelivered replies (error answers to
- * the requests it drained) for their requesters. */
+/* How long closing sockets keep answers not yet taken by their requesters
+ * (the error answers to requests drained at stop). */
 #define STOP_LINGER_MS 1000
-#define BACKLOG_RETRY_US 1000
 
 typedef struct af__ipc_file {
 	struct af__ipc_file *next;
@@ -32,294 +28,25 @@ typedef struct af__ipc_file {
 	char path[];
 } af__ipc_file;
 
-typedef struct af__backlog {
-	struct af__backlog *next;
-	int nroute;
-	zmq_msg_t route[AF__MAX_ROUTE];
-	zmq_msg_t body;
-} af__backlog;
-
-/* ---- replies ----------------------------------------------------------- */
-
-static void backlog_free(af__backlog *b)
+bool af__actor_stopping(const af_ctx *ctx)
 {
-	for (int i = 0; i < b->nroute; i++)
-		zmq_msg_close(&b->route[i]);
-	zmq_msg_close(&b->body);
-	free(b);
+	return ctx->actor->stop_requested || ctx->actor->self_stop;
 }
 
-/* Sends route + body on the mailbox. The frames are copied for sending,
- * so the caller keeps them. AF_OK, AF_EAGAIN (requester's queue full),
- * AF_EPEERDOWN (requester gone), AF_ESYS. */
-static af_err route_send(void *mailbox, zmq_msg_t *route, int nroute,
-			 zmq_msg_t *body)
+void af_stop_self(af_ctx *ctx)
 {
-	for (int i = 0; i <= nroute; i++) {
-		zmq_msg_t part;
-		zmq_msg_t *src = i < nroute ? &route[i] : body;
-		int flags = ZMQ_DONTWAIT | (i < nroute ? ZMQ_SNDMORE : 0);
-
-		zmq_msg_init(&part);
-		zmq_msg_copy(&part, src);
-		if (zmq_msg_send(&part, mailbox, flags) < 0) {
-			int e = errno;
-			zmq_msg_close(&part);
-			/* Only the first frame can fail: ZeroMQ routes a
-			 * message as a whole once its first frame is taken. */
-			if (e == EAGAIN)
-				return AF_EAGAIN;
-			return e == EHOSTUNREACH ? AF_EPEERDOWN : AF_ESYS;
-		}
-	}
-	return AF_OK;
+	if (ctx->actor != NULL)
+		ctx->actor->self_stop = true;
 }
 
-static void backlog_flush(af_ctx *ctx);
-
-static void backlog_retry(af__timer *t)
-{
-	af_ctx *ctx = (af_ctx *)((char *)t - offsetof(af_ctx, backlog_timer));
-
-	backlog_flush(ctx);
-}
-
-static void backlog_flush(af_ctx *ctx)
-{
-	af__actor *a = ctx->actor;
-
-	while (ctx->backlog_head != NULL) {
-		af__backlog *b = ctx->backlog_head;
-		af_err err =
-			route_send(a->mailbox, b->route, b->nroute, &b->body);
-		if (err == AF_EAGAIN)
-			break;
-		if (err != AF_OK)
-			ctx->counters.unroutable++;
-		ctx->backlog_head = b->next;
-		if (ctx->backlog_head == NULL)
-			ctx->backlog_tail = NULL;
-		backlog_free(b);
-	}
-	af__loop_kick(&ctx->loop, &a->mailbox_watch);
-	/* ZeroMQ gives no writable signal per requester, so a full one is
-	 * polled on a short timer until it drains. */
-	if (ctx->backlog_head != NULL && ctx->backlog_timer.index == SIZE_MAX)
-		af__loop_timer_add(&ctx->loop, &ctx->backlog_timer,
-				   af__now_us() + BACKLOG_RETRY_US);
-}
-
-static af_err backlog_push(af_ctx *ctx, zmq_msg_t *route, int nroute,
-			   zmq_msg_t *body)
-{
-	af__backlog *b = calloc(1, sizeof(*b));
-
-	if (b == NULL)
-		return AF_ENOMEM;
-	b->nroute = nroute;
-	for (int i = 0; i < nroute; i++) {
-		zmq_msg_init(&b->route[i]);
-		zmq_msg_copy(&b->route[i], &route[i]);
-	}
-	zmq_msg_init(&b->body);
-	zmq_msg_move(&b->body, body);
-	if (ctx->backlog_tail != NULL)
-		ctx->backlog_tail->next = b;
-	else
-		ctx->backlog_head = b;
-	ctx->backlog_tail = b;
-	backlog_flush(ctx);
-	return AF_OK;
-}
-
-/* Sends a reply or error to the requester behind route. */
-static af_err answer(af_ctx *ctx, zmq_msg_t *route, int nroute, af_kind kind,
-		     uint64_t id, const af_payload *payload)
-{
-	af__envelope env = {.kind = kind, .id = id};
-	zmq_msg_t body;
-	af_err err = af__frame_build(&body, &env, payload, ctx->max_msg);
-
-	if (err != AF_OK)
-		return err;
-	/* Keep replies in order behind ones already waiting. */
-	err = ctx->backlog_head != NULL
-		      ? AF_EAGAIN
-		      : route_send(ctx->actor->mailbox, route, nroute, &body);
-	/* The send may have consumed the mailbox's readiness signal. */
-	af__loop_kick(&ctx->loop, &ctx->actor->mailbox_watch);
-	if (err == AF_EAGAIN)
-		return backlog_push(ctx, route, nroute, &body);
-	zmq_msg_close(&body);
-	if (err == AF_EPEERDOWN) {
-		/* The requester is gone: nobody is left to tell. */
-		ctx->counters.unroutable++;
-		return AF_OK;
-	}
-	return err;
-}
-
-static af_err answer_error(af_ctx *ctx, zmq_msg_t *route, int nroute,
-			   uint64_t id, int code, const char *fmt, va_list ap)
-{
-	char text[512];
-	af_err err;
-
-	if (fmt != NULL)
-		vsnprintf(text, sizeof(text), fmt, ap);
-	af_payload_reset(ctx->scratch);
-	err = af__error_payload(ctx->scratch, code, fmt != NULL ? text : NULL);
-	if (err != AF_OK)
-		return err;
-	return answer(ctx, route, nroute, AF_KIND_ERROR, id, ctx->scratch);
-}
-
-static af_err answer_error_text(af_ctx *ctx, zmq_msg_t *route, int nroute,
-				uint64_t id, int code, const char *text)
-{
-	af_err err;
-
-	af_payload_reset(ctx->scratch);
-	err = af__error_payload(ctx->scratch, code, text);
-	if (err != AF_OK)
-		return err;
-	return answer(ctx, route, nroute, AF_KIND_ERROR, id, ctx->scratch);
-}
-
-static af_err check_answerable(af_ctx *ctx, const af_msg *m)
-{
-	if (ctx->actor == NULL || m->env.kind != AF_KIND_REQUEST ||
-	    m->route == NULL)
-		return AF_EINVAL;
-	if (m->answered || m->deferred)
-		return AF_EINVAL;
-	return AF_OK;
-}
-
-af_err af_reply(af_ctx *ctx, af_msg *m, const af_payload *payload)
-{
-	af_err err = check_answerable(ctx, m);
-
-	if (err != AF_OK)
-		return err;
-	err = answer(ctx, m->route, m->nroute, AF_KIND_REPLY, m->env.id,
-		     payload);
-	/* A reply that could not be built (too large, unfinished payload)
-	 * leaves the request open so the handler can answer with an error. */
-	if (err == AF_OK)
-		m->answered = true;
-	return err;
-}
-
-af_err af_reply_error(af_ctx *ctx, af_msg *m, int code, const char *fmt, ...)
-{
-	af_err err = check_answerable(ctx, m);
-	va_list ap;
-
-	if (err != AF_OK)
-		return err;
-	va_start(ap, fmt);
-	err = answer_error(ctx, m->route, m->nroute, m->env.id, code, fmt, ap);
-	va_end(ap);
-	if (err == AF_OK)
-		m->answered = true;
-	return err;
-}
-
-/* ---- deferred requests ------------------------------------------------- */
-
-af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out)
-{
-	af_err err = check_answerable(ctx, m);
-	af_pending *p;
-
-	if (err != AF_OK)
-		return err;
-	if (m->nroute > AF__MAX_ROUTE)
-		return AF_EINVAL;
-	p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return AF_ENOMEM;
-	p->id = m->env.id;
-	p->deadline_us = m->deadline_us;
-	p->nroute = m->nroute;
-	for (int i = 0; i < m->nroute; i++) {
-		zmq_msg_init(&p->route[i]);
-		zmq_msg_copy(&p->route[i], &m->route[i]);
-	}
-	p->next = ctx->deferred;
-	if (ctx->deferred != NULL)
-		ctx->deferred->prev = p;
-	ctx->deferred = p;
-	m->deferred = true;
-	*out = p;
-	return AF_OK;
-}
-
-static void pending_free(af_ctx *ctx, af_pending **pp)
-{
-	af_pending *p = *pp;
-
-	if (p->prev != NULL)
-		p->prev->next = p->next;
-	else
-		ctx->deferred = p->next;
-	if (p->next != NULL)
-		p->next->prev = p->prev;
-	for (int i = 0; i < p->nroute; i++)
-		zmq_msg_close(&p->route[i]);
-	free(p);
-	*pp = NULL;
-}
-
-af_err af_pending_reply(af_ctx *ctx, af_pending **pp, const af_payload *payload)
-{
-	af_err err;
-
-	if (pp == NULL || *pp == NULL || ctx->actor == NULL)
-		return AF_EINVAL;
-	err = answer(ctx, (*pp)->route, (*pp)->nroute, AF_KIND_REPLY, (*pp)->id,
-		     payload);
-	if (err == AF_OK)
-		pending_free(ctx, pp);
-	return err;
-}
-
-af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code, const char *fmt,
-			...)
-{
-	af_err err;
-	va_list ap;
-
-	if (pp == NULL || *pp == NULL || ctx->actor == NULL)
-		return AF_EINVAL;
-	va_start(ap, fmt);
-	err = answer_error(ctx, (*pp)->route, (*pp)->nroute, (*pp)->id, code,
-			   fmt, ap);
-	va_end(ap);
-	if (err == AF_OK)
-		pending_free(ctx, pp);
-	return err;
-}
-
-int64_t af_pending_remaining_ms(const af_pending *p)
-{
-	int64_t left;
-
-	if (p->deadline_us < 0)
-		return -1;
-	left = (p->deadline_us - af__now_us()) / 1000;
-	return left > 0 ? left : 0;
-}
-
-/* ---- the mailbox ------------------------------------------------------- */
+/* ---- dispatch ---------------------------------------------------------- */
 
 static bool name_is(const af_ctx *ctx, const char *s, size_t len)
 {
 	return strlen(ctx->name) == len && memcmp(ctx->name, s, len) == 0;
 }
 
-static void dispatch(af_ctx *ctx, af_msg *m)
+void af__actor_dispatch(af_ctx *ctx, af_msg *m)
 {
 	af__actor *a = ctx->actor;
 	af_err err;
@@ -331,8 +58,7 @@ static void dispatch(af_ctx *ctx, af_msg *m)
 		return;
 	case AF_KIND_REQUEST:
 		if (ctx->stopping) {
-			answer_error_text(ctx, m->route, m->nroute, m->env.id,
-					  AF_ESTOPPED, NULL);
+			af_reply_error(ctx, m, AF_ESTOPPED, NULL);
 			return;
 		}
 		if (m->env.to != NULL &&
@@ -368,87 +94,6 @@ static void dispatch(af_ctx *ctx, af_msg *m)
 		ctx->counters.malformed++;
 		return;
 	}
-}
-
-/* A message too large to handle is still answered when it is a request
- * whose header can be read. */
-static void reject_oversized(af_ctx *ctx, zmq_msg_t *route, int nroute,
-			     zmq_msg_t *body)
-{
-	af__envelope env;
-
-	if (af__envelope_decode_header(&env, zmq_msg_data(body),
-				       zmq_msg_size(body), SIZE_MAX) == AF_OK &&
-	    env.kind == AF_KIND_REQUEST) {
-		char text[96];
-		snprintf(text, sizeof(text),
-			 "message of %zu bytes exceeds the limit of %zu",
-			 zmq_msg_size(body), ctx->max_msg);
-		answer_error_text(ctx, route, nroute, env.id, AF_EMSGSIZE,
-				  text);
-		return;
-	}
-	ctx->counters.malformed++;
-}
-
-static void mailbox_readable(af__watch *w, unsigned events)
-{
-	af__actor *a =
-		(af__actor *)((char *)w - offsetof(af__actor, mailbox_watch));
-	af_ctx *ctx = a->ctx;
-	zmq_msg_t frames[AF__MAX_ROUTE + 1];
-
-	for (int n = 0; n < READ_BUDGET; n++) {
-		int nframes = 0;
-		bool too_deep = false;
-		af_msg m;
-		af_err err;
-
-		zmq_msg_init(&frames[0]);
-		if (zmq_msg_recv(&frames[0], a->mailbox, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&frames[0]);
-			return;
-		}
-		nframes = 1;
-		while (zmq_msg_more(&frames[nframes - 1])) {
-			if (nframes == AF__MAX_ROUTE + 1) {
-				/* Deeper than any route we make: drain it. */
-				too_deep = true;
-				zmq_msg_close(&frames[nframes - 1]);
-				nframes--;
-			}
-			zmq_msg_init(&frames[nframes]);
-			if (zmq_msg_recv(&frames[nframes], a->mailbox, 0) < 0)
-				break;
-			nframes++;
-		}
-		ctx->counters.received++;
-		if (too_deep || nframes < 2) {
-			ctx->counters.malformed++;
-			goto next;
-		}
-		err = af__msg_decode(&m, zmq_msg_data(&frames[nframes - 1]),
-				     zmq_msg_size(&frames[nframes - 1]),
-				     ctx->max_msg, &ctx->zone);
-		if (err == AF_OK) {
-			m.route = frames;
-			m.nroute = nframes - 1;
-			dispatch(ctx, &m);
-		} else if (err == AF_EMSGSIZE) {
-			reject_oversized(ctx, frames, nframes - 1,
-					 &frames[nframes - 1]);
-		} else {
-			ctx->counters.malformed++;
-		}
-		af__msg_clear(&m);
-	next:
-		msgpack_zone_clear(&ctx->zone);
-		for (int i = 0; i < nframes; i++)
-			zmq_msg_close(&frames[i]);
-		if (a->stop_requested || a->self_stop)
-			return;
-	}
-	af__loop_kick(&ctx->loop, w);
 }
 
 /* ---- exports ----------------------------------------------------------- */
@@ -511,18 +156,60 @@ static void remove_ipc_files(af__actor *a)
 	}
 }
 
-static af_err bind_endpoint(af__actor *a, const char *endpoint)
+static void router_readable(af__watch *w, unsigned events)
 {
-	if (a->mailbox == NULL)
+	af__actor *a =
+		(af__actor *)((char *)w - offsetof(af__actor, router_watch));
+
+	af__ctx_read(a->ctx, a->router, w, true);
+}
+
+/* The ROUTER is made on the first export: an actor only ever reached
+ * in-process needs none. */
+static af_err open_router(af__actor *a)
+{
+	int one = 1;
+	int hwm = a->opts.mailbox_capacity;
+	int64_t max = (int64_t)a->ctx->max_msg * 4;
+
+	if (a->router != NULL)
+		return AF_OK;
+	a->router = zmq_socket(a->sys->zctx, ZMQ_ROUTER);
+	if (a->router == NULL)
+		return AF_ESYS;
+	/* MANDATORY makes a full or vanished requester an error to handle
+	 * rather than a silent drop; MAXMSGSIZE closes a connection that
+	 * sends a frame far over the limit before it is read. */
+	if (zmq_setsockopt(a->router, ZMQ_ROUTER_MANDATORY, &one,
+			   sizeof(one)) != 0 ||
+	    zmq_setsockopt(a->router, ZMQ_RCVHWM, &hwm, sizeof(hwm)) != 0 ||
+	    zmq_setsockopt(a->router, ZMQ_MAXMSGSIZE, &max, sizeof(max)) != 0 ||
+	    af__loop_add_zsock(&a->ctx->loop, &a->router_watch, a->router,
+			       router_readable) != AF_OK) {
+		zmq_close(a->router);
+		a->router = NULL;
+		return AF_ESYS;
+	}
+	return AF_OK;
+}
+
+af_err af__actor_bind(af__actor *a, const char *endpoint)
+{
+	af_err err;
+
+	if (a->ctx == NULL)
 		return AF_ESTOPPED;
 	if (strncmp(endpoint, "ipc://", 6) == 0) {
-		af_err err = check_ipc_path(endpoint + 6);
+		err = check_ipc_path(endpoint + 6);
 		if (err != AF_OK)
 			return err;
 	} else if (strncmp(endpoint, "tcp://", 6) != 0) {
 		return AF_EADDR;
 	}
-	if (zmq_bind(a->mailbox, endpoint) == 0) {
+	err = open_router(a);
+	if (err != AF_OK)
+		return err;
+	if (zmq_bind(a->router, endpoint) == 0) {
 		if (strncmp(endpoint, "ipc://", 6) == 0)
 			remember_ipc_file(a, endpoint + 6);
 		return AF_OK;
@@ -546,6 +233,7 @@ static void on_wake(af_ctx *ctx)
 	af__actor *a = ctx->actor;
 	af_system *sys = a->sys;
 	const char *endpoint = NULL;
+	af_err err;
 
 	pthread_mutex_lock(&sys->mu);
 	if (a->export_endpoint != NULL && !a->export_done)
@@ -553,7 +241,7 @@ static void on_wake(af_ctx *ctx)
 	pthread_mutex_unlock(&sys->mu);
 	if (endpoint == NULL)
 		return;
-	af_err err = bind_endpoint(a, endpoint);
+	err = af__actor_bind(a, endpoint);
 	pthread_mutex_lock(&sys->mu);
 	a->export_result = err;
 	a->export_done = true;
@@ -561,23 +249,18 @@ static void on_wake(af_ctx *ctx)
 	pthread_mutex_unlock(&sys->mu);
 }
 
-af_err af__actor_bind(af__actor *a, const char *endpoint)
-{
-	return bind_endpoint(a, endpoint);
-}
-
 /* ---- the thread -------------------------------------------------------- */
 
-static void set_state(af__actor *a, af__actor_state state, af_err init)
+static void set_phase(af__actor *a, af__actor_state phase, af_err init)
 {
 	af_system *sys = a->sys;
 
 	pthread_mutex_lock(&sys->mu);
-	if (state == AF__ACTOR_RUNNING || !a->init_done) {
+	if (phase == AF__ACTOR_RUNNING || !a->init_done) {
 		a->init_done = true;
 		a->init_result = init;
 	}
-	if (state == AF__ACTOR_EXITED) {
+	if (phase == AF__ACTOR_EXITED) {
 		a->wake_fd = -1;
 		if (a->export_endpoint != NULL && !a->export_done) {
 			a->export_result = AF_ESTOPPED;
@@ -585,76 +268,67 @@ static void set_state(af__actor *a, af__actor_state state, af_err init)
 		}
 		af__system_bump_epoch(sys);
 	}
-	a->phase = state;
+	a->phase = phase;
 	pthread_cond_broadcast(&sys->cv);
 	pthread_mutex_unlock(&sys->mu);
-}
-
-static af_err open_mailbox(af__actor *a)
-{
-	char endpoint[AF__NAME_MAX + 16];
-	int one = 1;
-	int hwm = a->opts.mailbox_capacity;
-
-	a->mailbox = zmq_socket(a->sys->zctx, ZMQ_ROUTER);
-	if (a->mailbox == NULL)
-		return AF_ESYS;
-	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", a->name);
-	if (zmq_setsockopt(a->mailbox, ZMQ_ROUTER_MANDATORY, &one,
-			   sizeof(one)) != 0 ||
-	    zmq_setsockopt(a->mailbox, ZMQ_RCVHWM, &hwm, sizeof(hwm)) != 0)
-		return AF_ESYS;
-	if (zmq_bind(a->mailbox, endpoint) != 0)
-		return errno == EADDRINUSE ? AF_EEXIST : AF_ESYS;
-	return af__loop_add_zsock(&a->ctx->loop, &a->mailbox_watch, a->mailbox,
-				  mailbox_readable);
 }
 
 /* Answers what is still queued, then everything still open. */
 static void drain(af__actor *a)
 {
 	af_ctx *ctx = a->ctx;
-	af_pending *p;
 
 	ctx->stopping = true;
 	a->stop_requested = false;
 	a->self_stop = false;
+	/* Each pass answers what arrived during the previous one; senders
+	 * still connected may keep sending, so it ends after a bounded number
+	 * of passes. Later arrivals see the actor go (AF_EPEERDOWN). */
 	for (int i = 0; i < 64; i++) {
-		/* Each pass answers what arrived during the previous one;
-		 * senders still connected may keep sending, so it ends after a
-		 * bounded number of passes. Later arrivals see the peer go. */
-		uint64_t before = ctx->counters.received;
-		mailbox_readable(&a->mailbox_watch, 0);
-		if (ctx->counters.received == before)
+		int n = 0;
+		if (ctx->inbox != NULL)
+			n += af__ctx_read(ctx, ctx->inbox, &ctx->inbox_watch,
+					  false);
+		if (a->router != NULL)
+			n += af__ctx_read(ctx, a->router, &a->router_watch,
+					  true);
+		if (n == 0)
 			break;
 	}
-	while ((p = ctx->deferred) != NULL) {
-		answer_error_text(ctx, p->route, p->nroute, p->id, AF_ESTOPPED,
-				  NULL);
-		pending_free(ctx, &p);
-	}
-	backlog_flush(ctx);
+	af__reply_settle_deferred(ctx);
 	af__ctx_fail_requests(ctx, AF_ECANCELED);
 }
 
-static void close_mailbox(af__actor *a)
+static void close_router(af__actor *a)
 {
-	af_ctx *ctx = a->ctx;
 	int linger = STOP_LINGER_MS;
 
-	while (ctx->backlog_head != NULL) {
-		af__backlog *b = ctx->backlog_head;
-		ctx->backlog_head = b->next;
-		backlog_free(b);
-	}
-	ctx->backlog_tail = NULL;
-	af__loop_timer_del(&ctx->loop, &ctx->backlog_timer);
-	if (a->mailbox_watch.cb != NULL)
-		af__loop_del(&ctx->loop, &a->mailbox_watch, NULL);
-	zmq_setsockopt(a->mailbox, ZMQ_LINGER, &linger, sizeof(linger));
-	zmq_close(a->mailbox);
-	a->mailbox = NULL;
+	if (a->router == NULL)
+		return;
+	af__loop_del(&a->ctx->loop, &a->router_watch, NULL);
+	zmq_setsockopt(a->router, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_close(a->router);
+	a->router = NULL;
 	remove_ipc_files(a);
+}
+
+/* Everything after the loop: settle, stop, close, free. */
+static void finish(af__actor *a, af_err init_err)
+{
+	af_ctx *ctx = a->ctx;
+
+	drain(a);
+	if (init_err == AF_OK && a->ops->stop != NULL)
+		a->ops->stop(ctx, a->state);
+	af__reply_drop_backlog(ctx);
+	close_router(a);
+	pthread_mutex_lock(&a->sys->mu);
+	a->wake_fd = -1;
+	pthread_mutex_unlock(&a->sys->mu);
+	af__ctx_fini(ctx, AF_ECANCELED);
+	free(ctx);
+	a->ctx = NULL;
+	set_phase(a, AF__ACTOR_EXITED, init_err);
 }
 
 void *af__actor_main(void *arg)
@@ -662,65 +336,40 @@ void *af__actor_main(void *arg)
 	af__actor *a = arg;
 	af_ctx *ctx = calloc(1, sizeof(*ctx));
 	af_err err = ctx == NULL ? AF_ENOMEM : AF_OK;
-
 	char thread_name[16];
 
 	/* Named threads make top -H, perf and gdb speak of actors. */
-	memcpy(thread_name, "af:", 3);
-	strncpy(thread_name + 3, a->name, sizeof(thread_name) - 4);
-	thread_name[sizeof(thread_name) - 1] = '\0';
+	snprintf(thread_name, sizeof(thread_name), "af:%.12s", a->name);
 	pthread_setname_np(pthread_self(), thread_name);
 	if (err == AF_OK)
 		err = af__ctx_init(ctx, a->sys, a->sys->zctx, a->sys->max_msg,
 				   a->name);
 	if (err != AF_OK) {
 		free(ctx);
-		set_state(a, AF__ACTOR_EXITED, err);
+		set_phase(a, AF__ACTOR_EXITED, err);
 		return NULL;
 	}
 	a->ctx = ctx;
 	ctx->actor = a;
 	ctx->on_wake = on_wake;
-	ctx->backlog_timer.index = SIZE_MAX;
-	ctx->backlog_timer.cb = backlog_retry;
+	snprintf(ctx->inbox_name, sizeof(ctx->inbox_name), "%s", a->name);
 	pthread_mutex_lock(&a->sys->mu);
 	a->wake_fd = ctx->waker->fd;
 	pthread_mutex_unlock(&a->sys->mu);
-	err = open_mailbox(a);
+	err = af__ctx_open_inbox(ctx, a->opts.mailbox_capacity);
 	if (err == AF_OK && a->ops->init != NULL)
 		err = a->ops->init(ctx, a->config, &a->state);
 	if (err != AF_OK) {
-		drain(a);
-		close_mailbox(a);
-		af__ctx_fini(ctx, AF_ESTOPPED);
-		free(ctx);
-		a->ctx = NULL;
-		set_state(a, AF__ACTOR_EXITED, err);
+		finish(a, err);
 		return NULL;
 	}
-	set_state(a, AF__ACTOR_RUNNING, AF_OK);
+	set_phase(a, AF__ACTOR_RUNNING, AF_OK);
 	while (!a->stop_requested && !a->self_stop)
 		af__loop_run_once(&ctx->loop, -1);
 	pthread_mutex_lock(&a->sys->mu);
 	if (a->phase == AF__ACTOR_RUNNING)
 		a->phase = AF__ACTOR_STOPPING;
 	pthread_mutex_unlock(&a->sys->mu);
-	drain(a);
-	if (a->ops->stop != NULL)
-		a->ops->stop(ctx, a->state);
-	close_mailbox(a);
-	pthread_mutex_lock(&a->sys->mu);
-	a->wake_fd = -1;
-	pthread_mutex_unlock(&a->sys->mu);
-	af__ctx_fini(ctx, AF_ECANCELED);
-	free(ctx);
-	a->ctx = NULL;
-	set_state(a, AF__ACTOR_EXITED, AF_OK);
+	finish(a, AF_OK);
 	return NULL;
-}
-
-void af_stop_self(af_ctx *ctx)
-{
-	if (ctx->actor != NULL)
-		ctx->actor->self_stop = true;
 }

@@ -12,6 +12,8 @@
 #include "system.h"
 
 #define STANDALONE_MAX_MESSAGE (16u << 20)
+/* Answers a client may have waiting per actor; more wait in the actor. */
+#define CLIENT_INBOX_CAPACITY 1000
 
 struct af_client {
 	af_ctx ctx;
@@ -41,6 +43,20 @@ af_err af_client_new(af_client **out, af_system *sys)
 	err = af__ctx_init(&c->ctx, sys, zctx,
 			   sys != NULL ? sys->max_msg : STANDALONE_MAX_MESSAGE,
 			   "client");
+	/* Local actors answer a client in its own inbox; remote ones on the
+	 * connection the request went out on. */
+	if (err == AF_OK && sys != NULL) {
+		err = af__system_add_inbox(sys, c->ctx.inbox_name,
+					   sizeof(c->ctx.inbox_name));
+		if (err == AF_OK)
+			err = af__ctx_open_inbox(&c->ctx,
+						 CLIENT_INBOX_CAPACITY);
+		if (err != AF_OK) {
+			if (c->ctx.inbox_name[0] != '\0')
+				af__system_remove_inbox(sys, c->ctx.inbox_name);
+			af__ctx_fini(&c->ctx, AF_ECANCELED);
+		}
+	}
 	if (err != AF_OK) {
 		if (c->own_zctx != NULL)
 			zmq_ctx_term(c->own_zctx);
@@ -69,6 +85,8 @@ void af_client_destroy(af_client **cp)
 	while ((o = af__idmap_next(&c->ctx.outreqs, &pos, NULL)) != NULL)
 		o->fn = abandon;
 	af__ctx_fini(&c->ctx, AF_ECANCELED);
+	if (c->ctx.sys != NULL)
+		af__system_remove_inbox(c->ctx.sys, c->ctx.inbox_name);
 	if (c->own_zctx != NULL)
 		zmq_ctx_term(c->own_zctx);
 	free(c);

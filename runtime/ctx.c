@@ -38,6 +38,7 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 	ctx->zctx = zctx;
 	ctx->max_msg = max_msg;
 	ctx->name = name;
+	ctx->backlog_timer.index = SIZE_MAX;
 	af__idmap_init(&ctx->peer_index);
 	af__idmap_init(&ctx->outreqs);
 	af__idmap_init(&ctx->timers);
@@ -91,6 +92,8 @@ void af__ctx_fini(af_ctx *ctx, int status)
 	for (int fd = 0; fd < ctx->fds_cap; fd++)
 		if (ctx->fds[fd] != NULL)
 			af_fd_unwatch(ctx, fd);
+	af__reply_drop_backlog(ctx);
+	af__ctx_close_inbox(ctx);
 	af__peers_close_all(ctx, status);
 	if (ctx->sys != NULL)
 		af__system_remove_waker(ctx->sys, ctx->waker);
@@ -113,10 +116,19 @@ void af__ctx_check_epoch(af_ctx *ctx)
 	if (ctx->sys == NULL)
 		return;
 	epoch = atomic_load(&ctx->sys->epoch);
-	if (epoch != ctx->epoch) {
-		ctx->epoch = epoch;
-		af__peers_revalidate(ctx);
+	if (epoch == ctx->epoch)
+		return;
+	ctx->epoch = epoch;
+	/* An actor answers what it holds before it is gone, and those
+	 * answers are in the inbox already: take them before the requests
+	 * still open on the actor are declared lost. */
+	if (ctx->inbox != NULL) {
+		for (int i = 0; i < 64; i++)
+			if (af__ctx_read(ctx, ctx->inbox, &ctx->inbox_watch,
+					 false) == 0)
+				break;
 	}
+	af__peers_revalidate(ctx);
 }
 
 /* ---- sending ----------------------------------------------------------- */
@@ -194,8 +206,11 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 		env.type_len = strlen(type);
 	}
 	err = af__frame_build(&frame, &env, payload, ctx->max_msg);
-	if (err == AF_OK)
-		err = af__peer_send(peer, &frame, block_ms);
+	if (err != AF_OK)
+		return err;
+	err = af__peer_send(peer, &frame,
+			    kind == AF_KIND_REQUEST ? ctx->inbox_name : NULL,
+			    block_ms);
 	if (err != AF_OK) {
 		zmq_msg_close(&frame);
 		return err;
@@ -326,7 +341,7 @@ af_err af_cancel(af_ctx *ctx, uint64_t id)
 	 * depend on it. */
 	if (o->peer != NULL &&
 	    af__frame_build(&frame, &env, NULL, ctx->max_msg) == AF_OK) {
-		if (af__peer_send(o->peer, &frame, 0) != AF_OK)
+		if (af__peer_send(o->peer, &frame, NULL, 0) != AF_OK)
 			zmq_msg_close(&frame);
 	}
 	af__outreq_settle(o, AF_ECANCELED, NULL);

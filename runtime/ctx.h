@@ -37,16 +37,27 @@ typedef struct af__fdwatch {
 	af_ctx *ctx;
 } af__fdwatch;
 
+#define AF__MAX_ROUTE 8
+
+/* Where an answer goes: back through the ROUTER a remote request came in
+ * on (its routing frames), or to the inbox of a local requester (its
+ * name). */
+typedef struct af__reply_to {
+	zmq_msg_t *route;
+	int nroute;
+	const char *name;
+	size_t name_len;
+} af__reply_to;
+
 struct af_pending {
 	uint64_t id;
 	int64_t deadline_us;
-	zmq_msg_t route[8];
+	zmq_msg_t route[AF__MAX_ROUTE];
 	int nroute;
+	char *name; /* a local requester's inbox */
 	af_pending *prev;
 	af_pending *next;
 };
-
-#define AF__MAX_ROUTE 8
 
 /* Counters an actor or client keeps; read by statistics. */
 typedef struct af__counters {
@@ -73,12 +84,18 @@ struct af_ctx {
 	af__fdwatch **fds;
 	int fds_cap;
 	af_pending *deferred;
-	/* Replies that met a full requester queue, oldest first. */
+	/* Answers that met a full requester queue, oldest first. */
 	struct af__backlog *backlog_head;
 	struct af__backlog *backlog_tail;
 	af__timer backlog_timer;
 	af__watch wake_watch;
 	struct af__waker *waker;
+	/* Local senders reach this context through its inbox, a PULL socket
+	 * bound to inproc://af/<inbox_name>; local requests carry that name
+	 * so answers come back to it. */
+	void *inbox;
+	af__watch inbox_watch;
+	char inbox_name[AF__NAME_MAX + 1];
 	/* Called on the context's thread after its wake fd fired. */
 	void (*on_wake)(af_ctx *ctx);
 	af_payload *scratch; /* for error payloads */
@@ -103,6 +120,33 @@ void af__ctx_fail_requests(af_ctx *ctx, int status);
 void af__outreq_settle(af__outreq *o, int status, af_msg *reply);
 /* A reply, error or stream message arrived on a peer. */
 void af__ctx_on_response(af_ctx *ctx, af__peer *peer, af_msg *m);
+/* Opens ctx's inbox under ctx->inbox_name with room for capacity messages
+ * per sender. AF_OK, AF_EEXIST, AF_ESYS. */
+af_err af__ctx_open_inbox(af_ctx *ctx, int capacity);
+/* Answers what is still queued in the inbox with AF_ESTOPPED (requests)
+ * and closes it. */
+void af__ctx_close_inbox(af_ctx *ctx);
+/* Reads a socket carrying requests: the inbox, or an actor's ROUTER
+ * (routed: the frames before the body lead back to the sender). Reads
+ * until empty or the budget is spent. Returns the messages read. */
+int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed);
+/* A tell or request for the actor (actor.c). */
+void af__actor_dispatch(af_ctx *ctx, af_msg *m);
+/* True once the actor was asked to stop (actor.c). */
+bool af__actor_stopping(const af_ctx *ctx);
+
+/* Sends an answer (reply or error) to to. A requester whose queue is full
+ * gets it later, in order (reply.c). */
+af_err af__answer(af_ctx *ctx, const af__reply_to *to, af_kind kind,
+		  uint64_t id, const af_payload *payload);
+af_err af__answer_error(af_ctx *ctx, const af__reply_to *to, uint64_t id,
+			int code, const char *text);
+/* Answers every deferred request with AF_ESTOPPED. */
+void af__reply_settle_deferred(af_ctx *ctx);
+/* Tries once more to send answers that met a full queue, then drops the
+ * rest (context teardown). */
+void af__reply_drop_backlog(af_ctx *ctx);
+
 /* Checks whether actors stopped since last time (epoch) and revalidates. */
 void af__ctx_check_epoch(af_ctx *ctx);
 

@@ -7,46 +7,83 @@
 
 #define ENVELOPE_FIELDS 8
 
-struct fixed_buf {
-	uint8_t *data;
-	size_t cap;
-	size_t len;
-};
-
-static int fixed_buf_write(void *data, const char *src, size_t len)
-{
-	struct fixed_buf *b = data;
-
-	if (b->cap - b->len < len)
-		return -1;
-	memcpy(b->data + b->len, src, len);
-	b->len += len;
-	return 0;
-}
-
 static bool kind_valid(uint64_t kind)
 {
 	return kind >= AF_KIND_TELL && kind <= AF_KIND_HEARTBEAT;
 }
 
-static int pack_opt_str(msgpack_packer *pk, const char *s, size_t len)
+/* Writers for the header's fields, the counterparts of the readers below:
+ * a header is a handful of unsigned integers and short strings, written
+ * straight into the caller's buffer on every send. */
+static uint8_t *wr_uint(uint8_t *w, uint64_t v)
 {
-	int rc;
+	int n;
 
-	if (s == NULL)
-		return msgpack_pack_nil(pk);
-	rc = msgpack_pack_str(pk, len);
-	if (rc == 0 && len > 0)
-		rc = msgpack_pack_str_body(pk, s, len);
-	return rc;
+	if (v <= 0x7f) {
+		*w++ = (uint8_t)v;
+		return w;
+	}
+	if (v <= UINT8_MAX) {
+		*w++ = 0xcc;
+		n = 1;
+	} else if (v <= UINT16_MAX) {
+		*w++ = 0xcd;
+		n = 2;
+	} else if (v <= UINT32_MAX) {
+		*w++ = 0xce;
+		n = 4;
+	} else {
+		*w++ = 0xcf;
+		n = 8;
+	}
+	for (int i = n - 1; i >= 0; i--)
+		*w++ = (uint8_t)(v >> (8 * i));
+	return w;
+}
+
+static uint8_t *wr_opt_str(uint8_t *w, const char *s, size_t len)
+{
+	if (s == NULL) {
+		*w++ = 0xc0;
+		return w;
+	}
+	if (len <= 31) {
+		*w++ = (uint8_t)(0xa0 | len);
+	} else {
+		/* Strings are at most 255 bytes here: str8 always fits. */
+		*w++ = 0xd9;
+		*w++ = (uint8_t)len;
+	}
+	memcpy(w, s, len);
+	return w + len;
+}
+
+static size_t uint_size(uint64_t v)
+{
+	return v <= 0x7f         ? 1
+	       : v <= UINT8_MAX  ? 2
+	       : v <= UINT16_MAX ? 3
+	       : v <= UINT32_MAX ? 5
+				 : 9;
+}
+
+static size_t opt_str_size(const char *s, size_t len)
+{
+	return s == NULL ? 1 : len <= 31 ? 1 + len : 2 + len;
+}
+
+static size_t header_size(const af__envelope *env)
+{
+	return 1 + uint_size(AF__PROTOCOL_VERSION) + uint_size(env->kind) +
+	       uint_size(env->id) + uint_size(env->seq) +
+	       opt_str_size(env->type, env->type_len) + uint_size(env->ttl_ms) +
+	       opt_str_size(env->to, env->to_len);
 }
 
 af_err af__envelope_header(uint8_t *buf, size_t cap, size_t *len,
 			   const af__envelope *env)
 {
-	struct fixed_buf b = {.data = buf, .cap = cap, .len = 0};
-	msgpack_packer pk;
-	int rc;
+	uint8_t *w = buf;
 
 	if (buf == NULL || len == NULL || env == NULL)
 		return AF_EINVAL;
@@ -55,20 +92,17 @@ af_err af__envelope_header(uint8_t *buf, size_t cap, size_t *len,
 	if ((env->type != NULL && env->type_len > AF__TYPE_MAX) ||
 	    (env->to != NULL && env->to_len > AF__NAME_MAX))
 		return AF_EINVAL;
-
-	msgpack_packer_init(&pk, &b, fixed_buf_write);
-	rc = msgpack_pack_array(&pk, ENVELOPE_FIELDS);
-	rc = rc ? rc : msgpack_pack_uint32(&pk, AF__PROTOCOL_VERSION);
-	rc = rc ? rc : msgpack_pack_uint32(&pk, (uint32_t)env->kind);
-	rc = rc ? rc : msgpack_pack_uint64(&pk, env->id);
-	rc = rc ? rc : msgpack_pack_uint64(&pk, env->seq);
-	rc = rc ? rc : pack_opt_str(&pk, env->type, env->type_len);
-	rc = rc ? rc : msgpack_pack_uint64(&pk, env->ttl_ms);
-	rc = rc ? rc : pack_opt_str(&pk, env->to, env->to_len);
-	/* Only a buffer smaller than AF__HEADER_MAX can fail here. */
-	if (rc != 0)
+	if (cap < header_size(env))
 		return AF_EINVAL;
-	*len = b.len;
+	*w++ = 0x90 | ENVELOPE_FIELDS;
+	w = wr_uint(w, AF__PROTOCOL_VERSION);
+	w = wr_uint(w, (uint64_t)env->kind);
+	w = wr_uint(w, env->id);
+	w = wr_uint(w, env->seq);
+	w = wr_opt_str(w, env->type, env->type_len);
+	w = wr_uint(w, env->ttl_ms);
+	w = wr_opt_str(w, env->to, env->to_len);
+	*len = (size_t)(w - buf);
 	return AF_OK;
 }
 

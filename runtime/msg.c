@@ -17,6 +17,8 @@ af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 	m->raw_len = len;
 	m->route = NULL;
 	m->nroute = 0;
+	m->reply_to = NULL;
+	m->reply_to_len = 0;
 	m->answered = false;
 	m->deferred = false;
 	m->error_code = AF_OK;

@@ -22,10 +22,12 @@ struct af_msg {
 	size_t raw_len;
 	/* The payload is unpacked into zone on first read. */
 	msgpack_zone *zone;
-	/* A request received by an actor: the routing frames that lead back
-	 * to its sender, and whether it has been answered or kept. */
+	/* A request received by an actor: the way back to its sender, and
+	 * whether it has been answered or kept. */
 	zmq_msg_t *route;
 	int nroute;
+	const char *reply_to; /* a local sender's inbox (not terminated) */
+	size_t reply_to_len;
 	bool answered;
 	bool deferred;
 	/* An error message's code and description. */

@@ -111,6 +111,12 @@ static void peer_readable(af__watch *w, unsigned events)
 	af_ctx *ctx = p->ctx;
 	int n;
 
+	if (!p->remote) {
+		/* A PUSH socket receives nothing; it fires when room is back.
+		 */
+		run_writable_waits(p);
+		return;
+	}
 	for (n = 0; n < READ_BUDGET && !p->closed; n++) {
 		zmq_msg_t frame;
 		af_msg m;
@@ -276,12 +282,15 @@ af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
 	p->ctx = ctx;
 	p->hash = h;
 	p->remote = remote;
-	p->sock = zmq_socket(ctx->zctx, ZMQ_DEALER);
+	p->sock = zmq_socket(ctx->zctx, remote ? ZMQ_DEALER : ZMQ_PUSH);
 	if (p->key == NULL || p->sock == NULL) {
 		err = p->key == NULL ? AF_ENOMEM : AF_ESYS;
 		goto fail;
 	}
-	err = set_int(p->sock, ZMQ_LINGER, 0);
+	/* A local peer may carry answers its actor sent while stopping: give
+	 * the receiver time to take them. A remote one must not hold up the
+	 * context's end for a peer that may be gone. */
+	err = set_int(p->sock, ZMQ_LINGER, remote ? 0 : 1000);
 	if (err == AF_OK)
 		err = remote ? connect_remote(p, p->key) : connect_local(p);
 	if (err == AF_OK)
@@ -368,28 +377,57 @@ void af__peers_close_all(af_ctx *ctx, int status)
 		af__peer_close(ctx->peers, status);
 }
 
-af_err af__peer_send(af__peer *p, void *frame, int64_t block_ms)
+static void set_send_timeout(af__peer *p, int64_t ms)
 {
-	int timeout;
+	int timeout = ms < 0 ? -1 : ms > INT32_MAX ? INT32_MAX : (int)ms;
 
-	if (zmq_msg_send(frame, p->sock, ZMQ_DONTWAIT) >= 0)
-		goto sent;
+	zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
+}
+
+/* Sends one frame: at once, or waiting up to block_ms. */
+static af_err send_part(af__peer *p, void *part, int more, int64_t block_ms)
+{
+	int e;
+
+	if (zmq_msg_send(part, p->sock, ZMQ_DONTWAIT | more) >= 0)
+		return AF_OK;
 	if (errno != EAGAIN)
 		return AF_ESYS;
 	if (block_ms <= 0)
 		return AF_EAGAIN;
-	timeout = block_ms > INT32_MAX ? INT32_MAX : (int)block_ms;
-	zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
-	if (zmq_msg_send(frame, p->sock, 0) < 0) {
-		int e = errno;
-		timeout = -1;
-		zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout,
-			       sizeof(timeout));
-		return e == EAGAIN ? AF_ETIMEDOUT : AF_ESYS;
+	set_send_timeout(p, block_ms);
+	e = zmq_msg_send(part, p->sock, more) >= 0 ? 0 : errno;
+	set_send_timeout(p, -1);
+	if (e == 0)
+		return AF_OK;
+	return e == EAGAIN ? AF_ETIMEDOUT : AF_ESYS;
+}
+
+af_err af__peer_send(af__peer *p, void *frame, const char *reply_to,
+		     int64_t block_ms)
+{
+	af_err err;
+
+	if (reply_to != NULL && !p->remote) {
+		zmq_msg_t head;
+		size_t len = strlen(reply_to);
+		if (zmq_msg_init_size(&head, len) != 0)
+			return AF_ENOMEM;
+		memcpy(zmq_msg_data(&head), reply_to, len);
+		err = send_part(p, &head, ZMQ_SNDMORE, block_ms);
+		if (err != AF_OK) {
+			zmq_msg_close(&head);
+			return err;
+		}
+		/* Once a message's first frame is taken, ZeroMQ takes the
+		 * rest: the body cannot meet a full queue now. */
+		block_ms = -1;
 	}
-	timeout = -1;
-	zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
-sent:
+	err = block_ms < 0
+		      ? (zmq_msg_send(frame, p->sock, 0) >= 0 ? AF_OK : AF_ESYS)
+		      : send_part(p, frame, 0, block_ms);
+	if (err != AF_OK)
+		return err;
 	/* A send may have consumed the socket's readiness signal. */
 	af__loop_kick(&p->ctx->loop, &p->watch);
 	return AF_OK;

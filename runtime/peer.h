@@ -1,8 +1,11 @@
 /*
- * Outgoing connections. A context keeps one DEALER socket per destination:
- * per local actor (inproc) or per remote endpoint (ipc, tcp). Requests and
- * tells go out on it and replies come back on it, so a requester never
- * binds an endpoint of its own.
+ * Outgoing connections. A context keeps one socket per destination. To a
+ * local actor (inproc) it is a PUSH into the actor's inbox: one frame per
+ * message, and a local request names the requester's own inbox, where the
+ * answer arrives the same way. To a remote endpoint (ipc, tcp) it is a
+ * DEALER: the answer comes back on the same connection, so a remote
+ * requester never binds an endpoint of its own. Either way everything from
+ * one sender to one receiver travels one pipe, in order.
  *
  * A local peer remembers the incarnation of the actor it reached; when the
  * system reports that actors stopped, peers whose actor is gone are closed
@@ -60,7 +63,10 @@ void af__peers_revalidate(af_ctx *ctx);
 /* Closes every peer (context teardown). */
 void af__peers_close_all(af_ctx *ctx, int status);
 /* Sends frame on p without blocking, or waiting up to block_ms for room.
- * Takes the frame on success. AF_OK, AF_EAGAIN, AF_ETIMEDOUT, AF_ESYS. */
-af_err af__peer_send(af__peer *p, void *frame, int64_t block_ms);
+ * A request to a local peer is preceded by a frame naming the sender's
+ * inbox (reply_to, NULL otherwise). Takes the frame on success. AF_OK,
+ * AF_EAGAIN, AF_ETIMEDOUT, AF_ESYS. */
+af_err af__peer_send(af__peer *p, void *frame, const char *reply_to,
+		     int64_t block_ms);
 
 #endif

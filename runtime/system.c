@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,13 +57,22 @@ undo_sys:
 	return AF_ESYS;
 }
 
-static af__actor *find(af_system *sys, const char *name, size_t len)
+/* The live entry called name: an actor, or with inboxes also a client's
+ * inbox. */
+static af__actor *find_entry(af_system *sys, const char *name, size_t len,
+			     bool inboxes)
 {
 	for (af__actor *a = sys->actors; a != NULL; a = a->next)
-		if (a->phase != AF__ACTOR_EXITED && strlen(a->name) == len &&
+		if (a->phase != AF__ACTOR_EXITED &&
+		    (inboxes || !a->inbox_only) && strlen(a->name) == len &&
 		    memcmp(a->name, name, len) == 0)
 			return a;
 	return NULL;
+}
+
+static af__actor *find(af_system *sys, const char *name, size_t len)
+{
+	return find_entry(sys, name, len, false);
 }
 
 static void unlink_actor(af_system *sys, af__actor *a)
@@ -105,12 +115,50 @@ uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
 	af__actor *a;
 
 	pthread_mutex_lock(&sys->mu);
-	a = find(sys, name, len);
+	a = find_entry(sys, name, len, true);
 	if (a != NULL && (a->phase == AF__ACTOR_RUNNING ||
 			  (include_stopping && a->phase == AF__ACTOR_STOPPING)))
 		incarnation = a->incarnation;
 	pthread_mutex_unlock(&sys->mu);
 	return incarnation;
+}
+
+af_err af__system_add_inbox(af_system *sys, char *name, size_t cap)
+{
+	af__actor *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return AF_ENOMEM;
+	a->sys = sys;
+	a->inbox_only = true;
+	a->wake_fd = -1;
+	a->phase = AF__ACTOR_RUNNING;
+	pthread_mutex_lock(&sys->mu);
+	/* '#' cannot appear in an actor's name, so these never collide. */
+	snprintf(a->name, sizeof(a->name), "client#%llu",
+		 (unsigned long long)++sys->next_client);
+	a->incarnation = ++sys->next_incarnation;
+	a->next = sys->actors;
+	sys->actors = a;
+	pthread_mutex_unlock(&sys->mu);
+	snprintf(name, cap, "%s", a->name);
+	return AF_OK;
+}
+
+void af__system_remove_inbox(af_system *sys, const char *name)
+{
+	af__actor *a;
+
+	pthread_mutex_lock(&sys->mu);
+	a = find_entry(sys, name, strlen(name), true);
+	if (a != NULL && a->inbox_only) {
+		unlink_actor(sys, a);
+		af__system_bump_epoch(sys);
+	} else {
+		a = NULL;
+	}
+	pthread_mutex_unlock(&sys->mu);
+	free(a);
 }
 
 void af__system_add_waker(af_system *sys, af__waker *w)
@@ -315,7 +363,8 @@ void af_system_destroy(af_system **sp)
 		af__actor *a;
 		pthread_mutex_lock(&sys->mu);
 		for (a = sys->actors; a != NULL; a = a->next)
-			if (a->phase != AF__ACTOR_EXITED && !a->stop_claimed)
+			if (a->phase != AF__ACTOR_EXITED && !a->stop_claimed &&
+			    !a->inbox_only)
 				break;
 		if (a != NULL)
 			strcpy(name, a->name);
@@ -325,6 +374,12 @@ void af_system_destroy(af_system **sp)
 		af_stop(sys, name);
 	}
 	reap_exited(sys);
+	/* Inboxes of clients that were not destroyed first. */
+	while (sys->actors != NULL) {
+		af__actor *a = sys->actors;
+		sys->actors = a->next;
+		free(a);
+	}
 	zmq_ctx_term(sys->zctx);
 	pthread_cond_destroy(&sys->cv);
 	pthread_mutex_destroy(&sys->mu);

@@ -36,11 +36,14 @@ typedef struct af__actor {
 	int wake_fd; /* -1 once the actor's thread closed it */
 	af_ctx *ctx;
 	void *state; /* what ops->init returned */
-	void *mailbox;
-	af__watch mailbox_watch;
+	/* The ROUTER that remote requesters reach, made by the first export;
+	 * local ones reach the context's inbox. */
+	void *router;
+	af__watch router_watch;
 	bool self_stop;
 	bool stop_claimed; /* an af_stop is joining this actor */
 	bool spawning;     /* af_spawn still owns it */
+	bool inbox_only;   /* a client's inbox: a name with no thread */
 	/* ipc socket files this actor bound, removed when it stops. */
 	struct af__ipc_file *ipc_files;
 	/* A pending export, handed to the actor's thread (under sys->mu). */
@@ -64,6 +67,7 @@ struct af_system {
 	af__actor *actors; /* newest first */
 	af__waker *wakers;
 	uint64_t next_incarnation;
+	uint64_t next_client;
 	atomic_uint_fast64_t epoch;
 };
 
@@ -77,6 +81,11 @@ uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
 void af__system_bump_epoch(af_system *sys);
 void af__system_add_waker(af_system *sys, af__waker *w);
 void af__system_remove_waker(af_system *sys, af__waker *w);
+/* Registers a client's inbox under a fresh name ("client#N", written to
+ * name) so that actors can answer it. AF_OK or AF_ENOMEM. */
+af_err af__system_add_inbox(af_system *sys, char *name, size_t cap);
+/* Removes it and tells every context (its peers to it close). */
+void af__system_remove_inbox(af_system *sys, const char *name);
 /* Writes 1 to an eventfd. */
 void af__wake_fd(int fd);
 

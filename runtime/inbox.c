@@ -1,0 +1,167 @@
+/*
+ * The receiving side of a context: its inbox (a PULL socket local senders
+ * push into) and, for an exported actor, its ROUTER. Both carry the same
+ * envelopes; they differ in how the way back to a requester is framed:
+ *
+ *   inbox    [body] for tells and answers, [requester's inbox][body] for
+ *            requests
+ *   ROUTER   [routing frames...][body], the routing frames added by
+ *            ZeroMQ on the way in
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "ctx.h"
+
+#define READ_BUDGET 1024
+
+static void inbox_readable(af__watch *w, unsigned events);
+
+af_err af__ctx_open_inbox(af_ctx *ctx, int capacity)
+{
+	char endpoint[AF__NAME_MAX + 16];
+
+	ctx->inbox = zmq_socket(ctx->zctx, ZMQ_PULL);
+	if (ctx->inbox == NULL)
+		return AF_ESYS;
+	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", ctx->inbox_name);
+	if (zmq_setsockopt(ctx->inbox, ZMQ_RCVHWM, &capacity,
+			   sizeof(capacity)) != 0)
+		return AF_ESYS;
+	if (zmq_bind(ctx->inbox, endpoint) != 0)
+		return errno == EADDRINUSE ? AF_EEXIST : AF_ESYS;
+	return af__loop_add_zsock(&ctx->loop, &ctx->inbox_watch, ctx->inbox,
+				  inbox_readable);
+}
+
+/* Answers a request that cannot be handled. */
+static void refuse(af_ctx *ctx, af_msg *m, int code, const char *text)
+{
+	af__reply_to to = {.route = m->route,
+			   .nroute = m->nroute,
+			   .name = m->reply_to,
+			   .name_len = m->reply_to_len};
+
+	af__answer_error(ctx, &to, m->env.id, code, text);
+}
+
+static void deliver(af_ctx *ctx, af_msg *m)
+{
+	switch (m->env.kind) {
+	case AF_KIND_REPLY:
+	case AF_KIND_ERROR:
+	case AF_KIND_CHUNK:
+	case AF_KIND_END:
+		af__ctx_on_response(ctx, NULL, m);
+		return;
+	default:
+		break;
+	}
+	if (ctx->actor != NULL)
+		af__actor_dispatch(ctx, m);
+	else if (m->env.kind == AF_KIND_REQUEST)
+		refuse(ctx, m, AF_ENOTSUP, "a client takes no requests");
+	else
+		ctx->counters.malformed++;
+}
+
+/* A message too large to handle is still answered when it is a request
+ * whose header can be read. */
+static void reject_oversized(af_ctx *ctx, af_msg *m, zmq_msg_t *body)
+{
+	char text[96];
+
+	if (af__envelope_decode_header(&m->env, zmq_msg_data(body),
+				       zmq_msg_size(body), SIZE_MAX) != AF_OK ||
+	    m->env.kind != AF_KIND_REQUEST) {
+		ctx->counters.malformed++;
+		return;
+	}
+	snprintf(text, sizeof(text),
+		 "message of %zu bytes exceeds the limit of %zu",
+		 zmq_msg_size(body), ctx->max_msg);
+	refuse(ctx, m, AF_EMSGSIZE, text);
+}
+
+int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
+{
+	zmq_msg_t frames[AF__MAX_ROUTE + 1];
+	int max_frames = routed ? AF__MAX_ROUTE + 1 : 2;
+	int n;
+
+	for (n = 0; n < READ_BUDGET; n++) {
+		int nframes = 1;
+		bool malformed = false;
+		zmq_msg_t *body;
+		af_msg m;
+		af_err err;
+
+		zmq_msg_init(&frames[0]);
+		if (zmq_msg_recv(&frames[0], sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&frames[0]);
+			return n;
+		}
+		while (zmq_msg_more(&frames[nframes - 1])) {
+			if (nframes == max_frames) {
+				/* More frames than any sender of ours makes:
+				 * read them, keeping only the last. */
+				malformed = true;
+				zmq_msg_close(&frames[--nframes]);
+			}
+			zmq_msg_init(&frames[nframes]);
+			if (zmq_msg_recv(&frames[nframes], sock, 0) < 0)
+				break;
+			nframes++;
+		}
+		ctx->counters.received++;
+		body = &frames[nframes - 1];
+		if (malformed || (routed && nframes < 2)) {
+			ctx->counters.malformed++;
+			goto next;
+		}
+		err = af__msg_decode(&m, zmq_msg_data(body), zmq_msg_size(body),
+				     ctx->max_msg, &ctx->zone);
+		if (routed) {
+			m.route = frames;
+			m.nroute = nframes - 1;
+		} else if (nframes == 2) {
+			m.reply_to = zmq_msg_data(&frames[0]);
+			m.reply_to_len = zmq_msg_size(&frames[0]);
+		}
+		if (err == AF_OK)
+			deliver(ctx, &m);
+		else if (err == AF_EMSGSIZE)
+			reject_oversized(ctx, &m, body);
+		else
+			ctx->counters.malformed++;
+		af__msg_clear(&m);
+	next:
+		msgpack_zone_clear(&ctx->zone);
+		for (int i = 0; i < nframes; i++)
+			zmq_msg_close(&frames[i]);
+		if (ctx->actor != NULL && af__actor_stopping(ctx))
+			return n + 1;
+	}
+	af__loop_kick(&ctx->loop, w);
+	return n;
+}
+
+static void inbox_readable(af__watch *w, unsigned events)
+{
+	af_ctx *ctx = (af_ctx *)((char *)w - offsetof(af_ctx, inbox_watch));
+
+	af__ctx_read(ctx, ctx->inbox, w, false);
+}
+
+void af__ctx_close_inbox(af_ctx *ctx)
+{
+	if (ctx->inbox == NULL)
+		return;
+	if (ctx->inbox_watch.cb != NULL)
+		af__loop_del(&ctx->loop, &ctx->inbox_watch, NULL);
+	zmq_close(ctx->inbox);
+	ctx->inbox = NULL;
+}

@@ -1,0 +1,393 @@
+/*
+ * Answering requests: replies and errors, requests kept for later
+ * (af_defer), and the backlog of answers that met a full requester.
+ *
+ * An answer to a remote requester goes out through the actor's ROUTER with
+ * the routing frames its request came with; one to a local requester is
+ * pushed into the requester's inbox. Either may find the requester's queue
+ * full: the answer then waits in the backlog, in order, and is sent when
+ * there is room. Answers are dropped only when the requester is gone.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "ctx.h"
+#include "system.h"
+
+/* ZeroMQ gives a ROUTER no writable signal per requester: a full remote
+ * requester is retried on this period until it drains. */
+#define ROUTE_RETRY_US 1000
+
+typedef struct af__backlog {
+	struct af__backlog *next;
+	int nroute;
+	zmq_msg_t route[AF__MAX_ROUTE];
+	char *name;
+	zmq_msg_t body;
+} af__backlog;
+
+static void backlog_free(af__backlog *b)
+{
+	for (int i = 0; i < b->nroute; i++)
+		zmq_msg_close(&b->route[i]);
+	free(b->name);
+	zmq_msg_close(&b->body);
+	free(b);
+}
+
+/* Sends a copy of body along route through the actor's ROUTER. */
+static af_err send_routed(af_ctx *ctx, zmq_msg_t *route, int nroute,
+			  zmq_msg_t *body)
+{
+	void *router = ctx->actor != NULL ? ctx->actor->router : NULL;
+
+	if (router == NULL)
+		return AF_EPEERDOWN;
+	for (int i = 0; i <= nroute; i++) {
+		zmq_msg_t part;
+		zmq_msg_t *src = i < nroute ? &route[i] : body;
+		int flags = ZMQ_DONTWAIT | (i < nroute ? ZMQ_SNDMORE : 0);
+
+		zmq_msg_init(&part);
+		zmq_msg_copy(&part, src);
+		if (zmq_msg_send(&part, router, flags) < 0) {
+			int e = errno;
+			zmq_msg_close(&part);
+			/* Only the first frame can fail: ZeroMQ routes a
+			 * message as a whole once its first frame is taken. */
+			if (e == EAGAIN)
+				return AF_EAGAIN;
+			return e == EHOSTUNREACH ? AF_EPEERDOWN : AF_ESYS;
+		}
+	}
+	/* The send may have consumed the ROUTER's readiness signal. */
+	af__loop_kick(&ctx->loop, &ctx->actor->router_watch);
+	return AF_OK;
+}
+
+static void backlog_flush_cb(af_ctx *ctx, void *arg);
+
+/* Pushes a copy of body into the inbox of the local requester name. */
+static af_err send_local(af_ctx *ctx, const char *name, size_t len,
+			 zmq_msg_t *body, bool wait_if_full)
+{
+	af__peer *peer;
+	zmq_msg_t part;
+	af_err err = af__peer_get(ctx, name, len, false, &peer);
+
+	if (err == AF_ENOTFOUND)
+		return AF_EPEERDOWN;
+	if (err != AF_OK)
+		return err;
+	zmq_msg_init(&part);
+	zmq_msg_copy(&part, body);
+	err = af__peer_send(peer, &part, NULL, 0);
+	if (err != AF_OK)
+		zmq_msg_close(&part);
+	if (err == AF_EAGAIN && wait_if_full)
+		af__peer_when_writable(peer, backlog_flush_cb, NULL);
+	return err;
+}
+
+static af_err send_backlog_entry(af_ctx *ctx, af__backlog *b)
+{
+	if (b->name != NULL)
+		return send_local(ctx, b->name, strlen(b->name), &b->body,
+				  true);
+	return send_routed(ctx, b->route, b->nroute, &b->body);
+}
+
+static void route_retry(af__timer *t)
+{
+	backlog_flush_cb((af_ctx *)((char *)t - offsetof(af_ctx,
+							 backlog_timer)),
+			 NULL);
+}
+
+static void backlog_flush_cb(af_ctx *ctx, void *arg)
+{
+	while (ctx->backlog_head != NULL) {
+		af__backlog *b = ctx->backlog_head;
+		af_err err = send_backlog_entry(ctx, b);
+		if (err == AF_EAGAIN) {
+			if (b->name == NULL &&
+			    ctx->backlog_timer.index == SIZE_MAX) {
+				ctx->backlog_timer.cb = route_retry;
+				af__loop_timer_add(&ctx->loop,
+						   &ctx->backlog_timer,
+						   af__now_us() +
+							   ROUTE_RETRY_US);
+			}
+			return;
+		}
+		if (err != AF_OK)
+			ctx->counters.unroutable++;
+		ctx->backlog_head = b->next;
+		if (ctx->backlog_head == NULL)
+			ctx->backlog_tail = NULL;
+		backlog_free(b);
+	}
+}
+
+static af_err backlog_push(af_ctx *ctx, const af__reply_to *to,
+			   zmq_msg_t *body)
+{
+	af__backlog *b = calloc(1, sizeof(*b));
+
+	if (b == NULL)
+		return AF_ENOMEM;
+	if (to->name != NULL) {
+		b->name = strndup(to->name, to->name_len);
+		if (b->name == NULL) {
+			free(b);
+			return AF_ENOMEM;
+		}
+	}
+	b->nroute = to->nroute;
+	for (int i = 0; i < to->nroute; i++) {
+		zmq_msg_init(&b->route[i]);
+		zmq_msg_copy(&b->route[i], &to->route[i]);
+	}
+	zmq_msg_init(&b->body);
+	zmq_msg_move(&b->body, body);
+	if (ctx->backlog_tail != NULL)
+		ctx->backlog_tail->next = b;
+	else
+		ctx->backlog_head = b;
+	ctx->backlog_tail = b;
+	backlog_flush_cb(ctx, NULL);
+	return AF_OK;
+}
+
+af_err af__answer(af_ctx *ctx, const af__reply_to *to, af_kind kind,
+		  uint64_t id, const af_payload *payload)
+{
+	af__envelope env = {.kind = kind, .id = id};
+	zmq_msg_t body;
+	af_err err = af__frame_build(&body, &env, payload, ctx->max_msg);
+
+	if (err != AF_OK)
+		return err;
+	if (ctx->backlog_head != NULL)
+		err = AF_EAGAIN; /* keep answers in order behind the backlog */
+	else if (to->name != NULL)
+		err = send_local(ctx, to->name, to->name_len, &body, false);
+	else
+		err = send_routed(ctx, to->route, to->nroute, &body);
+	if (err == AF_EAGAIN)
+		return backlog_push(ctx, to, &body);
+	zmq_msg_close(&body);
+	if (err == AF_EPEERDOWN) {
+		/* The requester is gone: nobody is left to tell. */
+		ctx->counters.unroutable++;
+		return AF_OK;
+	}
+	return err;
+}
+
+af_err af__answer_error(af_ctx *ctx, const af__reply_to *to, uint64_t id,
+			int code, const char *text)
+{
+	af_err err;
+
+	af_payload_reset(ctx->scratch);
+	err = af__error_payload(ctx->scratch, code, text);
+	if (err != AF_OK)
+		return err;
+	return af__answer(ctx, to, AF_KIND_ERROR, id, ctx->scratch);
+}
+
+void af__reply_drop_backlog(af_ctx *ctx)
+{
+	backlog_flush_cb(ctx, NULL);
+	while (ctx->backlog_head != NULL) {
+		af__backlog *b = ctx->backlog_head;
+		ctx->backlog_head = b->next;
+		ctx->counters.unroutable++;
+		backlog_free(b);
+	}
+	ctx->backlog_tail = NULL;
+	af__loop_timer_del(&ctx->loop, &ctx->backlog_timer);
+}
+
+/* ---- the public calls -------------------------------------------------- */
+
+static af__reply_to reply_to_of(const af_msg *m)
+{
+	af__reply_to to = {.route = m->route,
+			   .nroute = m->nroute,
+			   .name = m->reply_to,
+			   .name_len = m->reply_to_len};
+
+	return to;
+}
+
+static af_err check_answerable(af_ctx *ctx, const af_msg *m)
+{
+	if (ctx->actor == NULL || m->env.kind != AF_KIND_REQUEST ||
+	    (m->route == NULL && m->reply_to == NULL))
+		return AF_EINVAL;
+	if (m->answered || m->deferred)
+		return AF_EINVAL;
+	return AF_OK;
+}
+
+af_err af_reply(af_ctx *ctx, af_msg *m, const af_payload *payload)
+{
+	af_err err = check_answerable(ctx, m);
+	af__reply_to to = reply_to_of(m);
+
+	if (err != AF_OK)
+		return err;
+	err = af__answer(ctx, &to, AF_KIND_REPLY, m->env.id, payload);
+	/* A reply that could not be built (too large, unfinished payload)
+	 * leaves the request open so the handler can answer with an error. */
+	if (err == AF_OK)
+		m->answered = true;
+	return err;
+}
+
+static af_err answer_vfmt(af_ctx *ctx, const af__reply_to *to, uint64_t id,
+			  int code, const char *fmt, va_list ap)
+{
+	char text[512];
+
+	if (fmt != NULL)
+		vsnprintf(text, sizeof(text), fmt, ap);
+	return af__answer_error(ctx, to, id, code, fmt != NULL ? text : NULL);
+}
+
+af_err af_reply_error(af_ctx *ctx, af_msg *m, int code, const char *fmt, ...)
+{
+	af_err err = check_answerable(ctx, m);
+	af__reply_to to = reply_to_of(m);
+	va_list ap;
+
+	if (err != AF_OK)
+		return err;
+	va_start(ap, fmt);
+	err = answer_vfmt(ctx, &to, m->env.id, code, fmt, ap);
+	va_end(ap);
+	if (err == AF_OK)
+		m->answered = true;
+	return err;
+}
+
+af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out)
+{
+	af_err err = check_answerable(ctx, m);
+	af_pending *p;
+
+	if (err != AF_OK)
+		return err;
+	if (m->nroute > AF__MAX_ROUTE)
+		return AF_EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return AF_ENOMEM;
+	if (m->reply_to != NULL) {
+		p->name = strndup(m->reply_to, m->reply_to_len);
+		if (p->name == NULL) {
+			free(p);
+			return AF_ENOMEM;
+		}
+	}
+	p->id = m->env.id;
+	p->deadline_us = m->deadline_us;
+	p->nroute = m->nroute;
+	for (int i = 0; i < m->nroute; i++) {
+		zmq_msg_init(&p->route[i]);
+		zmq_msg_copy(&p->route[i], &m->route[i]);
+	}
+	p->next = ctx->deferred;
+	if (ctx->deferred != NULL)
+		ctx->deferred->prev = p;
+	ctx->deferred = p;
+	m->deferred = true;
+	*out = p;
+	return AF_OK;
+}
+
+static af__reply_to reply_to_of_pending(af_pending *p)
+{
+	af__reply_to to = {.route = p->route,
+			   .nroute = p->nroute,
+			   .name = p->name,
+			   .name_len = p->name != NULL ? strlen(p->name) : 0};
+
+	return to;
+}
+
+static void pending_free(af_ctx *ctx, af_pending **pp)
+{
+	af_pending *p = *pp;
+
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		ctx->deferred = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+	for (int i = 0; i < p->nroute; i++)
+		zmq_msg_close(&p->route[i]);
+	free(p->name);
+	free(p);
+	*pp = NULL;
+}
+
+af_err af_pending_reply(af_ctx *ctx, af_pending **pp, const af_payload *payload)
+{
+	af__reply_to to;
+	af_err err;
+
+	if (pp == NULL || *pp == NULL || ctx->actor == NULL)
+		return AF_EINVAL;
+	to = reply_to_of_pending(*pp);
+	err = af__answer(ctx, &to, AF_KIND_REPLY, (*pp)->id, payload);
+	if (err == AF_OK)
+		pending_free(ctx, pp);
+	return err;
+}
+
+af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code,
+			const char *fmt, ...)
+{
+	af__reply_to to;
+	af_err err;
+	va_list ap;
+
+	if (pp == NULL || *pp == NULL || ctx->actor == NULL)
+		return AF_EINVAL;
+	to = reply_to_of_pending(*pp);
+	va_start(ap, fmt);
+	err = answer_vfmt(ctx, &to, (*pp)->id, code, fmt, ap);
+	va_end(ap);
+	if (err == AF_OK)
+		pending_free(ctx, pp);
+	return err;
+}
+
+int64_t af_pending_remaining_ms(const af_pending *p)
+{
+	int64_t left;
+
+	if (p->deadline_us < 0)
+		return -1;
+	left = (p->deadline_us - af__now_us()) / 1000;
+	return left > 0 ? left : 0;
+}
+
+void af__reply_settle_deferred(af_ctx *ctx)
+{
+	af_pending *p;
+
+	while ((p = ctx->deferred) != NULL) {
+		af__reply_to to = reply_to_of_pending(p);
+		af__answer_error(ctx, &to, p->id, AF_ESTOPPED, NULL);
+		pending_free(ctx, &p);
+	}
+}
