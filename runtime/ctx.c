@@ -42,7 +42,8 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 	af__idmap_init(&ctx->peer_index);
 	af__idmap_init(&ctx->outreqs);
 	af__idmap_init(&ctx->timers);
-	if (!msgpack_zone_init(&ctx->zone, MSGPACK_ZONE_CHUNK_SIZE))
+	/* Small: most payloads are small, and every idle actor keeps one. */
+	if (!msgpack_zone_init(&ctx->zone, 1024))
 		return AF_ENOMEM;
 	err = af__loop_init(&ctx->loop);
 	if (err != AF_OK)
@@ -55,6 +56,7 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 		err = AF_ENOMEM;
 		goto undo_scratch;
 	}
+	atomic_init(&ctx->waker->waiting, false);
 	ctx->waker->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ctx->waker->fd < 0) {
 		err = AF_ESYS;
@@ -188,6 +190,16 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 		return AF_ESTOPPED;
 	if (addr == NULL)
 		return AF_EADDR;
+	/* A context with nothing outstanding is not woken when an actor stops
+	 * (see af__system_bump_epoch): it drops peers to stopped actors here,
+	 * before it would send to one. One with requests outstanding was woken
+	 * and does so on its next turn, after reading the answers already in
+	 * its inbox. */
+	if (ctx->outreqs.len == 0 && ctx->sys != NULL &&
+	    atomic_load(&ctx->sys->epoch) != ctx->epoch) {
+		ctx->epoch = atomic_load(&ctx->sys->epoch);
+		af__peers_revalidate(ctx);
+	}
 	if (ctx->last_peer != NULL && strcmp(addr, ctx->last_addr) == 0) {
 		peer = ctx->last_peer;
 		env.to = ctx->last_to;
@@ -257,6 +269,8 @@ void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 	af_ctx *ctx = o->ctx;
 
 	af__idmap_take(&ctx->outreqs, o->id);
+	if (ctx->outreqs.len == 0)
+		atomic_store(&ctx->waker->waiting, false);
 	af__loop_timer_del(&ctx->loop, &o->deadline);
 	if (o->peer != NULL) {
 		if (o->prev != NULL)
@@ -298,6 +312,8 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 	o->deadline.cb = outreq_expired;
 	/* Index first: once the message is out, nothing may fail. */
 	err = af__idmap_put(&ctx->outreqs, o->id, o);
+	if (err == AF_OK && ctx->outreqs.len == 1)
+		atomic_store(&ctx->waker->waiting, true);
 	if (err == AF_OK && timeout_ms > 0)
 		err = af__loop_timer_add(&ctx->loop, &o->deadline,
 					 af__now_us() + timeout_ms * 1000);
@@ -307,6 +323,8 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 				   &peer);
 	if (err != AF_OK) {
 		af__idmap_take(&ctx->outreqs, o->id);
+		if (ctx->outreqs.len == 0)
+			atomic_store(&ctx->waker->waiting, false);
 		af__loop_timer_del(&ctx->loop, &o->deadline);
 		free(o);
 		return err;

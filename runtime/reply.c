@@ -103,9 +103,8 @@ static af_err send_backlog_entry(af_ctx *ctx, af__backlog *b)
 
 static void route_retry(af__timer *t)
 {
-	backlog_flush_cb((af_ctx *)((char *)t - offsetof(af_ctx,
-							 backlog_timer)),
-			 NULL);
+	backlog_flush_cb(
+		(af_ctx *)((char *)t - offsetof(af_ctx, backlog_timer)), NULL);
 }
 
 static void backlog_flush_cb(af_ctx *ctx, void *arg)
@@ -117,10 +116,9 @@ static void backlog_flush_cb(af_ctx *ctx, void *arg)
 			if (b->name == NULL &&
 			    ctx->backlog_timer.index == SIZE_MAX) {
 				ctx->backlog_timer.cb = route_retry;
-				af__loop_timer_add(&ctx->loop,
-						   &ctx->backlog_timer,
-						   af__now_us() +
-							   ROUTE_RETRY_US);
+				af__loop_timer_add(
+					&ctx->loop, &ctx->backlog_timer,
+					af__now_us() + ROUTE_RETRY_US);
 			}
 			return;
 		}
@@ -133,8 +131,7 @@ static void backlog_flush_cb(af_ctx *ctx, void *arg)
 	}
 }
 
-static af_err backlog_push(af_ctx *ctx, const af__reply_to *to,
-			   zmq_msg_t *body)
+static af_err backlog_push(af_ctx *ctx, const af__reply_to *to, zmq_msg_t *body)
 {
 	af__backlog *b = calloc(1, sizeof(*b));
 
@@ -353,8 +350,8 @@ af_err af_pending_reply(af_ctx *ctx, af_pending **pp, const af_payload *payload)
 	return err;
 }
 
-af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code,
-			const char *fmt, ...)
+af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code, const char *fmt,
+			...)
 {
 	af__reply_to to;
 	af_err err;

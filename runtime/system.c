@@ -164,7 +164,10 @@ void af__system_remove_inbox(af_system *sys, const char *name)
 void af__system_add_waker(af_system *sys, af__waker *w)
 {
 	pthread_mutex_lock(&sys->mu);
+	w->prev = NULL;
 	w->next = sys->wakers;
+	if (sys->wakers != NULL)
+		sys->wakers->prev = w;
 	sys->wakers = w;
 	pthread_mutex_unlock(&sys->mu);
 }
@@ -172,12 +175,13 @@ void af__system_add_waker(af_system *sys, af__waker *w)
 void af__system_remove_waker(af_system *sys, af__waker *w)
 {
 	pthread_mutex_lock(&sys->mu);
-	for (af__waker **pp = &sys->wakers; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
-	}
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		sys->wakers = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	w->prev = w->next = NULL;
 	pthread_mutex_unlock(&sys->mu);
 }
 
@@ -185,7 +189,8 @@ void af__system_bump_epoch(af_system *sys)
 {
 	atomic_fetch_add(&sys->epoch, 1);
 	for (af__waker *w = sys->wakers; w != NULL; w = w->next)
-		af__wake_fd(w->fd);
+		if (atomic_load(&w->waiting))
+			af__wake_fd(w->fd);
 }
 
 static bool valid_name(const char *name)
