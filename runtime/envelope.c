@@ -9,7 +9,7 @@
 
 static bool kind_valid(uint64_t kind)
 {
-	return kind >= AF_KIND_TELL && kind <= AF_KIND_HEARTBEAT;
+	return kind >= AF_KIND_TELL && kind <= AF_KIND_BATCH;
 }
 
 /* Writers for the header's fields, the counterparts of the readers below:
@@ -183,8 +183,11 @@ static bool rd_array(const uint8_t *p, size_t len, size_t *pos, uint64_t *n)
 	return false;
 }
 
-af_err af__envelope_decode_header(af__envelope *env, const void *data,
-				  size_t len, size_t max_size)
+/* Reads the header at data and finds where the payload ends: at the end
+ * of data (whole), or after the payload's first value (prefix, for the
+ * envelopes inside a batch). */
+static af_err decode(af__envelope *env, const void *data, size_t len,
+		     size_t max_size, size_t *used)
 {
 	const uint8_t *p = data;
 	size_t pos = 0;
@@ -214,13 +217,35 @@ af_err af__envelope_decode_header(af__envelope *env, const void *data,
 	env->kind = (af_kind)kind;
 	env->payload_data = p + pos;
 	env->payload_len = len - pos;
-	/* msgpack-c trusts declared container sizes and allocates for them up
-	 * front, so nothing reaches it before this check. The envelope array
-	 * is one level of msgpack-c's fixed parse depth. */
-	if (af__msgpack_check(env->payload_data, env->payload_len,
-			      AF__PARSE_DEPTH - 1) != AF_OK)
+	if (used == NULL) {
+		/* msgpack-c trusts declared container sizes and allocates for
+		 * them up front, so nothing reaches it before this check. The
+		 * envelope array is one level of msgpack-c's fixed parse
+		 * depth. A batch's envelopes are checked one by one as they are
+		 * delivered (and before any unpacking of the whole). */
+		if (env->kind != AF_KIND_BATCH &&
+		    af__msgpack_check(env->payload_data, env->payload_len,
+				      AF__PARSE_DEPTH - 1) != AF_OK)
+			return AF_EPROTO;
+		return AF_OK;
+	}
+	if (af__msgpack_first(env->payload_data, env->payload_len,
+			      AF__PARSE_DEPTH - 1, &env->payload_len) != AF_OK)
 		return AF_EPROTO;
+	*used = pos + env->payload_len;
 	return AF_OK;
+}
+
+af_err af__envelope_decode_header(af__envelope *env, const void *data,
+				  size_t len, size_t max_size)
+{
+	return decode(env, data, len, max_size, NULL);
+}
+
+af_err af__envelope_decode_first(af__envelope *env, const void *data,
+				 size_t len, size_t max_size, size_t *used)
+{
+	return decode(env, data, len, max_size, used);
 }
 
 af_err af__envelope_payload(af__envelope *env, msgpack_zone *zone)
@@ -230,6 +255,10 @@ af_err af__envelope_payload(af__envelope *env, msgpack_zone *zone)
 
 	if (env->payload != NULL)
 		return AF_OK;
+	if (env->kind == AF_KIND_BATCH &&
+	    af__msgpack_check(env->payload_data, env->payload_len,
+			      AF__PARSE_DEPTH - 1) != AF_OK)
+		return AF_EPROTO;
 	obj = msgpack_zone_malloc(zone, sizeof(*obj));
 	if (obj == NULL)
 		return AF_ENOMEM;

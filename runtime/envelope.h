@@ -16,6 +16,10 @@
  *
  * Because the payload is the last element, a sender writes the header and
  * appends the payload bytes it already has: no re-encoding.
+ *
+ * A batch (kind AF_KIND_BATCH, no type, id or ttl) carries as its payload
+ * an array of complete envelopes, all tells: the tells one actor sends to
+ * one other in one turn of its loop travel as one ZeroMQ message.
  */
 #ifndef AF_RUNTIME_ENVELOPE_H
 #define AF_RUNTIME_ENVELOPE_H
@@ -70,6 +74,11 @@ af_err af__envelope_decode(af__envelope *env, const void *data, size_t len,
 af_err af__envelope_decode_header(af__envelope *env, const void *data,
 				  size_t len, size_t max_size);
 
+/* Decodes the envelope at the start of data, which may be followed by
+ * more (the envelopes in a batch): *used receives its length. */
+af_err af__envelope_decode_first(af__envelope *env, const void *data,
+				 size_t len, size_t max_size, size_t *used);
+
 /* Unpacks the payload of an envelope decoded by
  * af__envelope_decode_header into zone and sets env->payload. AF_OK,
  * AF_ENOMEM or AF_EPROTO. */
@@ -81,6 +90,11 @@ af_err af__envelope_payload(af__envelope *env, msgpack_zone *zone);
  * reading them, so without this check a 5-byte message could ask it for
  * gigabytes. AF_OK or AF_EPROTO. */
 af_err af__msgpack_check(const void *data, size_t len, unsigned max_depth);
+
+/* Like af__msgpack_check for the first value of data, which may be
+ * followed by more: *used receives its length. */
+af_err af__msgpack_first(const void *data, size_t len, unsigned max_depth,
+			 size_t *used);
 
 /* Appends the payload of an error reply, {"code": code, "message": text},
  * to p. text may be NULL (af_strerror(code) is used). */

@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "ctx.h"
+#include "payload_internal.h"
 
 #define READ_BUDGET 1024
 
@@ -48,9 +49,58 @@ static void refuse(af_ctx *ctx, af_msg *m, int code, const char *text)
 	af__answer_error(ctx, &to, m->env.id, code, text);
 }
 
+static void deliver(af_ctx *ctx, af_msg *m);
+
+/* Delivers the tells of a batch, each a complete envelope of its own. */
+static void deliver_batch(af_ctx *ctx, af_msg *batch)
+{
+	const uint8_t *p = batch->env.payload_data;
+	size_t len = batch->env.payload_len;
+	size_t pos;
+	uint64_t count = 0;
+
+	/* The payload was checked to be one well-formed array. */
+	if (len < 1)
+		return;
+	if (p[0] >= 0x90 && p[0] <= 0x9f) {
+		count = p[0] & 0x0f;
+		pos = 1;
+	} else if (p[0] == 0xdd && len >= 5) {
+		count = ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) |
+			((uint64_t)p[3] << 8) | p[4];
+		pos = 5;
+	} else {
+		ctx->counters.malformed++;
+		return;
+	}
+	for (uint64_t i = 0; i < count; i++) {
+		size_t used;
+		af_msg m;
+		if (af__msg_decode_first(&m, p + pos, len - pos, ctx->max_msg,
+					 &ctx->zone, &used) != AF_OK) {
+			/* Without its length, nothing after it can be
+			 * found. */
+			af__msg_clear(&m);
+			ctx->counters.malformed += count - i;
+			break;
+		}
+		if (m.env.kind == AF_KIND_TELL)
+			deliver(ctx, &m);
+		else
+			ctx->counters.malformed++;
+		af__msg_clear(&m);
+		msgpack_zone_clear(&ctx->zone);
+		pos += used;
+		ctx->counters.received++;
+	}
+}
+
 static void deliver(af_ctx *ctx, af_msg *m)
 {
 	switch (m->env.kind) {
+	case AF_KIND_BATCH:
+		deliver_batch(ctx, m);
+		return;
 	case AF_KIND_REPLY:
 	case AF_KIND_ERROR:
 	case AF_KIND_CHUNK:

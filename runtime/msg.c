@@ -7,10 +7,16 @@
 
 static const msgpack_object nil_object = {.type = MSGPACK_OBJECT_NIL};
 
-af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
-		      msgpack_zone *zone)
+static af_err decode(af_msg *m, const void *raw, size_t len, size_t max_size,
+		     msgpack_zone *zone, size_t *used)
 {
-	af_err err = af__envelope_decode_header(&m->env, raw, len, max_size);
+	af_err err = used != NULL ? af__envelope_decode_first(&m->env, raw, len,
+							      max_size, used)
+				  : af__envelope_decode_header(&m->env, raw,
+							       len, max_size);
+
+	if (used != NULL && err == AF_OK)
+		len = *used;
 
 	m->zone = zone;
 	m->raw = raw;
@@ -53,6 +59,18 @@ af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 			return AF_ENOMEM;
 	}
 	return AF_OK;
+}
+
+af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
+		      msgpack_zone *zone)
+{
+	return decode(m, raw, len, max_size, zone, NULL);
+}
+
+af_err af__msg_decode_first(af_msg *m, const void *raw, size_t len,
+			    size_t max_size, msgpack_zone *zone, size_t *used)
+{
+	return decode(m, raw, len, max_size, zone, used);
 }
 
 void af__msg_clear(af_msg *m)

@@ -43,6 +43,10 @@ struct af_msg {
  * for an error message, whose code and text the runtime reads). */
 af_err af__msg_decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 		      msgpack_zone *zone);
+/* As af__msg_decode for the envelope at the start of raw, which may be
+ * followed by more: *used receives its length. */
+af_err af__msg_decode_first(af_msg *m, const void *raw, size_t len,
+			    size_t max_size, msgpack_zone *zone, size_t *used);
 /* Frees what decode allocated; m's memory itself stays with the caller. */
 void af__msg_clear(af_msg *m);
 /* A caller-owned copy of m, for af_msg_destroy. */

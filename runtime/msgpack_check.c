@@ -143,7 +143,9 @@ skip:
 	return 0;
 }
 
-af_err af__msgpack_check(const void *data, size_t len, unsigned max_depth)
+/* Walks the first value of data; *used receives its length. */
+static af_err walk(const void *data, size_t len, unsigned max_depth,
+		   size_t *used)
 {
 	const uint8_t *p = data;
 	uint64_t left[CHECK_STACK_MAX];
@@ -183,7 +185,24 @@ af_err af__msgpack_check(const void *data, size_t len, unsigned max_depth)
 		/* A value is complete: close every container it completes. */
 		while (depth > 0 && --left[depth - 1] == 0)
 			depth--;
-		if (depth == 0)
-			return pos == len ? AF_OK : AF_EPROTO;
+		if (depth == 0) {
+			*used = pos;
+			return AF_OK;
+		}
 	}
+}
+
+af_err af__msgpack_check(const void *data, size_t len, unsigned max_depth)
+{
+	size_t used;
+
+	if (walk(data, len, max_depth, &used) != AF_OK || used != len)
+		return AF_EPROTO;
+	return AF_OK;
+}
+
+af_err af__msgpack_first(const void *data, size_t len, unsigned max_depth,
+			 size_t *used)
+{
+	return walk(data, len, max_depth, used);
 }

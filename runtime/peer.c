@@ -13,6 +13,12 @@
 /* Messages read from one socket per loop turn before others get a turn. */
 #define READ_BUDGET 1024
 
+/* A batch closes at this many tells or bytes, whichever comes first. */
+#define BATCH_MAX_COUNT 256
+#define BATCH_MAX_BYTES (16u << 10)
+/* How long a stopping context waits to hand over tells it accepted. */
+#define FLUSH_LINGER_MS 1000
+
 /* ZMTP heartbeats: a remote peer silent this long is declared down. */
 #define HEARTBEAT_IVL_MS 1000
 #define HEARTBEAT_TIMEOUT_MS 3000
@@ -112,9 +118,10 @@ static void peer_readable(af__watch *w, unsigned events)
 	int n;
 
 	if (!p->remote) {
-		/* A PUSH socket receives nothing; it fires when room is back.
-		 */
-		run_writable_waits(p);
+		/* A PUSH socket receives nothing: it is kicked to send the
+		 * turn's batch, and fires when a full mailbox has room. */
+		if (af__peer_flush(p, 0) == AF_OK)
+			run_writable_waits(p);
 		return;
 	}
 	for (n = 0; n < READ_BUDGET && !p->closed; n++) {
@@ -332,6 +339,18 @@ void af__peer_close(af__peer *p, int status)
 	p->closed = true;
 	if (ctx->last_peer == p)
 		ctx->last_peer = NULL;
+	/* Tells already accepted are handed over unless the peer is gone. */
+	if ((p->has_pending || p->batch_count > 0) && status != AF_EPEERDOWN &&
+	    af__system_lookup(ctx->sys, p->key, strlen(p->key), true) ==
+		    p->incarnation &&
+	    af__peer_flush(p, FLUSH_LINGER_MS) != AF_OK)
+		ctx->counters.unroutable += p->batch_count + p->has_pending;
+	free(p->batch);
+	p->batch = NULL;
+	if (p->has_pending) {
+		zmq_msg_close(&p->pending);
+		p->has_pending = false;
+	}
 	index_remove(ctx, p);
 	fail_requests(p, status);
 	/* Order matters: the dead list is reaped last-in first-out, and the
@@ -384,6 +403,15 @@ static void set_send_timeout(af__peer *p, int64_t ms)
 	zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
 }
 
+static bool has_room(af__peer *p)
+{
+	int events = 0;
+	size_t len = sizeof(events);
+
+	return zmq_getsockopt(p->sock, ZMQ_EVENTS, &events, &len) == 0 &&
+	       (events & ZMQ_POLLOUT);
+}
+
 /* Sends one frame: at once, or waiting up to block_ms. */
 static af_err send_part(af__peer *p, void *part, int more, int64_t block_ms)
 {
@@ -393,6 +421,12 @@ static af_err send_part(af__peer *p, void *part, int more, int64_t block_ms)
 		return AF_OK;
 	if (errno != EAGAIN)
 		return AF_ESYS;
+	/* A send processes ZeroMQ's pending commands only now and then, so
+	 * the one saying the peer made room may still be waiting, with the
+	 * fd's signal for it already spent. ZMQ_EVENTS processes them all. */
+	if (has_room(p) &&
+	    zmq_msg_send(part, p->sock, ZMQ_DONTWAIT | more) >= 0)
+		return AF_OK;
 	if (block_ms <= 0)
 		return AF_EAGAIN;
 	set_send_timeout(p, block_ms);
@@ -407,6 +441,14 @@ af_err af__peer_send(af__peer *p, void *frame, const char *reply_to,
 		     int64_t block_ms)
 {
 	af_err err;
+
+	/* Whatever was batched goes first: one sender's messages arrive in
+	 * the order they were sent. */
+	if (!p->remote && (p->has_pending || p->batch_count > 0)) {
+		err = af__peer_flush(p, block_ms);
+		if (err != AF_OK)
+			return err;
+	}
 
 	if (reply_to != NULL && !p->remote) {
 		zmq_msg_t head;
@@ -430,5 +472,123 @@ af_err af__peer_send(af__peer *p, void *frame, const char *reply_to,
 		return err;
 	/* A send may have consumed the socket's readiness signal. */
 	af__loop_kick(&p->ctx->loop, &p->watch);
+	return AF_OK;
+}
+
+/* ---- batches ----------------------------------------------------------- */
+
+static void free_batch(void *data, void *hint)
+{
+	free(data);
+}
+
+bool af__peer_batches(const af__peer *p, size_t size)
+{
+	return !p->remote && size <= BATCH_MAX_BYTES / 4;
+}
+
+/* A batch opens with its own envelope header (kind AF_KIND_BATCH, all else
+ * empty) and an array32 header whose count is filled in when it closes. */
+#define BATCH_HEADER_MAX 16
+
+static af_err send_pending(af__peer *p, int64_t block_ms)
+{
+	af_err err;
+
+	if (!p->has_pending)
+		return AF_OK;
+	err = send_part(p, &p->pending, 0, block_ms);
+	if (err != AF_OK)
+		return err;
+	/* ZeroMQ took the message and left p->pending empty. */
+	p->has_pending = false;
+	af__loop_kick(&p->ctx->loop, &p->watch);
+	return AF_OK;
+}
+
+af_err af__peer_flush(af__peer *p, int64_t block_ms)
+{
+	size_t at = p->batch_count_at;
+	af_err err = send_pending(p, block_ms);
+
+	if (err != AF_OK || p->batch_count == 0)
+		return err;
+	p->batch[at] = (uint8_t)(p->batch_count >> 24);
+	p->batch[at + 1] = (uint8_t)(p->batch_count >> 16);
+	p->batch[at + 2] = (uint8_t)(p->batch_count >> 8);
+	p->batch[at + 3] = (uint8_t)p->batch_count;
+	/* The buffer becomes the message: the receiver frees it. */
+	if (zmq_msg_init_data(&p->pending, p->batch, p->batch_len, free_batch,
+			      NULL) != 0)
+		return AF_ENOMEM;
+	p->batch = NULL;
+	p->batch_len = p->batch_cap = 0;
+	p->batch_count = 0;
+	p->has_pending = true;
+	return send_pending(p, block_ms);
+}
+
+static af_err open_batch(af__peer *p, size_t need)
+{
+	af__envelope env = {.kind = AF_KIND_BATCH};
+	size_t len;
+	size_t cap = need + BATCH_HEADER_MAX + 5 > 4096
+			     ? need + BATCH_HEADER_MAX + 5
+			     : 4096;
+	af_err err;
+
+	p->batch = malloc(cap);
+	if (p->batch == NULL)
+		return AF_ENOMEM;
+	p->batch_cap = cap;
+	err = af__envelope_header(p->batch, BATCH_HEADER_MAX, &len, &env);
+	if (err != AF_OK) {
+		free(p->batch);
+		p->batch = NULL;
+		return err;
+	}
+	p->batch[len] = 0xdd; /* array32 */
+	p->batch_count_at = len + 1;
+	p->batch_len = len + 5;
+	return AF_OK;
+}
+
+af_err af__peer_batch(af__peer *p, const uint8_t *header, size_t header_len,
+		      const void *payload, size_t payload_len)
+{
+	size_t need = header_len + payload_len;
+	af_err err = send_pending(p, 0);
+
+	if (err != AF_OK)
+		return err;
+	if (p->batch_count > 0 && (p->batch_count == BATCH_MAX_COUNT ||
+				   p->batch_len + need > BATCH_MAX_BYTES)) {
+		/* On AF_EAGAIN the full batch waits as pending; this tell is
+		 * refused like any other meeting a full mailbox. */
+		err = af__peer_flush(p, 0);
+		if (err != AF_OK)
+			return err;
+	}
+	if (p->batch_count == 0 && p->batch == NULL) {
+		err = open_batch(p, need);
+		if (err != AF_OK)
+			return err;
+	}
+	if (p->batch_cap - p->batch_len < need) {
+		size_t cap = p->batch_cap * 2 > p->batch_len + need
+				     ? p->batch_cap * 2
+				     : p->batch_len + need;
+		uint8_t *b = realloc(p->batch, cap);
+		if (b == NULL)
+			return AF_ENOMEM;
+		p->batch = b;
+		p->batch_cap = cap;
+	}
+	memcpy(p->batch + p->batch_len, header, header_len);
+	memcpy(p->batch + p->batch_len + header_len, payload, payload_len);
+	p->batch_len += need;
+	/* The first tell of a batch asks for a send on the next turn. */
+	if (p->batch_count++ == 0)
+		af__loop_kick(&p->ctx->loop, &p->watch);
 	return AF_OK;
 }

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <zmq.h>
 
 #include "actorflow/actor.h"
 #include "loop.h"
@@ -45,6 +46,17 @@ typedef struct af__peer {
 	bool closed;
 	af__outreq *reqs; /* outstanding requests sent through this peer */
 	af__writable_wait *writable_waits;
+	/* Tells an actor sends this (local) peer during one turn of its loop
+	 * are coalesced into one batch message, sent on the next turn: one
+	 * ZeroMQ message instead of hundreds. A batch that met a full mailbox
+	 * waits as pending and goes before anything else. */
+	uint8_t *batch;
+	size_t batch_len;
+	size_t batch_cap;
+	uint32_t batch_count;
+	size_t batch_count_at; /* where the batch's element count goes */
+	zmq_msg_t pending;
+	bool has_pending;
 	struct af__peer *next;
 	struct af__peer *prev;
 } af__peer;
@@ -53,6 +65,16 @@ typedef struct af__peer {
  * names an actor of ctx's system: AF_ENOTFOUND when none runs. */
 af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
 		    af__peer **out);
+/* Adds a tell (its envelope header and payload bytes) to p's batch,
+ * sending the batch first if it is full. AF_OK, AF_EAGAIN (a full batch
+ * met a full mailbox; nothing was added), AF_ENOMEM. */
+af_err af__peer_batch(af__peer *p, const uint8_t *header, size_t header_len,
+		      const void *payload, size_t payload_len);
+/* Sends p's pending and open batches. block_ms as in af__peer_send.
+ * AF_OK, AF_EAGAIN, AF_ETIMEDOUT. */
+af_err af__peer_flush(af__peer *p, int64_t block_ms);
+/* True when a tell of this size is worth batching to p. */
+bool af__peer_batches(const af__peer *p, size_t size);
 /* Queues fn to run once p can take another message. AF_OK or AF_ENOMEM. */
 af_err af__peer_when_writable(af__peer *p, af_timer_fn fn, void *arg);
 /* Ends the peer's outstanding requests with status, closes its sockets and

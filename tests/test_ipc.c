@@ -175,6 +175,29 @@ static void test_garbage_is_survived(void **state)
 	assert_true(zmq_send(raw, wrong_version, sizeof(wrong_version), 0) >=
 		    0);
 	assert_true(zmq_send(raw, huge_array, sizeof(huge_array), 0) >= 0);
+	/* Batches: one holding a tell, a request (which a batch may not
+	 * carry) and a truncated envelope; one claiming more envelopes than
+	 * it holds; one whose payload is not an array. */
+	{
+		static const unsigned char batch[] = {
+			0x98, 0x01, 0x09, 0x00, 0x00, 0xc0, 0x00, 0xc0, /* */
+			0x93,                                           /* */
+			0x98, 0x01, 0x01, 0x00, 0x00, 0xa1, 'x',  0x00,
+			0xc0, 0xc0, /* a tell */
+			0x98, 0x01, 0x02, 0x05, 0x00, 0xa4, 'e',  'c',
+			'h',  'o',  0x00, 0xc0, 0xc0, /* a request */
+			0x98, 0x01, 0x01, 0x00};      /* cut short */
+		static const unsigned char liar[] = {
+			0x98, 0x01, 0x09, 0x00, 0x00, 0xc0, 0x00, 0xc0,
+			0xdd, 0x7f, 0xff, 0xff, 0xff, 0x98, 0x01, 0x01,
+			0x00, 0x00, 0xc0, 0x00, 0xc0, 0xc0};
+		static const unsigned char not_array[] = {
+			0x98, 0x01, 0x09, 0x00, 0x00, 0xc0, 0x00, 0xc0, 0x2a};
+		assert_true(zmq_send(raw, batch, sizeof(batch), 0) >= 0);
+		assert_true(zmq_send(raw, liar, sizeof(liar), 0) >= 0);
+		assert_true(zmq_send(raw, not_array, sizeof(not_array), 0) >=
+			    0);
+	}
 	zmq_close(raw);
 	zmq_ctx_term(zctx);
 

@@ -46,7 +46,8 @@ typedef enum af_kind {
 	AF_KIND_CHUNK = 5,
 	AF_KIND_END = 6,
 	AF_KIND_CANCEL = 7,
-	AF_KIND_HEARTBEAT = 8
+	AF_KIND_HEARTBEAT = 8,
+	AF_KIND_BATCH = 9 /* tells travelling together; handlers never see it */
 } af_kind;
 
 af_kind af_msg_kind(const af_msg *m);
