@@ -109,7 +109,10 @@ typedef struct af_actor_ops {
 
 typedef struct af_spawn_opts {
 	/* Messages each sender may have queued in this actor's mailbox before
-	 * sends to it fail with AF_EAGAIN (default 1000). */
+	 * sends to it fail with AF_EAGAIN (default 1000). The tells one actor
+	 * sends another during one turn of its loop travel as one message of
+	 * at most 256 tells and 16 KiB, so in tells the bound is up to 256
+	 * times this, and in bytes at most 16 KiB times this per sender. */
 	int mailbox_capacity;
 	/* Stack of the actor's thread in bytes (default 256 KiB). */
 	size_t stack_size;
@@ -148,8 +151,12 @@ af_system *af_ctx_system(af_ctx *ctx);
 void af_stop_self(af_ctx *ctx);
 
 /* Sends a one-way message. payload may be NULL (nil) and is copied: the
- * caller keeps it. AF_OK; AF_EAGAIN when the target's mailbox is full
- * (nothing was sent); AF_ENOTFOUND, AF_EADDR, AF_EINVAL, AF_EMSGSIZE. */
+ * caller keeps it. Tells to a local actor are gathered and sent when the
+ * current callback returns (one message per peer per turn), and always
+ * ahead of any later message to that peer. AF_OK: it will be delivered,
+ * even if this actor stops first; AF_EAGAIN when the target's mailbox is
+ * full (nothing was sent); AF_ENOTFOUND, AF_EADDR, AF_EINVAL,
+ * AF_EMSGSIZE. */
 af_err af_tell(af_ctx *ctx, const char *addr, const char *type,
 	       const af_payload *payload);
 
