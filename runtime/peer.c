@@ -124,6 +124,10 @@ static void peer_readable(af__watch *w, unsigned events)
 			run_writable_waits(p);
 		return;
 	}
+	/* The turn's batch goes first; a full connection keeps it pending
+	 * (the socket fires again when it has room). */
+	if (p->has_pending || p->batch_count > 0)
+		(void)af__peer_flush(p, 0);
 	for (n = 0; n < READ_BUDGET && !p->closed; n++) {
 		zmq_msg_t frame;
 		af_msg m;
@@ -339,11 +343,13 @@ void af__peer_close(af__peer *p, int status)
 	p->closed = true;
 	if (ctx->last_peer == p)
 		ctx->last_peer = NULL;
-	/* Tells already accepted are handed over unless the peer is gone. */
+	/* Tells already accepted are handed over unless the peer is gone (a
+	 * remote one may be unreachable: they are queued for its socket, and
+	 * go if it is connected). */
 	if ((p->has_pending || p->batch_count > 0) && status != AF_EPEERDOWN &&
-	    af__system_lookup(ctx->sys, p->key, strlen(p->key), true) ==
-		    p->incarnation &&
-	    af__peer_flush(p, FLUSH_LINGER_MS) != AF_OK)
+	    (p->remote || af__system_lookup(ctx->sys, p->key, strlen(p->key),
+					    true) == p->incarnation) &&
+	    af__peer_flush(p, p->remote ? 0 : FLUSH_LINGER_MS) != AF_OK)
 		ctx->counters.unroutable += p->batch_count + p->has_pending;
 	free(p->batch);
 	p->batch = NULL;
@@ -444,7 +450,7 @@ af_err af__peer_send(af__peer *p, void *frame, const char *reply_to,
 
 	/* Whatever was batched goes first: one sender's messages arrive in
 	 * the order they were sent. */
-	if (!p->remote && (p->has_pending || p->batch_count > 0)) {
+	if (p->has_pending || p->batch_count > 0) {
 		err = af__peer_flush(p, block_ms);
 		if (err != AF_OK)
 			return err;
@@ -484,7 +490,7 @@ static void free_batch(void *data, void *hint)
 
 bool af__peer_batches(const af__peer *p, size_t size)
 {
-	return !p->remote && size <= BATCH_MAX_BYTES / 4;
+	return size <= BATCH_MAX_BYTES / 4;
 }
 
 /* A batch opens with its own envelope header (kind AF_KIND_BATCH, all else

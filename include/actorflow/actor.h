@@ -151,7 +151,7 @@ af_system *af_ctx_system(af_ctx *ctx);
 void af_stop_self(af_ctx *ctx);
 
 /* Sends a one-way message. payload may be NULL (nil) and is copied: the
- * caller keeps it. Tells to a local actor are gathered and sent when the
+ * caller keeps it. An actor's tells are gathered and sent when the
  * current callback returns (one message per peer per turn), and always
  * ahead of any later message to that peer. AF_OK: it will be delivered,
  * even if this actor stops first; AF_EAGAIN when the target's mailbox is
