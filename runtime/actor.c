@@ -61,7 +61,7 @@ void af__actor_dispatch(af_ctx *ctx, af_msg *m)
 			af_reply_error(ctx, m, AF_ESTOPPED, NULL);
 			return;
 		}
-		if (m->env.to != NULL &&
+		if (m->env.to != NULL && !a->gateway &&
 		    !name_is(ctx, m->env.to, m->env.to_len)) {
 			af_reply_error(ctx, m, AF_ENOTFOUND,
 				       "no actor named '%.*s' at this endpoint",

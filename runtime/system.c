@@ -205,8 +205,24 @@ static bool valid_name(const char *name)
 	       strstr(name, "://") == NULL;
 }
 
+static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
+		    const void *config, const af_spawn_opts *opts,
+		    bool gateway);
+
 af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 		const void *config, const af_spawn_opts *opts)
+{
+	return spawn(sys, name, ops, config, opts, false);
+}
+
+af_err af__spawn_gateway(af_system *sys, const char *name,
+			 const af_actor_ops *ops)
+{
+	return spawn(sys, name, ops, NULL, NULL, true);
+}
+
+static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
+		    const void *config, const af_spawn_opts *opts, bool gateway)
 {
 	pthread_attr_t attr;
 	af__actor *a;
@@ -223,6 +239,7 @@ af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	strcpy(a->name, name);
 	a->ops = ops;
 	a->config = config;
+	a->gateway = gateway;
 	a->wake_fd = -1;
 	a->opts.mailbox_capacity = opts != NULL && opts->mailbox_capacity > 0
 					   ? opts->mailbox_capacity

@@ -44,6 +44,7 @@ typedef struct af__actor {
 	bool stop_claimed; /* an af_stop is joining this actor */
 	bool spawning;     /* af_spawn still owns it */
 	bool inbox_only;   /* a client's inbox: a name with no thread */
+	bool gateway;      /* takes messages addressed to other names */
 	/* ipc socket files this actor bound, removed when it stops. */
 	struct af__ipc_file *ipc_files;
 	/* A pending export, handed to the actor's thread (under sys->mu). */
@@ -72,6 +73,7 @@ struct af_system {
 	af__waker *wakers;
 	uint64_t next_incarnation;
 	uint64_t next_client;
+	uint64_t next_gateway;
 	atomic_uint_fast64_t epoch;
 };
 
@@ -93,6 +95,10 @@ void af__system_remove_inbox(af_system *sys, const char *name);
 /* Writes 1 to an eventfd. */
 void af__wake_fd(int fd);
 
+/* Spawns a system gateway (gateway.c): an actor that is handed messages
+ * addressed to any name. */
+af_err af__spawn_gateway(af_system *sys, const char *name,
+			 const af_actor_ops *ops);
 /* The actor thread's body (actor.c). */
 void *af__actor_main(void *arg);
 /* Binds a's mailbox to endpoint; on a's own thread only (actor.c). */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +34,19 @@ static char dir[64];
 static char endpoint[160];
 static char sock_path[128];
 
-/* Starts a node and reads its first line into line. */
-static void node_start(node *n, const char *max, char *line, size_t cap)
+static char sys_endpoint[160];
+static char sys_path[128];
+
+/* Starts a node and reads its first line into line. With sys, the node
+ * also exports its whole system at sys_endpoint. */
+static void node_start_with(node *n, const char *max, bool sys, char *line,
+			    size_t cap)
 {
 	int to_child[2];
 	int from_child[2];
 	posix_spawn_file_actions_t fa;
-	char *argv[] = {TEST_NODE_PATH, endpoint, (char *)max, NULL};
+	char *argv[] = {TEST_NODE_PATH, endpoint, (char *)max,
+			sys ? sys_endpoint : NULL, NULL};
 
 	assert_int_equal(pipe(to_child), 0);
 	assert_int_equal(pipe(from_child), 0);
@@ -59,6 +66,11 @@ static void node_start(node *n, const char *max, char *line, size_t cap)
 	assert_non_null(fgets(line, (int)cap, n->out));
 }
 
+static void node_start(node *n, const char *max, char *line, size_t cap)
+{
+	node_start_with(n, max, false, line, cap);
+}
+
 /* Closes the node's stdin and returns its exit status. */
 static int node_stop(node *n)
 {
@@ -76,12 +88,15 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(sock_path, sizeof(sock_path), "%s/node.sock", dir);
 	snprintf(endpoint, sizeof(endpoint), "ipc://%s", sock_path);
+	snprintf(sys_path, sizeof(sys_path), "%s/system.sock", dir);
+	snprintf(sys_endpoint, sizeof(sys_endpoint), "ipc://%s", sys_path);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	unlink(sock_path);
+	unlink(sys_path);
 	rmdir(dir);
 	return 0;
 }
@@ -142,6 +157,44 @@ static void test_request_across_processes(void **state)
 	assert_int_equal(node_stop(&n), 0);
 	/* A node that stops removes its socket file. */
 	assert_int_equal(access(sock_path, F_OK), -1);
+}
+
+static void test_whole_system_on_one_endpoint(void **state)
+{
+	node n;
+	char line[64];
+	char addr[200];
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	const char *text;
+
+	node_start_with(&n, "1048576", true, line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	snprintf(addr, sizeof(addr), "%s#echo", sys_endpoint);
+	request_ok(c, addr);
+	/* Errors come back through the gateway with their code and text. */
+	assert_int_equal(af_client_request(c, addr, "fail", NULL, 5000, &reply),
+			 AF_EUSER + 1);
+	assert_int_equal(af_msg_error(reply, &text), AF_EUSER + 1);
+	assert_string_equal(text, "asked to fail");
+	af_msg_destroy(&reply);
+	/* The requester's deadline carries over to the forwarded request. */
+	assert_int_equal(af_client_request(c, addr, "hang", NULL, 100, &reply),
+			 AF_ETIMEDOUT);
+	snprintf(addr, sizeof(addr), "%s#nobody", sys_endpoint);
+	assert_int_equal(af_client_request(c, addr, "echo", NULL, 5000, &reply),
+			 AF_ENOTFOUND);
+	assert_int_equal(af_msg_error(reply, &text), AF_ENOTFOUND);
+	assert_non_null(strstr(text, "nobody"));
+	af_msg_destroy(&reply);
+	assert_int_equal(
+		af_client_request(c, sys_endpoint, "echo", NULL, 5000, &reply),
+		AF_EADDR);
+	af_msg_destroy(&reply);
+	af_client_destroy(&c);
+	assert_int_equal(node_stop(&n), 0);
+	assert_int_equal(access(sys_path, F_OK), -1);
 }
 
 static void test_garbage_is_survived(void **state)
@@ -274,6 +327,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_request_across_processes,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_whole_system_on_one_endpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_is_survived, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_peer_death_and_restart,

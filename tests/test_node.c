@@ -2,8 +2,9 @@
  * A node for the cross-process tests: hosts an "echo" actor (testlib.h)
  * exported on the endpoint given as the first argument.
  *
- *   test_node ENDPOINT [MAX_MESSAGE_SIZE]
+ *   test_node ENDPOINT [MAX_MESSAGE_SIZE [SYSTEM_ENDPOINT]]
  *
+ * With SYSTEM_ENDPOINT the whole system is exported there as well.
  * Prints "ready" once it serves, "hung N" each time the echo actor holds
  * its Nth "hang" request, or "error CODE" if it cannot start; stops when
  * its standard input closes.
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
 		err = af_spawn(sys, "echo", &test_echo_ops, &cfg, NULL);
 	if (err == AF_OK)
 		err = af_export(sys, "echo", argv[1]);
+	if (err == AF_OK && argc > 3)
+		err = af_system_export(sys, argv[3]);
 	if (err != AF_OK) {
 		printf("error %d\n", err);
 		fflush(stdout);

@@ -138,6 +138,13 @@ af_err af_stop(af_system *sys, const char *name);
  * AF_ENOTFOUND, AF_EADDR, AF_ESYS. Any thread. */
 af_err af_export(af_system *sys, const char *name, const char *endpoint);
 
+/* Exports the whole system on endpoint: a message to "endpoint#name"
+ * reaches the actor called name, through a gateway actor that forwards it
+ * (one more hop than af_export of that actor) and carries the answer, or
+ * the error, back. The requester's deadline carries over. AF_OK, AF_EADDR,
+ * AF_EEXIST (endpoint in use), AF_ESYS. Any thread. */
+af_err af_system_export(af_system *sys, const char *endpoint);
+
 /* True when an actor of that name runs in sys. */
 bool af_exists(af_system *sys, const char *name);
 
