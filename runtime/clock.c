@@ -14,3 +14,13 @@ int64_t af__now_ms(void)
 {
 	return af__now_us() / 1000;
 }
+
+int64_t af__remaining_ms(int64_t deadline_us)
+{
+	int64_t left;
+
+	if (deadline_us < 0)
+		return -1;
+	left = (deadline_us - af__now_us()) / 1000;
+	return left > 0 ? left : 0;
+}

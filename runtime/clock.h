@@ -6,5 +6,8 @@
 
 int64_t af__now_ms(void);
 int64_t af__now_us(void);
+/* Milliseconds left until deadline_us (a time of af__now_us), 0 when it has
+ * passed, -1 when deadline_us is -1 (no deadline). */
+int64_t af__remaining_ms(int64_t deadline_us);
 
 #endif

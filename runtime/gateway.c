@@ -77,7 +77,9 @@ static af_err gateway_handle(af_ctx *ctx, void *state, af_msg *m)
 		 * bounds the forwarded request. */
 		int64_t left = af_msg_remaining_ms(m);
 		err = af_request(ctx, to, af_msg_type(m), copy,
-				 left < 0 ? 0 : left > 0 ? left : 1,
+				 left < 0   ? 0
+				 : left > 0 ? left
+					    : 1,
 				 forwarded, f, NULL);
 		if (err != AF_OK) {
 			af_pending_error(ctx, &f->pending, err,

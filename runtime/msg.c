@@ -154,12 +154,7 @@ uint64_t af_msg_id(const af_msg *m)
 
 int64_t af_msg_remaining_ms(const af_msg *m)
 {
-	int64_t left;
-
-	if (m->deadline_us < 0)
-		return -1;
-	left = (m->deadline_us - af__now_us()) / 1000;
-	return left > 0 ? left : 0;
+	return af__remaining_ms(m->deadline_us);
 }
 
 int af_msg_error(const af_msg *m, const char **text)

@@ -39,6 +39,8 @@ static af_err fail(af_payload *p, af_err err)
 /* Whether a value may be packed now. */
 static af_err can_pack(af_payload *p)
 {
+	if (p == NULL)
+		return AF_EINVAL;
 	if (p->err != AF_OK)
 		return p->err;
 	if (p->depth == 0 && p->has_value)
@@ -125,58 +127,39 @@ void af_payload_reset(af_payload *p)
 
 af_err af_pack_nil(af_payload *p)
 {
-	af_err err;
+	af_err err = can_pack(p);
 
-	if (p == NULL)
-		return AF_EINVAL;
-	if ((err = can_pack(p)) != AF_OK)
-		return err;
-	return packed(p, msgpack_pack_nil(&p->pk));
+	return err != AF_OK ? err : packed(p, msgpack_pack_nil(&p->pk));
 }
 
 af_err af_pack_bool(af_payload *p, bool v)
 {
-	af_err err;
+	af_err err = can_pack(p);
 
-	if (p == NULL)
-		return AF_EINVAL;
-	if ((err = can_pack(p)) != AF_OK)
-		return err;
-	return packed(p, v ? msgpack_pack_true(&p->pk)
-			   : msgpack_pack_false(&p->pk));
+	return err != AF_OK ? err
+			    : packed(p, v ? msgpack_pack_true(&p->pk)
+					  : msgpack_pack_false(&p->pk));
 }
 
 af_err af_pack_int(af_payload *p, int64_t v)
 {
-	af_err err;
+	af_err err = can_pack(p);
 
-	if (p == NULL)
-		return AF_EINVAL;
-	if ((err = can_pack(p)) != AF_OK)
-		return err;
-	return packed(p, msgpack_pack_int64(&p->pk, v));
+	return err != AF_OK ? err : packed(p, msgpack_pack_int64(&p->pk, v));
 }
 
 af_err af_pack_uint(af_payload *p, uint64_t v)
 {
-	af_err err;
+	af_err err = can_pack(p);
 
-	if (p == NULL)
-		return AF_EINVAL;
-	if ((err = can_pack(p)) != AF_OK)
-		return err;
-	return packed(p, msgpack_pack_uint64(&p->pk, v));
+	return err != AF_OK ? err : packed(p, msgpack_pack_uint64(&p->pk, v));
 }
 
 af_err af_pack_double(af_payload *p, double v)
 {
-	af_err err;
+	af_err err = can_pack(p);
 
-	if (p == NULL)
-		return AF_EINVAL;
-	if ((err = can_pack(p)) != AF_OK)
-		return err;
-	return packed(p, msgpack_pack_double(&p->pk, v));
+	return err != AF_OK ? err : packed(p, msgpack_pack_double(&p->pk, v));
 }
 
 af_err af_pack_str(af_payload *p, const char *s)

@@ -370,12 +370,7 @@ af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code, const char *fmt,
 
 int64_t af_pending_remaining_ms(const af_pending *p)
 {
-	int64_t left;
-
-	if (p->deadline_us < 0)
-		return -1;
-	left = (p->deadline_us - af__now_us()) / 1000;
-	return left > 0 ? left : 0;
+	return af__remaining_ms(p->deadline_us);
 }
 
 void af__reply_settle_deferred(af_ctx *ctx)
