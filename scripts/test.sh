@@ -2,7 +2,8 @@
 # The whole test suite, from a clean clone on Debian 12:
 #   1. install what is missing (scripts/setup.sh)
 #   2. check formatting
-#   3. build with -Werror and run every test through ctest
+#   3. build with -Werror and run every test through ctest, then install it
+#      and build a user's program against it (find_package, pkg-config)
 #   4. rebuild with AddressSanitizer + UndefinedBehaviorSanitizer and run
 #      them again
 #   5. run every test executable under valgrind, failing on any leak or
@@ -24,6 +25,9 @@ bash scripts/format.sh --check
 step "build and test"
 AF_BUILD_DIR="$root/build" bash scripts/build.sh
 (cd build && ctest --output-on-failure --timeout 300)
+
+step "install"
+bash scripts/check_install.sh
 
 step "AddressSanitizer + UndefinedBehaviorSanitizer"
 AF_BUILD_DIR="$root/build-asan" bash scripts/build.sh \
