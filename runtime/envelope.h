@@ -36,8 +36,6 @@
 /* Header bytes never exceed this (array, version, kind, id, seq, two strings
  * of at most 255 bytes with their 2-byte headers, ttl). */
 #define AF__HEADER_MAX 600
-/* Deepest nesting a decoder accepts. */
-#define AF__MAX_DEPTH 64
 
 typedef struct af__envelope {
 	af_kind kind;

@@ -10,8 +10,8 @@
 
 /* The deepest nesting msgpack-c's parser accepts: libmsgpackc is built with
  * a fixed stack of MSGPACK_EMBED_STACK_SIZE (32) containers and fails with
- * a "no memory" error beyond it. Decoders check against this bound (not
- * AF__MAX_DEPTH) first so that deep input is AF_EPROTO, never AF_ENOMEM.
+ * a "no memory" error beyond it. Decoders check against this bound first
+ * so that deep input is AF_EPROTO, never AF_ENOMEM.
  * The envelope array is one of these levels, so a payload inside an
  * envelope may nest 31 deep. */
 #define AF__PARSE_DEPTH 32

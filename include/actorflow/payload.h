@@ -54,7 +54,8 @@ af_err af_pack_array(af_payload *p, uint32_t n);
 af_err af_pack_map(af_payload *p, uint32_t n);
 
 /* Containers counted for you: begin, pack the elements (key, value, key,
- * value… for a map), end. They nest up to 32 deep. An end without its begin,
+ * value… for a map), end. They nest up to 32 deep; a payload sent in a
+ * message may nest 31 (the envelope is one level). An end without its begin,
  * or a map with an odd number of elements, is AF_EINVAL. */
 af_err af_pack_array_begin(af_payload *p);
 af_err af_pack_array_end(af_payload *p);
@@ -132,7 +133,8 @@ typedef struct af_doc af_doc;
 
 /* Parses one msgpack value that must fill data exactly. Untrusted input is
  * fine: AF_EPROTO for malformed, truncated or trailing bytes, or nesting
- * deeper than 64; AF_ENOMEM. Caller owns *out (af_doc_destroy). */
+ * deeper than 32 (msgpack-c's parser stops there); AF_ENOMEM. Caller owns
+ * *out (af_doc_destroy). */
 af_err af_doc_parse(af_doc **out, const void *data, size_t len);
 void af_doc_destroy(af_doc **d);
 const af_value *af_doc_root(const af_doc *d);

@@ -17,11 +17,16 @@ static const af_actor_ops greeter = {.type_name = "greeter", .handle = greet};
 
 int main(void)
 {
-	af_system *sys; af_client *c; af_msg *reply; const char *s; size_t n;
+	af_system *sys;
+	af_client *c;
+	af_msg *reply;
+	const char *s;
+	size_t n;
 	af_system_new(&sys, NULL);
 	af_spawn(sys, "greeter", &greeter, NULL, NULL); /* returns after init */
 	af_client_new(&c, sys);
-	if (af_client_request(c, "greeter", "hi", NULL, 1000, &reply) == AF_OK &&
+	if (af_client_request(c, "greeter", "hi", NULL, 1000, &reply) ==
+		    AF_OK &&
 	    af_value_str(af_msg_payload(reply), &s, &n) == AF_OK)
 		printf("%.*s\n", (int)n, s);
 	af_msg_destroy(&reply);
