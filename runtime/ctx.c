@@ -175,9 +175,9 @@ static void remember_addr(af_ctx *ctx, const char *addr, af__peer *peer,
 }
 
 /* Adds a tell to peer's batch. False (and *err untouched) when it should
- * go alone: a remote peer, a large tell, or one that will fail anyway. */
+ * go alone: a large tell, or one that will fail anyway (and say why). */
 static bool batch_tell(af__peer *peer, const af__envelope *env,
-		       const af_payload *payload, af_err *err)
+		       const af_payload *payload, size_t max_msg, af_err *err)
 {
 	uint8_t header[AF__HEADER_MAX];
 	size_t header_len;
@@ -189,6 +189,7 @@ static bool batch_tell(af__peer *peer, const af__envelope *env,
 	payload_bytes = af__payload_bytes(payload, &payload_len);
 	if (af__envelope_header(header, sizeof(header), &header_len, env) !=
 		    AF_OK ||
+	    header_len + payload_len > max_msg ||
 	    !af__peer_batches(peer, header_len + payload_len))
 		return false;
 	*err = af__peer_batch(peer, header, header_len, payload_bytes,
@@ -239,11 +240,10 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 		env.type = type;
 		env.type_len = strlen(type);
 	}
-	/* An actor's tells to a local peer travel in a batch sent when this
-	 * turn of its loop ends; a client's, which runs no loop after the
-	 * call, go at once. */
+	/* An actor's tells travel in a batch sent when this turn of its loop
+	 * ends; a client's, which runs no loop after the call, go at once. */
 	if (kind == AF_KIND_TELL && ctx->actor != NULL &&
-	    batch_tell(peer, &env, payload, &err))
+	    batch_tell(peer, &env, payload, ctx->max_msg, &err))
 		return err;
 	err = af__frame_build(&frame, &env, payload, ctx->max_msg);
 	if (err != AF_OK)

@@ -16,6 +16,9 @@
 /* A batch closes at this many tells or bytes, whichever comes first. */
 #define BATCH_MAX_COUNT 256
 #define BATCH_MAX_BYTES (16u << 10)
+/* A batch opens with its own envelope header (kind AF_KIND_BATCH, all else
+ * empty) and an array32 header whose count is filled in when it closes. */
+#define BATCH_HEADER_MAX 16
 /* How long a stopping context waits to hand over tells it accepted. */
 #define FLUSH_LINGER_MS 1000
 
@@ -490,12 +493,10 @@ static void free_batch(void *data, void *hint)
 
 bool af__peer_batches(const af__peer *p, size_t size)
 {
-	return size <= BATCH_MAX_BYTES / 4;
+	/* Room for the batch's own header (at most BATCH_HEADER_MAX + 5). */
+	return size <= BATCH_MAX_BYTES / 4 &&
+	       size + BATCH_HEADER_MAX + 5 <= p->ctx->max_msg;
 }
-
-/* A batch opens with its own envelope header (kind AF_KIND_BATCH, all else
- * empty) and an array32 header whose count is filled in when it closes. */
-#define BATCH_HEADER_MAX 16
 
 static af_err send_pending(af__peer *p, int64_t block_ms)
 {
@@ -567,8 +568,13 @@ af_err af__peer_batch(af__peer *p, const uint8_t *header, size_t header_len,
 
 	if (err != AF_OK)
 		return err;
+	/* A batch never exceeds the message limit of the system (the limit
+	 * the receiving actor applies, when it is local). */
+	size_t max_bytes = p->ctx->max_msg < BATCH_MAX_BYTES ? p->ctx->max_msg
+							     : BATCH_MAX_BYTES;
+
 	if (p->batch_count > 0 && (p->batch_count == BATCH_MAX_COUNT ||
-				   p->batch_len + need > BATCH_MAX_BYTES)) {
+				   p->batch_len + need > max_bytes)) {
 		/* On AF_EAGAIN the full batch waits as pending; this tell is
 		 * refused like any other meeting a full mailbox. */
 		err = af__peer_flush(p, 0);

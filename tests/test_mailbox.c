@@ -246,6 +246,7 @@ typedef struct pacer {
 	af_pending *run;
 	int64_t left;
 	int waits;
+	test_signal *waited; /* told each time the pacer waits for room */
 } pacer;
 
 static void pacer_counted(af_ctx *ctx, int status, af_msg *reply, void *arg)
@@ -282,6 +283,7 @@ static void pacer_send(af_ctx *ctx, void *arg)
 	if (err == AF_EAGAIN) {
 		pc->waits++;
 		err = af_when_writable(ctx, "gate", pacer_send, pc);
+		test_signal_add(pc->waited);
 	}
 	if (err != AF_OK)
 		af_pending_error(ctx, &pc->run, err, "pacer: %s",
@@ -290,7 +292,10 @@ static void pacer_send(af_ctx *ctx, void *arg)
 
 static af_err pacer_init(af_ctx *ctx, const void *config, void **state)
 {
-	*state = calloc(1, sizeof(pacer));
+	pacer *pc = calloc(1, sizeof(*pc));
+
+	pc->waited = (test_signal *)config;
+	*state = pc;
 	return AF_OK;
 }
 
@@ -318,6 +323,21 @@ static const af_actor_ops pacer_ops = {
 	.stop = pacer_stop,
 };
 
+typedef struct opener {
+	gate *g;
+	test_signal handled;
+	int waited;
+} opener;
+
+static void *open_when_paced(void *arg)
+{
+	opener *o = arg;
+
+	o->waited = test_signal_wait(&o->handled, 1, 10000);
+	test_signal_add(&o->g->open);
+	return NULL;
+}
+
 static void test_when_writable_resumes_a_sender(void **state)
 {
 	af_system *sys = NULL;
@@ -327,13 +347,26 @@ static void test_when_writable_resumes_a_sender(void **state)
 	af_payload *p = test_payload_n(20000);
 	gate g;
 
+	opener o = {.g = &g};
+	pthread_t t;
+
 	gate_init_signals(&g);
+	test_signal_init(&o.handled);
 	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
 	assert_int_equal(af_spawn(sys, "gate", &gate_ops, &g, &small), AF_OK);
-	assert_int_equal(af_spawn(sys, "pacer", &pacer_ops, NULL, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "pacer", &pacer_ops, &o.handled, NULL),
+			 AF_OK);
 	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	/* The gate is held until the pacer has met a full mailbox, so it must
+	 * wait for room at least once. */
+	assert_int_equal(af_client_tell(c, "gate", "block", NULL, 0), AF_OK);
+	assert_true(test_signal_wait(&g.entered, 1, 5000));
+	pthread_create(&t, NULL, open_when_paced, &o);
 	assert_int_equal(af_client_request(c, "pacer", "go", p, 20000, &reply),
 			 AF_OK);
+	pthread_join(t, NULL);
+	assert_true(o.waited);
+	test_signal_fini(&o.handled);
 	assert_int_equal(af_value_get_int(af_msg_payload(reply), "status", -1),
 			 AF_OK);
 	/* All 20000 arrived, and the sender did have to wait for room. */
@@ -458,12 +491,6 @@ static const af_actor_ops asker_ops = {
 	.handle = asker_handle,
 	.stop = asker_stop,
 };
-
-typedef struct opener {
-	gate *g;
-	test_signal handled;
-	int waited;
-} opener;
 
 static void *open_when_replies_pile_up(void *arg)
 {
