@@ -208,10 +208,17 @@ static void inbox_readable(af__watch *w, unsigned events)
 
 void af__ctx_close_inbox(af_ctx *ctx)
 {
+	char endpoint[AF__NAME_MAX + 16];
+
 	if (ctx->inbox == NULL)
 		return;
 	if (ctx->inbox_watch.cb != NULL)
 		af__loop_del(&ctx->loop, &ctx->inbox_watch, NULL);
+	/* zmq_close gives the name back only when ZeroMQ's reaper gets to
+	 * the socket; unbinding gives it back now, so a new actor may take
+	 * the name as soon as this one is gone. */
+	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", ctx->inbox_name);
+	zmq_unbind(ctx->inbox, endpoint);
 	zmq_close(ctx->inbox);
 	ctx->inbox = NULL;
 }
