@@ -126,7 +126,9 @@ af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 		const void *config, const af_spawn_opts *opts);
 
 /* Stops the actor and waits for it: its mailbox is closed, requests still
- * queued in it are answered with AF_ESTOPPED, its own outstanding requests
+ * queued in it are answered with AF_ESTOPPED (tells still queued are not
+ * handled: a stopping actor runs no more handlers), tells it sent are
+ * handed over, its own outstanding requests
  * end with AF_ECANCELED, deferred requests it never answered are answered
  * with AF_ESTOPPED, ops->stop runs, the thread is joined. AF_OK or
  * AF_ENOTFOUND. Any thread but the actor's own (see af_stop_self). */
