@@ -73,22 +73,19 @@ static af_err gateway_handle(af_ctx *ctx, void *state, af_msg *m)
 	f->out = copy;
 	err = af_defer(ctx, m, &f->pending);
 	if (err == AF_OK) {
-		/* The requester's deadline carries over; what is left of it
+		/* The requester's deadline carries over: what is left of it
+		 * (at least 1 ms, so a passed deadline stays a deadline)
 		 * bounds the forwarded request. */
 		int64_t left = af_msg_remaining_ms(m);
-		err = af_request(ctx, to, af_msg_type(m), copy,
-				 left < 0   ? 0
-				 : left > 0 ? left
-					    : 1,
+		int64_t timeout = left < 0 ? 0 : left == 0 ? 1 : left;
+
+		err = af_request(ctx, to, af_msg_type(m), copy, timeout,
 				 forwarded, f, NULL);
-		if (err != AF_OK) {
-			af_pending_error(ctx, &f->pending, err,
-					 "cannot reach '%s': %s", to,
-					 af_strerror(err));
-			err = AF_OK;
-		} else {
-			return AF_OK;
-		}
+		if (err == AF_OK)
+			return AF_OK; /* forwarded() owns f now */
+		af_pending_error(ctx, &f->pending, err, "cannot reach '%s': %s",
+				 to, af_strerror(err));
+		err = AF_OK;
 	}
 	af_payload_destroy(&f->out);
 	free(f);
