@@ -174,8 +174,6 @@ af_err af_pack_strn(af_payload *p, const char *s, size_t len)
 	af_err err;
 	int rc;
 
-	if (p == NULL)
-		return AF_EINVAL;
 	if ((err = can_pack(p)) != AF_OK)
 		return err;
 	if ((s == NULL && len > 0) || len > UINT32_MAX)
@@ -193,8 +191,6 @@ af_err af_pack_bin(af_payload *p, const void *data, size_t len)
 	af_err err;
 	int rc;
 
-	if (p == NULL)
-		return AF_EINVAL;
 	if ((err = can_pack(p)) != AF_OK)
 		return err;
 	if ((data == NULL && len > 0) || len > UINT32_MAX)
@@ -211,8 +207,6 @@ static af_err pack_fixed(af_payload *p, bool map, uint32_t n)
 	unsigned depth;
 	int rc;
 
-	if (p == NULL)
-		return AF_EINVAL;
 	if ((err = can_pack(p)) != AF_OK)
 		return err;
 	depth = depth_after_count(p);
@@ -248,8 +242,6 @@ static af_err begin(af_payload *p, enum frame_kind kind)
 	size_t off;
 	af_err err;
 
-	if (p == NULL)
-		return AF_EINVAL;
 	if ((err = can_pack(p)) != AF_OK)
 		return err;
 	if (depth_after_count(p) >= FRAMES_MAX)
@@ -319,8 +311,6 @@ af_err af_pack_value(af_payload *p, const struct af_value *v)
 {
 	af_err err;
 
-	if (p == NULL)
-		return AF_EINVAL;
 	if ((err = can_pack(p)) != AF_OK)
 		return err;
 	/* Forwarding a missing field is a mistake worth noticing, the same
