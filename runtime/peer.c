@@ -388,13 +388,8 @@ void af__peers_revalidate(af_ctx *ctx)
 		af__peer *next = p->next;
 		if (!p->remote &&
 		    af__system_lookup(ctx->sys, p->key, strlen(p->key), true) !=
-			    p->incarnation) {
-			/* Answers the actor sent while it stopped are already
-			 * queued: deliver them before declaring the rest lost.
-			 */
-			peer_readable(&p->watch, 0);
+			    p->incarnation)
 			af__peer_close(p, AF_EPEERDOWN);
-		}
 		p = next;
 	}
 }
