@@ -158,8 +158,7 @@ static void remove_ipc_files(af__actor *a)
 
 static void router_readable(af__watch *w, unsigned events)
 {
-	af__actor *a =
-		(af__actor *)((char *)w - offsetof(af__actor, router_watch));
+	af__actor *a = AF__CONTAINER(w, af__actor, router_watch);
 
 	af__ctx_read(a->ctx, a->router, w, true);
 }

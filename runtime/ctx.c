@@ -11,12 +11,9 @@
 #include "payload_internal.h"
 #include "system.h"
 
-#define CONTAINER(ptr, type, member)                                           \
-	((type *)((char *)(ptr)-offsetof(type, member)))
-
 static void on_wake_fd(af__watch *w, unsigned events)
 {
-	af_ctx *ctx = CONTAINER(w, af_ctx, wake_watch);
+	af_ctx *ctx = AF__CONTAINER(w, af_ctx, wake_watch);
 	uint64_t count;
 
 	/* Reset the eventfd; several wake-ups coalesce into one. */
@@ -314,7 +311,7 @@ void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 
 static void outreq_expired(af__timer *t)
 {
-	af__outreq_settle(CONTAINER(t, af__outreq, deadline), AF_ETIMEDOUT,
+	af__outreq_settle(AF__CONTAINER(t, af__outreq, deadline), AF_ETIMEDOUT,
 			  NULL);
 }
 
@@ -445,7 +442,7 @@ typedef struct usertimer {
 
 static void usertimer_fire(af__timer *t)
 {
-	usertimer *ut = CONTAINER(t, usertimer, t);
+	usertimer *ut = AF__CONTAINER(t, usertimer, t);
 	af_ctx *ctx = ut->ctx;
 
 	if (ut->repeat_us > 0 &&
@@ -527,14 +524,14 @@ static void timer_free_all(af_ctx *ctx)
 
 static void fdwatch_ready(af__watch *w, unsigned events)
 {
-	af__fdwatch *fw = CONTAINER(w, af__fdwatch, w);
+	af__fdwatch *fw = AF__CONTAINER(w, af__fdwatch, w);
 
 	fw->fn(fw->ctx, w->fd, events, fw->arg);
 }
 
 static void fdwatch_release(af__watch *w)
 {
-	free(CONTAINER(w, af__fdwatch, w));
+	free(AF__CONTAINER(w, af__fdwatch, w));
 }
 
 af_err af_fd_watch(af_ctx *ctx, int fd, unsigned events, af_fd_fn fn, void *arg)

@@ -201,7 +201,7 @@ int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
 
 static void inbox_readable(af__watch *w, unsigned events)
 {
-	af_ctx *ctx = (af_ctx *)((char *)w - offsetof(af_ctx, inbox_watch));
+	af_ctx *ctx = AF__CONTAINER(w, af_ctx, inbox_watch);
 
 	af__ctx_read(ctx, ctx->inbox, w, false);
 }

@@ -23,6 +23,13 @@
 #include "actorflow/err.h"
 #include "timerheap.h"
 
+#include <stddef.h>
+
+/* The struct of type that holds member at ptr: watches and timers are
+ * embedded in their owners, and callbacks get back to them this way. */
+#define AF__CONTAINER(ptr, type, member)                                       \
+	((type *)((char *)(ptr)-offsetof(type, member)))
+
 typedef struct af__watch af__watch;
 /* events: AF_FD_* bits for a plain fd; 0 for a ZeroMQ socket. */
 typedef void (*af__watch_cb)(af__watch *w, unsigned events);

@@ -42,7 +42,7 @@ static bool key_is(const af__peer *p, const char *key, size_t len)
 
 static void peer_release(af__watch *w)
 {
-	af__peer *p = (af__peer *)((char *)w - offsetof(af__peer, watch));
+	af__peer *p = AF__CONTAINER(w, af__peer, watch);
 
 	free(p->key);
 	free(p);
@@ -116,7 +116,7 @@ af_err af__peer_when_writable(af__peer *p, af_timer_fn fn, void *arg)
 
 static void peer_readable(af__watch *w, unsigned events)
 {
-	af__peer *p = (af__peer *)((char *)w - offsetof(af__peer, watch));
+	af__peer *p = AF__CONTAINER(w, af__peer, watch);
 	af_ctx *ctx = p->ctx;
 	int n;
 
@@ -167,7 +167,7 @@ static void peer_readable(af__watch *w, unsigned events)
 
 static void monitor_readable(af__watch *w, unsigned events)
 {
-	af__peer *p = (af__peer *)((char *)w - offsetof(af__peer, mon_watch));
+	af__peer *p = AF__CONTAINER(w, af__peer, mon_watch);
 
 	for (int n = 0; n < READ_BUDGET && !p->closed; n++) {
 		zmq_msg_t frame;

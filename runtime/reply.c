@@ -103,8 +103,7 @@ static af_err send_backlog_entry(af_ctx *ctx, af__backlog *b)
 
 static void route_retry(af__timer *t)
 {
-	backlog_flush_cb(
-		(af_ctx *)((char *)t - offsetof(af_ctx, backlog_timer)), NULL);
+	backlog_flush_cb(AF__CONTAINER(t, af_ctx, backlog_timer), NULL);
 }
 
 static void backlog_flush_cb(af_ctx *ctx, void *arg)
