@@ -20,7 +20,7 @@ static void on_wake_fd(af__watch *w, unsigned events)
 	if (read(w->fd, &count, sizeof(count)) < 0) {
 		/* EAGAIN: another turn already drained it. */
 	}
-	af__ctx_check_epoch(ctx);
+	af__ctx_check_epoch(ctx, true);
 	if (ctx->on_wake != NULL)
 		ctx->on_wake(ctx);
 }
@@ -108,7 +108,7 @@ void af__ctx_fini(af_ctx *ctx, int status)
 	msgpack_zone_destroy(&ctx->zone);
 }
 
-void af__ctx_check_epoch(af_ctx *ctx)
+void af__ctx_check_epoch(af_ctx *ctx, bool take_answers)
 {
 	uint64_t epoch;
 
@@ -121,7 +121,7 @@ void af__ctx_check_epoch(af_ctx *ctx)
 	/* An actor answers what it holds before it is gone, and those
 	 * answers are in the inbox already: take them before the requests
 	 * still open on the actor are declared lost. */
-	if (ctx->inbox != NULL) {
+	if (take_answers && ctx->inbox != NULL) {
 		for (int i = 0; i < 64; i++)
 			if (af__ctx_read(ctx, ctx->inbox, &ctx->inbox_watch,
 					 false) == 0)
@@ -212,14 +212,12 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 		return AF_EADDR;
 	/* A context with nothing outstanding is not woken when an actor stops
 	 * (see af__system_bump_epoch): it drops peers to stopped actors here,
-	 * before it would send to one. One with requests outstanding was woken
-	 * and does so on its next turn, after reading the answers already in
-	 * its inbox. */
-	if (ctx->outreqs.len == 0 && ctx->sys != NULL &&
-	    atomic_load(&ctx->sys->epoch) != ctx->epoch) {
-		ctx->epoch = atomic_load(&ctx->sys->epoch);
-		af__peers_revalidate(ctx);
-	}
+	 * before it would send to one. With nothing outstanding there are no
+	 * answers to take first, and a handler may be running, so the inbox is
+	 * left alone. One with requests outstanding was woken and does all
+	 * this on its next turn. */
+	if (ctx->outreqs.len == 0)
+		af__ctx_check_epoch(ctx, false);
 	if (ctx->last_peer != NULL && strcmp(addr, ctx->last_addr) == 0) {
 		peer = ctx->last_peer;
 		env.to = ctx->last_to;

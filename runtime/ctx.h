@@ -147,8 +147,10 @@ void af__reply_settle_deferred(af_ctx *ctx);
  * rest (context teardown). */
 void af__reply_drop_backlog(af_ctx *ctx);
 
-/* Checks whether actors stopped since last time (epoch) and revalidates. */
-void af__ctx_check_epoch(af_ctx *ctx);
+/* Checks whether actors stopped since last time (epoch) and, if so, closes
+ * peers whose actor is gone; with take_answers, first reads the answers
+ * already in the inbox (only from the loop, never inside a handler). */
+void af__ctx_check_epoch(af_ctx *ctx, bool take_answers);
 
 /* Builds one frame holding an envelope and payload. AF_EINVAL (bad type or
  * unfinished payload), AF_EMSGSIZE, AF_ENOMEM. */
