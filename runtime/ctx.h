@@ -135,6 +135,8 @@ void af__actor_dispatch(af_ctx *ctx, af_msg *m);
 /* True once the actor was asked to stop (actor.c). */
 bool af__actor_stopping(const af_ctx *ctx);
 
+/* The way back to the sender of a received request (reply.c). */
+af__reply_to af__reply_to_of(const af_msg *m);
 /* Sends an answer (reply or error) to to. A requester whose queue is full
  * gets it later, in order (reply.c). */
 af_err af__answer(af_ctx *ctx, const af__reply_to *to, af_kind kind,

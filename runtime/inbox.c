@@ -41,10 +41,7 @@ af_err af__ctx_open_inbox(af_ctx *ctx, int capacity)
 /* Answers a request that cannot be handled. */
 static void refuse(af_ctx *ctx, af_msg *m, int code, const char *text)
 {
-	af__reply_to to = {.route = m->route,
-			   .nroute = m->nroute,
-			   .name = m->reply_to,
-			   .name_len = m->reply_to_len};
+	af__reply_to to = af__reply_to_of(m);
 
 	af__answer_error(ctx, &to, m->env.id, code, text);
 }

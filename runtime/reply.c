@@ -212,7 +212,7 @@ void af__reply_drop_backlog(af_ctx *ctx)
 
 /* ---- the public calls -------------------------------------------------- */
 
-static af__reply_to reply_to_of(const af_msg *m)
+af__reply_to af__reply_to_of(const af_msg *m)
 {
 	af__reply_to to = {.route = m->route,
 			   .nroute = m->nroute,
@@ -235,7 +235,7 @@ static af_err check_answerable(af_ctx *ctx, const af_msg *m)
 af_err af_reply(af_ctx *ctx, af_msg *m, const af_payload *payload)
 {
 	af_err err = check_answerable(ctx, m);
-	af__reply_to to = reply_to_of(m);
+	af__reply_to to = af__reply_to_of(m);
 
 	if (err != AF_OK)
 		return err;
@@ -260,7 +260,7 @@ static af_err answer_vfmt(af_ctx *ctx, const af__reply_to *to, uint64_t id,
 af_err af_reply_error(af_ctx *ctx, af_msg *m, int code, const char *fmt, ...)
 {
 	af_err err = check_answerable(ctx, m);
-	af__reply_to to = reply_to_of(m);
+	af__reply_to to = af__reply_to_of(m);
 	va_list ap;
 
 	if (err != AF_OK)
