@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 
 #include "ctx.h"
@@ -39,4 +40,9 @@ af_err af__addr_parse(const char *addr, const char **key, size_t *key_len,
 			return AF_EADDR;
 	}
 	return *key_len > 6 ? AF_OK : AF_EADDR;
+}
+
+void af__inproc_endpoint(char *buf, size_t cap, const char *name)
+{
+	snprintf(buf, cap, "inproc://af/%s", name);
 }

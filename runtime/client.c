@@ -11,7 +11,6 @@
 #include "ctx.h"
 #include "system.h"
 
-#define STANDALONE_MAX_MESSAGE (16u << 20)
 /* Answers a client may have waiting per actor; more wait in the actor. */
 #define CLIENT_INBOX_CAPACITY 1000
 
@@ -41,7 +40,7 @@ af_err af_client_new(af_client **out, af_system *sys)
 		}
 	}
 	err = af__ctx_init(&c->ctx, sys, zctx,
-			   sys != NULL ? sys->max_msg : STANDALONE_MAX_MESSAGE,
+			   sys != NULL ? sys->max_msg : AF__DEFAULT_MAX_MESSAGE,
 			   "client");
 	/* Local actors answer a client in its own inbox; remote ones on the
 	 * connection the request went out on. */

@@ -400,7 +400,7 @@ void af__ctx_fail_requests(af_ctx *ctx, int status)
 		af__outreq_settle(o, status, NULL);
 }
 
-void af__ctx_on_response(af_ctx *ctx, af__peer *peer, af_msg *m)
+void af__ctx_on_response(af_ctx *ctx, af_msg *m)
 {
 	af__outreq *o;
 

@@ -118,8 +118,8 @@ void af__ctx_fail_requests(af_ctx *ctx, int status);
 /* Ends an outstanding request: removes it from every index, calls its
  * continuation with status and reply, frees it. */
 void af__outreq_settle(af__outreq *o, int status, af_msg *reply);
-/* A reply, error or stream message arrived on a peer. */
-void af__ctx_on_response(af_ctx *ctx, af__peer *peer, af_msg *m);
+/* A reply, error or stream message arrived (inbox or remote peer). */
+void af__ctx_on_response(af_ctx *ctx, af_msg *m);
 /* Opens ctx's inbox under ctx->inbox_name with room for capacity messages
  * per sender. AF_OK, AF_EEXIST, AF_ESYS. */
 af_err af__ctx_open_inbox(af_ctx *ctx, int capacity);
@@ -171,6 +171,9 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 		       const af_payload *payload, int64_t timeout_ms,
 		       int64_t block_ms, af_reply_fn fn, void *arg,
 		       uint64_t *id);
+
+/* Writes the inproc endpoint of the inbox called name. */
+void af__inproc_endpoint(char *buf, size_t cap, const char *name);
 
 /* Splits addr into the peer key and the target name ("#name"). */
 af_err af__addr_parse(const char *addr, const char **key, size_t *key_len,

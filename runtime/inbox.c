@@ -28,7 +28,7 @@ af_err af__ctx_open_inbox(af_ctx *ctx, int capacity)
 	ctx->inbox = zmq_socket(ctx->zctx, ZMQ_PULL);
 	if (ctx->inbox == NULL)
 		return AF_ESYS;
-	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", ctx->inbox_name);
+	af__inproc_endpoint(endpoint, sizeof(endpoint), ctx->inbox_name);
 	if (zmq_setsockopt(ctx->inbox, ZMQ_RCVHWM, &capacity,
 			   sizeof(capacity)) != 0)
 		return AF_ESYS;
@@ -102,7 +102,7 @@ static void deliver(af_ctx *ctx, af_msg *m)
 	case AF_KIND_ERROR:
 	case AF_KIND_CHUNK:
 	case AF_KIND_END:
-		af__ctx_on_response(ctx, NULL, m);
+		af__ctx_on_response(ctx, m);
 		return;
 	default:
 		break;
@@ -214,7 +214,7 @@ void af__ctx_close_inbox(af_ctx *ctx)
 	/* zmq_close gives the name back only when ZeroMQ's reaper gets to
 	 * the socket; unbinding gives it back now, so a new actor may take
 	 * the name as soon as this one is gone. */
-	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", ctx->inbox_name);
+	af__inproc_endpoint(endpoint, sizeof(endpoint), ctx->inbox_name);
 	zmq_unbind(ctx->inbox, endpoint);
 	zmq_close(ctx->inbox);
 	ctx->inbox = NULL;

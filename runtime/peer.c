@@ -153,7 +153,7 @@ static void peer_readable(af__watch *w, unsigned events)
 		} else if (af__msg_decode(&m, zmq_msg_data(&frame),
 					  zmq_msg_size(&frame), ctx->max_msg,
 					  &ctx->zone) == AF_OK) {
-			af__ctx_on_response(ctx, p, &m);
+			af__ctx_on_response(ctx, &m);
 			af__msg_clear(&m);
 		} else {
 			ctx->counters.malformed++;
@@ -243,7 +243,7 @@ static af_err connect_local(af__peer *p)
 		af__system_lookup(p->ctx->sys, p->key, strlen(p->key), false);
 	if (p->incarnation == 0)
 		return AF_ENOTFOUND;
-	snprintf(endpoint, sizeof(endpoint), "inproc://af/%s", p->key);
+	af__inproc_endpoint(endpoint, sizeof(endpoint), p->key);
 	return zmq_connect(p->sock, endpoint) == 0 ? AF_OK : AF_ESYS;
 }
 

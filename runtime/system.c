@@ -8,7 +8,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define DEFAULT_MAX_MESSAGE (16u << 20)
 #define DEFAULT_MAILBOX_CAPACITY 1000
 #define DEFAULT_STACK_SIZE (256u << 10)
 
@@ -31,7 +30,7 @@ af_err af_system_new(af_system **out, const af_system_opts *opts)
 		return AF_ENOMEM;
 	sys->max_msg = opts != NULL && opts->max_message_size > 0
 			       ? opts->max_message_size
-			       : DEFAULT_MAX_MESSAGE;
+			       : AF__DEFAULT_MAX_MESSAGE;
 	sys->zctx = zmq_ctx_new();
 	if (sys->zctx == NULL)
 		goto undo_sys;

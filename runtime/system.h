@@ -14,6 +14,10 @@
 #include "envelope.h"
 #include "loop.h"
 
+/* The largest message a system (or a standalone client) accepts unless
+ * told otherwise. */
+#define AF__DEFAULT_MAX_MESSAGE (16u << 20)
+
 typedef enum af__actor_state {
 	AF__ACTOR_STARTING,
 	AF__ACTOR_RUNNING,
