@@ -151,7 +151,7 @@ static void check_envelope(const uint8_t *data, size_t size)
 	if (err != AF_OK)
 		return;
 
-	require(env.kind >= AF_KIND_TELL && env.kind <= AF_KIND_BATCH);
+	require(env.kind >= AF_KIND_TELL && env.kind <= AF_KIND_CREDIT);
 	require(env.type_len <= AF__TYPE_MAX && env.to_len <= AF__NAME_MAX);
 	if (env.type != NULL)
 		touch(env.type, env.type_len);

@@ -86,9 +86,17 @@ void af__actor_dispatch(af_ctx *ctx, af_msg *m)
 		}
 		return;
 	case AF_KIND_CANCEL:
+		if (!ctx->stopping) {
+			af_pending *p = af__pending_find(ctx, m);
+			if (p != NULL)
+				af__pending_cancel(ctx, p);
+		}
+		return;
+	case AF_KIND_CREDIT:
+		if (!ctx->stopping)
+			af__stream_on_credit(ctx, m);
+		return;
 	case AF_KIND_HEARTBEAT:
-		/* Deadlines bound deferred work; cancellation of streams
-		 * builds on this message. */
 		return;
 	default:
 		ctx->counters.malformed++;

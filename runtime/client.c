@@ -20,6 +20,26 @@ struct af_client {
 	bool done;
 	int status;
 	af_msg *reply;
+	af_stream *streams; /* open streams, detached when the client goes */
+};
+
+/* A chunk waiting for the reader. */
+typedef struct chunk_node {
+	struct chunk_node *next;
+	af_msg *msg;
+} chunk_node;
+
+struct af_stream {
+	af_client *client; /* NULL once the client is destroyed */
+	uint64_t id;
+	chunk_node *head;
+	chunk_node *tail;
+	bool ended;    /* the end or error arrived */
+	bool reported; /* ... and was handed to the reader */
+	int status;
+	af_msg *last; /* the end or error message */
+	af_stream *prev;
+	af_stream *next;
 };
 
 af_err af_client_new(af_client **out, af_system *sys)
@@ -83,6 +103,8 @@ void af_client_destroy(af_client **cp)
 	/* Nobody waits for what is still outstanding. */
 	while ((o = af__idmap_next(&c->ctx.outreqs, &pos, NULL)) != NULL)
 		o->fn = abandon;
+	for (af_stream *s = c->streams; s != NULL; s = s->next)
+		s->client = NULL;
 	af__ctx_fini(&c->ctx, AF_ECANCELED);
 	if (c->ctx.sys != NULL)
 		af__system_remove_inbox(c->ctx.sys, c->ctx.inbox_name);
@@ -109,14 +131,16 @@ af_err af_client_request(af_client *c, const char *addr, const char *type,
 			 const af_payload *payload, int64_t timeout_ms,
 			 af_msg **reply)
 {
+	af__request_opts opts = {.block_ms = timeout_ms};
 	af_err err;
 
 	if (c == NULL || reply == NULL || timeout_ms <= 0)
 		return AF_EINVAL;
 	*reply = NULL;
 	c->done = false;
-	err = af__ctx_request(&c->ctx, addr, type, payload, timeout_ms,
-			      timeout_ms, on_outcome, c, NULL);
+
+	err = af__ctx_request(&c->ctx, addr, type, payload, timeout_ms, &opts,
+			      on_outcome, c, NULL);
 	if (err != AF_OK)
 		return err;
 	/* The request's deadline timer guarantees an outcome. */
@@ -133,8 +157,153 @@ af_err af_client_request(af_client *c, const char *addr, const char *type,
 af_err af_client_tell(af_client *c, const char *addr, const char *type,
 		      const af_payload *payload, int64_t timeout_ms)
 {
+	af__envelope env = {.kind = AF_KIND_TELL};
+
 	if (c == NULL || timeout_ms < 0)
 		return AF_EINVAL;
-	return af__ctx_send(&c->ctx, addr, AF_KIND_TELL, 0, type, payload, 0,
-			    timeout_ms, NULL);
+	return af__ctx_send(&c->ctx, addr, &env, type, payload, timeout_ms,
+			    NULL);
+}
+
+/* ---- streams ----------------------------------------------------------- */
+
+static void stream_on_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
+{
+	af_stream *s = arg;
+	chunk_node *n = malloc(sizeof(*n));
+
+	/* The window bounds what waits here. Without memory for it the
+	 * chunk cannot be kept, and the stream must not go on without it. */
+	if (n == NULL || af__msg_clone(chunk, &n->msg) != AF_OK) {
+		free(n);
+		s->status = AF_ENOMEM;
+		af_cancel(ctx, s->id);
+		return;
+	}
+	n->next = NULL;
+	if (s->tail != NULL)
+		s->tail->next = n;
+	else
+		s->head = n;
+	s->tail = n;
+}
+
+static void stream_on_end(af_ctx *ctx, int status, af_msg *last, void *arg)
+{
+	af_stream *s = arg;
+
+	s->ended = true;
+	if (s->status == AF_OK)
+		s->status = status;
+	if (last != NULL && af__msg_clone(last, &s->last) != AF_OK &&
+	    s->status == AF_OK)
+		s->status = AF_ENOMEM;
+}
+
+af_err af_client_stream(af_client *c, const char *addr, const char *type,
+			const af_payload *payload, int64_t timeout_ms,
+			af_stream **out)
+{
+	af__request_opts opts = {.block_ms = timeout_ms,
+				 .on_chunk = stream_on_chunk,
+				 .manual_credit = true};
+	af_stream *s;
+	af_err err;
+
+	if (c == NULL || out == NULL || timeout_ms <= 0)
+		return AF_EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return AF_ENOMEM;
+	s->client = c;
+	err = af__ctx_request(&c->ctx, addr, type, payload, timeout_ms, &opts,
+			      stream_on_end, s, &s->id);
+	if (err != AF_OK) {
+		free(s);
+		return err;
+	}
+	s->next = c->streams;
+	if (c->streams != NULL)
+		c->streams->prev = s;
+	c->streams = s;
+	*out = s;
+	return AF_OK;
+}
+
+af_err af_stream_next(af_stream *s, int64_t timeout_ms, af_msg **msg)
+{
+	int64_t deadline_us;
+
+	if (s == NULL || msg == NULL || timeout_ms < 0)
+		return AF_EINVAL;
+	*msg = NULL;
+	/* A client destroyed under the stream took its answers with it. */
+	if (s->client == NULL && !s->ended)
+		return AF_ECANCELED;
+	deadline_us = af__now_us() + timeout_ms * 1000;
+	for (;;) {
+		if (s->head != NULL) {
+			chunk_node *n = s->head;
+			af__outreq *o;
+			s->head = n->next;
+			if (s->head == NULL)
+				s->tail = NULL;
+			*msg = n->msg;
+			free(n);
+			o = s->client != NULL
+				    ? af__idmap_get(&s->client->ctx.outreqs,
+						    s->id)
+				    : NULL;
+			if (o != NULL)
+				af__stream_taken(&s->client->ctx, o, 1);
+			return AF_OK;
+		}
+		if (s->ended) {
+			if (!s->reported) {
+				s->reported = true;
+				*msg = s->last;
+				s->last = NULL;
+			}
+			return s->status == AF_OK ? AF_EOF : s->status;
+		}
+		{
+			int64_t left = deadline_us - af__now_us();
+			if (left <= 0 && timeout_ms > 0)
+				return AF_EAGAIN;
+			if (af__loop_run_once(&s->client->ctx.loop,
+					      left > 0 ? left : 0) != AF_OK)
+				return AF_ESYS;
+			if (timeout_ms == 0 && s->head == NULL && !s->ended)
+				return AF_EAGAIN;
+		}
+	}
+}
+
+void af_stream_close(af_stream **sp)
+{
+	af_stream *s;
+
+	if (sp == NULL || *sp == NULL)
+		return;
+	s = *sp;
+	*sp = NULL;
+	if (s->client != NULL) {
+		af_client *c = s->client;
+		if (!s->ended)
+			af_cancel(&c->ctx, s->id);
+		if (s->prev != NULL)
+			s->prev->next = s->next;
+		else
+			c->streams = s->next;
+		if (s->next != NULL)
+			s->next->prev = s->prev;
+	}
+	while (s->head != NULL) {
+		chunk_node *n = s->head;
+		s->head = n->next;
+		af_msg_destroy(&n->msg);
+		free(n);
+	}
+	af_msg_destroy(&s->last);
+	free(s);
 }

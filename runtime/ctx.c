@@ -36,6 +36,8 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 	ctx->max_msg = max_msg;
 	ctx->name = name;
 	ctx->backlog_timer.index = SIZE_MAX;
+	ctx->probe_timer.index = SIZE_MAX;
+	af__idmap_init(&ctx->pending_index);
 	af__idmap_init(&ctx->peer_index);
 	af__idmap_init(&ctx->outreqs);
 	af__idmap_init(&ctx->timers);
@@ -92,6 +94,7 @@ void af__ctx_fini(af_ctx *ctx, int status)
 		if (ctx->fds[fd] != NULL)
 			af_fd_unwatch(ctx, fd);
 	af__reply_drop_backlog(ctx);
+	af__loop_timer_del(&ctx->loop, &ctx->probe_timer);
 	af__ctx_close_inbox(ctx);
 	af__peers_close_all(ctx, status);
 	if (ctx->sys != NULL)
@@ -101,6 +104,7 @@ void af__ctx_fini(af_ctx *ctx, int status)
 	free(ctx->waker);
 	af__loop_fini(&ctx->loop);
 	free(ctx->fds);
+	af__idmap_fini(&ctx->pending_index);
 	af__idmap_fini(&ctx->peer_index);
 	af__idmap_fini(&ctx->outreqs);
 	af__idmap_fini(&ctx->timers);
@@ -194,11 +198,10 @@ static bool batch_tell(af__peer *peer, const af__envelope *env,
 	return true;
 }
 
-af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
+af_err af__ctx_send(af_ctx *ctx, const char *addr, af__envelope *env,
 		    const char *type, const af_payload *payload,
-		    uint64_t ttl_ms, int64_t block_ms, af__peer **via)
+		    int64_t block_ms, af__peer **via)
 {
-	af__envelope env = {.kind = kind, .id = id, .ttl_ms = ttl_ms};
 	const char *key;
 	size_t key_len;
 	bool remote;
@@ -220,31 +223,32 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 		af__ctx_check_epoch(ctx, false);
 	if (ctx->last_peer != NULL && strcmp(addr, ctx->last_addr) == 0) {
 		peer = ctx->last_peer;
-		env.to = ctx->last_to;
-		env.to_len = ctx->last_to_len;
+		env->to = ctx->last_to;
+		env->to_len = ctx->last_to_len;
 	} else {
-		err = af__addr_parse(addr, &key, &key_len, &remote, &env.to,
-				     &env.to_len);
+		err = af__addr_parse(addr, &key, &key_len, &remote, &env->to,
+				     &env->to_len);
 		if (err == AF_OK)
 			err = af__peer_get(ctx, key, key_len, remote, &peer);
 		if (err != AF_OK)
 			return err;
-		remember_addr(ctx, addr, peer, env.to, env.to_len);
+		remember_addr(ctx, addr, peer, env->to, env->to_len);
 	}
 	if (type != NULL) {
-		env.type = type;
-		env.type_len = strlen(type);
+		env->type = type;
+		env->type_len = strlen(type);
 	}
 	/* An actor's tells travel in a batch sent when this turn of its loop
 	 * ends; a client's, which runs no loop after the call, go at once. */
-	if (kind == AF_KIND_TELL && ctx->actor != NULL &&
-	    batch_tell(peer, &env, payload, ctx->max_msg, &err))
+	if (env->kind == AF_KIND_TELL && ctx->actor != NULL &&
+	    batch_tell(peer, env, payload, ctx->max_msg, &err))
 		return err;
-	err = af__frame_build(&frame, &env, payload, ctx->max_msg);
+	err = af__frame_build(&frame, env, payload, ctx->max_msg);
 	if (err != AF_OK)
 		return err;
 	err = af__peer_send(peer, &frame,
-			    kind == AF_KIND_REQUEST ? ctx->inbox_name : NULL,
+			    env->kind == AF_KIND_REQUEST ? ctx->inbox_name
+							 : NULL,
 			    block_ms);
 	if (err != AF_OK) {
 		zmq_msg_close(&frame);
@@ -258,8 +262,9 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
 af_err af_tell(af_ctx *ctx, const char *addr, const char *type,
 	       const af_payload *payload)
 {
-	return af__ctx_send(ctx, addr, AF_KIND_TELL, 0, type, payload, 0, 0,
-			    NULL);
+	af__envelope env = {.kind = AF_KIND_TELL};
+
+	return af__ctx_send(ctx, addr, &env, type, payload, 0, NULL);
 }
 
 af_err af_when_writable(af_ctx *ctx, const char *addr, af_timer_fn fn,
@@ -307,17 +312,36 @@ void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 	free(o);
 }
 
+void af__outreq_send_cancel(af_ctx *ctx, af__outreq *o)
+{
+	af__envelope env = {.kind = AF_KIND_CANCEL, .id = o->id};
+	zmq_msg_t frame;
+
+	/* Best effort: the requester's outcome does not depend on it. A local
+	 * cancel names this inbox, as a request does, so the target can tell
+	 * whose request it is. */
+	if (o->peer == NULL || o->peer->closed ||
+	    af__frame_build(&frame, &env, NULL, ctx->max_msg) != AF_OK)
+		return;
+	if (af__peer_send(o->peer, &frame, ctx->inbox_name, 0) != AF_OK)
+		zmq_msg_close(&frame);
+}
+
 static void outreq_expired(af__timer *t)
 {
-	af__outreq_settle(AF__CONTAINER(t, af__outreq, deadline), AF_ETIMEDOUT,
-			  NULL);
+	af__outreq *o = AF__CONTAINER(t, af__outreq, deadline);
+
+	af__outreq_send_cancel(o->ctx, o);
+	af__outreq_settle(o, AF_ETIMEDOUT, NULL);
 }
 
 af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 		       const af_payload *payload, int64_t timeout_ms,
-		       int64_t block_ms, af_reply_fn fn, void *arg,
+		       const af__request_opts *opts, af_reply_fn fn, void *arg,
 		       uint64_t *id)
 {
+	af__envelope env = {.kind = AF_KIND_REQUEST,
+			    .ttl_ms = (uint64_t)timeout_ms};
 	af__outreq *o;
 	af__peer *peer;
 	af_err err;
@@ -330,6 +354,14 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 	o->id = ++ctx->next_id;
 	o->fn = fn;
 	o->arg = arg;
+	o->on_chunk = opts->on_chunk;
+	o->manual_credit = opts->manual_credit;
+	if (o->on_chunk != NULL)
+		o->window = AF_STREAM_WINDOW;
+	/* A request's seq is the credit window it grants: 0 asks for one
+	 * answer and no stream. */
+	env.id = o->id;
+	env.seq = o->window;
 	o->ctx = ctx;
 	o->deadline.index = SIZE_MAX;
 	o->deadline.cb = outreq_expired;
@@ -341,9 +373,8 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 		err = af__loop_timer_add(&ctx->loop, &o->deadline,
 					 af__now_us() + timeout_ms * 1000);
 	if (err == AF_OK)
-		err = af__ctx_send(ctx, addr, AF_KIND_REQUEST, o->id, type,
-				   payload, (uint64_t)timeout_ms, block_ms,
-				   &peer);
+		err = af__ctx_send(ctx, addr, &env, type, payload,
+				   opts->block_ms, &peer);
 	if (err != AF_OK) {
 		af__idmap_take(&ctx->outreqs, o->id);
 		if (ctx->outreqs.len == 0)
@@ -366,25 +397,32 @@ af_err af_request(af_ctx *ctx, const char *addr, const char *type,
 		  const af_payload *payload, int64_t timeout_ms, af_reply_fn fn,
 		  void *arg, uint64_t *id)
 {
-	return af__ctx_request(ctx, addr, type, payload, timeout_ms, 0, fn, arg,
-			       id);
+	af__request_opts opts = {0};
+
+	return af__ctx_request(ctx, addr, type, payload, timeout_ms, &opts, fn,
+			       arg, id);
+}
+
+af_err af_request_stream(af_ctx *ctx, const char *addr, const char *type,
+			 const af_payload *payload, int64_t timeout_ms,
+			 af_chunk_fn on_chunk, af_reply_fn on_end, void *arg,
+			 uint64_t *id)
+{
+	af__request_opts opts = {.on_chunk = on_chunk};
+
+	if (on_chunk == NULL)
+		return AF_EINVAL;
+	return af__ctx_request(ctx, addr, type, payload, timeout_ms, &opts,
+			       on_end, arg, id);
 }
 
 af_err af_cancel(af_ctx *ctx, uint64_t id)
 {
 	af__outreq *o = af__idmap_get(&ctx->outreqs, id);
-	af__envelope env = {.kind = AF_KIND_CANCEL, .id = id};
-	zmq_msg_t frame;
 
 	if (o == NULL)
 		return AF_ENOTFOUND;
-	/* Telling the target is best effort: the requester's outcome does not
-	 * depend on it. */
-	if (o->peer != NULL &&
-	    af__frame_build(&frame, &env, NULL, ctx->max_msg) == AF_OK) {
-		if (af__peer_send(o->peer, &frame, NULL, 0) != AF_OK)
-			zmq_msg_close(&frame);
-	}
+	af__outreq_send_cancel(ctx, o);
 	af__outreq_settle(o, AF_ECANCELED, NULL);
 	return AF_OK;
 }
@@ -395,9 +433,13 @@ void af__ctx_fail_requests(af_ctx *ctx, int status)
 	size_t pos = 0;
 
 	/* Restart the scan after each settle: a continuation may add or
-	 * remove requests. New ones fail at once, since ctx is stopping. */
-	while ((pos = 0, o = af__idmap_next(&ctx->outreqs, &pos, NULL)) != NULL)
+	 * remove requests. New ones fail at once, since ctx is stopping.
+	 * Targets are told, so that they stop work nobody waits for. */
+	while ((pos = 0, o = af__idmap_next(&ctx->outreqs, &pos, NULL)) !=
+	       NULL) {
+		af__outreq_send_cancel(ctx, o);
 		af__outreq_settle(o, status, NULL);
+	}
 }
 
 void af__ctx_on_response(af_ctx *ctx, af_msg *m)
@@ -407,10 +449,17 @@ void af__ctx_on_response(af_ctx *ctx, af_msg *m)
 	switch (m->env.kind) {
 	case AF_KIND_REPLY:
 	case AF_KIND_ERROR:
+	case AF_KIND_CHUNK:
+	case AF_KIND_END:
 		o = af__idmap_get(&ctx->outreqs, m->env.id);
 		if (o == NULL) {
 			/* Settled already (deadline, cancel, peer down). */
 			ctx->counters.late++;
+			return;
+		}
+		if (m->env.kind == AF_KIND_CHUNK ||
+		    m->env.kind == AF_KIND_END) {
+			af__stream_on_chunk(ctx, o, m);
 			return;
 		}
 		af__outreq_settle(

@@ -23,6 +23,17 @@ struct af__outreq {
 	uint64_t id;
 	af_reply_fn fn;
 	void *arg;
+	/* A stream request: on_chunk runs for each chunk. Chunks received,
+	 * taken by the consumer, and the last credit sent (all counts). A
+	 * client takes chunks when its reader does (manual_credit); an
+	 * actor when on_chunk returns. */
+	af_chunk_fn on_chunk;
+	uint64_t window;
+	uint64_t received;
+	uint64_t taken;
+	uint64_t credited;
+	bool manual_credit;
+	bool credit_owed; /* a credit met a full mailbox and waits */
 	af__timer deadline;
 	af_ctx *ctx;
 	af__peer *peer;
@@ -50,11 +61,31 @@ typedef struct af__reply_to {
 } af__reply_to;
 
 struct af_pending {
+	af_ctx *ctx;
 	uint64_t id;
+	/* The hash of the requester and id, by which a cancel or a credit
+	 * finds the request (ctx->pending_index). */
+	uint64_t key;
+	bool indexed; /* false after a hash collision: found by a scan */
 	int64_t deadline_us;
 	zmq_msg_t route[AF__MAX_ROUTE];
 	int nroute;
 	char *name; /* a local requester's inbox */
+	/* Streams: the consumer's window (0: it wants one answer), chunks
+	 * sent, and chunks it has taken (its last credit). */
+	uint64_t window;
+	uint64_t sent;
+	uint64_t acked;
+	af_timer_fn on_cancel;
+	void *cancel_arg;
+	af_timer_fn on_writable;
+	void *writable_arg;
+	/* Runs callbacks a call cannot run itself: a writable wait that can
+	 * go at once, a cancel found while sending. */
+	af__timer soon;
+	bool cancel_due;
+	bool cancelled; /* the requester gave up; answers go nowhere */
+	bool in_hook;   /* on_cancel is running: the runtime frees p after */
 	af_pending *prev;
 	af_pending *next;
 };
@@ -84,6 +115,11 @@ struct af_ctx {
 	af__fdwatch **fds;
 	int fds_cap;
 	af_pending *deferred;
+	af__idmap pending_index;
+	size_t pending_unindexed;
+	/* Checks that remote requesters of streams and cancellable requests
+	 * are still there (reply.c). */
+	af__timer probe_timer;
 	/* Answers that met a full requester queue, oldest first. */
 	struct af__backlog *backlog_head;
 	struct af__backlog *backlog_tail;
@@ -137,14 +173,32 @@ bool af__actor_stopping(const af_ctx *ctx);
 
 /* The way back to the sender of a received request (reply.c). */
 af__reply_to af__reply_to_of(const af_msg *m);
-/* Sends an answer (reply or error) to to. A requester whose queue is full
- * gets it later, in order (reply.c). */
-af_err af__answer(af_ctx *ctx, const af__reply_to *to, af_kind kind,
-		  uint64_t id, const af_payload *payload);
+af__reply_to af__pending_reply_to(const af_pending *p);
+/* Sends an answer (reply, error, chunk or end) to to. A requester whose
+ * queue is full gets it later, in order. AF_EPEERDOWN when the requester
+ * is gone (reply.c). */
+af_err af__answer(af_ctx *ctx, const af__reply_to *to, const af__envelope *env,
+		  const af_payload *payload);
 af_err af__answer_error(af_ctx *ctx, const af__reply_to *to, uint64_t id,
 			int code, const char *text);
-/* Answers every deferred request with AF_ESTOPPED. */
+/* Answers every deferred request with AF_ESTOPPED (after its cancel hook:
+ * its work is abandoned). */
 void af__reply_settle_deferred(af_ctx *ctx);
+/* The deferred request a cancel or credit message m refers to, or NULL. */
+af_pending *af__pending_find(af_ctx *ctx, const af_msg *m);
+/* The requester gave up on p: runs its cancel hook and frees it, or (with
+ * no hook) marks it so that its answer goes nowhere. */
+void af__pending_cancel(af_ctx *ctx, af_pending *p);
+/* Runs the cancel of p on the next turn (found while inside a call). */
+void af__pending_cancel_soon(af_ctx *ctx, af_pending *p);
+/* A credit message m arrived for a stream this actor produces (stream.c). */
+void af__stream_on_credit(af_ctx *ctx, af_msg *m);
+/* A chunk or end arrived for a stream request of ctx (stream.c). */
+void af__stream_on_chunk(af_ctx *ctx, af__outreq *o, af_msg *m);
+/* The consumer took n more chunks of o: sends credit when due. */
+void af__stream_taken(af_ctx *ctx, af__outreq *o, uint64_t n);
+/* Tells the target of o that the requester gives up on it (best effort). */
+void af__outreq_send_cancel(af_ctx *ctx, af__outreq *o);
 /* Tries once more to send answers that met a full queue, then drops the
  * rest (context teardown). */
 void af__reply_drop_backlog(af_ctx *ctx);
@@ -159,17 +213,25 @@ void af__ctx_check_epoch(af_ctx *ctx, bool take_answers);
 af_err af__frame_build(zmq_msg_t *frame, const af__envelope *env,
 		       const af_payload *payload, size_t max_msg);
 
-/* Sends a message of kind to addr. block_ms: 0 fails with AF_EAGAIN on a
- * full mailbox, > 0 waits that long (clients only). *via, if not NULL,
+/* Sends the message env describes (kind, id, seq, ttl; its type and
+ * target are filled in here) to addr. block_ms: 0 fails with AF_EAGAIN on
+ * a full mailbox, > 0 waits that long (clients only). *via, if not NULL,
  * receives the peer used. */
-af_err af__ctx_send(af_ctx *ctx, const char *addr, af_kind kind, uint64_t id,
+af_err af__ctx_send(af_ctx *ctx, const char *addr, af__envelope *env,
 		    const char *type, const af_payload *payload,
-		    uint64_t ttl_ms, int64_t block_ms, af__peer **via);
+		    int64_t block_ms, af__peer **via);
 
-/* af_request's engine, with block_ms as in af__ctx_send. */
+/* What a request asks for beyond af_request's arguments. */
+typedef struct af__request_opts {
+	int64_t block_ms;     /* as in af__ctx_send */
+	af_chunk_fn on_chunk; /* a stream request when not NULL */
+	bool manual_credit;   /* the consumer reports taken chunks itself */
+} af__request_opts;
+
+/* af_request's and af_request_stream's engine. */
 af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 		       const af_payload *payload, int64_t timeout_ms,
-		       int64_t block_ms, af_reply_fn fn, void *arg,
+		       const af__request_opts *opts, af_reply_fn fn, void *arg,
 		       uint64_t *id);
 
 /* Writes the inproc endpoint of the inbox called name. */

@@ -9,7 +9,7 @@
 
 static bool kind_valid(uint64_t kind)
 {
-	return kind >= AF_KIND_TELL && kind <= AF_KIND_BATCH;
+	return kind >= AF_KIND_TELL && kind <= AF_KIND_CREDIT;
 }
 
 /* Writers for the header's fields, the counterparts of the readers below:

@@ -81,7 +81,8 @@ static void deliver_batch(af_ctx *ctx, af_msg *batch)
 			ctx->counters.malformed += count - i;
 			break;
 		}
-		if (m.env.kind == AF_KIND_TELL)
+		/* A batch carries tells, and the chunks of streams. */
+		if (m.env.kind == AF_KIND_TELL || m.env.kind == AF_KIND_CHUNK)
 			deliver(ctx, &m);
 		else
 			ctx->counters.malformed++;

@@ -152,6 +152,13 @@ uint64_t af_msg_id(const af_msg *m)
 	return m->env.id;
 }
 
+uint64_t af_msg_seq(const af_msg *m)
+{
+	return m->env.kind == AF_KIND_CHUNK || m->env.kind == AF_KIND_END
+		       ? m->env.seq
+		       : 0;
+}
+
 int64_t af_msg_remaining_ms(const af_msg *m)
 {
 	return af__remaining_ms(m->deadline_us);

@@ -21,6 +21,9 @@
 /* ZeroMQ gives a ROUTER no writable signal per requester: a full remote
  * requester is retried on this period until it drains. */
 #define ROUTE_RETRY_US 1000
+/* How often remote requesters still waiting for a stream, or for a
+ * request the actor would stop work for, are checked to be there. */
+#define PROBE_US 1000000
 
 typedef struct af__backlog {
 	struct af__backlog *next;
@@ -159,12 +162,11 @@ static af_err backlog_push(af_ctx *ctx, const af__reply_to *to, zmq_msg_t *body)
 	return AF_OK;
 }
 
-af_err af__answer(af_ctx *ctx, const af__reply_to *to, af_kind kind,
-		  uint64_t id, const af_payload *payload)
+af_err af__answer(af_ctx *ctx, const af__reply_to *to, const af__envelope *env,
+		  const af_payload *payload)
 {
-	af__envelope env = {.kind = kind, .id = id};
 	zmq_msg_t body;
-	af_err err = af__frame_build(&body, &env, payload, ctx->max_msg);
+	af_err err = af__frame_build(&body, env, payload, ctx->max_msg);
 
 	if (err != AF_OK)
 		return err;
@@ -177,24 +179,28 @@ af_err af__answer(af_ctx *ctx, const af__reply_to *to, af_kind kind,
 	if (err == AF_EAGAIN)
 		return backlog_push(ctx, to, &body);
 	zmq_msg_close(&body);
-	if (err == AF_EPEERDOWN) {
-		/* The requester is gone: nobody is left to tell. */
+	if (err == AF_EPEERDOWN)
 		ctx->counters.unroutable++;
-		return AF_OK;
-	}
 	return err;
 }
 
 af_err af__answer_error(af_ctx *ctx, const af__reply_to *to, uint64_t id,
 			int code, const char *text)
 {
+	af__envelope env = {.kind = AF_KIND_ERROR, .id = id};
 	af_err err;
 
 	af_payload_reset(ctx->scratch);
 	err = af__error_payload(ctx->scratch, code, text);
 	if (err != AF_OK)
 		return err;
-	return af__answer(ctx, to, AF_KIND_ERROR, id, ctx->scratch);
+	return af__answer(ctx, to, &env, ctx->scratch);
+}
+
+/* An answer to a requester that is gone has done all it can. */
+static af_err delivered(af_err err)
+{
+	return err == AF_EPEERDOWN ? AF_OK : err;
 }
 
 void af__reply_drop_backlog(af_ctx *ctx)
@@ -237,9 +243,11 @@ af_err af_reply(af_ctx *ctx, af_msg *m, const af_payload *payload)
 	af_err err = check_answerable(ctx, m);
 	af__reply_to to = af__reply_to_of(m);
 
+	af__envelope env = {.kind = AF_KIND_REPLY, .id = m->env.id};
+
 	if (err != AF_OK)
 		return err;
-	err = af__answer(ctx, &to, AF_KIND_REPLY, m->env.id, payload);
+	err = delivered(af__answer(ctx, &to, &env, payload));
 	/* A reply that could not be built (too large, unfinished payload)
 	 * leaves the request open so the handler can answer with an error. */
 	if (err == AF_OK)
@@ -266,16 +274,147 @@ af_err af_reply_error(af_ctx *ctx, af_msg *m, int code, const char *fmt, ...)
 	if (err != AF_OK)
 		return err;
 	va_start(ap, fmt);
-	err = answer_vfmt(ctx, &to, m->env.id, code, fmt, ap);
+	err = delivered(answer_vfmt(ctx, &to, m->env.id, code, fmt, ap));
 	va_end(ap);
 	if (err == AF_OK)
 		m->answered = true;
 	return err;
 }
 
+/* ---- deferred requests ------------------------------------------------- */
+
+static uint64_t hash_bytes(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* The key of a request: who sent it (a local inbox, or the routing frames
+ * of a remote connection) and its id, which is unique per requester. */
+static uint64_t request_key(const af__reply_to *to, uint64_t id)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	if (to->name != NULL)
+		h = hash_bytes(h, to->name, to->name_len);
+	for (int i = 0; i < to->nroute; i++)
+		h = hash_bytes(h, zmq_msg_data(&to->route[i]),
+			       zmq_msg_size(&to->route[i]));
+	h = hash_bytes(h, &id, sizeof(id));
+	return h | 1; /* the id map reserves 0 */
+}
+
+af__reply_to af__pending_reply_to(const af_pending *p)
+{
+	af__reply_to to = {.route = (zmq_msg_t *)p->route,
+			   .nroute = p->nroute,
+			   .name = p->name,
+			   .name_len = p->name != NULL ? strlen(p->name) : 0};
+
+	return to;
+}
+
+static bool same_requester(const af_pending *p, const af__reply_to *to,
+			   uint64_t id)
+{
+	if (p->id != id || p->nroute != to->nroute ||
+	    (p->name == NULL) != (to->name == NULL))
+		return false;
+	if (p->name != NULL && (strlen(p->name) != to->name_len ||
+				memcmp(p->name, to->name, to->name_len) != 0))
+		return false;
+	for (int i = 0; i < p->nroute; i++) {
+		size_t len = zmq_msg_size((zmq_msg_t *)&p->route[i]);
+		if (len != zmq_msg_size(&to->route[i]) ||
+		    memcmp(zmq_msg_data((zmq_msg_t *)&p->route[i]),
+			   zmq_msg_data(&to->route[i]), len) != 0)
+			return false;
+	}
+	return true;
+}
+
+af_pending *af__pending_find(af_ctx *ctx, const af_msg *m)
+{
+	af__reply_to to = af__reply_to_of(m);
+	af_pending *p;
+
+	if (to.name == NULL && to.nroute == 0)
+		return NULL;
+	p = af__idmap_get(&ctx->pending_index, request_key(&to, m->env.id));
+	if (p != NULL && same_requester(p, &to, m->env.id))
+		return p;
+	/* Only a hash collision leaves a request out of the index. */
+	for (p = ctx->pending_unindexed > 0 ? ctx->deferred : NULL; p != NULL;
+	     p = p->next)
+		if (!p->indexed && same_requester(p, &to, m->env.id))
+			return p;
+	return NULL;
+}
+
+static void probe_requesters(af__timer *t);
+
+/* Remote requesters of streams, and of requests with a cancel hook, are
+ * probed now and then: a ROUTER learns that a connection is gone, but
+ * tells nobody until something is sent along it. */
+static void arm_probe(af_ctx *ctx)
+{
+	if (ctx->probe_timer.index != SIZE_MAX)
+		return;
+	ctx->probe_timer.cb = probe_requesters;
+	af__loop_timer_add(&ctx->loop, &ctx->probe_timer,
+			   af__now_us() + PROBE_US);
+}
+
+static bool wants_probe(const af_pending *p)
+{
+	return p->nroute > 0 && !p->cancelled &&
+	       (p->window > 0 || p->on_cancel != NULL);
+}
+
+static void probe_requesters(af__timer *t)
+{
+	af_ctx *ctx = AF__CONTAINER(t, af_ctx, probe_timer);
+	af__envelope env = {.kind = AF_KIND_HEARTBEAT};
+	bool again = false;
+
+	for (af_pending *p = ctx->deferred; p != NULL; p = p->next) {
+		af__reply_to to;
+		if (!wants_probe(p))
+			continue;
+		to = af__pending_reply_to(p);
+		env.id = p->id;
+		if (af__answer(ctx, &to, &env, NULL) == AF_EPEERDOWN)
+			af__pending_cancel_soon(ctx, p);
+		else
+			again = true;
+	}
+	if (again)
+		arm_probe(ctx);
+}
+
+static void pending_soon(af__timer *t)
+{
+	af_pending *p = AF__CONTAINER(t, af_pending, soon);
+	af_ctx *ctx = p->ctx;
+
+	if (p->cancel_due) {
+		af__pending_cancel(ctx, p);
+		return;
+	}
+	if (p->on_writable != NULL && p->sent - p->acked < p->window) {
+		af_timer_fn fn = p->on_writable;
+		p->on_writable = NULL;
+		fn(ctx, p->writable_arg);
+	}
+}
+
 af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out)
 {
 	af_err err = check_answerable(ctx, m);
+	af__reply_to to = af__reply_to_of(m);
 	af_pending *p;
 
 	if (err != AF_OK)
@@ -292,8 +431,19 @@ af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out)
 			return AF_ENOMEM;
 		}
 	}
+	p->ctx = ctx;
 	p->id = m->env.id;
+	p->key = request_key(&to, m->env.id);
 	p->deadline_us = m->deadline_us;
+	/* A request's seq is the stream window its sender grants. */
+	p->window = m->env.seq;
+	p->soon.index = SIZE_MAX;
+	p->soon.cb = pending_soon;
+	if (af__idmap_get(&ctx->pending_index, p->key) == NULL &&
+	    af__idmap_put(&ctx->pending_index, p->key, p) == AF_OK)
+		p->indexed = true;
+	else
+		ctx->pending_unindexed++;
 	p->nroute = m->nroute;
 	for (int i = 0; i < m->nroute; i++) {
 		zmq_msg_init(&p->route[i]);
@@ -304,66 +454,97 @@ af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out)
 		ctx->deferred->prev = p;
 	ctx->deferred = p;
 	m->deferred = true;
+	if (wants_probe(p))
+		arm_probe(ctx);
 	*out = p;
 	return AF_OK;
 }
 
-static af__reply_to reply_to_of_pending(af_pending *p)
+static void pending_free(af_ctx *ctx, af_pending *p)
 {
-	af__reply_to to = {.route = p->route,
-			   .nroute = p->nroute,
-			   .name = p->name,
-			   .name_len = p->name != NULL ? strlen(p->name) : 0};
-
-	return to;
-}
-
-static void pending_free(af_ctx *ctx, af_pending **pp)
-{
-	af_pending *p = *pp;
-
 	if (p->prev != NULL)
 		p->prev->next = p->next;
 	else
 		ctx->deferred = p->next;
 	if (p->next != NULL)
 		p->next->prev = p->prev;
+	if (p->indexed)
+		af__idmap_take(&ctx->pending_index, p->key);
+	else
+		ctx->pending_unindexed--;
+	af__loop_timer_del(&ctx->loop, &p->soon);
 	for (int i = 0; i < p->nroute; i++)
 		zmq_msg_close(&p->route[i]);
 	free(p->name);
 	free(p);
-	*pp = NULL;
 }
 
-af_err af_pending_reply(af_ctx *ctx, af_pending **pp, const af_payload *payload)
+/* Ends *pp after its answer went: frees it, unless its cancel hook is
+ * running (the runtime frees it when the hook returns). */
+static void pending_done(af_ctx *ctx, af_pending **pp)
 {
+	af_pending *p = *pp;
+
+	*pp = NULL;
+	if (p->in_hook)
+		p->on_cancel = NULL; /* answered: nothing left to cancel */
+	else
+		pending_free(ctx, p);
+}
+
+static af_err pending_answer(af_ctx *ctx, af_pending **pp, af_kind kind,
+			     const af_payload *payload)
+{
+	af_pending *p;
 	af__reply_to to;
+	af__envelope env = {.kind = kind};
 	af_err err;
 
 	if (pp == NULL || *pp == NULL || ctx->actor == NULL)
 		return AF_EINVAL;
-	to = reply_to_of_pending(*pp);
-	err = af__answer(ctx, &to, AF_KIND_REPLY, (*pp)->id, payload);
-	if (err == AF_OK)
-		pending_free(ctx, pp);
-	return err;
+	p = *pp;
+	if (kind == AF_KIND_END && p->window == 0)
+		return AF_EINVAL;
+	if (!p->cancelled) {
+		to = af__pending_reply_to(p);
+		env.id = p->id;
+		env.seq = kind == AF_KIND_END ? p->sent : 0;
+		err = delivered(af__answer(ctx, &to, &env, payload));
+		if (err != AF_OK)
+			return err;
+	}
+	pending_done(ctx, pp);
+	return AF_OK;
+}
+
+af_err af_pending_reply(af_ctx *ctx, af_pending **pp, const af_payload *payload)
+{
+	return pending_answer(ctx, pp, AF_KIND_REPLY, payload);
+}
+
+af_err af_pending_end(af_ctx *ctx, af_pending **pp, const af_payload *payload)
+{
+	return pending_answer(ctx, pp, AF_KIND_END, payload);
 }
 
 af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code, const char *fmt,
 			...)
 {
 	af__reply_to to;
-	af_err err;
+	af_err err = AF_OK;
 	va_list ap;
 
 	if (pp == NULL || *pp == NULL || ctx->actor == NULL)
 		return AF_EINVAL;
-	to = reply_to_of_pending(*pp);
-	va_start(ap, fmt);
-	err = answer_vfmt(ctx, &to, (*pp)->id, code, fmt, ap);
-	va_end(ap);
+	if (!(*pp)->cancelled) {
+		to = af__pending_reply_to(*pp);
+		va_start(ap, fmt);
+		err = delivered(
+			answer_vfmt(ctx, &to, (*pp)->id, code, fmt, ap));
+		va_end(ap);
+	}
 	if (err == AF_OK)
-		pending_free(ctx, pp);
+		pending_done(ctx, pp);
 	return err;
 }
 
@@ -372,13 +553,67 @@ int64_t af_pending_remaining_ms(const af_pending *p)
 	return af__remaining_ms(p->deadline_us);
 }
 
+void af_pending_on_cancel(af_pending *p, af_timer_fn fn, void *arg)
+{
+	if (p == NULL)
+		return;
+	p->on_cancel = fn;
+	p->cancel_arg = arg;
+	if (wants_probe(p))
+		arm_probe(p->ctx);
+}
+
+/* Runs p's cancel hook, if any; true when it ran (p is then marked
+ * in_hook until the caller frees it). */
+static bool run_cancel_hook(af_ctx *ctx, af_pending *p)
+{
+	af_timer_fn fn = p->on_cancel;
+
+	if (fn == NULL)
+		return false;
+	p->on_cancel = NULL;
+	p->on_writable = NULL;
+	p->in_hook = true;
+	fn(ctx, p->cancel_arg);
+	p->in_hook = false;
+	return true;
+}
+
+void af__pending_cancel(af_ctx *ctx, af_pending *p)
+{
+	p->cancel_due = false;
+	if (p->cancelled)
+		return;
+	p->cancelled = true;
+	if (run_cancel_hook(ctx, p))
+		pending_free(ctx, p);
+	/* Without a hook the actor still holds p and answers it some day;
+	 * that answer goes nowhere. */
+}
+
+void af__pending_cancel_soon(af_ctx *ctx, af_pending *p)
+{
+	if (p->cancelled || p->cancel_due)
+		return;
+	p->cancel_due = true;
+	af__loop_timer_del(&ctx->loop, &p->soon);
+	af__loop_timer_add(&ctx->loop, &p->soon, 0);
+}
+
 void af__reply_settle_deferred(af_ctx *ctx)
 {
 	af_pending *p;
 
 	while ((p = ctx->deferred) != NULL) {
-		af__reply_to to = reply_to_of_pending(p);
-		af__answer_error(ctx, &to, p->id, AF_ESTOPPED, NULL);
-		pending_free(ctx, &p);
+		af__reply_to to = af__pending_reply_to(p);
+		/* The work is abandoned: its hook stops it, and an answer
+		 * given inside the hook sends nothing, so the requester
+		 * hears why. */
+		bool cancelled = p->cancelled;
+		p->cancelled = true;
+		run_cancel_hook(ctx, p);
+		if (!cancelled)
+			af__answer_error(ctx, &to, p->id, AF_ESTOPPED, NULL);
+		pending_free(ctx, p);
 	}
 }

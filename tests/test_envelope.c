@@ -92,7 +92,7 @@ static void test_round_trip_every_kind(void **state)
 {
 	af_payload *p = new_payload();
 
-	for (int kind = AF_KIND_TELL; kind <= AF_KIND_BATCH; kind++) {
+	for (int kind = AF_KIND_TELL; kind <= AF_KIND_CREDIT; kind++) {
 		af__envelope in = {
 			.kind = (af_kind)kind,
 			.id = 1000u + (uint64_t)kind,
@@ -196,7 +196,7 @@ static void test_header_rejects(void **state)
 	env.kind = 0;
 	assert_int_equal(af__envelope_header(buf, sizeof(buf), &len, &env),
 			 AF_EINVAL);
-	env.kind = AF_KIND_BATCH + 1;
+	env.kind = AF_KIND_CREDIT + 1;
 	assert_int_equal(af__envelope_header(buf, sizeof(buf), &len, &env),
 			 AF_EINVAL);
 	env.kind = AF_KIND_TELL;
@@ -354,7 +354,7 @@ static void test_unknown_kind(void **state)
 		size_t len;
 	} kinds[] = {
 		{RAW(0x00), 1},
-		{RAW(0x0a), 1},
+		{RAW(0x0b), 1},
 		{RAW(0xcc, 0xff), 2},
 		{RAW(0xff), 1},
 		{RAW(0xc0), 1},
@@ -648,7 +648,7 @@ static void check_decoded(af_err err, const af__envelope *env)
 	assert_true(err == AF_OK || err == AF_EPROTO || err == AF_EVERSION);
 	if (err != AF_OK)
 		return;
-	assert_true(env->kind >= AF_KIND_TELL && env->kind <= AF_KIND_BATCH);
+	assert_true(env->kind >= AF_KIND_TELL && env->kind <= AF_KIND_CREDIT);
 	assert_true(env->type_len <= AF__TYPE_MAX);
 	assert_true(env->to_len <= AF__NAME_MAX);
 	assert_non_null(env->payload);
@@ -927,12 +927,13 @@ static void test_err_strings(void **state)
 	assert_string_equal(af_errname(AF_OK), "AF_OK");
 	assert_string_equal(af_errname(AF_ETIMEDOUT), "AF_ETIMEDOUT");
 	assert_string_equal(af_errname(AF_EREMOTE), "AF_EREMOTE");
+	assert_string_equal(af_errname(AF_EOF), "AF_EOF");
 	assert_string_equal(af_errname(AF_EUSER), "AF_EUSER");
 	assert_null(af_errname(-1));
-	assert_null(af_errname(AF_EREMOTE + 1));
+	assert_null(af_errname(AF_EOF + 1));
 	assert_null(af_errname(AF_EUSER + 1));
 	assert_string_equal(af_strerror(-1), "unknown error");
-	assert_string_equal(af_strerror(AF_EREMOTE + 1), "unknown error");
+	assert_string_equal(af_strerror(AF_EOF + 1), "unknown error");
 	assert_string_equal(af_strerror(999), "unknown error");
 }
 

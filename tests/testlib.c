@@ -20,6 +20,115 @@ typedef struct later {
 	af_pending *p;
 } later;
 
+/* A stream the echo actor produces. */
+typedef struct ticker {
+	af_pending *p;
+	int64_t n;
+	int64_t fail_after;
+	int64_t sent;
+	stream_watch *watch;
+	af_payload *chunk;
+} ticker;
+
+static void ticker_free(ticker *t)
+{
+	af_payload_destroy(&t->chunk);
+	free(t);
+}
+
+static void ticker_cancelled(af_ctx *ctx, void *arg)
+{
+	ticker *t = arg;
+
+	if (t->watch != NULL && t->watch->cancelled != NULL)
+		test_signal_add(t->watch->cancelled);
+	ticker_free(t);
+}
+
+static void ticker_pump(af_ctx *ctx, void *arg)
+{
+	ticker *t = arg;
+
+	/* A bounded run per turn leaves the loop free to take credit and
+	 * cancels. */
+	for (int burst = 0; burst < 4096; burst++) {
+		af_err err;
+		if (t->n != 0 && t->sent == t->n) {
+			af_payload_reset(t->chunk);
+			af_pack_map(t->chunk, 1);
+			af_pack_str(t->chunk, "count");
+			af_pack_int(t->chunk, t->n);
+			af_pending_end(ctx, &t->p, t->chunk);
+			ticker_free(t);
+			return;
+		}
+		if (t->fail_after != 0 && t->sent == t->fail_after) {
+			af_pending_error(ctx, &t->p, AF_EUSER + 2,
+					 "failed after %lld chunks",
+					 (long long)t->sent);
+			ticker_free(t);
+			return;
+		}
+		af_payload_reset(t->chunk);
+		af_pack_map(t->chunk, 1);
+		af_pack_str(t->chunk, "i");
+		af_pack_int(t->chunk, t->sent + 1);
+		err = af_pending_chunk(ctx, t->p, t->chunk);
+		if (err == AF_EAGAIN) {
+			if (t->watch != NULL && t->watch->blocked != NULL)
+				test_signal_add(t->watch->blocked);
+			af_pending_when_writable(ctx, t->p, ticker_pump, t);
+			return;
+		}
+		if (err == AF_ECANCELED)
+			return; /* the cancel hook comes next */
+		if (err != AF_OK) {
+			af_pending_error(ctx, &t->p, err, "chunk: %s",
+					 af_strerror(err));
+			ticker_free(t);
+			return;
+		}
+		t->sent++;
+		if (t->watch != NULL) {
+			long ahead = (long)af_pending_in_flight(t->p);
+			long max = atomic_load(&t->watch->max_in_flight);
+			while (ahead > max &&
+			       !atomic_compare_exchange_weak(
+				       &t->watch->max_in_flight, &max, ahead)) {
+			}
+		}
+	}
+	af_pending_when_writable(ctx, t->p, ticker_pump, t);
+}
+
+static af_err start_ticker(af_ctx *ctx, echo_state *s, af_msg *m)
+{
+	ticker *t = calloc(1, sizeof(*t));
+	af_err err = t == NULL ? AF_ENOMEM : af_payload_new(&t->chunk);
+
+	if (err == AF_OK)
+		err = af_defer(ctx, m, &t->p);
+	if (err != AF_OK) {
+		if (t != NULL)
+			ticker_free(t);
+		return err;
+	}
+	t->n = af_value_get_int(af_msg_payload(m), "n", 0);
+	t->fail_after = af_value_get_int(af_msg_payload(m), "fail_after", 0);
+	t->watch = s->cfg != NULL ? s->cfg->streams : NULL;
+	if (!af_pending_is_stream(t->p)) {
+		af_pending_error(ctx, &t->p, AF_EINVAL,
+				 "stream asked for with a plain request");
+		ticker_free(t);
+		return AF_OK;
+	}
+	af_pending_on_cancel(t->p, ticker_cancelled, t);
+	if (t->watch != NULL && t->watch->started != NULL)
+		test_signal_add(t->watch->started);
+	ticker_pump(ctx, t);
+	return AF_OK;
+}
+
 static af_err echo_init(af_ctx *ctx, const void *config, void **state)
 {
 	const echo_config *cfg = config;
@@ -86,6 +195,8 @@ static af_err echo_handle(af_ctx *ctx, void *state, af_msg *m)
 			test_signal_add(s->cfg->hung);
 		return err;
 	}
+	if (strcmp(type, "stream") == 0)
+		return start_ticker(ctx, s, m);
 	if (strcmp(type, "later") == 0) {
 		later *l = calloc(1, sizeof(*l));
 		int64_t ms = af_value_get_int(af_msg_payload(m), "ms", 10);

@@ -9,6 +9,9 @@
  *   hang     defers and never answers (until the actor stops)
  *   later    defers and answers {"late": true} after payload "ms" ms
  *   count    (tell) adds one to the counter in its config
+ *   stream   streams chunks {"i": 1..n} then ends with {"count": n};
+ *            payload {"n": n (0: until cancelled), "fail_after": k (fail
+ *            with AF_EUSER + 2 after k chunks, 0: never)}
  */
 #ifndef AF_TESTLIB_H
 #define AF_TESTLIB_H
@@ -31,10 +34,21 @@ void test_signal_add(test_signal *s);
 /* Waits until the count reaches n; false after timeout_ms. */
 bool test_signal_wait(test_signal *s, int n, int timeout_ms);
 
+/* What the echo actor's streams report (all may be NULL). */
+typedef struct stream_watch {
+	test_signal *cancelled; /* a stream's cancel hook ran */
+	test_signal *blocked;   /* a stream met a full credit window */
+	test_signal *started;   /* a stream began */
+	/* The most chunks one stream had sent beyond the consumer's credit:
+	 * the producer's view of what a slow consumer costs it. */
+	atomic_long max_in_flight;
+} stream_watch;
+
 typedef struct echo_config {
-	atomic_int *count;    /* may be NULL */
-	test_signal *hung;    /* may be NULL: counts "hang" requests held */
-	test_signal *handled; /* may be NULL: counts requests handled */
+	atomic_int *count;     /* may be NULL */
+	stream_watch *streams; /* may be NULL */
+	test_signal *hung;     /* may be NULL: counts "hang" requests held */
+	test_signal *handled;  /* may be NULL: counts requests handled */
 	af_err init_result;
 } echo_config;
 

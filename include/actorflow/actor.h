@@ -47,7 +47,10 @@ typedef enum af_kind {
 	AF_KIND_END = 6,
 	AF_KIND_CANCEL = 7,
 	AF_KIND_HEARTBEAT = 8,
-	AF_KIND_BATCH = 9 /* tells travelling together; handlers never see it */
+	AF_KIND_BATCH =
+		9, /* tells travelling together; handlers never see it */
+	AF_KIND_CREDIT =
+		10 /* a stream consumer's credit; handlers never see it */
 } af_kind;
 
 af_kind af_msg_kind(const af_msg *m);
@@ -60,6 +63,9 @@ uint64_t af_msg_id(const af_msg *m);
 /* Milliseconds left until the requester's deadline, -1 for none, 0 when it
  * has passed. */
 int64_t af_msg_remaining_ms(const af_msg *m);
+/* For a stream chunk: its number, counting from 1. For a stream's end: the
+ * number of chunks before it. 0 for other kinds. */
+uint64_t af_msg_seq(const af_msg *m);
 /* For an error message: its code, and in *text (when text is not NULL) its
  * NUL-terminated description, valid as long as m. AF_OK for other kinds. */
 int af_msg_error(const af_msg *m, const char **text);
@@ -223,6 +229,69 @@ af_err af_pending_error(af_ctx *ctx, af_pending **p, int code, const char *fmt,
 	;
 /* Milliseconds left until the deferred request's deadline, -1 for none. */
 int64_t af_pending_remaining_ms(const af_pending *p);
+
+/* Calls fn(ctx, arg) once if the requester gives up on the deferred
+ * request before it is answered: it cancelled it, its deadline passed, it
+ * stopped, or its process went away. This is where the actor stops the
+ * work the request started. p is freed when fn returns: fn must forget it
+ * (answering it inside fn is allowed and sends nothing). Without a hook a
+ * cancelled request stays until answered, and its answer goes nowhere. */
+void af_pending_on_cancel(af_pending *p, af_timer_fn fn, void *arg);
+
+/* ---- streams ----------------------------------------------------------- */
+
+/* How many chunks a consumer lets a producer send ahead of what it has
+ * taken (the credit window). A producer never has more than this many
+ * chunks of one stream in flight, so a slow consumer costs it no memory
+ * beyond the window. */
+#define AF_STREAM_WINDOW 1024
+
+/* Called for each chunk of a streamed answer, in order, once each, on the
+ * requesting actor's thread; never after the request's end continuation.
+ * chunk is borrowed for the call; it counts as taken (and frees credit for
+ * the producer) when the call returns. */
+typedef void (*af_chunk_fn)(af_ctx *ctx, af_msg *chunk, void *arg);
+
+/* Sends a request whose answer may be a stream: on_chunk runs for every
+ * chunk, then on_end runs exactly once, as af_request's continuation does:
+ * AF_OK with the end message (kind AF_KIND_END, carrying the producer's
+ * final payload, or AF_KIND_REPLY when the target answered with a plain
+ * reply and no chunks), or an error (the producer's, AF_ETIMEDOUT,
+ * AF_ECANCELED, AF_EPEERDOWN, AF_EPROTO for a stream out of order). The
+ * deadline bounds the whole stream. af_cancel() ends it: no chunk is
+ * delivered after af_cancel returns, and the producer is told. Returns and
+ * errors as af_request. */
+af_err af_request_stream(af_ctx *ctx, const char *addr, const char *type,
+			 const af_payload *payload, int64_t timeout_ms,
+			 af_chunk_fn on_chunk, af_reply_fn on_end, void *arg,
+			 uint64_t *id);
+
+/* True when the deferred request's sender takes a stream (it was sent
+ * with af_request_stream or af_client_stream). */
+bool af_pending_is_stream(const af_pending *p);
+
+/* Sends the next chunk of the stream answering p. payload may be NULL and
+ * is copied. AF_OK; AF_EAGAIN when the consumer's credit window is full
+ * (nothing was sent: resume from af_pending_when_writable); AF_ECANCELED
+ * once the consumer is gone or gave up; AF_EINVAL when the requester did
+ * not ask for a stream; AF_EMSGSIZE, AF_ENOMEM. */
+af_err af_pending_chunk(af_ctx *ctx, af_pending *p, const af_payload *payload);
+
+/* Chunks of p's stream sent that the consumer has not yet reported taken:
+ * at most AF_STREAM_WINDOW. */
+uint64_t af_pending_in_flight(const af_pending *p);
+
+/* Ends the stream answering *p with a final payload (may be NULL: nil),
+ * frees it and sets *p to NULL. A request answered by a stream ends with
+ * af_pending_end or af_pending_error. AF_OK, AF_EINVAL, AF_EMSGSIZE. */
+af_err af_pending_end(af_ctx *ctx, af_pending **p, const af_payload *payload);
+
+/* Calls fn once, on this actor's thread, when the stream answering p may
+ * take another chunk (credit arrived); on the next turn if it may already.
+ * One wait per stream: a second call replaces the first. AF_OK, AF_EINVAL
+ * (not a stream). */
+af_err af_pending_when_writable(af_ctx *ctx, af_pending *p, af_timer_fn fn,
+				void *arg);
 
 /* ---- timers ------------------------------------------------------------ */
 

@@ -46,6 +46,40 @@ af_err af_client_request(af_client *c, const char *addr, const char *type,
 af_err af_client_tell(af_client *c, const char *addr, const char *type,
 		      const af_payload *payload, int64_t timeout_ms);
 
+/* ---- streams: `async for chunk in response` ----------------------------- */
+
+typedef struct af_stream af_stream;
+
+/* Sends a request whose answer may be a stream (see af_request_stream) and
+ * returns at once; read the answer with af_stream_next. timeout_ms (> 0)
+ * bounds the whole stream. Caller owns *out (af_stream_close). Errors as
+ * af_client_request, and nothing is sent. */
+af_err af_client_stream(af_client *c, const char *addr, const char *type,
+			const af_payload *payload, int64_t timeout_ms,
+			af_stream **out);
+
+/* Waits up to timeout_ms (0: do not wait) for the next part of the answer.
+ *   AF_OK      *msg is the next chunk (kind AF_KIND_CHUNK);
+ *   AF_EOF     the stream ended: *msg is its end (kind AF_KIND_END with the
+ *              producer's final payload, or AF_KIND_REPLY when the target
+ *              answered with a plain reply); later calls give AF_EOF with
+ *              *msg NULL;
+ *   AF_EAGAIN  nothing arrived within timeout_ms; the stream goes on;
+ *   an error   the stream failed (the producer's code with *msg its error
+ *              message, or AF_ETIMEDOUT, AF_EPEERDOWN, AF_EPROTO with *msg
+ *              NULL); later calls repeat it with *msg NULL.
+ * *msg is owned by the caller (af_msg_destroy). A chunk counts as taken
+ * when it is returned: the producer never runs more than AF_STREAM_WINDOW
+ * chunks ahead of the reader. On the client's thread only; while it waits,
+ * the client also takes the answers of its other streams. */
+af_err af_stream_next(af_stream *s, int64_t timeout_ms, af_msg **msg);
+
+/* Cancels the stream if it is still going (the producer is told, and
+ * nothing more is delivered) and frees it. Accepts NULL; sets *s to NULL.
+ * Close streams before their client; one left open when the client is
+ * destroyed may still be closed (it then only frees). */
+void af_stream_close(af_stream **s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,6 +34,7 @@ typedef enum af_err {
 	AF_ESYS = 17,     /* a system call failed */
 	AF_EADDR = 18,    /* malformed address or endpoint */
 	AF_EREMOTE = 19,  /* the remote side failed without a code */
+	AF_EOF = 20,      /* the stream has ended */
 	AF_EUSER = 1000   /* first code free for applications */
 } af_err;
 
