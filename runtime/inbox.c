@@ -81,6 +81,7 @@ static void deliver_batch(af_ctx *ctx, af_msg *batch)
 			ctx->counters.malformed += count - i;
 			break;
 		}
+		m.from_remote = batch->from_remote;
 		/* A batch carries tells, and the chunks of streams. */
 		if (m.env.kind == AF_KIND_TELL || m.env.kind == AF_KIND_CHUNK)
 			deliver(ctx, &m);
@@ -175,6 +176,7 @@ int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
 		if (routed) {
 			m.route = frames;
 			m.nroute = nframes - 1;
+			m.from_remote = true;
 		} else if (nframes == 2) {
 			m.reply_to = zmq_msg_data(&frames[0]);
 			m.reply_to_len = zmq_msg_size(&frames[0]);

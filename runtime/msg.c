@@ -27,6 +27,7 @@ static af_err decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 	m->reply_to_len = 0;
 	m->answered = false;
 	m->deferred = false;
+	m->from_remote = false;
 	m->error_code = AF_OK;
 	m->error_text = NULL;
 	m->own_buf = NULL;
@@ -102,6 +103,7 @@ af_err af__msg_clone(const af_msg *m, af_msg **out)
 	if (err != AF_OK)
 		goto fail;
 	c->deadline_us = m->deadline_us;
+	c->from_remote = m->from_remote;
 	*out = c;
 	return AF_OK;
 fail:
@@ -150,6 +152,11 @@ const af_value *af_msg_payload(const af_msg *m)
 uint64_t af_msg_id(const af_msg *m)
 {
 	return m->env.id;
+}
+
+bool af_msg_is_local(const af_msg *m)
+{
+	return !m->from_remote;
 }
 
 uint64_t af_msg_seq(const af_msg *m)

@@ -30,6 +30,7 @@ struct af_msg {
 	size_t reply_to_len;
 	bool answered;
 	bool deferred;
+	bool from_remote; /* came over ipc or tcp */
 	/* An error message's code and description. */
 	int error_code;
 	char *error_text;

@@ -153,6 +153,7 @@ static void peer_readable(af__watch *w, unsigned events)
 		} else if (af__msg_decode(&m, zmq_msg_data(&frame),
 					  zmq_msg_size(&frame), ctx->max_msg,
 					  &ctx->zone) == AF_OK) {
+			m.from_remote = true;
 			af__ctx_on_response(ctx, &m);
 			af__msg_clear(&m);
 		} else {

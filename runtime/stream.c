@@ -42,9 +42,8 @@ static void credit_retry(af_ctx *ctx, void *arg)
 
 static void send_credit(af_ctx *ctx, af__outreq *o)
 {
-	af__envelope env = {.kind = AF_KIND_CREDIT,
-			    .id = o->id,
-			    .seq = o->taken};
+	af__envelope env = {
+		.kind = AF_KIND_CREDIT, .id = o->id, .seq = o->taken};
 	zmq_msg_t frame;
 	af_err err;
 

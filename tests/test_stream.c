@@ -39,9 +39,9 @@ static int setup(void **state)
 	f->watch.started = &f->started;
 	f->cfg.streams = &f->watch;
 	assert_int_equal(af_system_new(&f->sys, NULL), AF_OK);
-	assert_int_equal(af_spawn(f->sys, "producer", &test_echo_ops, &f->cfg,
-				  NULL),
-			 AF_OK);
+	assert_int_equal(
+		af_spawn(f->sys, "producer", &test_echo_ops, &f->cfg, NULL),
+		AF_OK);
 	assert_int_equal(af_client_new(&f->client, f->sys), AF_OK);
 	*state = f;
 	return 0;
@@ -293,7 +293,8 @@ static void test_slow_reader_million_chunks(void **state)
 		 * reports that it stopped too, at the window's edge. */
 		if (i % 100000 == 1) {
 			stalls++;
-			assert_true(test_signal_wait(&f->blocked, stalls, 60000));
+			assert_true(
+				test_signal_wait(&f->blocked, stalls, 60000));
 		}
 		assert_int_equal(af_stream_next(s, 60000, &m), AF_OK);
 		assert_int_equal(af_msg_seq(m), (uint64_t)i);
@@ -318,7 +319,7 @@ static void test_slow_reader_million_chunks(void **state)
 
 typedef struct consumer_config {
 	int64_t n;
-	int64_t cancel_at; /* af_cancel inside the nth chunk; 0: never */
+	int64_t cancel_at;  /* af_cancel inside the nth chunk; 0: never */
 	bool stop_at_first; /* af_stop_self on the first chunk */
 	test_signal *done;
 	int64_t *chunks;
@@ -355,9 +356,9 @@ static void consumer_end(af_ctx *ctx, int status, af_msg *end, void *arg)
 
 	*c->cfg->status = status;
 	if (status == AF_OK)
-		assert_int_equal(af_value_get_int(af_msg_payload(end), "count",
-						  -1),
-				 c->cfg->n);
+		assert_int_equal(
+			af_value_get_int(af_msg_payload(end), "count", -1),
+			c->cfg->n);
 	test_signal_add(c->cfg->done);
 }
 
@@ -407,9 +408,8 @@ static void test_actor_consumer(void **state)
 			       .status = &status};
 
 	test_signal_init(&done);
-	assert_int_equal(af_spawn(f->sys, "consumer", &consumer_ops, &cfg,
-				  NULL),
-			 AF_OK);
+	assert_int_equal(
+		af_spawn(f->sys, "consumer", &consumer_ops, &cfg, NULL), AF_OK);
 	assert_true(test_signal_wait(&done, 1, 20000));
 	assert_int_equal(status, AF_OK);
 	assert_int_equal(chunks, 20000);
@@ -432,9 +432,8 @@ static void test_actor_cancel_inside_chunk(void **state)
 			       .status = &status};
 
 	test_signal_init(&done);
-	assert_int_equal(af_spawn(f->sys, "consumer", &consumer_ops, &cfg,
-				  NULL),
-			 AF_OK);
+	assert_int_equal(
+		af_spawn(f->sys, "consumer", &consumer_ops, &cfg, NULL), AF_OK);
 	assert_true(test_signal_wait(&done, 1, 20000));
 	assert_true(test_signal_wait(&f->cancelled, 1, 10000));
 	af_stop(f->sys, "consumer");
@@ -459,9 +458,8 @@ static void test_consumer_stop_tells_producer(void **state)
 			       .status = &status};
 
 	test_signal_init(&done);
-	assert_int_equal(af_spawn(f->sys, "consumer", &consumer_ops, &cfg,
-				  NULL),
-			 AF_OK);
+	assert_int_equal(
+		af_spawn(f->sys, "consumer", &consumer_ops, &cfg, NULL), AF_OK);
 	assert_true(test_signal_wait(&done, 1, 20000));
 	assert_true(test_signal_wait(&f->cancelled, 1, 10000));
 	assert_int_equal(status, AF_ECANCELED);

@@ -66,6 +66,10 @@ int64_t af_msg_remaining_ms(const af_msg *m);
 /* For a stream chunk: its number, counting from 1. For a stream's end: the
  * number of chunks before it. 0 for other kinds. */
 uint64_t af_msg_seq(const af_msg *m);
+/* True when m came from this process (an actor or client of the same
+ * system), false when it came through an exported endpoint. Only a local
+ * message may carry pointers. */
+bool af_msg_is_local(const af_msg *m);
 /* For an error message: its code, and in *text (when text is not NULL) its
  * NUL-terminated description, valid as long as m. AF_OK for other kinds. */
 int af_msg_error(const af_msg *m, const char **text);
