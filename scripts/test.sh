@@ -42,7 +42,7 @@ failed=0
 for t in build/tests/test_*; do
 	name=$(basename "$t")
 	[ "$name" = test_node ] && continue
-	if ! valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
+	if ! AF_UNDER_VALGRIND=1 valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
 		--errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
 		"$t" >"build/valgrind-$name.log" 2>&1; then
 		echo "valgrind: $name failed (build/valgrind-$name.log):"

@@ -1,6 +1,7 @@
 /* Two real processes: a node exports an actor on an ipc:// endpoint and
  * this process requests it with the same API it uses in-process; garbage,
- * oversized messages, a node killed mid-request, a stale socket file. */
+ * oversized messages, a node killed mid-request, a stale socket file;
+ * streams across processes, and either end of a stream dying. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -325,6 +326,131 @@ static void test_peer_death_and_restart(void **state)
 	assert_int_equal(node_stop(&again), 0);
 }
 
+static void test_stream_across_processes(void **state)
+{
+	node n;
+	char line[64];
+	af_client *c = NULL;
+	af_stream *s = NULL;
+	af_payload *args = test_payload_n(5000);
+	af_msg *m = NULL;
+
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	/* More chunks than the window: credit must cross the socket too. */
+	assert_int_equal(
+		af_client_stream(c, endpoint, "stream", args, 20000, &s),
+		AF_OK);
+	for (uint64_t i = 1; i <= 5000; i++) {
+		assert_int_equal(af_stream_next(s, 10000, &m), AF_OK);
+		assert_int_equal(af_msg_seq(m), i);
+		af_msg_destroy(&m);
+	}
+	assert_int_equal(af_stream_next(s, 10000, &m), AF_EOF);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "count", 0), 5000);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	af_payload_destroy(&args);
+
+	/* A consumer that closes mid-stream is heard by the producer. */
+	args = test_payload_n(0);
+	assert_int_equal(
+		af_client_stream(c, endpoint, "stream", args, 20000, &s),
+		AF_OK);
+	assert_int_equal(af_stream_next(s, 10000, &m), AF_OK);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	assert_non_null(fgets(line, sizeof(line), n.out));
+	assert_string_equal(line, "cancelled 1\n");
+	af_payload_destroy(&args);
+	af_client_destroy(&c);
+	assert_int_equal(node_stop(&n), 0);
+}
+
+static void test_stream_producer_dies(void **state)
+{
+	node n;
+	char line[64];
+	af_client *c = NULL;
+	af_stream *s = NULL;
+	af_payload *args = test_payload_n(0);
+	af_msg *m = NULL;
+	int64_t start;
+	int status;
+	af_err err;
+
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	assert_int_equal(
+		af_client_stream(c, endpoint, "stream", args, 60000, &s),
+		AF_OK);
+	assert_int_equal(af_stream_next(s, 10000, &m), AF_OK);
+	af_msg_destroy(&m);
+	kill(n.pid, SIGKILL);
+	start = af__now_ms();
+	/* What arrived before the death is read, then the stream fails. */
+	do {
+		err = af_stream_next(s, 10000, &m);
+		af_msg_destroy(&m);
+	} while (err == AF_OK);
+	assert_int_equal(err, AF_EPEERDOWN);
+	assert_true(af__now_ms() - start < 5000);
+	af_stream_close(&s);
+	af_payload_destroy(&args);
+	af_client_destroy(&c);
+	close(n.in);
+	waitpid(n.pid, &status, 0);
+	fclose(n.out);
+}
+
+static void test_stream_consumer_dies(void **state)
+{
+	af_system *sys = NULL;
+	test_signal cancelled;
+	test_signal blocked;
+	stream_watch watch = {.cancelled = &cancelled, .blocked = &blocked};
+	echo_config cfg = {.streams = &watch};
+	char *argv[] = {TEST_NODE_PATH, "--consume", endpoint, NULL};
+	posix_spawn_file_actions_t fa;
+	int from_child[2];
+	FILE *out;
+	char line[64];
+	pid_t pid;
+	int status;
+
+	test_signal_init(&cancelled);
+	test_signal_init(&blocked);
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "producer", &test_echo_ops, &cfg, NULL),
+			 AF_OK);
+	assert_int_equal(af_export(sys, "producer", endpoint), AF_OK);
+
+	assert_int_equal(pipe(from_child), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, from_child[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addclose(&fa, from_child[0]);
+	assert_int_equal(
+		posix_spawn(&pid, TEST_NODE_PATH, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(from_child[1]);
+	out = fdopen(from_child[0], "r");
+	assert_non_null(fgets(line, sizeof(line), out));
+	assert_string_equal(line, "streaming\n");
+	/* The consumer reads no more: the producer waits for credit. */
+	assert_true(test_signal_wait(&blocked, 1, 10000));
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	fclose(out);
+	/* Nothing is sent to a dead consumer that waits for credit, yet the
+	 * producer hears of its death. */
+	assert_true(test_signal_wait(&cancelled, 1, 10000));
+	af_system_destroy(&sys);
+	test_signal_fini(&cancelled);
+	test_signal_fini(&blocked);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +461,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_garbage_is_survived, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_peer_death_and_restart,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_across_processes,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_producer_dies,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_consumer_dies,
 						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
