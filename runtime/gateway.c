@@ -12,32 +12,165 @@
 #include "ctx.h"
 #include "system.h"
 
+typedef struct held_chunk {
+	struct held_chunk *next;
+	af_payload *payload;
+} held_chunk;
+
+/* A request on its way through the gateway. A stream is relayed chunk by
+ * chunk: the gateway takes a chunk from the target (gives it credit) only
+ * once the requester's window took it, so a slow requester slows the
+ * target instead of filling the gateway. */
 typedef struct forward {
 	af_pending *pending;
 	af_payload *out;
+	uint64_t id; /* the forwarded request, 0 once settled */
+	held_chunk *held_head;
+	held_chunk *held_tail;
+	/* The target's end arrived while chunks were held: it goes (from
+	 * out) after them. */
+	bool end_due;
+	af_kind end_kind;
 } forward;
+
+static void forward_free(forward *f)
+{
+	while (f->held_head != NULL) {
+		held_chunk *h = f->held_head;
+		f->held_head = h->next;
+		af_payload_destroy(&h->payload);
+		free(h);
+	}
+	af_payload_destroy(&f->out);
+	free(f);
+}
+
+/* Reports n relayed chunks as taken from the target. */
+static void relayed(af_ctx *ctx, forward *f, uint64_t n)
+{
+	af__outreq *o = af__idmap_get(&ctx->outreqs, f->id);
+
+	if (o != NULL)
+		af__stream_taken(ctx, o, n);
+}
+
+static void send_end(af_ctx *ctx, forward *f, af_kind kind)
+{
+	af_err err = kind == AF_KIND_END
+			     ? af_pending_end(ctx, &f->pending, f->out)
+			     : af_pending_reply(ctx, &f->pending, f->out);
+
+	if (err != AF_OK)
+		af_pending_error(ctx, &f->pending, err, "cannot relay: %s",
+				 af_strerror(err));
+	forward_free(f);
+}
+
+static void send_held(af_ctx *ctx, void *arg)
+{
+	forward *f = arg;
+	uint64_t n = 0;
+
+	while (f->held_head != NULL) {
+		held_chunk *h = f->held_head;
+		af_err err = af_pending_chunk(ctx, f->pending, h->payload);
+		if (err == AF_EAGAIN) {
+			af_pending_when_writable(ctx, f->pending, send_held, f);
+			break;
+		}
+		/* Any other failure ends the stream: its cancel hook or its
+		 * end says so. */
+		f->held_head = h->next;
+		if (f->held_head == NULL)
+			f->held_tail = NULL;
+		af_payload_destroy(&h->payload);
+		free(h);
+		n++;
+	}
+	relayed(ctx, f, n);
+	if (f->held_head == NULL && f->end_due)
+		send_end(ctx, f, f->end_kind);
+}
+
+static void forwarded_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
+{
+	forward *f = arg;
+	held_chunk *h;
+
+	af_payload_reset(f->out);
+	if (af_pack_value(f->out, af_msg_payload(chunk)) != AF_OK) {
+		af_cancel(ctx, f->id);
+		return;
+	}
+	if (f->held_head == NULL) {
+		af_err err = af_pending_chunk(ctx, f->pending, f->out);
+		if (err != AF_EAGAIN) {
+			relayed(ctx, f, 1);
+			return;
+		}
+		af_pending_when_writable(ctx, f->pending, send_held, f);
+	}
+	/* The requester's window is full: hold the chunk, at most a window
+	 * of them, since the target gets no credit for held ones. */
+	h = calloc(1, sizeof(*h));
+	if (h == NULL || af_payload_new(&h->payload) != AF_OK ||
+	    af_pack_value(h->payload, af_msg_payload(chunk)) != AF_OK) {
+		if (h != NULL)
+			af_payload_destroy(&h->payload);
+		free(h);
+		af_cancel(ctx, f->id);
+		return;
+	}
+	if (f->held_tail != NULL)
+		f->held_tail->next = h;
+	else
+		f->held_head = h;
+	f->held_tail = h;
+}
 
 static void forwarded(af_ctx *ctx, int status, af_msg *reply, void *arg)
 {
 	forward *f = arg;
+	const char *text = NULL;
 
+	f->id = 0;
+	if (f->pending == NULL) {
+		/* The requester gave up first (see forward_cancelled). */
+		forward_free(f);
+		return;
+	}
 	if (status == AF_OK) {
 		af_payload_reset(f->out);
-		if (af_pack_value(f->out, af_msg_payload(reply)) == AF_OK &&
-		    af_pending_reply(ctx, &f->pending, f->out) == AF_OK)
-			goto done;
-		status = AF_ENOMEM;
+		if (af_pack_value(f->out, af_msg_payload(reply)) != AF_OK) {
+			status = AF_ENOMEM;
+		} else if (f->held_head != NULL) {
+			/* Chunks held for a full window go before the end. */
+			f->end_due = true;
+			f->end_kind = af_msg_kind(reply);
+			return;
+		} else {
+			send_end(ctx, f, af_msg_kind(reply));
+			return;
+		}
 	}
-	{
-		const char *text = NULL;
-		if (reply != NULL)
-			af_msg_error(reply, &text);
-		af_pending_error(ctx, &f->pending, status, "%s",
-				 text != NULL ? text : af_strerror(status));
-	}
-done:
-	af_payload_destroy(&f->out);
-	free(f);
+	if (reply != NULL)
+		af_msg_error(reply, &text);
+	af_pending_error(ctx, &f->pending, status, "%s",
+			 text != NULL ? text : af_strerror(status));
+	forward_free(f);
+}
+
+/* The requester gave up: so does the gateway. The pending is freed when
+ * this returns; the forwarded request's end frees f. */
+static void forward_cancelled(af_ctx *ctx, void *arg)
+{
+	forward *f = arg;
+
+	f->pending = NULL;
+	if (f->id != 0)
+		af_cancel(ctx, f->id); /* forwarded() frees f */
+	else
+		forward_free(f); /* it was flushing held chunks */
 }
 
 static af_err gateway_handle(af_ctx *ctx, void *state, af_msg *m)
@@ -78,11 +211,18 @@ static af_err gateway_handle(af_ctx *ctx, void *state, af_msg *m)
 		 * bounds the forwarded request. */
 		int64_t left = af_msg_remaining_ms(m);
 		int64_t timeout = left < 0 ? 0 : left == 0 ? 1 : left;
+		af__request_opts opts = {
+			.on_chunk = af_pending_is_stream(f->pending)
+					    ? forwarded_chunk
+					    : NULL,
+			.manual_credit = true};
 
-		err = af_request(ctx, to, af_msg_type(m), copy, timeout,
-				 forwarded, f, NULL);
-		if (err == AF_OK)
+		err = af__ctx_request(ctx, to, af_msg_type(m), copy, timeout,
+				      &opts, forwarded, f, &f->id);
+		if (err == AF_OK) {
+			af_pending_on_cancel(f->pending, forward_cancelled, f);
 			return AF_OK; /* forwarded() owns f now */
+		}
 		af_pending_error(ctx, &f->pending, err, "cannot reach '%s': %s",
 				 to, af_strerror(err));
 		err = AF_OK;

@@ -326,44 +326,66 @@ static void test_peer_death_and_restart(void **state)
 	assert_int_equal(node_stop(&again), 0);
 }
 
-static void test_stream_across_processes(void **state)
+/* Reads a whole stream of n chunks from addr. */
+static void stream_all(af_client *c, const char *addr, int64_t n)
 {
-	node n;
-	char line[64];
-	af_client *c = NULL;
+	af_payload *args = test_payload_n(n);
 	af_stream *s = NULL;
-	af_payload *args = test_payload_n(5000);
 	af_msg *m = NULL;
 
-	node_start(&n, "1048576", line, sizeof(line));
-	assert_string_equal(line, "ready\n");
-	assert_int_equal(af_client_new(&c, NULL), AF_OK);
-	/* More chunks than the window: credit must cross the socket too. */
-	assert_int_equal(
-		af_client_stream(c, endpoint, "stream", args, 20000, &s),
-		AF_OK);
-	for (uint64_t i = 1; i <= 5000; i++) {
+	assert_int_equal(af_client_stream(c, addr, "stream", args, 20000, &s),
+			 AF_OK);
+	for (uint64_t i = 1; i <= (uint64_t)n; i++) {
 		assert_int_equal(af_stream_next(s, 10000, &m), AF_OK);
 		assert_int_equal(af_msg_seq(m), i);
 		af_msg_destroy(&m);
 	}
 	assert_int_equal(af_stream_next(s, 10000, &m), AF_EOF);
-	assert_int_equal(af_value_get_int(af_msg_payload(m), "count", 0), 5000);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "count", 0), n);
 	af_msg_destroy(&m);
 	af_stream_close(&s);
 	af_payload_destroy(&args);
+}
 
-	/* A consumer that closes mid-stream is heard by the producer. */
-	args = test_payload_n(0);
-	assert_int_equal(
-		af_client_stream(c, endpoint, "stream", args, 20000, &s),
-		AF_OK);
+/* Opens an endless stream at addr, reads a chunk and closes it. */
+static void stream_and_close(af_client *c, const char *addr)
+{
+	af_payload *args = test_payload_n(0);
+	af_stream *s = NULL;
+	af_msg *m = NULL;
+
+	assert_int_equal(af_client_stream(c, addr, "stream", args, 20000, &s),
+			 AF_OK);
 	assert_int_equal(af_stream_next(s, 10000, &m), AF_OK);
 	af_msg_destroy(&m);
 	af_stream_close(&s);
+	af_payload_destroy(&args);
+}
+
+static void test_stream_across_processes(void **state)
+{
+	node n;
+	char line[64];
+	char via_gateway[200];
+	af_client *c = NULL;
+
+	node_start_with(&n, "1048576", true, line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	snprintf(via_gateway, sizeof(via_gateway), "%s#echo", sys_endpoint);
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	/* More chunks than the window: credit must cross the socket too, and
+	 * the system gateway relays it. */
+	stream_all(c, endpoint, 5000);
+	stream_all(c, via_gateway, 5000);
+
+	/* A consumer that closes mid-stream is heard by the producer, also
+	 * through the gateway. */
+	stream_and_close(c, endpoint);
 	assert_non_null(fgets(line, sizeof(line), n.out));
 	assert_string_equal(line, "cancelled 1\n");
-	af_payload_destroy(&args);
+	stream_and_close(c, via_gateway);
+	assert_non_null(fgets(line, sizeof(line), n.out));
+	assert_string_equal(line, "cancelled 2\n");
 	af_client_destroy(&c);
 	assert_int_equal(node_stop(&n), 0);
 }
