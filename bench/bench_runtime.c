@@ -149,6 +149,77 @@ static const af_actor_ops sink_ops = {
 	.stop = sink_stop,
 };
 
+/* "stream" {n, size} is answered by n chunks of size bytes, then an end. */
+typedef struct source {
+	af_pending *p;
+	af_payload *chunk;
+	int64_t left;
+} source;
+
+static af_err source_init(af_ctx *ctx, const void *config, void **state)
+{
+	source *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return AF_ENOMEM;
+	*state = s;
+	return af_payload_new(&s->chunk);
+}
+
+static void source_pump(af_ctx *ctx, void *arg)
+{
+	source *s = arg;
+	af_err err = AF_OK;
+
+	while (s->left > 0 &&
+	       (err = af_pending_chunk(ctx, s->p, s->chunk)) == AF_OK)
+		s->left--;
+	if (err == AF_EAGAIN) {
+		af_pending_when_writable(ctx, s->p, source_pump, s);
+		return;
+	}
+	if (err != AF_OK)
+		af_pending_error(ctx, &s->p, err, "source: %s",
+				 af_strerror(err));
+	else
+		af_pending_end(ctx, &s->p, NULL);
+}
+
+static af_err source_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	source *s = state;
+	const af_value *in = af_msg_payload(m);
+	int64_t size = af_value_get_int(in, "size", 64);
+	void *buf = calloc(1, (size_t)size);
+	af_err err;
+
+	if (buf == NULL)
+		return AF_ENOMEM;
+	af_payload_reset(s->chunk);
+	af_pack_bin(s->chunk, buf, (size_t)size);
+	free(buf);
+	s->left = af_value_get_int(in, "n", 1);
+	err = af_defer(ctx, m, &s->p);
+	if (err == AF_OK)
+		source_pump(ctx, s);
+	return err;
+}
+
+static void source_stop(af_ctx *ctx, void *state)
+{
+	source *s = state;
+
+	af_payload_destroy(&s->chunk);
+	free(s);
+}
+
+static const af_actor_ops source_ops = {
+	.type_name = "source",
+	.init = source_init,
+	.handle = source_handle,
+	.stop = source_stop,
+};
+
 /* ---- driver ------------------------------------------------------------ */
 
 typedef struct driver {
@@ -222,6 +293,31 @@ static void tell_more(af_ctx *ctx, void *arg)
 		finish(ctx, d, err);
 }
 
+static void stream_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
+{
+	driver *d = arg;
+
+	d->left--;
+}
+
+static void stream_start(af_ctx *ctx, driver *d, int64_t size)
+{
+	af_payload *p = NULL;
+	af_err err;
+
+	af_payload_new(&p);
+	af_pack_map(p, 2);
+	af_pack_str(p, "n");
+	af_pack_int(p, d->n);
+	af_pack_str(p, "size");
+	af_pack_int(p, size);
+	err = af_request_stream(ctx, d->to, "stream", p, 0, stream_chunk,
+				tell_done, d, NULL);
+	af_payload_destroy(&p);
+	if (err != AF_OK)
+		finish(ctx, d, err);
+}
+
 static void tell_start(af_ctx *ctx, driver *d)
 {
 	af_payload *p = NULL;
@@ -268,6 +364,8 @@ static af_err driver_handle(af_ctx *ctx, void *state, af_msg *m)
 	d->start_ns = now_ns();
 	if (strcmp(af_msg_type(m), "rtt") == 0)
 		rtt_next(ctx, AF_OK, NULL, d);
+	else if (strcmp(af_msg_type(m), "stream") == 0)
+		stream_start(ctx, d, size);
 	else
 		tell_start(ctx, d);
 	return AF_OK;
@@ -314,7 +412,7 @@ static int64_t drive(af_client *c, const char *type, const char *to, int64_t n,
 	return ns;
 }
 
-static const char *workloads_selected = "rtt,tell,spawn,wakeup";
+static const char *workloads_selected = "rtt,tell,stream,spawn,wakeup";
 
 static bool selected(const char *name)
 {
@@ -322,8 +420,8 @@ static bool selected(const char *name)
 }
 
 static void run_pair(af_client *c, const char *transport, const char *echo_to,
-		     const char *sink_to, int64_t rtt_iters, int64_t tell_msgs,
-		     size_t size)
+		     const char *sink_to, const char *source_to,
+		     int64_t rtt_iters, int64_t tell_msgs, size_t size)
 {
 	int64_t ns;
 
@@ -337,10 +435,19 @@ static void run_pair(af_client *c, const char *transport, const char *echo_to,
 	fflush(stdout);
 tell:
 	if (!selected("tell"))
-		return;
+		goto stream;
 	drive(c, "tell", sink_to, tell_msgs / 20 + 1000, size);
 	ns = drive(c, "tell", sink_to, tell_msgs, size);
 	printf("RESULT tell_%s actorflow %zu %.0f msg/s\n", transport, size,
+	       (double)tell_msgs * 1e9 / (double)ns);
+	fflush(stdout);
+stream:
+	if (!selected("stream"))
+		return;
+	/* The stream's chunks flow the other way: source to driver. */
+	drive(c, "stream", source_to, tell_msgs / 20 + 1000, size);
+	ns = drive(c, "stream", source_to, tell_msgs, size);
+	printf("RESULT stream_%s actorflow %zu %.0f msg/s\n", transport, size,
 	       (double)tell_msgs * 1e9 / (double)ns);
 	fflush(stdout);
 }
@@ -361,6 +468,9 @@ static int serve(const char *dir)
 	check(af_export(sys, "echo", endpoint), "export echo");
 	snprintf(endpoint, sizeof(endpoint), "ipc://%s/sink.sock", dir);
 	check(af_export(sys, "sink", endpoint), "export sink");
+	check(af_spawn(sys, "source", &source_ops, NULL, NULL), "spawn source");
+	snprintf(endpoint, sizeof(endpoint), "ipc://%s/source.sock", dir);
+	check(af_export(sys, "source", endpoint), "export source");
 	printf("ready\n");
 	fflush(stdout);
 	while (read(STDIN_FILENO, buf, sizeof(buf)) > 0) {
@@ -605,7 +715,7 @@ int main(int argc, char **argv)
 	bool inproc = true;
 	bool ipc = true;
 	bool quick = false;
-	const char *workloads = "rtt,tell,spawn,wakeup";
+	const char *workloads = "rtt,tell,stream,spawn,wakeup";
 	struct rlimit rl;
 	af_system *sys = NULL;
 	af_client *c = NULL;
@@ -659,20 +769,24 @@ int main(int argc, char **argv)
 	/* The same queue bound as the baseline's PUSH/PULL pair (1000 + 1000).
 	 */
 	check(af_spawn(sys, "sink", &sink_ops, NULL, &big), "sink");
+	check(af_spawn(sys, "source", &source_ops, NULL, NULL), "source");
 	check(af_client_new(&c, sys), "client");
 	for (int i = 0; i < nsizes && inproc; i++)
-		run_pair(c, "inproc", "echo", "sink", rtt_iters, tell_msgs,
-			 sizes[i]);
+		run_pair(c, "inproc", "echo", "sink", "source", rtt_iters,
+			 tell_msgs, sizes[i]);
 	if (ipc) {
 		server s;
 		char echo_to[128];
 		char sink_to[128];
+		char source_to[128];
 		server_start(&s);
 		snprintf(echo_to, sizeof(echo_to), "ipc://%s/echo.sock", s.dir);
 		snprintf(sink_to, sizeof(sink_to), "ipc://%s/sink.sock", s.dir);
+		snprintf(source_to, sizeof(source_to), "ipc://%s/source.sock",
+			 s.dir);
 		for (int i = 0; i < nsizes; i++)
-			run_pair(c, "ipc", echo_to, sink_to, rtt_iters,
-				 tell_msgs, sizes[i]);
+			run_pair(c, "ipc", echo_to, sink_to, source_to,
+				 rtt_iters, tell_msgs, sizes[i]);
 		af_client_destroy(&c);
 		af_system_destroy(&sys);
 		server_stop(&s);

@@ -139,6 +139,8 @@ struct af_ctx {
 	 * sends many messages to one address in a row. */
 	char last_addr[2 * AF__NAME_MAX + 16];
 	af__peer *last_peer;
+	/* Likewise the local requester last answered with a stream chunk. */
+	af__peer *last_answer_peer;
 	const char *last_to;
 	size_t last_to_len;
 	bool stopping;

@@ -347,6 +347,8 @@ void af__peer_close(af__peer *p, int status)
 	p->closed = true;
 	if (ctx->last_peer == p)
 		ctx->last_peer = NULL;
+	if (ctx->last_answer_peer == p)
+		ctx->last_answer_peer = NULL;
 	/* Tells already accepted are handed over unless the peer is gone (a
 	 * remote one may be unreachable: they are queued for its socket, and
 	 * go if it is connected). */

@@ -146,13 +146,18 @@ static bool batch_chunk(af_ctx *ctx, af_pending *p, const af__envelope *env,
 		    AF_OK ||
 	    header_len + payload_len > ctx->max_msg)
 		return false;
-	*err = af__peer_get(ctx, p->name, strlen(p->name), false, &peer);
-	if (*err == AF_ENOTFOUND) {
-		*err = AF_EPEERDOWN;
-		return true;
+	peer = ctx->last_answer_peer;
+	if (peer == NULL || strcmp(peer->key, p->name) != 0) {
+		*err = af__peer_get(ctx, p->name, strlen(p->name), false,
+				    &peer);
+		if (*err == AF_ENOTFOUND) {
+			*err = AF_EPEERDOWN;
+			return true;
+		}
+		if (*err != AF_OK)
+			return true;
+		ctx->last_answer_peer = peer;
 	}
-	if (*err != AF_OK)
-		return true;
 	if (!af__peer_batches(peer, header_len + payload_len))
 		return false;
 	*err = af__peer_batch(peer, header, header_len, payload_bytes,
