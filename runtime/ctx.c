@@ -207,6 +207,7 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af__envelope *env,
 	bool remote;
 	af__peer *peer;
 	zmq_msg_t frame;
+	bool gateway;
 	af_err err;
 
 	if (ctx->stopping)
@@ -240,15 +241,19 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af__envelope *env,
 	}
 	/* An actor's tells travel in a batch sent when this turn of its loop
 	 * ends; a client's, which runs no loop after the call, go at once. */
-	if (env->kind == AF_KIND_TELL && ctx->actor != NULL &&
+	/* A gateway's tells name its inbox like requests do, so the receiver
+	 * knows they came from another process (af_msg_is_local). */
+	gateway = ctx->actor != NULL && ctx->actor->gateway;
+	if (env->kind == AF_KIND_TELL && ctx->actor != NULL && !gateway &&
 	    batch_tell(peer, env, payload, ctx->max_msg, &err))
 		return err;
 	err = af__frame_build(&frame, env, payload, ctx->max_msg);
 	if (err != AF_OK)
 		return err;
 	err = af__peer_send(peer, &frame,
-			    env->kind == AF_KIND_REQUEST ? ctx->inbox_name
-							 : NULL,
+			    env->kind == AF_KIND_REQUEST || gateway
+				    ? ctx->inbox_name
+				    : NULL,
 			    block_ms);
 	if (err != AF_OK) {
 		zmq_msg_close(&frame);

@@ -245,7 +245,7 @@ af_err af_system_export(af_system *sys, const char *endpoint)
 	if (sys == NULL || endpoint == NULL)
 		return AF_EINVAL;
 	pthread_mutex_lock(&sys->mu);
-	snprintf(name, sizeof(name), "af.gateway.%llu",
+	snprintf(name, sizeof(name), AF__GATEWAY_PREFIX "%llu",
 		 (unsigned long long)++sys->next_gateway);
 	pthread_mutex_unlock(&sys->mu);
 	err = af__spawn_gateway(sys, name, &gateway_ops);

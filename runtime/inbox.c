@@ -16,6 +16,7 @@
 
 #include "ctx.h"
 #include "payload_internal.h"
+#include "system.h"
 
 #define READ_BUDGET 1024
 
@@ -135,6 +136,16 @@ static void reject_oversized(af_ctx *ctx, af_msg *m, zmq_msg_t *body)
 	refuse(ctx, m, AF_EMSGSIZE, text);
 }
 
+/* What a system gateway forwards came from another process: it names the
+ * gateway's inbox (gateway tells do too, see af__ctx_send). */
+static bool from_gateway(const af_msg *m)
+{
+	size_t n = strlen(AF__GATEWAY_PREFIX);
+
+	return m->reply_to_len > n &&
+	       memcmp(m->reply_to, AF__GATEWAY_PREFIX, n) == 0;
+}
+
 int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
 {
 	zmq_msg_t frames[AF__MAX_ROUTE + 1];
@@ -180,6 +191,7 @@ int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
 		} else if (nframes == 2) {
 			m.reply_to = zmq_msg_data(&frames[0]);
 			m.reply_to_len = zmq_msg_size(&frames[0]);
+			m.from_remote = from_gateway(&m);
 		}
 		if (err == AF_OK)
 			deliver(ctx, &m);

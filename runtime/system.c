@@ -115,8 +115,11 @@ uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
 
 	pthread_mutex_lock(&sys->mu);
 	a = find_entry(sys, name, len, true);
-	if (a != NULL && (a->phase == AF__ACTOR_RUNNING ||
-			  (include_stopping && a->phase == AF__ACTOR_STOPPING)))
+	/* An actor in init counts: its mailbox is open, and what init sent
+	 * may be answered before init returns. */
+	if (a != NULL &&
+	    (a->phase == AF__ACTOR_RUNNING || a->phase == AF__ACTOR_STARTING ||
+	     (include_stopping && a->phase == AF__ACTOR_STOPPING)))
 		incarnation = a->incarnation;
 	pthread_mutex_unlock(&sys->mu);
 	return incarnation;
@@ -211,6 +214,9 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 		const void *config, const af_spawn_opts *opts)
 {
+	if (name != NULL &&
+	    strncmp(name, AF__GATEWAY_PREFIX, strlen(AF__GATEWAY_PREFIX)) == 0)
+		return AF_EINVAL;
 	return spawn(sys, name, ops, config, opts, false);
 }
 

@@ -14,6 +14,11 @@
 #include "envelope.h"
 #include "loop.h"
 
+/* System gateways are named with this prefix, which af_spawn refuses: a
+ * message whose sender's inbox bears it came from another process through
+ * the gateway (af_msg_is_local says so). */
+#define AF__GATEWAY_PREFIX "af.gateway."
+
 /* The largest message a system (or a standalone client) accepts unless
  * told otherwise. */
 #define AF__DEFAULT_MAX_MESSAGE (16u << 20)

@@ -114,6 +114,19 @@ static void request_ok(af_client *c, const char *addr)
 	af_payload_destroy(&p);
 }
 
+/* Asks the echo actor at addr whether the request came from its process. */
+static bool is_local(af_client *c, const char *addr)
+{
+	af_msg *reply = NULL;
+	bool local;
+
+	assert_int_equal(
+		af_client_request(c, addr, "where", NULL, 5000, &reply), AF_OK);
+	local = af_value_get_bool(af_msg_payload(reply), "local", true);
+	af_msg_destroy(&reply);
+	return local;
+}
+
 static void test_request_across_processes(void **state)
 {
 	node n;
@@ -174,6 +187,10 @@ static void test_whole_system_on_one_endpoint(void **state)
 	assert_int_equal(af_client_new(&c, NULL), AF_OK);
 	snprintf(addr, sizeof(addr), "%s#echo", sys_endpoint);
 	request_ok(c, addr);
+	/* Forwarded by the gateway, a request still reads as one from
+	 * another process: no actor may take pointers from it. */
+	assert_false(is_local(c, addr));
+	assert_false(is_local(c, endpoint));
 	/* Errors come back through the gateway with their code and text. */
 	assert_int_equal(af_client_request(c, addr, "fail", NULL, 5000, &reply),
 			 AF_EUSER + 1);

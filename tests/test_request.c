@@ -384,6 +384,60 @@ static void *stop_echo_once_hung(void *arg)
 	return NULL;
 }
 
+/* An actor whose init asks, and returns only once the answer has been
+ * sent: the answer must still reach it. */
+typedef struct early {
+	test_signal *handled;
+	test_signal *answered;
+	int status;
+} early;
+
+static void early_reply(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	early *e = arg;
+
+	e->status = status;
+	test_signal_add(e->answered);
+}
+
+static af_err early_init(af_ctx *ctx, const void *config, void **state)
+{
+	early *e = (early *)config;
+	af_err err = af_request(ctx, "witness", "echo", NULL, 10000,
+				early_reply, e, NULL);
+
+	if (err == AF_OK && !test_signal_wait(e->handled, 1, 10000))
+		err = AF_ETIMEDOUT;
+	return err;
+}
+
+static const af_actor_ops early_ops = {
+	.type_name = "early",
+	.init = early_init,
+};
+
+static void test_answer_during_init(void **state)
+{
+	fixture *f = *state;
+	test_signal handled;
+	test_signal answered;
+	echo_config cfg = {.replied = &handled};
+	early e = {.handled = &handled, .answered = &answered, .status = -1};
+
+	test_signal_init(&handled);
+	test_signal_init(&answered);
+	assert_int_equal(
+		af_spawn(f->sys, "witness", &test_echo_ops, &cfg, NULL), AF_OK);
+	assert_int_equal(af_spawn(f->sys, "early", &early_ops, &e, NULL),
+			 AF_OK);
+	assert_true(test_signal_wait(&answered, 1, 10000));
+	assert_int_equal(e.status, AF_OK);
+	af_stop(f->sys, "early");
+	af_stop(f->sys, "witness");
+	test_signal_fini(&handled);
+	test_signal_fini(&answered);
+}
+
 static void test_stop_answers_deferred(void **state)
 {
 	fixture *f = *state;
@@ -466,6 +520,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_request_to_missing_actor_fails_at_once, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_answer_during_init, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_stop_answers_deferred,
 						setup, teardown),
 	};

@@ -180,6 +180,20 @@ static af_err echo_handle(af_ctx *ctx, void *state, af_msg *m)
 		if (err == AF_OK)
 			err = af_reply(ctx, m, p);
 		af_payload_destroy(&p);
+		if (err == AF_OK && s->cfg != NULL && s->cfg->replied != NULL)
+			test_signal_add(s->cfg->replied);
+		return err;
+	}
+	if (strcmp(type, "where") == 0) {
+		af_payload *p = NULL;
+		af_err err = af_payload_new(&p);
+		if (err == AF_OK) {
+			af_pack_map(p, 1);
+			af_pack_str(p, "local");
+			af_pack_bool(p, af_msg_is_local(m));
+			err = af_reply(ctx, m, p);
+		}
+		af_payload_destroy(&p);
 		return err;
 	}
 	if (strcmp(type, "fail") == 0)

@@ -9,6 +9,7 @@
  *   hang     defers and never answers (until the actor stops)
  *   later    defers and answers {"late": true} after payload "ms" ms
  *   count    (tell) adds one to the counter in its config
+ *   where    replies {"local": af_msg_is_local(request)}
  *   stream   streams chunks {"i": 1..n} then ends with {"count": n};
  *            payload {"n": n (0: until cancelled), "fail_after": k (fail
  *            with AF_EUSER + 2 after k chunks, 0: never)}
@@ -49,6 +50,7 @@ typedef struct echo_config {
 	stream_watch *streams; /* may be NULL */
 	test_signal *hung;     /* may be NULL: counts "hang" requests held */
 	test_signal *handled;  /* may be NULL: counts requests handled */
+	test_signal *replied;  /* may be NULL: counts "echo" replies sent */
 	af_err init_result;
 } echo_config;
 
