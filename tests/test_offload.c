@@ -19,6 +19,18 @@
 
 #define MAX_JOBS 64
 
+/* A signal's count, read under its lock: other threads may still be
+ * adding. */
+static int signal_count(test_signal *s)
+{
+	int n;
+
+	pthread_mutex_lock(&s->mu);
+	n = s->count;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
 /* ---- blocking jobs ------------------------------------------------------ */
 
 /* Jobs that block until the test opens the gate. */
@@ -766,7 +778,7 @@ static void test_cancel_queued_job(void **state)
 	run_one_more(f, 2);
 	assert_int_equal(f->h.slots[0].status, AF_OK);
 	/* The cancelled job never ran: only the first and the last did. */
-	assert_int_equal(f->h.gate.started.count, 2);
+	assert_int_equal(signal_count(&f->h.gate.started), 2);
 	stats = drive(f, "stats", 0, 0);
 	assert_int_equal(stat_of(stats, "run"), 2);
 	af_msg_destroy(&stats);
@@ -792,7 +804,7 @@ static void test_cancel_running_job(void **state)
 	gate_open(&f->h.gate);
 	run_one_more(f, 1);
 	assert_int_equal(f->h.slots[0].status, AF_ECANCELED);
-	assert_int_equal(f->h.outcomes.count, 2);
+	assert_int_equal(signal_count(&f->h.outcomes), 2);
 	stats = drive(f, "stats", 0, 0);
 	assert_int_equal(stat_of(stats, "run"), 2);
 	assert_int_equal(stat_of(stats, "cancelled"), 1);
@@ -825,7 +837,7 @@ static void test_deadline_of_queued_job(void **state)
 	gate_open(&f->h.gate);
 	run_one_more(f, 2);
 	assert_int_equal(f->h.slots[0].status, AF_OK);
-	assert_int_equal(f->h.gate.started.count, 2);
+	assert_int_equal(signal_count(&f->h.gate.started), 2);
 }
 
 static void test_deadline_of_running_job(void **state)
@@ -839,7 +851,7 @@ static void test_deadline_of_running_job(void **state)
 	submit_gated(f, 1, 50);
 	assert_true(test_signal_wait(&f->h.outcomes, 1, 5000));
 	assert_int_equal(f->h.slots[0].status, AF_ETIMEDOUT);
-	assert_int_equal(f->h.gate.started.count, 1);
+	assert_int_equal(signal_count(&f->h.gate.started), 1);
 	assert_one_deadline(f);
 
 	/* A client's call meets the same end. */
@@ -859,7 +871,7 @@ static void test_deadline_of_running_job(void **state)
 
 	gate_open(&f->h.gate);
 	run_one_more(f, 1);
-	assert_int_equal(f->h.outcomes.count, 2);
+	assert_int_equal(signal_count(&f->h.outcomes), 2);
 	assert_int_equal(f->h.slots[0].status, AF_ETIMEDOUT);
 }
 
@@ -895,15 +907,15 @@ static void test_stop_with_jobs_queued_and_running(void **state)
 	assert_true(test_signal_wait(&f->h.outcomes, 3, 5000));
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(f->h.slots[i].status, AF_ESTOPPED);
-	assert_int_equal(s.done.count, 0);
+	assert_int_equal(signal_count(&s.done), 0);
 
 	gate_open(&f->h.gate);
 	assert_true(test_signal_wait(&s.done, 1, 5000));
 	pthread_join(t, NULL);
 	assert_int_equal(s.result, AF_OK);
 	/* The two queued jobs never ran. */
-	assert_int_equal(f->h.gate.started.count, 1);
-	assert_int_equal(f->h.gate.finished.count, 1);
+	assert_int_equal(signal_count(&f->h.gate.started), 1);
+	assert_int_equal(signal_count(&f->h.gate.finished), 1);
 	assert_false(af_exists(f->sys, "offload"));
 	test_signal_fini(&s.done);
 }
@@ -999,7 +1011,7 @@ static void test_actors_keep_answering_while_workers_block(void **state)
 	assert_int_equal(stat_of(stats, "running"), workers);
 	assert_int_equal(stat_of(stats, "queued"), workers);
 	af_msg_destroy(&stats);
-	assert_int_equal(f->h.outcomes.count, 0);
+	assert_int_equal(signal_count(&f->h.outcomes), 0);
 
 	gate_open(&f->h.gate);
 	assert_true(test_signal_wait(&f->h.outcomes, (int)workers * 2, 5000));
