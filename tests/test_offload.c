@@ -139,6 +139,14 @@ static int fn_unfinished(void *user, const af_value *args, af_payload *result,
 	return AF_OK;
 }
 
+static int fn_two_values(void *user, const af_value *args, af_payload *result,
+			 char *msg, size_t size)
+{
+	af_pack_str(result, "one");
+	af_pack_str(result, "two");
+	return AF_OK;
+}
+
 static int fn_gate(void *user, const af_value *args, af_payload *result,
 		   char *msg, size_t size)
 {
@@ -380,6 +388,7 @@ static void spawn_offload(fixture *f, int workers, int capacity)
 		{.name = "fail", .fn = fn_fail},
 		{.name = "fail_plain", .fn = fn_fail_plain},
 		{.name = "unfinished", .fn = fn_unfinished},
+		{.name = "two_values", .fn = fn_two_values},
 		{.name = "gate", .fn = fn_gate, .user = &f->h.gate},
 	};
 	af_offload_config cfg = {
@@ -586,7 +595,18 @@ static void test_function_errors(void **state)
 					   5000, &reply),
 			 AF_EINVAL);
 	af_msg_error(reply, &text);
-	assert_non_null(strstr(text, "unfinished"));
+	assert_non_null(strstr(text, "not one complete"));
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+
+	/* Two values where one is due, the second refused by the writer,
+	 * and the function says nothing of it. */
+	p = call_payload("two_values", 0, 0);
+	assert_int_equal(af_client_request(f->client, "offload", "call", p,
+					   5000, &reply),
+			 AF_EINVAL);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "not one complete"));
 	af_msg_destroy(&reply);
 	af_payload_destroy(&p);
 
@@ -604,10 +624,8 @@ static void test_function_errors(void **state)
 	af_payload_destroy(&p);
 
 	reply = drive(f, "stats", 0, 0);
-	/* "unfinished" returned AF_OK: its function did not fail, its
-	 * result did. */
-	assert_int_equal(stat_of(reply, "run"), 4);
-	assert_int_equal(stat_of(reply, "failed"), 3);
+	assert_int_equal(stat_of(reply, "run"), 5);
+	assert_int_equal(stat_of(reply, "failed"), 5);
 	af_msg_destroy(&reply);
 }
 

@@ -10,11 +10,11 @@
  * still waiting back from the queue, and lets one already running finish
  * into a job whose request is gone, whose result it then drops.
  */
-#define _GNU_SOURCE
 #include <actorflow/offload.h>
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,6 +73,24 @@ static job *job_of(af__pool_job *work)
 
 /* ---- the worker's side -------------------------------------------------- */
 
+static void job_fail(job *j, af_err code, const char *msg)
+{
+	j->code = code;
+	snprintf(j->msg, sizeof(j->msg), "offload: %s", msg);
+}
+
+/* The payload writer refuses a second value beside the first and counts
+ * what a container still lacks, so its status says whether the function
+ * wrote one complete value (or nothing): a reply of anything else would
+ * not reach the requester. */
+static void check_result(job *j)
+{
+	if (af_payload_status(j->result) != AF_OK)
+		job_fail(j, AF_EINVAL,
+			 "the function's result is not one complete msgpack "
+			 "value");
+}
+
 static void job_run(af__pool_job *work)
 {
 	job *j = job_of(work);
@@ -91,6 +109,8 @@ static void job_run(af__pool_job *work)
 	/* A message written to the brim loses its last byte rather than
 	 * being read past the end. */
 	j->msg[sizeof(j->msg) - 1] = '\0';
+	if (j->code == AF_OK)
+		check_result(j);
 }
 
 /* ---- a job's life on the actor's thread --------------------------------- */
@@ -177,12 +197,6 @@ static void job_answer(af_ctx *ctx, job *j)
 					 j->msg);
 		else
 			af_pending_error(ctx, &j->pending, j->code, NULL);
-		return;
-	}
-	if (af_payload_status(j->result) != AF_OK) {
-		af_pending_error(ctx, &j->pending, AF_EINVAL,
-				 "offload: the function left its result "
-				 "unfinished");
 		return;
 	}
 	/* A function that wrote nothing answers nil. */

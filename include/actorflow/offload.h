@@ -27,9 +27,10 @@
  *             "run", "failed", "cancelled", "timed_out", "rejected"}: the
  *             pool's size and queue capacity; jobs waiting and running now;
  *             since the start, jobs whose function returned, of those the
- *             ones that returned an error, jobs whose requester gave up
- *             (cancel, stop, peer gone), jobs answered AF_ETIMEDOUT, and
- *             calls refused because the queue was full.
+ *             ones that failed (an error, or a result that is not one
+ *             value), jobs whose requester gave up (cancel, stop, peer
+ *             gone), jobs answered AF_ETIMEDOUT, and calls refused because
+ *             the queue was full.
  *   Tells are ignored: a job's result has nowhere to go.
  *
  * Outcomes of a call or call_ptr:
@@ -73,10 +74,10 @@ extern "C" {
  * nothing for a nil answer. It returns AF_OK, or an error code (an af_err
  * or an application code from AF_EUSER) and may then write a NUL-terminated
  * description into msg (msg_size bytes, starting empty; left empty, the
- * requester reads af_strerror(code)). A result left unfinished (a begin
- * without its end) is answered with AF_EINVAL. user is the pointer given
- * when the function was registered. Several workers may run the same
- * function at once. */
+ * requester reads af_strerror(code)). A result that is not one complete
+ * value (a begin without its end, a second value beside the first) is
+ * answered with AF_EINVAL. user is the pointer given when the function was
+ * registered. Several workers may run the same function at once. */
 typedef int (*af_offload_fn)(void *user, const af_value *args,
 			     af_payload *result, char *msg, size_t msg_size);
 
