@@ -42,7 +42,6 @@ typedef struct job {
 	af_pending *pending; /* NULL once answered or given up */
 	uint64_t timer;
 	bool has_timer;
-	bool in_pool; /* pushed, and not handed back yet */
 } job;
 
 typedef struct named_fn {
@@ -141,22 +140,10 @@ static void pool_drop(af__pool_job *work)
 	job_release(job_of(work));
 }
 
-/* Drops a job nobody waits for any more: one not in the pool, or still
- * waiting in its queue, is freed now and never runs; one a worker has is
- * freed when it comes back, and its result goes nowhere. */
-static void job_abandon(af_ctx *ctx, offload *o, job *j)
-{
-	if (j->has_timer) {
-		af_timer_cancel(ctx, j->timer);
-		j->has_timer = false;
-	}
-	if (!j->in_pool || af__pool_unqueue(o->pool, &j->work))
-		job_free(ctx, j);
-}
-
 /* The request's cancel hook: its requester cancelled it, its deadline
  * passed on the requester's side, the requester went away, or this actor
- * stops. */
+ * stops. A job still waiting leaves the queue and never runs; one a worker
+ * has is freed when it comes back, and its result goes nowhere. */
 static void job_cancelled(af_ctx *ctx, void *arg)
 {
 	job *j = arg;
@@ -164,26 +151,30 @@ static void job_cancelled(af_ctx *ctx, void *arg)
 	/* The runtime frees the af_pending when this hook returns. */
 	j->pending = NULL;
 	j->o->cancelled++;
-	job_abandon(ctx, j->o, j);
+	if (j->has_timer) {
+		af_timer_cancel(ctx, j->timer);
+		j->has_timer = false;
+	}
+	if (af__pool_unqueue(j->o->pool, &j->work))
+		job_free(ctx, j);
 }
 
 static void job_expired(af_ctx *ctx, void *arg)
 {
 	job *j = arg;
 	offload *o = j->o;
-	bool waiting = j->in_pool && af__pool_unqueue(o->pool, &j->work);
+	bool waiting = af__pool_unqueue(o->pool, &j->work);
 
 	/* A one-shot timer is gone once it fired. */
 	j->has_timer = false;
-	if (waiting)
-		j->in_pool = false;
 	o->timed_out++;
 	af_pending_error(ctx, &j->pending, AF_ETIMEDOUT,
 			 waiting ? "offload: the deadline passed while the job "
 				   "waited for a worker; it did not run"
 				 : "offload: the deadline passed while the job "
 				   "ran; its result is dropped");
-	job_abandon(ctx, o, j);
+	if (waiting)
+		job_free(ctx, j);
 }
 
 static void job_answer(af_ctx *ctx, job *j)
@@ -217,7 +208,6 @@ static void jobs_done(af_ctx *ctx, int fd, unsigned events, void *arg)
 	while (work != NULL) {
 		job *j = job_of(work);
 		work = work->next;
-		j->in_pool = false;
 		o->run++;
 		if (j->code != AF_OK)
 			o->failed++;
@@ -267,7 +257,6 @@ static af_err job_start(af_ctx *ctx, offload *o, af_msg *m, job *j)
 		job_free(ctx, j);
 		return AF_OK;
 	}
-	j->in_pool = true;
 	af_pending_on_cancel(j->pending, job_cancelled, j);
 	return AF_OK;
 }

@@ -54,9 +54,9 @@ int af__pool_fd(const af__pool *pool);
  * through af__pool_take_done, af__pool_unqueue or af__pool_destroy. */
 af_err af__pool_push(af__pool *pool, af__pool_job *job);
 
-/* Takes job back if it still waits for a worker: true then, and it will
- * never run. False when a worker has it or has run it: it comes back
- * through af__pool_take_done. */
+/* Takes a pushed job back if it still waits for a worker: true then, and
+ * it will never run. False when a worker has it or has run it: it comes
+ * back through af__pool_take_done. */
 bool af__pool_unqueue(af__pool *pool, af__pool_job *job);
 
 /* Takes the list of jobs done (linked by next, in the order they were
