@@ -695,6 +695,8 @@ static void test_call_ptr_refused_from_another_process(void **state)
 	fixture *f = *state;
 	char dir[] = "/tmp/af-offload-XXXXXX";
 	char endpoint[128];
+	char sys_endpoint[128];
+	char via_gateway[160];
 	af_client *remote = NULL;
 	af_payload *p = call_payload("add", 1, 2);
 	af_msg *reply = NULL;
@@ -714,6 +716,17 @@ static void test_call_ptr_refused_from_another_process(void **state)
 	assert_non_null(strstr(text, "own process"));
 	af_msg_destroy(&reply);
 
+	/* Nor through the system gateway, which forwards for the other
+	 * process. */
+	snprintf(sys_endpoint, sizeof(sys_endpoint), "ipc://%s/system.sock",
+		 dir);
+	snprintf(via_gateway, sizeof(via_gateway), "%s#offload", sys_endpoint);
+	assert_int_equal(af_system_export(f->sys, sys_endpoint), AF_OK);
+	assert_int_equal(af_offload_client_call(remote, via_gateway, count_job,
+						&f->h.counted, 5000, &reply),
+			 AF_EINVAL);
+	af_msg_destroy(&reply);
+
 	/* By name it works from anywhere. */
 	assert_int_equal(
 		af_client_request(remote, endpoint, "call", p, 5000, &reply),
@@ -731,6 +744,9 @@ static void test_call_ptr_refused_from_another_process(void **state)
 	af_payload_destroy(&p);
 	af_client_destroy(&remote);
 	assert_int_equal(af_stop(f->sys, "offload"), AF_OK);
+	/* The gateway goes with its system, and so does its socket file. */
+	af_client_destroy(&f->client);
+	af_system_destroy(&f->sys);
 	assert_int_equal(rmdir(dir), 0);
 }
 
