@@ -7,6 +7,7 @@
 #include "actorflow/actor.h"
 #include "actorflow/client.h"
 #include "actorflow/err.h"
+#include "actorflow/gather.h"
 #include "actorflow/payload.h"
 
 #define AF_VERSION_MAJOR 0

@@ -1,0 +1,342 @@
+/*
+ * Results. A slot is one item's outcome, a map (see gather.h).
+ *
+ * In collect mode the slots are kept as encoded bytes, one after another
+ * in the order their items finished, behind room for an array header.
+ * When the last item is done the header goes in front, the whole is parsed
+ * once, and the reply packs the slots in input order from that parse. (A
+ * payload writer takes no pre-encoded bytes, and parsing each slot apart
+ * would cost allocations per item.)
+ *
+ * With as_completed each slot is sent as a chunk when its item finishes,
+ * or queued while the reader's credit window is full and sent when credit
+ * returns; the end follows the last one.
+ *
+ * Either way the slots a gather holds count against its byte limit.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gather_internal.h"
+
+/* An array32 header: its tag and a 32-bit big-endian count. msgpack
+ * accepts it for any count, so its size is known before the count. */
+#define HEADER_ROOM 5
+#define ARRAY32_TAG 0xdd
+
+af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v)
+{
+	bool index = it->g->as_completed;
+
+	af_payload_reset(p);
+	af_pack_map(p, index ? 3 : 2);
+	if (index) {
+		af_pack_str(p, "index");
+		af_pack_uint(p, it->index);
+	}
+	af_pack_str(p, "ok");
+	af_pack_bool(p, true);
+	af_pack_str(p, "value");
+	af_pack_value(p, v);
+	return af_payload_status(p);
+}
+
+af_err af__slot_pack_error(af_payload *p, const item *it, int code,
+			   const char *text)
+{
+	bool index = it->g->as_completed;
+
+	af_payload_reset(p);
+	af_pack_map(p, index ? 3 : 2);
+	if (index) {
+		af_pack_str(p, "index");
+		af_pack_uint(p, it->index);
+	}
+	af_pack_str(p, "ok");
+	af_pack_bool(p, false);
+	af_pack_str(p, "error");
+	af_pack_map(p, 2);
+	af_pack_str(p, "code");
+	af_pack_int(p, code);
+	af_pack_str(p, "message");
+	af_pack_str(p, text);
+	return af_payload_status(p);
+}
+
+/* Replaces a slot too large to hold or send by an AF_EMSGSIZE error, or
+ * fails a fail_fast gather. False when the gather ended. */
+static bool shrink_to_error(af_ctx *ctx, item *it, af_payload *slot,
+			    size_t *len, const char *why)
+{
+	gather *g = it->g;
+	char text[256];
+
+	snprintf(text, sizeof(text), "its result of %zu bytes %s", *len, why);
+	if (g->fail_fast) {
+		af__gather_fail(ctx, g, AF_EMSGSIZE, "gather: item %u: %s",
+				it->index, text);
+		return false;
+	}
+	if (af__slot_pack_error(slot, it, AF_EMSGSIZE, text) != AF_OK) {
+		af__gather_fail(ctx, g, AF_ENOMEM,
+				"gather: out of memory storing item %u",
+				it->index);
+		return false;
+	}
+	af_payload_data(slot, len);
+	return true;
+}
+
+/* ---- collect mode ------------------------------------------------------ */
+
+static af_err keep_slot(item *it, const af_payload *slot)
+{
+	gather *g = it->g;
+	size_t len;
+	const void *data = af_payload_data(slot, &len);
+
+	if (g->slots_len + len > g->slots_cap) {
+		size_t cap = g->slots_cap ? g->slots_cap : 256;
+		char *slots;
+		while (cap < HEADER_ROOM + g->slots_len + len)
+			cap *= 2;
+		slots = realloc(g->slots, cap);
+		if (slots == NULL)
+			return AF_ENOMEM;
+		g->slots = slots;
+		g->slots_cap = cap;
+		if (g->slots_len == 0)
+			g->slots_len = HEADER_ROOM;
+	}
+	memcpy(g->slots + g->slots_len, data, len);
+	g->slots_len += len;
+	it->pos = g->nslots++;
+	g->held += len;
+	return AF_OK;
+}
+
+/* Packs {"results": [slot, ...]} in input order into out. */
+static af_err pack_results(gather *g, af_payload *out, af_doc **doc)
+{
+	unsigned char *h = (unsigned char *)g->slots;
+	const af_value *all;
+	af_err err;
+
+	af_pack_map(out, 1);
+	af_pack_str(out, "results");
+	af_pack_array(out, g->n);
+	if (g->n == 0)
+		return af_payload_status(out);
+	h[0] = ARRAY32_TAG;
+	h[1] = (unsigned char)(g->nslots >> 24);
+	h[2] = (unsigned char)(g->nslots >> 16);
+	h[3] = (unsigned char)(g->nslots >> 8);
+	h[4] = (unsigned char)g->nslots;
+	err = af_doc_parse(doc, g->slots, g->slots_len);
+	if (err != AF_OK)
+		return err;
+	all = af_doc_root(*doc);
+	for (uint32_t i = 0; i < g->n; i++)
+		af_pack_value(out, af_value_at(all, g->items[i].pos));
+	return af_payload_status(out);
+}
+
+static void reply_results(af_ctx *ctx, gather *g)
+{
+	af_payload *out = NULL;
+	af_doc *doc = NULL;
+	af_err err = af_payload_new(&out);
+
+	if (err == AF_OK)
+		err = pack_results(g, out, &doc);
+	/* The reply holds its own copy: drop the others before it is
+	 * framed, which copies it once more. */
+	af_doc_destroy(&doc);
+	af__slots_free(g);
+	if (err == AF_OK)
+		err = af_pending_reply(ctx, &g->req, out);
+	if (err == AF_EMSGSIZE)
+		af_pending_error(ctx, &g->req, AF_EMSGSIZE,
+				 "gather: the results of %u items take more "
+				 "than a message may carry: ask with "
+				 "\"as_completed\": true to stream them",
+				 g->n);
+	else if (err != AF_OK)
+		af_pending_error(ctx, &g->req, err,
+				 "gather: cannot build the reply: %s",
+				 af_strerror(err));
+	af_payload_destroy(&out);
+	af__gather_close(ctx, g);
+}
+
+/* ---- as_completed ------------------------------------------------------ */
+
+static void stream_end(af_ctx *ctx, gather *g)
+{
+	af_payload *p = af__gather_scratch(g->ga);
+	af_err err = AF_ENOMEM;
+
+	if (p != NULL) {
+		af_pack_map(p, 2);
+		af_pack_str(p, "completed");
+		af_pack_uint(p, g->done);
+		af_pack_str(p, "failed");
+		af_pack_uint(p, g->failed);
+		err = af_pending_end(ctx, &g->req, p);
+	}
+	if (err != AF_OK)
+		af_pending_error(ctx, &g->req, err, "gather: cannot end: %s",
+				 af_strerror(err));
+	af__gather_close(ctx, g);
+}
+
+/* Sends the queued slots while the reader's credit lasts; then the end,
+ * once every item is done. */
+static void stream_resume(af_ctx *ctx, void *arg)
+{
+	gather *g = arg;
+
+	while (g->qlen > 0) {
+		queued *q = &g->queue[g->qhead];
+		af_err err = af_pending_chunk(ctx, g->req, q->slot);
+		if (err == AF_EMSGSIZE && q->ok) {
+			item *it = &g->items[q->index];
+			size_t len = q->bytes;
+			if (!shrink_to_error(ctx, it, q->slot, &len,
+					     "is larger than a message may "
+					     "carry"))
+				return;
+			g->held = g->held - q->bytes + len;
+			q->bytes = len;
+			q->ok = false;
+			g->failed++;
+			continue;
+		}
+		if (err == AF_EAGAIN) {
+			af_pending_when_writable(ctx, g->req, stream_resume, g);
+			return;
+		}
+		if (err == AF_ECANCELED)
+			return; /* the reader is gone; the cancel hook follows
+				 */
+		if (err != AF_OK) {
+			af__gather_fail(ctx, g, err,
+					"gather: cannot stream item %u: %s",
+					q->index, af_strerror(err));
+			return;
+		}
+		g->held -= q->bytes;
+		af_payload_destroy(&q->slot);
+		g->qhead++;
+		g->qlen--;
+	}
+	if (g->want_end)
+		stream_end(ctx, g);
+}
+
+static bool stream_slot(af_ctx *ctx, item *it, af_payload **slot, bool ok,
+			size_t len)
+{
+	gather *g = it->g;
+	queued *q;
+	af_err err;
+
+	if (g->qlen == 0) {
+		err = af_pending_chunk(ctx, g->req, *slot);
+		if (err == AF_EMSGSIZE && ok) {
+			if (!shrink_to_error(ctx, it, *slot, &len,
+					     "is larger than a message may "
+					     "carry"))
+				return false;
+			ok = false;
+			err = af_pending_chunk(ctx, g->req, *slot);
+		}
+		/* AF_ECANCELED: the reader is gone; the cancel hook
+		 * follows on the next turn. */
+		if (err == AF_OK || err == AF_ECANCELED)
+			return ok;
+		if (err != AF_EAGAIN) {
+			af__gather_fail(ctx, g, err,
+					"gather: cannot stream item %u: %s",
+					it->index, af_strerror(err));
+			return false;
+		}
+	}
+	if (ok && g->held + len > g->ga->cfg.max_bytes) {
+		if (!shrink_to_error(ctx, it, *slot, &len,
+				     "would take the slots waiting for the "
+				     "reader over the gather's limit"))
+			return false;
+		ok = false;
+	}
+	if (g->queue == NULL) {
+		g->queue = calloc(g->n, sizeof(*g->queue));
+		if (g->queue == NULL) {
+			af__gather_fail(
+				ctx, g, AF_ENOMEM,
+				"gather: out of memory queueing item %u",
+				it->index);
+			return false;
+		}
+	}
+	q = &g->queue[g->qhead + g->qlen];
+	q->slot = *slot;
+	*slot = NULL;
+	q->bytes = len;
+	q->index = it->index;
+	q->ok = ok;
+	g->held += len;
+	if (g->qlen++ == 0)
+		af_pending_when_writable(ctx, g->req, stream_resume, g);
+	return ok;
+}
+
+/* ---- both -------------------------------------------------------------- */
+
+bool af__slot_store(af_ctx *ctx, item *it, af_payload **slot, bool ok)
+{
+	gather *g = it->g;
+	size_t limit = g->ga->cfg.max_bytes;
+	size_t len;
+
+	af_payload_data(*slot, &len);
+	if (ok &&
+	    (len > limit || (!g->as_completed && g->held + len > limit))) {
+		if (!shrink_to_error(ctx, it, *slot, &len,
+				     "would take the gather over its limit"))
+			return false;
+		ok = false;
+	}
+	if (g->as_completed)
+		return stream_slot(ctx, it, slot, ok, len);
+	if (keep_slot(it, *slot) != AF_OK) {
+		af__gather_fail(ctx, g, AF_ENOMEM,
+				"gather: out of memory storing item %u",
+				it->index);
+		return false;
+	}
+	return ok;
+}
+
+void af__slots_finish(af_ctx *ctx, gather *g)
+{
+	if (!g->as_completed) {
+		reply_results(ctx, g);
+		return;
+	}
+	g->want_end = true;
+	if (g->qlen == 0)
+		stream_end(ctx, g);
+}
+
+void af__slots_free(gather *g)
+{
+	free(g->slots);
+	g->slots = NULL;
+	for (uint32_t i = 0; i < g->qlen; i++)
+		af_payload_destroy(&g->queue[g->qhead + i].slot);
+	free(g->queue);
+	g->queue = NULL;
+	g->qlen = 0;
+}
