@@ -350,6 +350,30 @@ static void test_results_keep_input_order(void **state)
 	af_msg_destroy(&reply);
 }
 
+static void test_order_kept_when_only_some_come_early(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = begin_gather();
+	af_msg *reply = NULL;
+
+	/* The first finishes in order, the second last, the others before
+	 * it: the reply mixes both ways of keeping slots. */
+	add_item(p, "echo", "echo", "n", 0, 0);
+	add_item(p, "echo", "later", "ms", 50, 0);
+	add_item(p, "echo", "echo", "n", 2, 0);
+	add_item(p, "echo", "fail", NULL, 0, 0);
+	add_item(p, "echo", "echo", "n", 4, 0);
+	end_items(p);
+	end_gather(p);
+	assert_int_equal(run(f, p, 10000, &reply), AF_OK);
+	assert_int_equal(value_int(slot_at(reply, 0), "n"), 0);
+	assert_int_equal(value_int(slot_at(reply, 1), "ms"), 50);
+	assert_int_equal(value_int(slot_at(reply, 2), "n"), 2);
+	expect_error(slot_at(reply, 3), AF_EUSER + 1, "asked to fail");
+	assert_int_equal(value_int(slot_at(reply, 4), "n"), 4);
+	af_msg_destroy(&reply);
+}
+
 static void test_collect_keeps_errors_in_slots(void **state)
 {
 	fixture *f = *state;
@@ -1157,6 +1181,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_results_keep_input_order,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_order_kept_when_only_some_come_early, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_collect_keeps_errors_in_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(

@@ -173,14 +173,19 @@ void af__gather_fail(af_ctx *ctx, gather *g, int code, const char *fmt, ...)
  * (that would recurse once per item), the loop does. */
 static void gather_pump(af_ctx *ctx, gather *g)
 {
+	int64_t now = 0;
+
 	if (g->pumping)
 		return;
 	g->pumping = true;
 	while (!g->frozen && g->started < g->n &&
 	       (g->limit == 0 || g->active < g->limit)) {
 		item *it = &g->items[g->started++];
+		/* The clock is read once per batch of items. */
+		if (g->started % 64 == 0)
+			now = 0;
 		g->active++;
-		af__item_start(ctx, it);
+		af__item_start(ctx, it, &now);
 	}
 	g->pumping = false;
 }
@@ -227,7 +232,7 @@ static void gather_deadline(af_ctx *ctx, void *arg)
 		af_payload *p;
 		if (it->state == ITEM_DONE)
 			continue;
-		p = af__gather_scratch(g->ga);
+		p = af__slot_writer(it);
 		if (p == NULL ||
 		    af__slot_pack_error(
 			    p, it, AF_ETIMEDOUT,
@@ -241,7 +246,8 @@ static void gather_deadline(af_ctx *ctx, void *arg)
 				"gather: out of memory at the deadline");
 			return;
 		}
-		af__slot_store(ctx, it, &g->ga->scratch, false);
+		af__slot_store(ctx, it, p == g->out ? &g->out : &g->ga->scratch,
+			       false);
 		if (g->closed)
 			return;
 		it->state = ITEM_DONE;
@@ -263,11 +269,9 @@ static void gather_cancelled(af_ctx *ctx, void *arg)
 
 /* ---- reading a request ------------------------------------------------- */
 
-/* An optional unsigned integer: absent or nil leaves *out as it is. */
-static bool opt_uint(const af_value *map, const char *key, int64_t max,
-		     int64_t *out)
+/* An optional unsigned integer v: absent or nil leaves *out as it is. */
+static bool opt_uint(const af_value *v, int64_t max, int64_t *out)
 {
-	const af_value *v = af_value_get(map, key);
 	uint64_t u;
 
 	if (af_value_type(v) == AF_TYPE_NONE || af_value_type(v) == AF_TYPE_NIL)
@@ -278,13 +282,21 @@ static bool opt_uint(const af_value *map, const char *key, int64_t max,
 	return true;
 }
 
-/* A string field of an item, its bytes and length; false when missing, of
- * another type, empty or holding a NUL (it must become a C string). */
-static bool item_str(const af_value *v, const char *key, const char **s,
-		     size_t *len)
+/* A string that is to become a C string: not empty, no NUL inside. */
+static bool cstring_ok(const af_value *v, const char **s, uint32_t *len)
 {
-	return af_value_str(af_value_get(v, key), s, len) == AF_OK &&
-	       *len > 0 && memchr(*s, '\0', *len) == NULL;
+	size_t n;
+
+	if (af_value_str(v, s, &n) != AF_OK || n == 0 || n > UINT32_MAX ||
+	    memchr(*s, '\0', n) != NULL)
+		return false;
+	*len = (uint32_t)n;
+	return true;
+}
+
+static bool key_is(const char *key, size_t len, const char *name)
+{
+	return strlen(name) == len && memcmp(key, name, len) == 0;
 }
 
 #define REFUSE(...)                                                            \
@@ -301,12 +313,13 @@ static af_err read_options(gather *g, const af_value *root, char *why,
 	const af_value *mode = af_value_get(root, "mode");
 	const af_value *as_completed = af_value_get(root, "as_completed");
 
-	if (!opt_uint(root, "concurrency", UINT32_MAX, &limit))
+	if (!opt_uint(af_value_get(root, "concurrency"), UINT32_MAX, &limit))
 		REFUSE("gather: \"concurrency\" must be an unsigned integer");
 	g->limit = (uint32_t)limit;
-	if (!opt_uint(root, "timeout_ms", TIMEOUT_MAX_MS, &g->deadline_ms))
+	if (!opt_uint(af_value_get(root, "timeout_ms"), TIMEOUT_MAX_MS,
+		      &g->deadline_ms))
 		REFUSE("gather: \"timeout_ms\" must be an unsigned integer");
-	if (!opt_uint(root, "item_timeout_ms", TIMEOUT_MAX_MS,
+	if (!opt_uint(af_value_get(root, "item_timeout_ms"), TIMEOUT_MAX_MS,
 		      &g->item_timeout_ms))
 		REFUSE("gather: \"item_timeout_ms\" must be an unsigned "
 		       "integer");
@@ -325,104 +338,95 @@ static af_err read_options(gather *g, const af_value *root, char *why,
 	return AF_OK;
 }
 
-/* Reads the items of root into g: checks them all, then copies their
- * addresses and types into one block of C strings. */
+/* Reads item i from its map v in one walk over its fields; its address,
+ * type and payload still point into the request. */
+static af_err read_item(gather *g, const af_value *v, item *it, size_t i,
+			char *why, size_t why_len)
+{
+	const af_value *to = NULL;
+	const af_value *type = NULL;
+	const af_value *timeout = NULL;
+
+	if (af_value_type(v) != AF_TYPE_MAP)
+		REFUSE("gather: item %zu is not a map", i);
+	for (size_t k = 0; k < af_value_len(v); k++) {
+		const char *key;
+		size_t len;
+		if (af_value_str(af_value_key_at(v, k), &key, &len) != AF_OK)
+			continue;
+		if (key_is(key, len, "to"))
+			to = af_value_val_at(v, k);
+		else if (key_is(key, len, "type"))
+			type = af_value_val_at(v, k);
+		else if (key_is(key, len, "payload"))
+			it->payload = af_value_val_at(v, k);
+		else if (key_is(key, len, "timeout_ms"))
+			timeout = af_value_val_at(v, k);
+	}
+	if (!cstring_ok(to, &it->to, &it->to_len))
+		REFUSE("gather: item %zu has no \"to\" address string", i);
+	if (!cstring_ok(type, &it->type, &it->type_len))
+		REFUSE("gather: item %zu has no \"type\" string", i);
+	if (!opt_uint(timeout, TIMEOUT_MAX_MS, &it->timeout_ms))
+		REFUSE("gather: item %zu: \"timeout_ms\" must be an unsigned "
+		       "integer",
+		       i);
+	if (it->timeout_ms == 0)
+		it->timeout_ms = g->item_timeout_ms;
+	it->g = g;
+	it->index = (uint32_t)i;
+	return AF_OK;
+}
+
+/* Reads the items of root into g; they point into the request. */
 static af_err read_items(gather *g, const af_value *root, char *why,
 			 size_t why_len)
 {
 	const af_value *items = af_value_get(root, "items");
 	size_t n = af_value_len(items);
-	size_t bytes = 0;
-	char *s;
+	af_err err;
 
 	if (af_value_type(items) != AF_TYPE_ARRAY)
 		REFUSE("gather: \"items\" must be an array");
 	if (n > g->ga->cfg.max_items)
 		REFUSE("gather: %zu items, more than the limit of %u", n,
 		       g->ga->cfg.max_items);
-	for (size_t i = 0; i < n; i++) {
-		const af_value *v = af_value_at(items, i);
-		const char *str;
-		size_t to_len;
-		size_t type_len;
-		int64_t timeout = 0;
-		if (af_value_type(v) != AF_TYPE_MAP)
-			REFUSE("gather: item %zu is not a map", i);
-		if (!item_str(v, "to", &str, &to_len))
-			REFUSE("gather: item %zu has no \"to\" address string",
-			       i);
-		if (!item_str(v, "type", &str, &type_len))
-			REFUSE("gather: item %zu has no \"type\" string", i);
-		if (!opt_uint(v, "timeout_ms", TIMEOUT_MAX_MS, &timeout))
-			REFUSE("gather: item %zu: \"timeout_ms\" must be an "
-			       "unsigned integer",
-			       i);
-		bytes += to_len + type_len + 2;
-	}
 	g->n = (uint32_t)n;
 	if (n == 0)
 		return AF_OK;
 	g->items = calloc(n, sizeof(*g->items));
-	g->strings = malloc(bytes);
-	if (g->items == NULL || g->strings == NULL)
+	if (g->items == NULL)
 		return AF_ENOMEM;
-	s = g->strings;
 	for (size_t i = 0; i < n; i++) {
-		const af_value *v = af_value_at(items, i);
-		item *it = &g->items[i];
-		const char *str;
-		size_t len;
-		it->g = g;
-		it->index = (uint32_t)i;
-		item_str(v, "to", &str, &len);
-		it->to = memcpy(s, str, len);
-		s[len] = '\0';
-		s += len + 1;
-		item_str(v, "type", &str, &len);
-		it->type = memcpy(s, str, len);
-		s[len] = '\0';
-		s += len + 1;
-		it->payload = af_value_get(v, "payload");
-		opt_uint(v, "timeout_ms", TIMEOUT_MAX_MS, &it->timeout_ms);
-		if (it->timeout_ms == 0)
-			it->timeout_ms = g->item_timeout_ms;
+		err = read_item(g, af_value_at(items, i), &g->items[i], i, why,
+				why_len);
+		if (err != AF_OK)
+			return err;
 	}
 	return AF_OK;
 }
 
 #undef REFUSE
 
-/* Makes a gather of request m. Items still to be started need their
- * payloads after the handler returns, so the request's payload is copied
- * once and the items point into the copy. */
+/* Makes a gather of request m, its items' payloads still in m. */
 static af_err gather_new(gather_actor *ga, af_msg *m, gather **out, char *why,
 			 size_t why_len)
 {
 	gather *g = calloc(1, sizeof(*g));
-	af_payload *copy = af__gather_scratch(ga);
-	const af_value *root;
-	const void *data;
-	size_t len;
+	const af_value *root = af_msg_payload(m);
 	af_err err;
 
 	*why = '\0';
-	if (g == NULL || copy == NULL) {
+	if (g == NULL) {
 		err = AF_ENOMEM;
 		goto fail;
 	}
 	g->ga = ga;
-	if (af_value_type(af_msg_payload(m)) != AF_TYPE_MAP) {
+	if (af_value_type(root) != AF_TYPE_MAP) {
 		snprintf(why, why_len, "gather: the payload must be a map");
 		err = AF_EINVAL;
 		goto fail;
 	}
-	err = af_pack_value(copy, af_msg_payload(m));
-	data = af_payload_data(copy, &len);
-	if (err == AF_OK)
-		err = af_doc_parse(&g->doc, data, len);
-	if (err != AF_OK)
-		goto fail;
-	root = af_doc_root(g->doc);
 	err = read_options(g, root, why, why_len);
 	if (err == AF_OK)
 		err = read_items(g, root, why, why_len);
@@ -436,6 +440,63 @@ fail:
 	if (*why == '\0')
 		snprintf(why, why_len, "gather: %s", af_strerror(err));
 	return err;
+}
+
+/* The request dies when its handler returns, and the items point into
+ * it. This runs after the first items went out, while their targets
+ * work: it copies every unfinished item's address and type into one
+ * block of C strings, and the payloads of the items not sent yet
+ * (waiting for the concurrency limit or for room in a mailbox) into one
+ * document, one copy and one parse for them all. */
+static af_err keep_items(gather *g)
+{
+	af_payload *copy = af__gather_scratch(g->ga);
+	size_t bytes = 0;
+	uint32_t kept = 0;
+	const af_value *all;
+	const void *data;
+	size_t len;
+	af_err err;
+	char *s;
+
+	for (uint32_t i = 0; i < g->n; i++)
+		bytes += (size_t)g->items[i].to_len + g->items[i].type_len + 2;
+	g->strings = malloc(bytes);
+	if (g->strings == NULL || copy == NULL)
+		return AF_ENOMEM;
+	s = g->strings;
+	af_pack_array_begin(copy);
+	for (uint32_t i = 0; i < g->n; i++) {
+		item *it = &g->items[i];
+		it->to = memcpy(s, it->to, it->to_len);
+		s[it->to_len] = '\0';
+		s += it->to_len + 1;
+		it->type = memcpy(s, it->type, it->type_len);
+		s[it->type_len] = '\0';
+		s += it->type_len + 1;
+		if (it->state != ITEM_WAITING && it->state != ITEM_BLOCKED) {
+			it->payload = NULL;
+		} else if (it->payload != NULL) {
+			af_pack_value(copy, it->payload);
+			kept++;
+		}
+	}
+	g->kept = true;
+	err = af_pack_array_end(copy);
+	if (err != AF_OK || kept == 0)
+		return err;
+	data = af_payload_data(copy, &len);
+	err = af_doc_parse(&g->doc, data, len);
+	if (err != AF_OK)
+		return err;
+	all = af_doc_root(g->doc);
+	kept = 0;
+	for (uint32_t i = 0; i < g->n; i++) {
+		item *it = &g->items[i];
+		if (it->payload != NULL)
+			it->payload = af_value_at(all, kept++);
+	}
+	return AF_OK;
 }
 
 /* Sets the gather's deadline: the payload's timeout_ms or the request's
@@ -512,10 +573,15 @@ static af_err gather_start(af_ctx *ctx, gather_actor *ga, af_msg *m)
 		af__gather_fail(ctx, g, err, "gather: cannot set its deadline");
 		return AF_OK;
 	}
-	if (g->n == 0)
+	if (g->n == 0) {
 		af__slots_finish(ctx, g);
-	else
-		gather_pump(ctx, g);
+		return AF_OK;
+	}
+	gather_pump(ctx, g);
+	if (!g->closed && (err = keep_items(g)) != AF_OK)
+		af__gather_fail(ctx, g, err,
+				"gather: cannot keep the items: %s",
+				af_strerror(err));
 	return AF_OK;
 }
 
@@ -578,6 +644,8 @@ static void gather_stop(af_ctx *ctx, void *state)
 	}
 	af__target_reap(ga, true);
 	af_payload_destroy(&ga->scratch);
+	free(ga->cstr[0]);
+	free(ga->cstr[1]);
 	free(ga);
 }
 

@@ -35,14 +35,21 @@ typedef enum item_state {
 
 struct item {
 	gather *g;
-	const char *to;          /* in g->strings */
-	const char *type;        /* in g->strings */
-	const af_value *payload; /* in g->doc; NULL for nil */
-	int64_t timeout_ms;      /* its own deadline; 0: none */
-	int64_t deadline_ns;     /* set when started; 0: none */
-	uint64_t req;            /* the request's id while running */
-	collect *stream;         /* a streamed answer being collected */
-	target *wait;            /* while blocked */
+	/* Address and type: in the request while its handler runs (not
+	 * NUL-terminated there: print them with %.*s), then in g->strings,
+	 * as C strings. */
+	const char *to;
+	const char *type;
+	uint32_t to_len;
+	uint32_t type_len;
+	/* In the request while its handler runs, then in g->doc (items not
+	 * sent by then); NULL for nil. */
+	const af_value *payload;
+	int64_t timeout_ms;  /* its own deadline; 0: none */
+	int64_t deadline_ns; /* set when started; 0: none */
+	uint64_t req;        /* the request's id while running */
+	collect *stream;     /* a streamed answer being collected */
+	target *wait;        /* while blocked */
 	item *wait_prev;
 	item *wait_next;
 	uint32_t index;
@@ -64,7 +71,7 @@ struct queued {
 struct gather {
 	gather_actor *ga;
 	af_pending *req; /* NULL once answered or cancelled */
-	af_doc *doc;     /* a copy of the request's payload */
+	af_doc *doc;     /* the payloads of items that were not sent at once */
 	char *strings;   /* the items' addresses and types, NUL-terminated */
 	item *items;
 	uint32_t n;
@@ -79,6 +86,7 @@ struct gather {
 	uint64_t deadline_timer;
 	bool fail_fast;
 	bool as_completed;
+	bool kept;     /* items no longer point into the request */
 	bool pumping;  /* gather_pump is on the stack */
 	bool frozen;   /* ending: items are no longer started or heard */
 	bool closed;   /* ended: waiting to be reaped */
@@ -86,9 +94,15 @@ struct gather {
 	/* Bytes of results the gather holds: stored or queued slots and
 	 * streams being collected; bounded by the config's max_bytes. */
 	size_t held;
-	/* Collect mode: the slots in the order their items finished, after
-	 * room for an array header (slots.c), so that the reply is built
-	 * from one parse. */
+	/* Collect mode: the reply, into which slots are packed while they
+	 * come in input order (emitted of them so far, ending at out_len
+	 * bytes after a header of out_header bytes); then the other slots in
+	 * the order their items finished, after room for an array header
+	 * (slots.c), added to the reply from one parse at the end. */
+	af_payload *out;
+	size_t out_header;
+	size_t out_len;
+	uint32_t emitted;
 	char *slots;
 	size_t slots_len;
 	size_t slots_cap;
@@ -106,6 +120,10 @@ struct gather_actor {
 	af_gather_config cfg;
 	/* Payload writers reused for items' payloads and for slots. */
 	af_payload *scratch;
+	/* An address and a type made C strings, for items sent while they
+	 * still point into their request. */
+	char *cstr[2];
+	size_t cstr_cap[2];
 	gather *live;
 	gather *dead; /* ended, freed on the next turn */
 	target *targets;
@@ -137,12 +155,14 @@ void af__gather_reap_soon(af_ctx *ctx, gather_actor *ga);
 /* ---- item.c ------------------------------------------------------------ */
 
 /* Starts it: sends it, or queues it behind a full mailbox; a send that
- * fails fills its slot with the error. */
-void af__item_start(af_ctx *ctx, item *it);
-/* Sends it now. AF_OK (running), AF_EAGAIN (the target's mailbox is
- * full; nothing was sent), AF_ETIMEDOUT (its deadline passed before it
- * could go), or the send's error. */
-af_err af__item_send(af_ctx *ctx, item *it);
+ * fails fills its slot with the error. *now_ns is the time, read once
+ * per batch of items (0: not read yet). */
+void af__item_start(af_ctx *ctx, item *it, int64_t *now_ns);
+/* Sends it now (it points no longer into its request). AF_OK (running),
+ * AF_EAGAIN (the target's mailbox is full; nothing was sent),
+ * AF_ETIMEDOUT (its deadline passed before it could go), or the send's
+ * error. *now_ns as for af__item_start. */
+af_err af__item_send(af_ctx *ctx, item *it, int64_t *now_ns);
 /* Fails it with the error of a send that could not be made. */
 void af__item_unsent(af_ctx *ctx, item *it, af_err err);
 /* Cancels it if it runs and forgets a stream being collected; its
@@ -153,14 +173,19 @@ bool af__item_expired(const item *it, int64_t now_ns);
 
 /* ---- slots.c ----------------------------------------------------------- */
 
-/* Packs the slot of item it into p (emptied first): ok with value v, or
- * an error. AF_OK or the writer's error. */
+/* The writer to pack the slot of item it into: the reply itself when it
+ * is its turn in input order (collect mode), else the emptied scratch.
+ * NULL when memory ran out. */
+af_payload *af__slot_writer(item *it);
+/* Packs the slot of item it into p, a writer from af__slot_writer: ok
+ * with value v, or an error. AF_OK or the writer's error. */
 af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v);
 af_err af__slot_pack_error(af_payload *p, const item *it, int code,
 			   const char *text);
-/* Stores the slot of item it, packed in *slot: kept for the reply
- * (collect mode) or sent to the reader (as_completed; queued while its
- * credit is out, and then *slot is taken and set to NULL). A successful
+/* Stores the slot of item it, packed in *slot (the writer
+ * af__slot_writer gave, or a stream's own): kept for the reply (collect
+ * mode) or sent to the reader (as_completed; queued while its credit is
+ * out, and then *slot is taken and set to NULL). A successful
  * slot that would take the gather over its byte limit becomes an
  * AF_EMSGSIZE error (or fails a fail_fast gather). Returns whether the
  * slot stored is ok; the gather may have ended (g->closed) when this
@@ -174,12 +199,16 @@ void af__slots_free(gather *g);
 
 /* ---- target.c ---------------------------------------------------------- */
 
-/* True when items already wait for room at addr: a new one queues behind
- * them rather than overtaking them. */
-bool af__target_busy(const gather_actor *ga, const char *addr);
-/* Queues it (blocked) until its target's mailbox has room. AF_OK or
- * AF_ENOMEM. */
-af_err af__target_wait(af_ctx *ctx, item *it);
+/* The target of the len bytes at addr (not NUL-terminated) when items
+ * already wait there for room: a new one queues behind them rather than
+ * overtaking them. NULL when none wait. */
+target *af__target_busy(gather_actor *ga, const char *addr, size_t len);
+/* Queues it behind the items waiting at t, a target af__target_busy
+ * gave. */
+void af__target_join(item *it, target *t);
+/* Queues it (blocked) until the mailbox at addr, its target, has room.
+ * AF_OK or AF_ENOMEM. */
+af_err af__target_wait(af_ctx *ctx, item *it, const char *addr);
 /* Takes a blocked item out of its queue. */
 void af__target_forget(af_ctx *ctx, item *it);
 /* Frees targets nobody waits on (all of them with all, at stop). */

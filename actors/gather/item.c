@@ -136,19 +136,22 @@ static void item_failed(af_ctx *ctx, item *it, int code, const char *text)
 	af_payload *p;
 
 	if (g->fail_fast) {
-		af__gather_fail(ctx, g, code,
-				"gather: item %u (\"%s\" to \"%s\") failed: %s",
-				it->index, it->type, it->to, text);
+		af__gather_fail(
+			ctx, g, code,
+			"gather: item %u (\"%.*s\" to \"%.*s\") failed: "
+			"%s",
+			it->index, (int)it->type_len, it->type, (int)it->to_len,
+			it->to, text);
 		return;
 	}
-	p = af__gather_scratch(g->ga);
+	p = af__slot_writer(it);
 	if (p == NULL || af__slot_pack_error(p, it, code, text) != AF_OK) {
 		af__gather_fail(ctx, g, AF_ENOMEM,
 				"gather: out of memory storing item %u",
 				it->index);
 		return;
 	}
-	af__slot_store(ctx, it, &g->ga->scratch, false);
+	af__slot_store(ctx, it, p == g->out ? &g->out : &g->ga->scratch, false);
 	if (!g->closed)
 		af__gather_item_done(ctx, it, false);
 }
@@ -172,11 +175,17 @@ static void item_answered(af_ctx *ctx, item *it, af_msg *answer)
 			slot = &it->stream->slot;
 		}
 	} else {
-		af_payload *p = af__gather_scratch(g->ga);
+		af_payload *p = af__slot_writer(it);
 		err = p != NULL ? af__slot_pack_value(p, it,
 						      af_msg_payload(answer))
 				: AF_ENOMEM;
-		slot = &g->ga->scratch;
+		slot = p == g->out ? &g->out : &g->ga->scratch;
+	}
+	if (err != AF_OK && slot == &g->out) {
+		/* Half a slot in the reply cannot be taken back. */
+		af__gather_fail(ctx, g, err, "gather: cannot store item %u: %s",
+				it->index, af_strerror(err));
+		return;
 	}
 	if (err != AF_OK) {
 		collect_free(g, &it->stream);
@@ -280,7 +289,9 @@ bool af__item_expired(const item *it, int64_t now_ns)
 	return due != 0 && due <= now_ns;
 }
 
-af_err af__item_send(af_ctx *ctx, item *it)
+/* Sends it to the C strings to and type. */
+static af_err send_to(af_ctx *ctx, item *it, const char *to, const char *type,
+		      int64_t *now_ns)
 {
 	gather *g = it->g;
 	int64_t due = earliest(it->deadline_ns, g->deadline_ns);
@@ -292,7 +303,10 @@ af_err af__item_send(af_ctx *ctx, item *it)
 	 * its request's deadline, rounded up so that the gather's own timer
 	 * goes first. */
 	if (due != 0) {
-		int64_t left = due - af__gather_now_ns();
+		int64_t left;
+		if (*now_ns == 0)
+			*now_ns = af__gather_now_ns();
+		left = due - *now_ns;
 		if (left <= 0)
 			return AF_ETIMEDOUT;
 		timeout_ms = (left + 999999) / 1000000;
@@ -305,11 +319,16 @@ af_err af__item_send(af_ctx *ctx, item *it)
 		if (err != AF_OK)
 			return err;
 	}
-	err = af_request_stream(ctx, it->to, it->type, p, timeout_ms,
-				item_chunk, item_end, it, &it->req);
+	err = af_request_stream(ctx, to, type, p, timeout_ms, item_chunk,
+				item_end, it, &it->req);
 	if (err == AF_OK)
 		it->state = ITEM_RUNNING;
 	return err;
+}
+
+af_err af__item_send(af_ctx *ctx, item *it, int64_t *now_ns)
+{
+	return send_to(ctx, it, it->to, it->type, now_ns);
 }
 
 void af__item_unsent(af_ctx *ctx, item *it, af_err err)
@@ -318,27 +337,62 @@ void af__item_unsent(af_ctx *ctx, item *it, af_err err)
 
 	if (err == AF_ETIMEDOUT)
 		snprintf(text, sizeof(text),
-			 "its deadline passed while \"%s\" had no room for it",
-			 it->to);
+			 "its deadline passed while \"%.*s\" had no room for "
+			 "it",
+			 (int)it->to_len, it->to);
 	else
-		snprintf(text, sizeof(text), "cannot send to \"%s\": %s",
-			 it->to, af_strerror(err));
+		snprintf(text, sizeof(text), "cannot send to \"%.*s\": %s",
+			 (int)it->to_len, it->to, af_strerror(err));
 	item_failed(ctx, it, err, text);
 }
 
-void af__item_start(af_ctx *ctx, item *it)
+/* s as a C string: itself once the gather keeps its own copy, else a copy
+ * in the actor's buffer number which (overwritten by the next call). */
+static const char *as_c_string(gather *g, int which, const char *s,
+			       uint32_t len)
 {
+	gather_actor *ga = g->ga;
+
+	if (g->kept)
+		return s;
+	if (ga->cstr_cap[which] <= len) {
+		size_t cap = (size_t)len + 1 > 256 ? (size_t)len + 1 : 256;
+		char *buf = realloc(ga->cstr[which], cap);
+		if (buf == NULL)
+			return NULL;
+		ga->cstr[which] = buf;
+		ga->cstr_cap[which] = cap;
+	}
+	memcpy(ga->cstr[which], s, len);
+	ga->cstr[which][len] = '\0';
+	return ga->cstr[which];
+}
+
+void af__item_start(af_ctx *ctx, item *it, int64_t *now_ns)
+{
+	target *busy = af__target_busy(it->g->ga, it->to, it->to_len);
+	const char *to;
+	const char *type;
 	af_err err;
 
-	if (it->timeout_ms > 0)
-		it->deadline_ns =
-			af__gather_now_ns() + it->timeout_ms * 1000000;
-	if (af__target_busy(it->g->ga, it->to))
-		err = AF_EAGAIN;
-	else
-		err = af__item_send(ctx, it);
+	if (it->timeout_ms > 0) {
+		if (*now_ns == 0)
+			*now_ns = af__gather_now_ns();
+		it->deadline_ns = *now_ns + it->timeout_ms * 1000000;
+	}
+	if (busy != NULL) {
+		af__target_join(it, busy);
+		return;
+	}
+	to = as_c_string(it->g, 0, it->to, it->to_len);
+	type = as_c_string(it->g, 1, it->type, it->type_len);
+	if (to == NULL || type == NULL) {
+		af__item_unsent(ctx, it, AF_ENOMEM);
+		return;
+	}
+	err = send_to(ctx, it, to, type, now_ns);
 	if (err == AF_EAGAIN)
-		err = af__target_wait(ctx, it);
+		err = af__target_wait(ctx, it, to);
 	if (err != AF_OK)
 		af__item_unsent(ctx, it, err);
 }

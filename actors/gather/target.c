@@ -30,23 +30,43 @@ struct target {
 	item *head;
 	item *tail;
 	uint64_t retry_timer;
+	size_t len;
 	bool writable_wait; /* an af_when_writable is outstanding */
 	char addr[];
 };
 
-static target *target_find(const gather_actor *ga, const char *addr)
+static target *target_find(gather_actor *ga, const char *addr, size_t len)
 {
 	for (target *t = ga->targets; t != NULL; t = t->next)
-		if (strcmp(t->addr, addr) == 0)
+		if (t->len == len && memcmp(t->addr, addr, len) == 0)
 			return t;
 	return NULL;
 }
 
-bool af__target_busy(const gather_actor *ga, const char *addr)
+target *af__target_busy(gather_actor *ga, const char *addr, size_t len)
 {
-	const target *t = ga->targets != NULL ? target_find(ga, addr) : NULL;
+	target *t = ga->targets != NULL ? target_find(ga, addr, len) : NULL;
 
-	return t != NULL && t->head != NULL;
+	return t != NULL && t->head != NULL ? t : NULL;
+}
+
+/* Appends it to t's queue. */
+static void push(target *t, item *it)
+{
+	it->wait = t;
+	it->wait_prev = t->tail;
+	it->wait_next = NULL;
+	if (t->tail != NULL)
+		t->tail->wait_next = it;
+	else
+		t->head = it;
+	t->tail = it;
+	it->state = ITEM_BLOCKED;
+}
+
+void af__target_join(item *it, target *t)
+{
+	push(t, it);
 }
 
 static void unqueue(af_ctx *ctx, target *t, item *it)
@@ -121,10 +141,16 @@ static void arm(af_ctx *ctx, target *t)
 /* Sends the queued items in order until the mailbox is full again. */
 static void target_flush(af_ctx *ctx, target *t)
 {
+	int64_t now = 0;
+	uint32_t sent = 0;
 	item *it;
 
 	while ((it = t->head) != NULL) {
-		af_err err = af__item_send(ctx, it);
+		af_err err;
+		/* The clock is read once per batch of sends. */
+		if (++sent % 64 == 0)
+			now = 0;
+		err = af__item_send(ctx, it, &now);
 		if (err == AF_EAGAIN) {
 			arm(ctx, t);
 			return;
@@ -135,18 +161,19 @@ static void target_flush(af_ctx *ctx, target *t)
 	}
 }
 
-af_err af__target_wait(af_ctx *ctx, item *it)
+af_err af__target_wait(af_ctx *ctx, item *it, const char *addr)
 {
 	gather_actor *ga = it->g->ga;
-	target *t = target_find(ga, it->to);
+	size_t len = strlen(addr);
+	target *t = target_find(ga, addr, len);
 
 	if (t == NULL) {
-		size_t len = strlen(it->to);
 		t = calloc(1, sizeof(*t) + len + 1);
 		if (t == NULL)
 			return AF_ENOMEM;
 		t->ga = ga;
-		memcpy(t->addr, it->to, len + 1);
+		t->len = len;
+		memcpy(t->addr, addr, len + 1);
 		t->next = ga->targets;
 		ga->targets = t;
 	}
@@ -155,15 +182,7 @@ af_err af__target_wait(af_ctx *ctx, item *it)
 		af__gather_reap_soon(ctx, ga);
 		return AF_ENOMEM;
 	}
-	it->wait = t;
-	it->wait_prev = t->tail;
-	it->wait_next = NULL;
-	if (t->tail != NULL)
-		t->tail->wait_next = it;
-	else
-		t->head = it;
-	t->tail = it;
-	it->state = ITEM_BLOCKED;
+	push(t, it);
 	arm(ctx, t);
 	return AF_OK;
 }
