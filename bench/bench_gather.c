@@ -201,9 +201,9 @@ static int64_t run_gather(af_client *c, const af_payload *p, int64_t n)
 	if ((int64_t)af_value_len(results) != n ||
 	    !af_value_get_bool(af_value_at(results, (size_t)n - 1), "ok",
 			       false) ||
-	    af_value_get_int(af_value_get(af_value_at(results, (size_t)n - 1),
-					  "value"),
-			     "i", -1) != n - 1) {
+	    af_value_get_int(
+		    af_value_get(af_value_at(results, (size_t)n - 1), "value"),
+		    "i", -1) != n - 1) {
 		fprintf(stderr, "bench_gather: wrong results\n");
 		exit(1);
 	}
@@ -263,8 +263,8 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
 			rounds = atoi(argv[++i]);
 		else {
-			fprintf(stderr,
-				"usage: bench_gather [--items N] [--rounds R]\n");
+			fprintf(stderr, "usage: bench_gather [--items N] "
+					"[--rounds R]\n");
 			return 2;
 		}
 	}
@@ -280,8 +280,7 @@ int main(int argc, char **argv)
 	check(af_spawn(sys, "echo", &echo_ops, NULL, NULL), "spawn echo");
 	check(af_spawn(sys, "gather", &af_gather_ops, NULL, NULL),
 	      "spawn gather");
-	check(af_spawn(sys, "driver", &driver_ops, NULL, NULL),
-	      "spawn driver");
+	check(af_spawn(sys, "driver", &driver_ops, NULL, NULL), "spawn driver");
 	check(af_client_new(&c, sys), "client");
 	request = gather_request(n);
 
