@@ -2,8 +2,9 @@
  * The gather actor: fan-out and collect (the message format is in
  * include/actorflow/gather.h).
  *
- * Each "gather" request becomes a gather: its own copy of the request's
- * payload, one item per entry, and the slots finished so far. All state
+ * Each "gather" request becomes a gather: one item per entry (with its
+ * own copy of what it needs once the request is gone), and the slots
+ * finished so far. All state
  * lives in the gather, so any number of gathers run side by side in one
  * actor, and the actor never waits: an item is a request with a
  * continuation, and a full mailbox, a full stream window and the deadline
