@@ -10,14 +10,22 @@
 #include <string.h>
 #include <time.h>
 
+/* A "hang" request held; with a cancel hook it forgets p when its
+ * requester gives up. */
+typedef struct hang {
+	af_pending *p;
+	test_signal *cancelled;
+} hang;
+
 typedef struct echo_state {
 	const echo_config *cfg;
-	af_pending *hung[64];
+	hang hung[64];
 	int nhung;
 } echo_state;
 
 typedef struct later {
 	af_pending *p;
+	int64_t ms;
 } later;
 
 /* A stream the echo actor produces. */
@@ -129,6 +137,14 @@ static af_err start_ticker(af_ctx *ctx, echo_state *s, af_msg *m)
 	return AF_OK;
 }
 
+static void hang_cancelled(af_ctx *ctx, void *arg)
+{
+	hang *h = arg;
+
+	h->p = NULL; /* the runtime frees it */
+	test_signal_add(h->cancelled);
+}
+
 static af_err echo_init(af_ctx *ctx, const void *config, void **state)
 {
 	const echo_config *cfg = config;
@@ -150,9 +166,11 @@ static void answer_later(af_ctx *ctx, void *arg)
 	af_payload *p = NULL;
 
 	af_payload_new(&p);
-	af_pack_map(p, 1);
+	af_pack_map(p, 2);
 	af_pack_str(p, "late");
 	af_pack_bool(p, true);
+	af_pack_str(p, "ms");
+	af_pack_int(p, l->ms);
 	af_pending_reply(ctx, &l->p, p);
 	af_payload_destroy(&p);
 	free(l);
@@ -204,7 +222,13 @@ static af_err echo_handle(af_ctx *ctx, void *state, af_msg *m)
 	if (strcmp(type, "badarg") == 0)
 		return AF_EINVAL;
 	if (strcmp(type, "hang") == 0 && s->nhung < 64) {
-		af_err err = af_defer(ctx, m, &s->hung[s->nhung++]);
+		hang *h = &s->hung[s->nhung++];
+		af_err err = af_defer(ctx, m, &h->p);
+		if (err == AF_OK && s->cfg != NULL &&
+		    s->cfg->hang_cancelled != NULL) {
+			h->cancelled = s->cfg->hang_cancelled;
+			af_pending_on_cancel(h->p, hang_cancelled, h);
+		}
 		if (err == AF_OK && s->cfg != NULL && s->cfg->hung != NULL)
 			test_signal_add(s->cfg->hung);
 		return err;
@@ -215,8 +239,10 @@ static af_err echo_handle(af_ctx *ctx, void *state, af_msg *m)
 		later *l = calloc(1, sizeof(*l));
 		int64_t ms = af_value_get_int(af_msg_payload(m), "ms", 10);
 		af_err err = l == NULL ? AF_ENOMEM : af_defer(ctx, m, &l->p);
-		if (err == AF_OK)
+		if (err == AF_OK) {
+			l->ms = ms;
 			err = af_timer_start(ctx, ms, 0, answer_later, l, NULL);
+		}
 		if (err != AF_OK)
 			free(l);
 		return err;

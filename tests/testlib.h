@@ -7,7 +7,8 @@
  *   noreply  returns AF_OK without answering
  *   badarg   returns AF_EINVAL without answering
  *   hang     defers and never answers (until the actor stops)
- *   later    defers and answers {"late": true} after payload "ms" ms
+ *   later    defers and answers {"late": true, "ms": ms} after payload
+ *            "ms" ms
  *   count    (tell) adds one to the counter in its config
  *   where    replies {"local": af_msg_is_local(request)}
  *   stream   streams chunks {"i": 1..n} then ends with {"count": n};
@@ -51,6 +52,10 @@ typedef struct echo_config {
 	test_signal *hung;     /* may be NULL: counts "hang" requests held */
 	test_signal *handled;  /* may be NULL: counts requests handled */
 	test_signal *replied;  /* may be NULL: counts "echo" replies sent */
+	/* May be NULL. When set, "hang" registers a cancel hook that counts
+	 * here the requests given up by their requester (or by the echo
+	 * actor's stop). */
+	test_signal *hang_cancelled;
 	af_err init_result;
 } echo_config;
 
