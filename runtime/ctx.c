@@ -37,6 +37,7 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 	ctx->name = name;
 	ctx->backlog_timer.index = SIZE_MAX;
 	ctx->probe_timer.index = SIZE_MAX;
+	ctx->orphan_timer.index = SIZE_MAX;
 	af__idmap_init(&ctx->pending_index);
 	af__idmap_init(&ctx->peer_index);
 	af__idmap_init(&ctx->outreqs);
@@ -97,6 +98,14 @@ void af__ctx_fini(af_ctx *ctx, int status)
 	af__loop_timer_del(&ctx->loop, &ctx->probe_timer);
 	af__ctx_close_inbox(ctx);
 	af__peers_close_all(ctx, status);
+	/* A context that ends owes nobody a call: its callbacks end with it.
+	 */
+	af__loop_timer_del(&ctx->loop, &ctx->orphan_timer);
+	while (ctx->orphan_waits != NULL) {
+		af__writable_wait *w = ctx->orphan_waits;
+		ctx->orphan_waits = w->next;
+		free(w);
+	}
 	if (ctx->sys != NULL)
 		af__system_remove_waker(ctx->sys, ctx->waker);
 	af__loop_del(&ctx->loop, &ctx->wake_watch, NULL);
@@ -293,6 +302,20 @@ af_err af_when_writable(af_ctx *ctx, const char *addr, af_timer_fn fn,
 	if (err == AF_OK)
 		err = af__peer_when_writable(peer, fn, arg);
 	return err;
+}
+
+void af__ctx_run_orphan_waits(af__timer *t)
+{
+	af_ctx *ctx = AF__CONTAINER(t, af_ctx, orphan_timer);
+	af__writable_wait *list = ctx->orphan_waits;
+
+	ctx->orphan_waits = NULL;
+	while (list != NULL) {
+		af__writable_wait *w = list;
+		list = w->next;
+		w->fn(ctx, w->arg);
+		free(w);
+	}
 }
 
 /* ---- requests ---------------------------------------------------------- */

@@ -115,6 +115,10 @@ struct af_ctx {
 	af__fdwatch **fds;
 	int fds_cap;
 	af_pending *deferred;
+	/* Writable waits of peers that closed: still owed their call, made on
+	 * the next turn (the retry then meets the closed peer's error). */
+	struct af__writable_wait *orphan_waits;
+	af__timer orphan_timer;
 	af__idmap pending_index;
 	size_t pending_unindexed;
 	/* Checks that remote requesters of streams and cancellable requests
@@ -199,6 +203,8 @@ void af__stream_on_credit(af_ctx *ctx, af_msg *m);
 void af__stream_on_chunk(af_ctx *ctx, af__outreq *o, af_msg *m);
 /* The consumer took n more chunks of o: sends credit when due. */
 void af__stream_taken(af_ctx *ctx, af__outreq *o, uint64_t n);
+/* Calls the writable waits of closed peers (a timer callback). */
+void af__ctx_run_orphan_waits(af__timer *t);
 /* Tells the target of o that the requester gives up on it (best effort). */
 void af__outreq_send_cancel(af_ctx *ctx, af__outreq *o);
 /* Tries once more to send answers that met a full queue, then drops the

@@ -368,10 +368,17 @@ void af__peer_close(af__peer *p, int status)
 	/* Order matters: the dead list is reaped last-in first-out, and the
 	 * release of the main watch frees the peer with the monitor watch in
 	 * it, so the monitor watch must be reaped first, i.e. added last. */
+	/* Whoever waits for room is still owed its one call. */
 	while (p->writable_waits != NULL) {
 		af__writable_wait *w = p->writable_waits;
 		p->writable_waits = w->next;
-		free(w);
+		w->next = ctx->orphan_waits;
+		ctx->orphan_waits = w;
+	}
+	if (ctx->orphan_waits != NULL && !ctx->stopping &&
+	    ctx->orphan_timer.index == SIZE_MAX) {
+		ctx->orphan_timer.cb = af__ctx_run_orphan_waits;
+		af__loop_timer_add(&ctx->loop, &ctx->orphan_timer, 0);
 	}
 	af__loop_del(&ctx->loop, &p->watch, peer_release);
 	if (p->mon != NULL) {

@@ -544,10 +544,72 @@ static void test_replies_to_a_slow_requester_are_kept(void **state)
 	test_signal_fini(&o.handled);
 }
 
+/* A writable wait whose target stops is still called, once. */
+static test_signal release;
+static test_signal room;
+
+static af_err gated_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	test_signal_wait(&release, 1, 10000);
+	af_stop_self(ctx);
+	return AF_OK;
+}
+
+static const af_actor_ops gated_ops = {.type_name = "gated",
+				       .handle = gated_handle};
+
+static void on_room(af_ctx *ctx, void *arg)
+{
+	test_signal_add(&room);
+}
+
+static af_err filler_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	af_err err;
+
+	while ((err = af_tell(ctx, "gated", "t", NULL)) == AF_OK) {
+	}
+	assert_int_equal(err, AF_EAGAIN);
+	assert_int_equal(af_when_writable(ctx, "gated", on_room, NULL), AF_OK);
+	return af_reply(ctx, m, NULL);
+}
+
+static const af_actor_ops filler_ops = {.type_name = "filler",
+					.handle = filler_handle};
+
+static void test_writable_wait_outlives_target(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	af_spawn_opts one = {.mailbox_capacity = 1};
+
+	test_signal_init(&release);
+	test_signal_init(&room);
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "gated", &gated_ops, NULL, &one), AF_OK);
+	assert_int_equal(af_spawn(sys, "filler", &filler_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(
+		af_client_request(c, "filler", "go", NULL, 5000, &reply),
+		AF_OK);
+	af_msg_destroy(&reply);
+	test_signal_add(&release);
+	af_stop(sys, "gated");
+	assert_true(test_signal_wait(&room, 1, 10000));
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	assert_int_equal(room.count, 1);
+	test_signal_fini(&release);
+	test_signal_fini(&room);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_mailbox_client),
+		cmocka_unit_test(test_writable_wait_outlives_target),
 		cmocka_unit_test(test_full_mailbox_actor),
 		cmocka_unit_test(test_replies_to_a_slow_requester_are_kept),
 		cmocka_unit_test(test_when_writable_resumes_a_sender),
