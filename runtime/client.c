@@ -138,7 +138,6 @@ af_err af_client_request(af_client *c, const char *addr, const char *type,
 		return AF_EINVAL;
 	*reply = NULL;
 	c->done = false;
-
 	err = af__ctx_request(&c->ctx, addr, type, payload, timeout_ms, &opts,
 			      on_outcome, c, NULL);
 	if (err != AF_OK)
@@ -244,18 +243,13 @@ af_err af_stream_next(af_stream *s, int64_t timeout_ms, af_msg **msg)
 	for (;;) {
 		if (s->head != NULL) {
 			chunk_node *n = s->head;
-			af__outreq *o;
 			s->head = n->next;
 			if (s->head == NULL)
 				s->tail = NULL;
 			*msg = n->msg;
 			free(n);
-			o = s->client != NULL
-				    ? af__idmap_get(&s->client->ctx.outreqs,
-						    s->id)
-				    : NULL;
-			if (o != NULL)
-				af__stream_taken(&s->client->ctx, o, 1);
+			if (s->client != NULL)
+				af__stream_taken(&s->client->ctx, s->id, 1);
 			return AF_OK;
 		}
 		if (s->ended) {

@@ -340,19 +340,30 @@ void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 	free(o);
 }
 
+af_err af__outreq_send_control(af_ctx *ctx, af__outreq *o, af_kind kind,
+			       uint64_t seq)
+{
+	af__envelope env = {.kind = kind, .id = o->id, .seq = seq};
+	zmq_msg_t frame;
+	af_err err;
+
+	if (o->peer == NULL || o->peer->closed)
+		return AF_EPEERDOWN;
+	err = af__frame_build(&frame, &env, NULL, ctx->max_msg);
+	if (err != AF_OK)
+		return err;
+	/* A local one names this inbox, as a request does, so the target
+	 * can tell whose request it is. */
+	err = af__peer_send(o->peer, &frame, ctx->inbox_name, 0);
+	if (err != AF_OK)
+		zmq_msg_close(&frame);
+	return err;
+}
+
 void af__outreq_send_cancel(af_ctx *ctx, af__outreq *o)
 {
-	af__envelope env = {.kind = AF_KIND_CANCEL, .id = o->id};
-	zmq_msg_t frame;
-
-	/* Best effort: the requester's outcome does not depend on it. A local
-	 * cancel names this inbox, as a request does, so the target can tell
-	 * whose request it is. */
-	if (o->peer == NULL || o->peer->closed ||
-	    af__frame_build(&frame, &env, NULL, ctx->max_msg) != AF_OK)
-		return;
-	if (af__peer_send(o->peer, &frame, ctx->inbox_name, 0) != AF_OK)
-		zmq_msg_close(&frame);
+	/* Best effort: the requester's outcome does not depend on it. */
+	(void)af__outreq_send_control(ctx, o, AF_KIND_CANCEL, 0);
 }
 
 static void outreq_expired(af__timer *t)

@@ -201,10 +201,15 @@ void af__pending_cancel_soon(af_ctx *ctx, af_pending *p);
 void af__stream_on_credit(af_ctx *ctx, af_msg *m);
 /* A chunk or end arrived for a stream request of ctx (stream.c). */
 void af__stream_on_chunk(af_ctx *ctx, af__outreq *o, af_msg *m);
-/* The consumer took n more chunks of o: sends credit when due. */
-void af__stream_taken(af_ctx *ctx, af__outreq *o, uint64_t n);
+/* The consumer took n more chunks of stream request id (if it is still
+ * outstanding): sends credit when due. */
+void af__stream_taken(af_ctx *ctx, uint64_t id, uint64_t n);
 /* Calls the writable waits of closed peers (a timer callback). */
 void af__ctx_run_orphan_waits(af__timer *t);
+/* Sends the target of o a message of kind (cancel, credit) about it, with
+ * seq. AF_OK, AF_EPEERDOWN (no live connection), AF_EAGAIN, AF_ENOMEM. */
+af_err af__outreq_send_control(af_ctx *ctx, af__outreq *o, af_kind kind,
+			       uint64_t seq);
 /* Tells the target of o that the requester gives up on it (best effort). */
 void af__outreq_send_cancel(af_ctx *ctx, af__outreq *o);
 /* Tries once more to send answers that met a full queue, then drops the

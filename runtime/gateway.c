@@ -45,15 +45,6 @@ static void forward_free(forward *f)
 	free(f);
 }
 
-/* Reports n relayed chunks as taken from the target. */
-static void relayed(af_ctx *ctx, forward *f, uint64_t n)
-{
-	af__outreq *o = af__idmap_get(&ctx->outreqs, f->id);
-
-	if (o != NULL)
-		af__stream_taken(ctx, o, n);
-}
-
 static void send_end(af_ctx *ctx, forward *f, af_kind kind)
 {
 	af_err err = kind == AF_KIND_END
@@ -87,7 +78,7 @@ static void send_held(af_ctx *ctx, void *arg)
 		free(h);
 		n++;
 	}
-	relayed(ctx, f, n);
+	af__stream_taken(ctx, f->id, n);
 	if (f->held_head == NULL && f->end_due)
 		send_end(ctx, f, f->end_kind);
 }
@@ -105,7 +96,7 @@ static void forwarded_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
 	if (f->held_head == NULL) {
 		af_err err = af_pending_chunk(ctx, f->pending, f->out);
 		if (err != AF_EAGAIN) {
-			relayed(ctx, f, 1);
+			af__stream_taken(ctx, f->id, 1);
 			return;
 		}
 		af_pending_when_writable(ctx, f->pending, send_held, f);
@@ -227,8 +218,7 @@ static af_err gateway_handle(af_ctx *ctx, void *state, af_msg *m)
 				 to, af_strerror(err));
 		err = AF_OK;
 	}
-	af_payload_destroy(&f->out);
-	free(f);
+	forward_free(f);
 	return err;
 }
 

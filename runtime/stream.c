@@ -42,34 +42,29 @@ static void credit_retry(af_ctx *ctx, void *arg)
 
 static void send_credit(af_ctx *ctx, af__outreq *o)
 {
-	af__envelope env = {
-		.kind = AF_KIND_CREDIT, .id = o->id, .seq = o->taken};
-	zmq_msg_t frame;
 	af_err err;
 
-	if (o->peer == NULL || o->peer->closed || o->credit_owed)
+	if (o->credit_owed)
 		return;
-	err = af__frame_build(&frame, &env, NULL, ctx->max_msg);
+	err = af__outreq_send_control(ctx, o, AF_KIND_CREDIT, o->taken);
 	if (err == AF_OK) {
-		/* Like a request, a local credit names this inbox so that the
-		 * producer knows whose stream it is. */
-		err = af__peer_send(o->peer, &frame, ctx->inbox_name, 0);
-		if (err != AF_OK)
-			zmq_msg_close(&frame);
-	}
-	if (err == AF_OK) {
-		o->credited = env.seq;
+		o->credited = o->taken;
 		return;
 	}
 	/* A producer waiting for credit must get it: retry when its mailbox
 	 * has room. Credit is cumulative, so the retry sends the latest. */
-	if (af__peer_when_writable(o->peer, credit_retry,
+	if (err != AF_EPEERDOWN &&
+	    af__peer_when_writable(o->peer, credit_retry,
 				   (void *)(uintptr_t)o->id) == AF_OK)
 		o->credit_owed = true;
 }
 
-void af__stream_taken(af_ctx *ctx, af__outreq *o, uint64_t n)
+void af__stream_taken(af_ctx *ctx, uint64_t id, uint64_t n)
 {
+	af__outreq *o = af__idmap_get(&ctx->outreqs, id);
+
+	if (o == NULL)
+		return; /* settled already: no credit is owed */
 	o->taken += n;
 	if (o->taken - o->credited >= o->window / CREDIT_DIVISOR)
 		send_credit(ctx, o);
@@ -86,6 +81,7 @@ static void stream_broken(af_ctx *ctx, af__outreq *o)
 void af__stream_on_chunk(af_ctx *ctx, af__outreq *o, af_msg *m)
 {
 	uint64_t id = o->id;
+	bool manual_credit = o->manual_credit;
 
 	if (o->on_chunk == NULL) {
 		/* A plain request answered by a stream: the target broke
@@ -106,11 +102,10 @@ void af__stream_on_chunk(af_ctx *ctx, af__outreq *o, af_msg *m)
 		return;
 	}
 	o->received++;
+	/* The continuation may cancel the request: o is not used after it. */
 	o->on_chunk(ctx, m, o->arg);
-	/* The continuation may have cancelled the request. */
-	o = af__idmap_get(&ctx->outreqs, id);
-	if (o != NULL && !o->manual_credit)
-		af__stream_taken(ctx, o, 1);
+	if (!manual_credit)
+		af__stream_taken(ctx, id, 1);
 }
 
 /* ---- the producer ------------------------------------------------------ */
