@@ -530,22 +530,20 @@ af_err af_pending_end(af_ctx *ctx, af_pending **pp, const af_payload *payload)
 af_err af_pending_error(af_ctx *ctx, af_pending **pp, int code, const char *fmt,
 			...)
 {
-	af__reply_to to;
-	af_err err = AF_OK;
+	char text[512];
 	va_list ap;
+	af_err err;
 
-	if (pp == NULL || *pp == NULL || ctx->actor == NULL)
-		return AF_EINVAL;
-	if (!(*pp)->cancelled) {
-		to = af__pending_reply_to(*pp);
+	if (fmt != NULL) {
 		va_start(ap, fmt);
-		err = delivered(
-			answer_vfmt(ctx, &to, (*pp)->id, code, fmt, ap));
+		vsnprintf(text, sizeof(text), fmt, ap);
 		va_end(ap);
 	}
-	if (err == AF_OK)
-		pending_done(ctx, pp);
-	return err;
+	af_payload_reset(ctx->scratch);
+	err = af__error_payload(ctx->scratch, code, fmt != NULL ? text : NULL);
+	if (err != AF_OK)
+		return err;
+	return pending_answer(ctx, pp, AF_KIND_ERROR, ctx->scratch);
 }
 
 int64_t af_pending_remaining_ms(const af_pending *p)
