@@ -54,7 +54,9 @@ af_payload *af__slot_writer(item *it)
 /* The pack functions return the last call's result: the reply is an
  * unfinished array until its last slot, so af_payload_status would say
  * AF_EINVAL, while writer errors are sticky and show in any call. */
-af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v)
+/* A slot opens with its index (as_completed only) and its "ok", then its
+ * value or error: a map of that many entries. */
+static void pack_slot_head(af_payload *p, const item *it, bool ok)
 {
 	bool index = it->g->as_completed;
 
@@ -64,7 +66,12 @@ af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v)
 		af_pack_uint(p, it->index);
 	}
 	af_pack_str(p, "ok");
-	af_pack_bool(p, true);
+	af_pack_bool(p, ok);
+}
+
+af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v)
+{
+	pack_slot_head(p, it, true);
 	af_pack_str(p, "value");
 	return af_pack_value(p, v);
 }
@@ -72,15 +79,7 @@ af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v)
 af_err af__slot_pack_error(af_payload *p, const item *it, int code,
 			   const char *text)
 {
-	bool index = it->g->as_completed;
-
-	af_pack_map(p, index ? 3 : 2);
-	if (index) {
-		af_pack_str(p, "index");
-		af_pack_uint(p, it->index);
-	}
-	af_pack_str(p, "ok");
-	af_pack_bool(p, false);
+	pack_slot_head(p, it, false);
 	af_pack_str(p, "error");
 	af_pack_map(p, 2);
 	af_pack_str(p, "code");
