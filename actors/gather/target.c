@@ -8,11 +8,11 @@
  * target queues behind them without trying: it must not overtake them, and
  * a send bound to fail would cost a frame built for nothing.
  *
- * The runtime drops a writable wait, without calling it, when the target's
- * connection closes (the target stopped). So while a queue is not empty a
- * slow timer also looks at it: it finds a target that went away (the send
- * then fails, AF_ENOTFOUND) and items whose deadline passed while they
- * waited. It is a safety net, not a poll: room is found through the wait.
+ * While a queue is not empty a slow timer also looks at it: it finds items
+ * whose deadline passed while they waited, and a target that went away
+ * before a wait could be registered (the send then fails, AF_ENOTFOUND). A
+ * target that stops while the wait is out calls the wait, like room does.
+ * The timer is a safety net, not a poll: room is found through the wait.
  *
  * Targets sit in a list: they are few, since a mailbox fills only once it
  * holds its capacity (1000 by default) of this actor's messages.
