@@ -104,6 +104,7 @@ void af__ctx_fini(af_ctx *ctx, int status)
 	while (ctx->orphan_waits != NULL) {
 		af__writable_wait *w = ctx->orphan_waits;
 		ctx->orphan_waits = w->next;
+		ctx->writable_waits--;
 		free(w);
 	}
 	if (ctx->sys != NULL)
@@ -304,6 +305,12 @@ af_err af_when_writable(af_ctx *ctx, const char *addr, af_timer_fn fn,
 	return err;
 }
 
+void af__ctx_update_waiting(af_ctx *ctx)
+{
+	atomic_store(&ctx->waker->waiting,
+		     ctx->outreqs.len > 0 || ctx->writable_waits > 0);
+}
+
 void af__ctx_run_orphan_waits(af__timer *t)
 {
 	af_ctx *ctx = AF__CONTAINER(t, af_ctx, orphan_timer);
@@ -313,6 +320,8 @@ void af__ctx_run_orphan_waits(af__timer *t)
 	while (list != NULL) {
 		af__writable_wait *w = list;
 		list = w->next;
+		ctx->writable_waits--;
+		af__ctx_update_waiting(ctx);
 		w->fn(ctx, w->arg);
 		free(w);
 	}
@@ -325,8 +334,7 @@ void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 	af_ctx *ctx = o->ctx;
 
 	af__idmap_take(&ctx->outreqs, o->id);
-	if (ctx->outreqs.len == 0)
-		atomic_store(&ctx->waker->waiting, false);
+	af__ctx_update_waiting(ctx);
 	af__loop_timer_del(&ctx->loop, &o->deadline);
 	if (o->peer != NULL) {
 		if (o->prev != NULL)
@@ -407,7 +415,7 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 	/* Index first: once the message is out, nothing may fail. */
 	err = af__idmap_put(&ctx->outreqs, o->id, o);
 	if (err == AF_OK && ctx->outreqs.len == 1)
-		atomic_store(&ctx->waker->waiting, true);
+		af__ctx_update_waiting(ctx);
 	if (err == AF_OK && timeout_ms > 0)
 		err = af__loop_timer_add(&ctx->loop, &o->deadline,
 					 af__now_us() + timeout_ms * 1000);
@@ -416,8 +424,7 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 				   opts->block_ms, &peer);
 	if (err != AF_OK) {
 		af__idmap_take(&ctx->outreqs, o->id);
-		if (ctx->outreqs.len == 0)
-			atomic_store(&ctx->waker->waiting, false);
+		af__ctx_update_waiting(ctx);
 		af__loop_timer_del(&ctx->loop, &o->deadline);
 		free(o);
 		return err;

@@ -118,6 +118,7 @@ struct af_ctx {
 	/* Writable waits of peers that closed: still owed their call, made on
 	 * the next turn (the retry then meets the closed peer's error). */
 	struct af__writable_wait *orphan_waits;
+	size_t writable_waits; /* on any peer, or orphaned: not yet called */
 	af__timer orphan_timer;
 	af__idmap pending_index;
 	size_t pending_unindexed;
@@ -204,6 +205,10 @@ void af__stream_on_chunk(af_ctx *ctx, af__outreq *o, af_msg *m);
 /* The consumer took n more chunks of stream request id (if it is still
  * outstanding): sends credit when due. */
 void af__stream_taken(af_ctx *ctx, uint64_t id, uint64_t n);
+/* Says whether ctx must be woken when an actor stops: while it has
+ * requests outstanding or writable waits, whose targets may be the ones
+ * stopping. */
+void af__ctx_update_waiting(af_ctx *ctx);
 /* Calls the writable waits of closed peers (a timer callback). */
 void af__ctx_run_orphan_waits(af__timer *t);
 /* Sends the target of o a message of kind (cancel, credit) about it, with

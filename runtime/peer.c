@@ -91,6 +91,8 @@ static void run_writable_waits(af__peer *p)
 	while (list != NULL) {
 		af__writable_wait *w = list;
 		list = w->next;
+		p->ctx->writable_waits--;
+		af__ctx_update_waiting(p->ctx);
 		w->fn(p->ctx, w->arg);
 		free(w);
 	}
@@ -109,6 +111,10 @@ af_err af__peer_when_writable(af__peer *p, af_timer_fn fn, void *arg)
 	while (*tail != NULL)
 		tail = &(*tail)->next;
 	*tail = w;
+	/* The target may stop instead of making room: this context must
+	 * then hear of it (af__peers_revalidate) to call the wait. */
+	if (p->ctx->writable_waits++ == 0)
+		af__ctx_update_waiting(p->ctx);
 	/* The socket may have room already; check on the next turn. */
 	af__loop_kick(&p->ctx->loop, &p->watch);
 	return AF_OK;

@@ -66,8 +66,9 @@ typedef struct af__actor {
 /* A context that wants to hear when actors stop (clients, actors). */
 typedef struct af__waker {
 	int fd;
-	/* Set while the context has requests outstanding: only those need
-	 * waking when an actor stops; the others notice on their next send. */
+	/* Set while the context has requests outstanding or waits for room
+	 * in a mailbox: only those need waking when an actor stops; the
+	 * others notice on their next send. */
 	atomic_bool waiting;
 	struct af__waker *prev;
 	struct af__waker *next;
