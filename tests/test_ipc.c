@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -21,6 +22,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "envelope.h"
 #include "testlib.h"
 
 extern char **environ;
@@ -490,6 +492,104 @@ static void test_stream_consumer_dies(void **state)
 	test_signal_fini(&blocked);
 }
 
+/* A hand-made producer on a ROUTER: reads the next request, then answers
+ * it with the kinds and seqs given (0 ends the list). */
+static void misbehave(void *router, const af_kind *kinds, const uint64_t *seqs)
+{
+	zmq_msg_t id;
+	zmq_msg_t body;
+	af__envelope req;
+
+	zmq_msg_init(&id);
+	zmq_msg_init(&body);
+	/* The cancel of the previous case may come first. */
+	do {
+		assert_true(zmq_msg_recv(&id, router, 0) >= 0);
+		assert_true(zmq_msg_recv(&body, router, 0) >= 0);
+		assert_int_equal(af__envelope_decode_header(
+					 &req, zmq_msg_data(&body),
+					 zmq_msg_size(&body), SIZE_MAX),
+				 AF_OK);
+	} while (req.kind != AF_KIND_REQUEST);
+	for (int i = 0; kinds[i] != 0; i++) {
+		af__envelope env = {
+			.kind = kinds[i], .id = req.id, .seq = seqs[i]};
+		uint8_t buf[AF__HEADER_MAX + 1];
+		size_t len;
+		assert_int_equal(
+			af__envelope_header(buf, sizeof(buf) - 1, &len, &env),
+			AF_OK);
+		buf[len++] = 0xc0; /* nil payload */
+		assert_true(zmq_send(router, zmq_msg_data(&id),
+				     zmq_msg_size(&id), ZMQ_SNDMORE) >= 0);
+		assert_true(zmq_send(router, buf, len, 0) >= 0);
+	}
+	zmq_msg_close(&id);
+	zmq_msg_close(&body);
+}
+
+static void *answer_with_chunk(void *router)
+{
+	static const af_kind chunk[] = {AF_KIND_CHUNK, 0};
+	static const uint64_t seq[] = {1};
+
+	misbehave(router, chunk, seq);
+	return NULL;
+}
+
+static void test_broken_streams_are_errors(void **state)
+{
+	void *zctx = zmq_ctx_new();
+	void *router = zmq_socket(zctx, ZMQ_ROUTER);
+	int linger = 0;
+	af_client *c = NULL;
+	af_stream *s = NULL;
+	af_msg *m = NULL;
+	/* A gap in the numbering, a chunk sent twice, an end that miscounts,
+	 * and a chunk answering a plain request. */
+	static const af_kind gap[] = {AF_KIND_CHUNK, AF_KIND_CHUNK, 0};
+	static const uint64_t gap_seq[] = {1, 3};
+	static const af_kind twice[] = {AF_KIND_CHUNK, AF_KIND_CHUNK, 0};
+	static const uint64_t twice_seq[] = {1, 1};
+	static const af_kind miscount[] = {AF_KIND_CHUNK, AF_KIND_END, 0};
+	static const uint64_t miscount_seq[] = {1, 5};
+	const af_kind *cases[] = {gap, twice, miscount};
+	const uint64_t *case_seqs[] = {gap_seq, twice_seq, miscount_seq};
+
+	zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof(linger));
+	assert_int_equal(zmq_bind(router, endpoint), 0);
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(
+			af_client_stream(c, endpoint, "stream", NULL, 5000, &s),
+			AF_OK);
+		misbehave(router, cases[i], case_seqs[i]);
+		/* The first chunk is in order and delivered; what breaks the
+		 * order ends the stream. */
+		assert_int_equal(af_stream_next(s, 5000, &m), AF_OK);
+		assert_int_equal(af_msg_seq(m), 1);
+		af_msg_destroy(&m);
+		assert_int_equal(af_stream_next(s, 5000, &m), AF_EPROTO);
+		assert_null(m);
+		af_stream_close(&s);
+	}
+	/* No window was granted: a chunk is not an answer. The producer runs
+	 * on its own thread while the client waits. */
+	{
+		pthread_t t;
+		assert_int_equal(
+			pthread_create(&t, NULL, answer_with_chunk, router), 0);
+		assert_int_equal(
+			af_client_request(c, endpoint, "plain", NULL, 5000, &m),
+			AF_EPROTO);
+		assert_null(m);
+		pthread_join(t, NULL);
+	}
+	af_client_destroy(&c);
+	zmq_close(router);
+	zmq_ctx_term(zctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -506,6 +606,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stream_producer_dies,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_consumer_dies,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_broken_streams_are_errors,
 						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
