@@ -908,6 +908,7 @@ static void test_err_strings(void **state)
 		AF_EPEERDOWN, AF_ESTOPPED,  AF_EPROTO,   AF_EMSGSIZE,
 		AF_EVERSION,  AF_ENOTSUP,   AF_ENOREPLY, AF_ETYPE,
 		AF_ERANGE,    AF_ESYS,      AF_EADDR,    AF_EREMOTE,
+		AF_EOF,       AF_EHTTP,
 		AF_EUSER,
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
@@ -928,12 +929,13 @@ static void test_err_strings(void **state)
 	assert_string_equal(af_errname(AF_ETIMEDOUT), "AF_ETIMEDOUT");
 	assert_string_equal(af_errname(AF_EREMOTE), "AF_EREMOTE");
 	assert_string_equal(af_errname(AF_EOF), "AF_EOF");
+	assert_string_equal(af_errname(AF_EHTTP), "AF_EHTTP");
 	assert_string_equal(af_errname(AF_EUSER), "AF_EUSER");
 	assert_null(af_errname(-1));
-	assert_null(af_errname(AF_EOF + 1));
+	assert_null(af_errname(AF_EHTTP + 1));
 	assert_null(af_errname(AF_EUSER + 1));
 	assert_string_equal(af_strerror(-1), "unknown error");
-	assert_string_equal(af_strerror(AF_EOF + 1), "unknown error");
+	assert_string_equal(af_strerror(AF_EHTTP + 1), "unknown error");
 	assert_string_equal(af_strerror(999), "unknown error");
 }
 

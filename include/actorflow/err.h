@@ -35,6 +35,7 @@ typedef enum af_err {
 	AF_EADDR = 18,    /* malformed address or endpoint */
 	AF_EREMOTE = 19,  /* the remote side failed without a code */
 	AF_EOF = 20,      /* the stream has ended */
+	AF_EHTTP = 21,    /* an HTTP server answered with an error status */
 	AF_EUSER = 1000   /* first code free for applications */
 } af_err;
 
