@@ -9,7 +9,7 @@ packages=(
 	clang libclang-rt-14-dev clang-format valgrind
 	python3 g++ libcaf-dev
 	libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev
-	python3-aiohttp
+	python3-aiohttp python3-matplotlib
 )
 
 missing=()

@@ -5,6 +5,7 @@
 #define ACTORFLOW_H
 
 #include "actorflow/actor.h"
+#include "actorflow/chat.h"
 #include "actorflow/client.h"
 #include "actorflow/err.h"
 #include "actorflow/gather.h"

@@ -1,0 +1,685 @@
+/*
+ * The chat actor: chat, stream_chat, complete and stream_complete requests,
+ * answered by a provider (provider_*.c). Written against the public
+ * runtime API only, as a user's actor would be.
+ *
+ * Each request becomes a call that lives until it is answered or its
+ * requester gives up. Text reaches the requester as it arrives: a chunk per
+ * delta for a stream, else gathered into one reply. When the requester's
+ * credit window is full the call holds the deltas and pauses its HTTP
+ * transfer, so a slow reader costs the actor at most one window plus what
+ * libcurl buffers, not the whole answer.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_internal.h"
+
+/* A non-streamed answer larger than this is refused: no model's reply is
+ * near it, and a broken server must not grow the actor without bound. */
+#define BODY_MAX (64u * 1024 * 1024)
+
+/* ---- configuration ----------------------------------------------------- */
+
+static const chat_provider *provider_named(const char *name)
+{
+	static const chat_provider *const all[] = {
+		&chat__extractive,
+		&chat__openai,
+		&chat__ollama,
+	};
+
+	if (name == NULL)
+		return &chat__extractive;
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (strcmp(all[i]->name, name) == 0)
+			return all[i];
+	}
+	return NULL;
+}
+
+void af_chat_config_init(af_chat_config *c, const char *provider)
+{
+	const chat_provider *p = provider_named(provider);
+
+	memset(c, 0, sizeof(*c));
+	c->provider = p != NULL ? p->name : provider;
+	c->base_url = p != NULL ? p->default_base_url : NULL;
+	c->model = p != NULL ? p->default_model : NULL;
+	c->temperature = -1;
+	c->max_retries = 3;
+	if (p == &chat__openai)
+		c->api_key_env = "OPENAI_API_KEY";
+}
+
+void af_chat_config_from_env(af_chat_config *c)
+{
+	const char *openai_url = getenv("OPENAI_BASE_URL");
+	const char *openai_key = getenv("OPENAI_API_KEY");
+	const char *ollama = getenv("OLLAMA_HOST");
+	const char *model;
+
+	if ((openai_url != NULL && *openai_url != '\0') ||
+	    (openai_key != NULL && *openai_key != '\0')) {
+		af_chat_config_init(c, "openai");
+		if (openai_url != NULL && *openai_url != '\0')
+			c->base_url = openai_url;
+		model = getenv("OPENAI_MODEL");
+	} else if (ollama != NULL && *ollama != '\0') {
+		af_chat_config_init(c, "ollama");
+		c->base_url = ollama;
+		model = getenv("OLLAMA_MODEL");
+	} else {
+		af_chat_config_init(c, "extractive");
+		return;
+	}
+	if (model != NULL && *model != '\0')
+		c->model = model;
+}
+
+/* "host:port" (as OLLAMA_HOST is often set) becomes "http://host:port";
+ * a trailing '/' goes, so paths can be appended. */
+static char *normalise_url(const char *url)
+{
+	size_t len = strlen(url);
+	bool scheme = strstr(url, "://") != NULL;
+	char *out = malloc(len + 8);
+
+	if (out == NULL)
+		return NULL;
+	snprintf(out, len + 8, "%s%s", scheme ? "" : "http://", url);
+	len = strlen(out);
+	while (len > 0 && out[len - 1] == '/')
+		out[--len] = '\0';
+	return out;
+}
+
+/* ---- a call ------------------------------------------------------------ */
+
+af_err af__chat_fail(chat_call *c, af_err code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	c->err_code = code;
+	return code;
+}
+
+static af_err append(char **buf, size_t *len, size_t *cap, const char *text,
+		     size_t n, size_t max)
+{
+	if (n > max - *len)
+		return AF_EMSGSIZE;
+	if (*len + n + 1 > *cap) {
+		size_t want = *cap ? *cap : 256;
+		char *grown;
+
+		while (want < *len + n + 1)
+			want *= 2;
+		grown = realloc(*buf, want);
+		if (grown == NULL)
+			return AF_ENOMEM;
+		*buf = grown;
+		*cap = want;
+	}
+	memcpy(*buf + *len, text, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return AF_OK;
+}
+
+static void free_call(chat_call *c)
+{
+	chat_actor *a = c->a;
+
+	if (c->xfer != NULL)
+		af__http_abort(a->http, &c->xfer);
+	if (a->provider->release != NULL)
+		a->provider->release(c);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		a->calls = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	for (size_t i = 0; i < c->held_count; i++)
+		free(c->held[(c->held_head + i) % c->held_cap]);
+	free(c->held);
+	free(c->held_len);
+	free(c->model);
+	free(c->content);
+	free(c->body);
+	free(c);
+}
+
+static af_err pack_delta(chat_actor *a, const char *text, size_t len)
+{
+	af_payload_reset(a->out);
+	af_pack_map(a->out, 1);
+	af_pack_str(a->out, "delta");
+	return af_pack_strn(a->out, text, len);
+}
+
+static af_err hold(chat_call *c, const char *text, size_t len)
+{
+	char *copy;
+
+	if (c->held_count == c->held_cap) {
+		size_t cap = c->held_cap ? c->held_cap * 2 : 16;
+		char **h = malloc(cap * sizeof(*h));
+		size_t *l = malloc(cap * sizeof(*l));
+
+		if (h == NULL || l == NULL) {
+			free(h);
+			free(l);
+			return AF_ENOMEM;
+		}
+		for (size_t i = 0; i < c->held_count; i++) {
+			size_t at = (c->held_head + i) % c->held_cap;
+
+			h[i] = c->held[at];
+			l[i] = c->held_len[at];
+		}
+		free(c->held);
+		free(c->held_len);
+		c->held = h;
+		c->held_len = l;
+		c->held_cap = cap;
+		c->held_head = 0;
+	}
+	copy = malloc(len + 1);
+	if (copy == NULL)
+		return AF_ENOMEM;
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	c->held[(c->held_head + c->held_count) % c->held_cap] = copy;
+	c->held_len[(c->held_head + c->held_count) % c->held_cap] = len;
+	c->held_count++;
+	return AF_OK;
+}
+
+static void on_writable(af_ctx *ctx, void *arg);
+
+/* Sends held chunks while the window has room. AF_EAGAIN when some are
+ * still held (a writable wait is set). */
+static af_err flush_held(chat_call *c)
+{
+	chat_actor *a = c->a;
+
+	while (c->held_count > 0) {
+		size_t at = c->held_head;
+		af_err err;
+
+		pack_delta(a, c->held[at], c->held_len[at]);
+		err = af_pending_chunk(a->ctx, c->p, a->out);
+		if (err == AF_EAGAIN) {
+			af_pending_when_writable(a->ctx, c->p, on_writable, c);
+			return AF_EAGAIN;
+		}
+		free(c->held[at]);
+		c->held_head = (c->held_head + 1) % c->held_cap;
+		c->held_count--;
+		if (err == AF_ECANCELED) {
+			/* The cancel hook frees the call on a later turn. */
+			c->consumer_gone = true;
+			return AF_ECANCELED;
+		}
+		if (err != AF_OK)
+			return af__chat_fail(c, err, "sending a chunk: %s",
+					     af_strerror(err));
+	}
+	return AF_OK;
+}
+
+af_err af__chat_delta(chat_call *c, const char *text, size_t len)
+{
+	chat_actor *a = c->a;
+	af_err err;
+
+	if (len == 0 || c->consumer_gone)
+		return AF_OK;
+	if (!c->stream) {
+		err = append(&c->content, &c->content_len, &c->content_cap,
+			     text, len, BODY_MAX);
+		if (err != AF_OK)
+			return af__chat_fail(c, err, "answer too large");
+		return AF_OK;
+	}
+	if (c->held_count == 0) {
+		err = pack_delta(a, text, len);
+		if (err == AF_OK)
+			err = af_pending_chunk(a->ctx, c->p, a->out);
+		if (err == AF_ECANCELED) {
+			c->consumer_gone = true;
+			return AF_OK;
+		}
+		if (err != AF_EAGAIN) {
+			if (err != AF_OK)
+				return af__chat_fail(c, err,
+						     "sending a chunk: %s",
+						     af_strerror(err));
+			return AF_OK;
+		}
+		af_pending_when_writable(a->ctx, c->p, on_writable, c);
+	}
+	err = hold(c, text, len);
+	if (err != AF_OK)
+		return af__chat_fail(c, err, "out of memory");
+	if (!c->paused && c->xfer != NULL) {
+		c->paused = true;
+		af__http_pause(a->http, c->xfer, true);
+	}
+	return AF_OK;
+}
+
+void af__chat_set_finish(chat_call *c, const char *reason)
+{
+	if (reason != NULL)
+		snprintf(c->finish_reason, sizeof(c->finish_reason), "%s",
+			 reason);
+}
+
+void af__chat_set_model(chat_call *c, const char *model)
+{
+	if (model != NULL && c->answer_model[0] == '\0')
+		snprintf(c->answer_model, sizeof(c->answer_model), "%s",
+			 model);
+}
+
+void af__chat_set_usage(chat_call *c, int64_t prompt, int64_t completion)
+{
+	c->has_usage = true;
+	c->prompt_tokens = prompt;
+	c->completion_tokens = completion;
+}
+
+static void pack_ending(chat_call *c, af_payload *out, bool with_content)
+{
+	af_pack_map_begin(out);
+	if (with_content) {
+		af_pack_str(out, "content");
+		af_pack_strn(out, c->content != NULL ? c->content : "",
+			     c->content_len);
+	}
+	af_pack_str(out, "finish_reason");
+	af_pack_str(out, c->finish_reason[0] ? c->finish_reason : NULL);
+	af_pack_str(out, "model");
+	af_pack_str(out, c->answer_model[0] ? c->answer_model : c->model);
+	af_pack_str(out, "usage");
+	if (c->has_usage) {
+		af_pack_map(out, 3);
+		af_pack_str(out, "prompt_tokens");
+		af_pack_int(out, c->prompt_tokens);
+		af_pack_str(out, "completion_tokens");
+		af_pack_int(out, c->completion_tokens);
+		af_pack_str(out, "total_tokens");
+		af_pack_int(out, c->prompt_tokens + c->completion_tokens);
+	} else {
+		af_pack_nil(out);
+	}
+	af_pack_map_end(out);
+}
+
+void af__chat_finish(chat_call *c, af_err err)
+{
+	chat_actor *a = c->a;
+
+	if (err == AF_OK && c->held_count > 0) {
+		/* The end goes after the chunks still held. */
+		c->end_due = true;
+		return;
+	}
+	if (c->consumer_gone)
+		return; /* the cancel hook frees the call */
+	if (err != AF_OK) {
+		af_pending_error(a->ctx, &c->p, err, "%s",
+				 c->err[0] ? c->err : af_strerror(err));
+	} else {
+		af_payload_reset(a->out);
+		pack_ending(c, a->out, !c->stream);
+		err = af_payload_status(a->out);
+		if (err != AF_OK)
+			af_pending_error(a->ctx, &c->p, err,
+					 "encoding the answer: %s",
+					 af_strerror(err));
+		else if (c->stream)
+			af_pending_end(a->ctx, &c->p, a->out);
+		else
+			af_pending_reply(a->ctx, &c->p, a->out);
+	}
+	a->served++;
+	free_call(c);
+}
+
+static void on_writable(af_ctx *ctx, void *arg)
+{
+	chat_call *c = arg;
+	af_err err = flush_held(c);
+
+	if (err == AF_EAGAIN || c->consumer_gone)
+		return;
+	if (err != AF_OK) {
+		af__chat_finish(c, err);
+		return;
+	}
+	if (c->end_due) {
+		af__chat_finish(c, AF_OK);
+		return;
+	}
+	if (c->paused && c->xfer != NULL) {
+		c->paused = false;
+		/* Resuming may hand over bytes libcurl held, which may fill
+		 * the window again and pause once more. */
+		af__http_pause(c->a->http, c->xfer, false);
+	}
+}
+
+static void on_cancel(af_ctx *ctx, void *arg)
+{
+	chat_call *c = arg;
+
+	/* The requester gave up: stop the transfer now. The runtime frees
+	 * the pending request after this returns. */
+	c->p = NULL;
+	free_call(c);
+}
+
+/* ---- HTTP -------------------------------------------------------------- */
+
+static af_err on_http_data(void *arg, const char *buf, size_t len)
+{
+	chat_call *c = arg;
+
+	if (c->http_stream)
+		return c->a->provider->feed(c, buf, len);
+	if (append(&c->body, &c->body_len, &c->body_cap, buf, len, BODY_MAX) !=
+	    AF_OK)
+		return af__chat_fail(c, AF_EMSGSIZE,
+				     "answer larger than %u bytes", BODY_MAX);
+	return AF_OK;
+}
+
+static void on_http_done(af_ctx *ctx, void *arg, af_err err, long status,
+			 const char *msg)
+{
+	chat_call *c = arg;
+
+	c->xfer = NULL;
+	if (err == AF_OK)
+		err = c->a->provider->end(c);
+	else if (c->err_code != err || c->err[0] == '\0')
+		af__chat_fail(c, err, "%s: %s", c->a->provider->name, msg);
+	af__chat_finish(c, err);
+}
+
+af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
+			   size_t len)
+{
+	static const af_http_cbs cbs = {
+		.on_data = on_http_data,
+		.on_done = on_http_done,
+	};
+	chat_actor *a = c->a;
+	size_t n = strlen(a->base_url) + strlen(path) + 1;
+	char *url = malloc(n);
+	int64_t left = af_pending_remaining_ms(c->p);
+	af_http_req r = {
+		.body = body,
+		.body_len = len,
+		.bearer = a->api_key,
+		.accept = c->http_stream ? "text/event-stream, "
+					   "application/x-ndjson, "
+					   "application/json"
+					 : "application/json",
+		.timeout_ms = a->timeout_ms,
+	};
+	af_err err;
+
+	if (url == NULL)
+		return af__chat_fail(c, AF_ENOMEM, "out of memory");
+	snprintf(url, n, "%s%s", a->base_url, path);
+	r.url = url;
+	if (left >= 0 && (r.timeout_ms == 0 || left < r.timeout_ms))
+		r.timeout_ms = left > 0 ? left : 1;
+	err = af__http_start(a->http, &r, &cbs, c, &c->xfer);
+	free(url);
+	if (err != AF_OK)
+		return af__chat_fail(c, err, "starting the request: %s",
+				     af_strerror(err));
+	return AF_OK;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static af_err add_message(json_t *list, const char *role, size_t role_len,
+			  const char *content, size_t len)
+{
+	json_t *m = json_object();
+	json_t *r = json_stringn(role, role_len);
+	json_t *t = json_stringn(content, len);
+
+	if (m == NULL || r == NULL || t == NULL ||
+	    json_object_set_new(m, "role", r) != 0) {
+		json_decref(m);
+		json_decref(r);
+		json_decref(t);
+		return AF_EINVAL;
+	}
+	if (json_object_set_new(m, "content", t) != 0 ||
+	    json_array_append_new(list, m) != 0)
+		return AF_ENOMEM;
+	return AF_OK;
+}
+
+af_err af__chat_messages(const af_value *payload, json_t **out,
+			 const char **why)
+{
+	const af_value *messages = af_value_get(payload, "messages");
+	const af_value *prompt = af_value_get(payload, "prompt");
+	json_t *list = json_array();
+	const char *s;
+	const char *role;
+	size_t len;
+	size_t role_len;
+	af_err err = AF_OK;
+
+	if (list == NULL)
+		return AF_ENOMEM;
+	*why = NULL;
+	if (af_value_type(prompt) == AF_TYPE_STR) {
+		af_value_str(prompt, &s, &len);
+		err = add_message(list, "user", 4, s, len);
+		if (err != AF_OK)
+			*why = "the prompt is not valid UTF-8";
+	} else if (af_value_type(messages) == AF_TYPE_ARRAY &&
+		   af_value_len(messages) > 0) {
+		for (size_t i = 0; i < af_value_len(messages) && !err; i++) {
+			const af_value *m = af_value_at(messages, i);
+
+			if (af_value_str(af_value_get(m, "role"), &role,
+					 &role_len) != AF_OK ||
+			    af_value_str(af_value_get(m, "content"), &s,
+					 &len) != AF_OK) {
+				*why = "each message needs a role and a "
+				       "content string";
+				err = AF_EINVAL;
+				break;
+			}
+			err = add_message(list, role, role_len, s, len);
+			if (err == AF_EINVAL)
+				*why = "a message is not valid UTF-8";
+		}
+	} else {
+		*why = "a request needs \"messages\" (a non-empty array) or "
+		       "\"prompt\" (a string)";
+		err = AF_EINVAL;
+	}
+	if (err != AF_OK) {
+		json_decref(list);
+		return err;
+	}
+	*out = list;
+	return AF_OK;
+}
+
+static af_err handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	chat_actor *a = state;
+	const char *type = af_msg_type(m);
+	const af_value *payload = af_msg_payload(m);
+	bool want_stream;
+	const af_value *model;
+	json_t *messages = NULL;
+	const char *why;
+	chat_call *c;
+	af_err err;
+
+	if (strcmp(type, "chat") == 0 || strcmp(type, "complete") == 0)
+		want_stream = false;
+	else if (strcmp(type, "stream_chat") == 0 ||
+		 strcmp(type, "stream_complete") == 0)
+		want_stream = true;
+	else
+		return AF_ENOTSUP;
+	if (af_msg_kind(m) != AF_KIND_REQUEST)
+		return AF_OK; /* a tell would have nowhere to send the text */
+	if (af_value_type(payload) != AF_TYPE_MAP)
+		return af_reply_error(ctx, m, AF_EINVAL,
+				      "a %s request is a map", type);
+	err = af__chat_messages(payload, &messages, &why);
+	if (err != AF_OK)
+		return af_reply_error(ctx, m, err, "%s",
+				      why ? why : af_strerror(err));
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		json_decref(messages);
+		return AF_ENOMEM;
+	}
+	c->a = a;
+	model = af_value_get(payload, "model");
+	c->model = af_value_type(model) == AF_TYPE_STR ? af_value_strdup(model)
+						       : strdup(a->model);
+	c->temperature =
+		af_value_get_double(payload, "temperature", a->temperature);
+	c->max_tokens =
+		(int)af_value_get_int(payload, "max_tokens", a->max_tokens);
+	if (c->model == NULL || af_defer(ctx, m, &c->p) != AF_OK) {
+		json_decref(messages);
+		free(c->model);
+		free(c);
+		return AF_ENOMEM;
+	}
+	c->stream = want_stream && af_pending_is_stream(c->p);
+	c->http_stream = want_stream;
+	c->next = a->calls;
+	if (a->calls != NULL)
+		a->calls->prev = c;
+	a->calls = c;
+	af_pending_on_cancel(c->p, on_cancel, c);
+
+	err = a->provider->start(c, messages);
+	json_decref(messages);
+	if (err != AF_OK) {
+		if (c->err[0] == '\0')
+			af__chat_fail(c, err, "%s", af_strerror(err));
+		af__chat_finish(c, err);
+	}
+	return AF_OK;
+}
+
+/* ---- the actor --------------------------------------------------------- */
+
+static void free_actor(chat_actor *a)
+{
+	af__http_destroy(&a->http);
+	af_payload_destroy(&a->out);
+	free(a->base_url);
+	free(a->model);
+	if (a->api_key != NULL) {
+		memset(a->api_key, 0, strlen(a->api_key));
+		free(a->api_key);
+	}
+	free(a);
+}
+
+static af_err init(af_ctx *ctx, const void *config, void **state)
+{
+	const af_chat_config *cfg = config;
+	af_chat_config dflt;
+	chat_actor *a;
+	af_http_opts http;
+	const char *key;
+	af_err err;
+
+	if (cfg == NULL) {
+		af_chat_config_from_env(&dflt);
+		cfg = &dflt;
+	}
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return AF_ENOMEM;
+	a->ctx = ctx;
+	a->provider = provider_named(cfg->provider);
+	if (a->provider == NULL) {
+		free(a);
+		return AF_EINVAL;
+	}
+	a->temperature = cfg->temperature;
+	a->max_tokens = cfg->max_tokens;
+	a->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 600000;
+	err = AF_ENOMEM;
+	a->base_url = normalise_url(cfg->base_url != NULL
+					    ? cfg->base_url
+					    : a->provider->default_base_url);
+	a->model = strdup(cfg->model != NULL ? cfg->model
+					     : a->provider->default_model);
+	key = cfg->api_key_env != NULL ? getenv(cfg->api_key_env) : NULL;
+	if (key != NULL && *key != '\0')
+		a->api_key = strdup(key);
+	if (a->base_url == NULL || a->model == NULL ||
+	    (key != NULL && *key != '\0' && a->api_key == NULL))
+		goto fail;
+	err = af_payload_new(&a->out);
+	if (err != AF_OK)
+		goto fail;
+	http = (af_http_opts){
+		.connect_timeout_ms = cfg->connect_timeout_ms,
+		.max_concurrent = cfg->max_concurrent,
+		.max_retries = cfg->max_retries,
+		.retry_base_ms = cfg->retry_base_ms,
+		.retry_max_ms = cfg->retry_max_ms,
+	};
+	err = af__http_new(&a->http, ctx, &http);
+	if (err != AF_OK)
+		goto fail;
+	*state = a;
+	return AF_OK;
+fail:
+	free_actor(a);
+	return err;
+}
+
+static void stop(af_ctx *ctx, void *state)
+{
+	chat_actor *a = state;
+
+	/* Deferred requests still open were answered AF_ESTOPPED by the
+	 * runtime; what is left to free is their calls and transfers. */
+	while (a->calls != NULL) {
+		a->calls->p = NULL;
+		free_call(a->calls);
+	}
+	free_actor(a);
+}
+
+const af_actor_ops af_chat_ops = {
+	.type_name = "chat",
+	.init = init,
+	.handle = handle,
+	.stop = stop,
+};

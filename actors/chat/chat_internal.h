@@ -1,0 +1,147 @@
+/*
+ * The chat actor's parts, shared by its files:
+ *   chat.c                 the actor: requests, a call's life, delivering
+ *                          text as chunks or as one reply, cancel;
+ *   provider_openai.c      the OpenAI-compatible API (SSE streams);
+ *   provider_ollama.c      Ollama's native API (NDJSON streams);
+ *   provider_extractive.c  the offline default (extractive.c answers);
+ *   sse.c, ndjson.c        the incremental stream parsers.
+ * HTTP goes through actors/http/, shared with other built-in actors.
+ *
+ * All of it runs on the chat actor's thread.
+ */
+#ifndef AF_CHAT_INTERNAL_H
+#define AF_CHAT_INTERNAL_H
+
+#include <actorflow/actorflow.h>
+#include <actorflow/chat.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../http/http.h"
+#include "ndjson.h"
+#include "sse.h"
+
+typedef struct chat_actor chat_actor;
+typedef struct chat_call chat_call;
+typedef struct chat_provider chat_provider;
+
+/* A provider: how one API is asked and how its answers read. */
+struct chat_provider {
+	const char *name;
+	const char *default_base_url;
+	const char *default_model;
+	/* Starts call c, whose request is being handled (its messages are
+	 * valid only now): an HTTP provider builds its body and starts the
+	 * transfer with chat__http_start; an offline one answers at once
+	 * through chat__delta and chat__finish. A non-AF_OK return answers
+	 * the request with that code and c->err (the provider fills it). */
+	af_err (*start)(chat_call *c, const json_t *messages);
+	/* Bytes of a streamed 2xx body, split anywhere. AF_OK, or an error
+	 * with c->err filled: the transfer is aborted and the call fails. */
+	af_err (*feed)(chat_call *c, const char *buf, size_t len);
+	/* The body ended cleanly: a stream must have seen its end marker; a
+	 * whole answer (c->body) is read now. Calls chat__delta and fills
+	 * the finish fields, or returns an error with c->err filled. */
+	af_err (*end)(chat_call *c);
+	/* Frees the parser state feed used. May be NULL. */
+	void (*release)(chat_call *c);
+};
+
+extern const chat_provider chat__openai;
+extern const chat_provider chat__ollama;
+extern const chat_provider chat__extractive;
+
+struct chat_actor {
+	af_ctx *ctx;
+	const chat_provider *provider;
+	char *base_url; /* without a trailing '/' */
+	char *model;
+	char *api_key; /* NULL: none */
+	double temperature;
+	int max_tokens;
+	int64_t timeout_ms;
+	af_http *http;
+	af_payload *out; /* reused to encode chunks and replies */
+	chat_call *calls;
+	uint64_t served; /* requests answered, for tests and stats */
+};
+
+/* One request being answered. */
+struct chat_call {
+	chat_actor *a;
+	af_pending *p;
+	af_http_xfer *xfer;
+	bool stream;	    /* the requester takes chunks */
+	bool http_stream;   /* the server was asked to stream */
+	bool done_seen;	    /* the stream's end marker arrived */
+	bool consumer_gone; /* a chunk found the requester gone */
+	bool end_due;	    /* ended, waiting for held chunks to go */
+	bool paused;	    /* the transfer waits for the consumer */
+	char *model;
+	double temperature;
+	int max_tokens;
+	/* Text for a requester that takes one reply; a non-streamed body. */
+	char *content;
+	size_t content_len;
+	size_t content_cap;
+	char *body;
+	size_t body_len;
+	size_t body_cap;
+	/* Chunks the consumer's window had no room for, in order. */
+	char **held;
+	size_t *held_len;
+	size_t held_head;
+	size_t held_count;
+	size_t held_cap;
+	/* How the answer ended. */
+	char finish_reason[32];
+	char answer_model[128];
+	bool has_usage;
+	int64_t prompt_tokens;
+	int64_t completion_tokens;
+	/* The provider's parser. */
+	union {
+		af_sse sse;
+		af_ndjson ndjson;
+	} parse;
+	/* Why the call failed: code and a one-line message. */
+	af_err err_code;
+	char err[256];
+	chat_call *prev;
+	chat_call *next;
+};
+
+/* Starts the HTTP transfer for c: POST body (a JSON text) to the actor's
+ * base URL followed by path. */
+af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
+			   size_t len);
+
+/* Hands text of the answer over: a chunk, or appended to the reply. */
+af_err af__chat_delta(chat_call *c, const char *text, size_t len);
+
+/* Notes how the answer ended, from a JSON usage object of either API. */
+void af__chat_set_finish(chat_call *c, const char *reason);
+void af__chat_set_model(chat_call *c, const char *model);
+void af__chat_set_usage(chat_call *c, int64_t prompt, int64_t completion);
+
+/* Fills c->err with a printf-style message and returns code. */
+af_err af__chat_fail(chat_call *c, af_err code, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 3, 4)))
+#endif
+	;
+
+/* Ends the call: the final chunk or reply on AF_OK, else the error with
+ * c->err. Frees c. */
+void af__chat_finish(chat_call *c, af_err err);
+
+/* The messages array as JSON (role and content strings) from a request
+ * payload: "messages", or "prompt" as one user message. AF_EINVAL with
+ * *why set when the shape is wrong or a text is not UTF-8. */
+af_err af__chat_messages(const af_value *payload, json_t **out,
+			 const char **why);
+
+#endif

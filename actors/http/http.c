@@ -1,0 +1,743 @@
+/*
+ * libcurl's multi interface driven by an actor's loop: the only file that
+ * calls libcurl, so its error codes are translated here and nowhere else.
+ */
+#include "http.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* An error body is kept only to quote the server's message. */
+#define ERROR_BODY_MAX 65536
+
+struct af_http_xfer {
+	af_http *h;
+	CURL *easy;
+	struct curl_slist *headers;
+	char *url;
+	char *body;
+	size_t body_len;
+	af_http_cbs cbs;
+	void *arg;
+	int64_t deadline_ns; /* 0: none */
+	int attempt;	     /* retries done */
+	bool running;	     /* added to the multi handle */
+	bool delivered;	     /* body bytes were handed over: no retry */
+	bool is_error;	     /* this attempt's status is not 2xx */
+	af_err abort_code;   /* on_data refused the bytes */
+	int64_t retry_after_ms; /* the last answer's advice; -1: none */
+	uint64_t retry_timer;
+	char *err_body; /* a non-2xx answer's body */
+	size_t err_len;
+	char errbuf[CURL_ERROR_SIZE];
+	af_http_xfer *prev;
+	af_http_xfer *next;
+};
+
+struct af_http {
+	af_ctx *ctx;
+	CURLM *multi;
+	af_http_opts opts;
+	uint64_t timer; /* libcurl's timeout; 0: none */
+	size_t running; /* transfers holding a concurrency slot */
+	size_t active;
+	/* Every transfer, so destroy can find them; the queued ones wait in
+	 * their own FIFO list. */
+	af_http_xfer *all;
+	af_http_xfer **queue;
+	size_t queue_head;
+	size_t queue_len;
+	size_t queue_cap;
+	uint32_t rnd;
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_status = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+	/* libcurl's global state is set up once per process and, as libcurl
+	 * asks of a library, never torn down while threads may use it. */
+	global_status = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint32_t next_random(af_http *h)
+{
+	/* xorshift32: jitter needs spread, not secrecy. */
+	uint32_t x = h->rnd;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	h->rnd = x;
+	return x;
+}
+
+int64_t af__http_backoff_ms(int64_t base_ms, int64_t max_ms, int attempt,
+			    uint32_t rnd)
+{
+	int64_t d = base_ms;
+
+	for (int i = 1; i < attempt && d < max_ms; i++)
+		d *= 2;
+	if (d > max_ms)
+		d = max_ms;
+	if (d < 2)
+		return d;
+	return d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+}
+
+static void one_line(const char *s, size_t len, char *out, size_t size)
+{
+	size_t n = 0;
+
+	if (size == 0)
+		return;
+	for (size_t i = 0; i < len && n + 1 < size && n < 200; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+	}
+	out[n] = '\0';
+}
+
+void af__http_error_text(const char *body, size_t len, char *out, size_t size)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	const char *text = NULL;
+
+	if (json_is_object(root)) {
+		json_t *err = json_object_get(root, "error");
+
+		if (json_is_string(err))
+			text = json_string_value(err);
+		else if (json_is_object(err))
+			text = json_string_value(
+				json_object_get(err, "message"));
+		if (text == NULL)
+			text = json_string_value(
+				json_object_get(root, "message"));
+		if (text == NULL)
+			text = json_string_value(
+				json_object_get(root, "detail"));
+	}
+	if (text != NULL)
+		one_line(text, strlen(text), out, size);
+	else
+		one_line(body != NULL ? body : "", body != NULL ? len : 0, out,
+			 size);
+	json_decref(root);
+}
+
+/* ---- driving libcurl from the loop ------------------------------------ */
+
+static void check_done(af_http *h);
+
+static void on_socket_ready(af_ctx *ctx, int fd, unsigned events, void *arg)
+{
+	af_http *h = arg;
+	int flags = 0;
+	int running;
+
+	if (events & AF_FD_READ)
+		flags |= CURL_CSELECT_IN;
+	if (events & AF_FD_WRITE)
+		flags |= CURL_CSELECT_OUT;
+	if (events & AF_FD_ERROR)
+		flags |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(h->multi, fd, flags, &running);
+	check_done(h);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
+		     void *socketp)
+{
+	af_http *h = userp;
+	unsigned events = 0;
+
+	if (what == CURL_POLL_REMOVE) {
+		af_fd_unwatch(h->ctx, s);
+		return 0;
+	}
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		events |= AF_FD_READ;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		events |= AF_FD_WRITE;
+	if (af_fd_modify(h->ctx, s, events) == AF_ENOTFOUND &&
+	    af_fd_watch(h->ctx, s, events, on_socket_ready, h) != AF_OK)
+		return -1;
+	return 0;
+}
+
+static void on_timeout(af_ctx *ctx, void *arg)
+{
+	af_http *h = arg;
+	int running;
+
+	h->timer = 0;
+	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(h);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	af_http *h = userp;
+
+	/* libcurl must not be called back into from here: the loop runs
+	 * the timeout on its next turn, or when it falls due. */
+	if (h->timer != 0) {
+		af_timer_cancel(h->ctx, h->timer);
+		h->timer = 0;
+	}
+	if (timeout_ms < 0)
+		return 0;
+	return af_timer_start(h->ctx, timeout_ms, 0, on_timeout, h,
+			      &h->timer) == AF_OK
+		       ? 0
+		       : -1;
+}
+
+/* ---- one transfer ------------------------------------------------------ */
+
+static size_t on_header(char *buf, size_t size, size_t n, void *arg)
+{
+	af_http_xfer *x = arg;
+	size_t len = size * n;
+	char line[128];
+	const char *v;
+
+	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+		/* A new answer (after a redirect or a 100 Continue):
+		 * advice of the one before no longer holds. */
+		x->retry_after_ms = -1;
+		return len;
+	}
+	if (len >= sizeof(line))
+		return len;
+	memcpy(line, buf, len);
+	line[len] = '\0';
+	line[strcspn(line, "\r\n")] = '\0';
+	if (strncasecmp(line, "retry-after-ms:", 15) == 0) {
+		v = line + 15;
+		x->retry_after_ms = strtoll(v, NULL, 10);
+	} else if (strncasecmp(line, "retry-after:", 12) == 0 &&
+		   x->retry_after_ms < 0) {
+		char *end;
+		long long s;
+
+		v = line + 12;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		s = strtoll(v, &end, 10);
+		if (end != v && *end == '\0') {
+			x->retry_after_ms = s * 1000;
+		} else {
+			/* An HTTP date: how long until then. */
+			time_t when = curl_getdate(v, NULL);
+
+			if (when > 0)
+				x->retry_after_ms =
+					((int64_t)when - (int64_t)time(NULL)) *
+					1000;
+		}
+		if (x->retry_after_ms < 0)
+			x->retry_after_ms = 0;
+	}
+	return len;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *arg)
+{
+	af_http_xfer *x = arg;
+	size_t len = size * n;
+	long status = 0;
+	af_err err;
+
+	if (!x->delivered && !x->is_error) {
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+		x->is_error = status < 200 || status > 299;
+	}
+	if (x->is_error) {
+		size_t room = ERROR_BODY_MAX - x->err_len;
+		char *grown;
+
+		if (len < room)
+			room = len;
+		if (room == 0)
+			return len;
+		grown = realloc(x->err_body, x->err_len + room + 1);
+		if (grown == NULL)
+			return len;
+		memcpy(grown + x->err_len, buf, room);
+		x->err_len += room;
+		grown[x->err_len] = '\0';
+		x->err_body = grown;
+		return len;
+	}
+	x->delivered = true;
+	err = x->cbs.on_data(x->arg, buf, len);
+	if (err != AF_OK) {
+		x->abort_code = err;
+		return CURL_WRITEFUNC_ERROR;
+	}
+	return len;
+}
+
+static int64_t remaining_ms(const af_http_xfer *x)
+{
+	int64_t left;
+
+	if (x->deadline_ns == 0)
+		return -1;
+	left = (x->deadline_ns - now_ns()) / 1000000;
+	return left > 0 ? left : 0;
+}
+
+static void unlink_xfer(af_http *h, af_http_xfer *x)
+{
+	if (x->prev != NULL)
+		x->prev->next = x->next;
+	else
+		h->all = x->next;
+	if (x->next != NULL)
+		x->next->prev = x->prev;
+	x->prev = x->next = NULL;
+}
+
+static void free_xfer(af_http *h, af_http_xfer *x)
+{
+	if (x->running) {
+		curl_multi_remove_handle(h->multi, x->easy);
+		x->running = false;
+	}
+	if (x->retry_timer != 0)
+		af_timer_cancel(h->ctx, x->retry_timer);
+	/* A queued transfer stays in the queue as NULL: the queue skips it. */
+	for (size_t i = 0; i < h->queue_len; i++) {
+		size_t at = (h->queue_head + i) % h->queue_cap;
+
+		if (h->queue[at] == x)
+			h->queue[at] = NULL;
+	}
+	unlink_xfer(h, x);
+	curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->headers);
+	free(x->url);
+	free(x->body);
+	free(x->err_body);
+	free(x);
+	h->active--;
+}
+
+static af_err launch(af_http *h, af_http_xfer *x)
+{
+	int64_t left = remaining_ms(x);
+
+	x->is_error = false;
+	x->retry_after_ms = -1;
+	x->errbuf[0] = '\0';
+	free(x->err_body);
+	x->err_body = NULL;
+	x->err_len = 0;
+	/* Each attempt gets what is left of the transfer's deadline. */
+	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS,
+			 left < 0 ? 0L : (long)(left > 0 ? left : 1));
+	if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
+		return AF_ENOMEM;
+	x->running = true;
+	return AF_OK;
+}
+
+static void finish(af_http *h, af_http_xfer *x, af_err err, long status,
+		   const char *msg)
+{
+	af_http_cbs cbs = x->cbs;
+	void *arg = x->arg;
+
+	/* on_done may start new transfers or destroy state that points at
+	 * x: x is gone before it runs. */
+	free_xfer(h, x);
+	h->running--;
+	cbs.on_done(h->ctx, arg, err, status, msg);
+}
+
+static void start_queued(af_http *h)
+{
+	while (h->queue_len > 0 && h->running < (size_t)h->opts.max_concurrent) {
+		af_http_xfer *x = h->queue[h->queue_head];
+
+		h->queue_head = (h->queue_head + 1) % h->queue_cap;
+		h->queue_len--;
+		if (x == NULL)
+			continue;
+		h->running++;
+		if (launch(h, x) != AF_OK)
+			finish(h, x, AF_ENOMEM, 0, "out of memory");
+	}
+}
+
+static void on_retry(af_ctx *ctx, void *arg)
+{
+	af_http_xfer *x = arg;
+
+	x->retry_timer = 0;
+	if (launch(x->h, x) != AF_OK)
+		finish(x->h, x, AF_ENOMEM, 0, "out of memory");
+}
+
+static bool retryable_status(long status)
+{
+	return status == 408 || status == 409 || status == 429 ||
+	       (status >= 500 && status <= 599);
+}
+
+static bool retryable_curl(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Schedules another attempt if the policy and the deadline allow one. */
+static bool retry(af_http *h, af_http_xfer *x)
+{
+	int64_t delay;
+	int64_t left = remaining_ms(x);
+
+	if (x->delivered || x->attempt >= h->opts.max_retries)
+		return false;
+	x->attempt++;
+	delay = x->retry_after_ms >= 0
+			? x->retry_after_ms
+			: af__http_backoff_ms(h->opts.retry_base_ms,
+					      h->opts.retry_max_ms, x->attempt,
+					      next_random(h));
+	if (left >= 0 && delay >= left)
+		return false;
+	return af_timer_start(h->ctx, delay, 0, on_retry, x, &x->retry_timer) ==
+	       AF_OK;
+}
+
+static void transfer_done(af_http *h, af_http_xfer *x, CURLcode rc)
+{
+	long status = 0;
+	char msg[320];
+
+	curl_multi_remove_handle(h->multi, x->easy);
+	x->running = false;
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (x->abort_code != AF_OK) {
+		finish(h, x, x->abort_code, status, af_strerror(x->abort_code));
+		return;
+	}
+	if (rc == CURLE_OK && status >= 200 && status <= 299) {
+		finish(h, x, AF_OK, status, "");
+		return;
+	}
+	if (rc == CURLE_OK) {
+		if (retryable_status(status) && retry(h, x))
+			return;
+		af__http_error_text(x->err_body, x->err_len, msg + 64,
+				    sizeof(msg) - 64);
+		snprintf(msg, sizeof(msg), "HTTP %ld: %s", status, msg + 64);
+		finish(h, x, AF_EHTTP, status, msg);
+		return;
+	}
+	if (rc == CURLE_OPERATION_TIMEDOUT && remaining_ms(x) == 0) {
+		finish(h, x, AF_ETIMEDOUT, status, "deadline passed");
+		return;
+	}
+	if (retryable_curl(rc) || rc == CURLE_OPERATION_TIMEDOUT) {
+		if (retry(h, x))
+			return;
+	}
+	snprintf(msg, sizeof(msg), "%s%s",
+		 x->delivered ? "connection lost mid-answer: " : "",
+		 x->errbuf[0] != '\0' ? x->errbuf : curl_easy_strerror(rc));
+	finish(h, x,
+	       rc == CURLE_OUT_OF_MEMORY ? AF_ENOMEM
+	       : rc == CURLE_OPERATION_TIMEDOUT ? AF_ETIMEDOUT
+					       : AF_EPEERDOWN,
+	       status, msg);
+}
+
+static void check_done(af_http *h)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
+		af_http_xfer *x = NULL;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &x);
+		transfer_done(h, x, m->data.result);
+	}
+	start_queued(h);
+}
+
+/* ---- the engine -------------------------------------------------------- */
+
+af_err af__http_new(af_http **out, af_ctx *ctx, const af_http_opts *opts)
+{
+	af_http *h;
+
+	pthread_once(&global_once, global_init);
+	if (global_status != CURLE_OK)
+		return AF_ESYS;
+	h = calloc(1, sizeof(*h));
+	if (h == NULL)
+		return AF_ENOMEM;
+	h->ctx = ctx;
+	if (opts != NULL)
+		h->opts = *opts;
+	if (h->opts.connect_timeout_ms <= 0)
+		h->opts.connect_timeout_ms = 10000;
+	if (h->opts.max_concurrent <= 0)
+		h->opts.max_concurrent = 1024;
+	if (h->opts.max_retries < 0)
+		h->opts.max_retries = 0;
+	if (h->opts.retry_base_ms <= 0)
+		h->opts.retry_base_ms = 500;
+	if (h->opts.retry_max_ms <= 0)
+		h->opts.retry_max_ms = 30000;
+	h->rnd = (uint32_t)now_ns() | 1u;
+	h->multi = curl_multi_init();
+	if (h->multi == NULL) {
+		free(h);
+		return AF_ENOMEM;
+	}
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	/* Keep a connection per running transfer for reuse; HTTP/2 servers
+	 * carry many transfers on one. */
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
+			  (long)h->opts.max_concurrent);
+	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	*out = h;
+	return AF_OK;
+}
+
+void af__http_destroy(af_http **hp)
+{
+	af_http *h;
+
+	if (hp == NULL || *hp == NULL)
+		return;
+	h = *hp;
+	while (h->all != NULL)
+		free_xfer(h, h->all);
+	curl_multi_cleanup(h->multi);
+	if (h->timer != 0)
+		af_timer_cancel(h->ctx, h->timer);
+	free(h->queue);
+	free(h);
+	*hp = NULL;
+}
+
+static af_err enqueue(af_http *h, af_http_xfer *x)
+{
+	if (h->queue_len == h->queue_cap) {
+		size_t cap = h->queue_cap ? h->queue_cap * 2 : 64;
+		af_http_xfer **q = malloc(cap * sizeof(*q));
+
+		if (q == NULL)
+			return AF_ENOMEM;
+		for (size_t i = 0; i < h->queue_len; i++)
+			q[i] = h->queue[(h->queue_head + i) % h->queue_cap];
+		free(h->queue);
+		h->queue = q;
+		h->queue_cap = cap;
+		h->queue_head = 0;
+	}
+	h->queue[(h->queue_head + h->queue_len) % h->queue_cap] = x;
+	h->queue_len++;
+	return AF_OK;
+}
+
+static af_err set_headers(af_http_xfer *x, const af_http_req *r)
+{
+	char line[64];
+	struct curl_slist *l = NULL;
+	struct curl_slist *t;
+
+	snprintf(line, sizeof(line), "Accept: %s",
+		 r->accept != NULL ? r->accept : "application/json");
+	l = curl_slist_append(l, line);
+	if (l == NULL)
+		return AF_ENOMEM;
+	if (r->body != NULL) {
+		t = curl_slist_append(l, "Content-Type: application/json");
+		if (t == NULL)
+			goto free_list;
+		l = t;
+	}
+	if (r->bearer != NULL) {
+		size_t n = strlen(r->bearer) + 32;
+		char *auth = malloc(n);
+
+		if (auth == NULL)
+			goto free_list;
+		snprintf(auth, n, "Authorization: Bearer %s", r->bearer);
+		t = curl_slist_append(l, auth);
+		/* The key is copied into the list: wipe this copy. */
+		memset(auth, 0, n);
+		free(auth);
+		if (t == NULL)
+			goto free_list;
+		l = t;
+	}
+	x->headers = l;
+	return AF_OK;
+free_list:
+	curl_slist_free_all(l);
+	return AF_ENOMEM;
+}
+
+af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
+		      void *arg, af_http_xfer **out)
+{
+	af_http_xfer *x;
+	af_err err = AF_ENOMEM;
+
+	if (h == NULL || r == NULL || r->url == NULL || cbs == NULL ||
+	    cbs->on_data == NULL || cbs->on_done == NULL)
+		return AF_EINVAL;
+	x = calloc(1, sizeof(*x));
+	if (x == NULL)
+		return AF_ENOMEM;
+	x->h = h;
+	x->cbs = *cbs;
+	x->arg = arg;
+	if (r->timeout_ms > 0)
+		x->deadline_ns = now_ns() + r->timeout_ms * 1000000;
+	x->url = strdup(r->url);
+	if (x->url == NULL)
+		goto free_x;
+	if (r->body != NULL) {
+		x->body = malloc(r->body_len + 1);
+		if (x->body == NULL)
+			goto free_url;
+		memcpy(x->body, r->body, r->body_len);
+		x->body[r->body_len] = '\0';
+		x->body_len = r->body_len;
+	}
+	x->easy = curl_easy_init();
+	if (x->easy == NULL)
+		goto free_body;
+	err = set_headers(x, r);
+	if (err != AF_OK)
+		goto free_easy;
+
+	curl_easy_setopt(x->easy, CURLOPT_URL, x->url);
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "actorflow/0.1");
+	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+	/* Several threads may run actors: libcurl must not use signals. */
+	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)h->opts.connect_timeout_ms);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION,
+			 (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(x->easy, CURLOPT_TCP_NODELAY, 1L);
+	/* Many transfers to one server: wait for a multiplexed HTTP/2
+	 * connection rather than open one each where the server offers it. */
+	curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 1L);
+	if (x->body != NULL) {
+		curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
+		curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)x->body_len);
+	}
+
+	if (h->running < (size_t)h->opts.max_concurrent) {
+		err = launch(h, x);
+		if (err != AF_OK)
+			goto free_headers;
+		h->running++;
+	} else {
+		err = enqueue(h, x);
+		if (err != AF_OK)
+			goto free_headers;
+	}
+	x->next = h->all;
+	if (h->all != NULL)
+		h->all->prev = x;
+	h->all = x;
+	h->active++;
+	if (out != NULL)
+		*out = x;
+	return AF_OK;
+
+free_headers:
+	curl_slist_free_all(x->headers);
+free_easy:
+	curl_easy_cleanup(x->easy);
+free_body:
+	free(x->body);
+free_url:
+	free(x->url);
+free_x:
+	free(x);
+	return err;
+}
+
+void af__http_abort(af_http *h, af_http_xfer **xp)
+{
+	af_http_xfer *x;
+	bool held_slot;
+
+	if (h == NULL || xp == NULL || *xp == NULL)
+		return;
+	x = *xp;
+	*xp = NULL;
+	held_slot = x->running || x->retry_timer != 0;
+	free_xfer(h, x);
+	if (held_slot) {
+		h->running--;
+		start_queued(h);
+	}
+}
+
+void af__http_pause(af_http *h, af_http_xfer *x, bool paused)
+{
+	if (h == NULL || x == NULL || !x->running)
+		return;
+	curl_easy_pause(x->easy, paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+}
+
+size_t af__http_active(const af_http *h)
+{
+	return h != NULL ? h->active : 0;
+}

@@ -1,0 +1,675 @@
+/*
+ * The chat actor against the mock model server (tests/mockllm.c), which
+ * each test starts on 127.0.0.1 with an ephemeral port: every provider,
+ * streamed and whole answers, the framings servers use, and every failure
+ * the actor must report without losing or duplicating text.
+ */
+#include <actorflow/actorflow.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// clang-format off
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+// clang-format on
+
+#include "mockllm.h"
+#include "testlib.h"
+
+#define WAIT_MS 20000
+
+typedef struct fixture {
+	af_system *sys;
+	af_client *client;
+	mockllm *mock;
+	char url[128];
+} fixture;
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof(*f));
+	mockllm_opts o = {0};
+
+	assert_non_null(f);
+	assert_int_equal(af_system_new(&f->sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&f->client, f->sys), AF_OK);
+	assert_int_equal(mockllm_start(&f->mock, &o), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+
+	af_client_destroy(&f->client);
+	af_system_destroy(&f->sys);
+	mockllm_stop(&f->mock);
+	free(f);
+	return 0;
+}
+
+/* Spawns "chat" speaking provider to the mock server. */
+static void spawn_chat(fixture *f, const char *provider, int max_retries)
+{
+	af_chat_config cfg;
+
+	af_chat_config_init(&cfg, provider);
+	snprintf(f->url, sizeof(f->url), "%s%s", mockllm_url(f->mock),
+		 strcmp(provider, "openai") == 0 ? "/v1" : "");
+	cfg.base_url = f->url;
+	cfg.max_retries = max_retries;
+	cfg.retry_base_ms = 5;
+	cfg.retry_max_ms = 50;
+	cfg.api_key_env = "AF_TEST_CHAT_KEY";
+	assert_int_equal(af_spawn(f->sys, "chat", &af_chat_ops, &cfg, NULL),
+			 AF_OK);
+}
+
+static void set_mock(fixture *f, mockllm_opts o)
+{
+	mockllm_set(f->mock, &o);
+}
+
+/* {"messages": [{"role": "user", "content": text}]} */
+static af_payload *question(const char *text)
+{
+	af_payload *p;
+
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map(p, 1);
+	af_pack_str(p, "messages");
+	af_pack_array(p, 1);
+	af_pack_map(p, 2);
+	af_pack_str(p, "role");
+	af_pack_str(p, "user");
+	af_pack_str(p, "content");
+	af_pack_str(p, text);
+	assert_int_equal(af_payload_status(p), AF_OK);
+	return p;
+}
+
+static char *str_of(const af_value *v)
+{
+	char *s = af_value_strdup(v);
+
+	assert_non_null(s);
+	return s;
+}
+
+/* The text a run of n mock chunks of text t streams: "t0 t1 ...". */
+static char *expected_text(const char *t, int n)
+{
+	size_t cap = (strlen(t) + 12) * (size_t)n + 1;
+	char *s = calloc(1, cap);
+	size_t len = 0;
+
+	assert_non_null(s);
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, "%s%d ", t, i);
+	return s;
+}
+
+/* A whole answer: status, and the reply (or error message) in *out. */
+static af_err ask(fixture *f, const char *type, const char *text,
+		  af_msg **out)
+{
+	af_payload *p = question(text);
+	af_err err = af_client_request(f->client, "chat", type, p, WAIT_MS,
+				       out);
+
+	af_payload_destroy(&p);
+	return err;
+}
+
+typedef struct streamed {
+	char *text;
+	size_t len;
+	int chunks;
+	af_err status;
+	char *error;	/* the error's text */
+	af_msg *end;	/* the end message */
+} streamed;
+
+static void streamed_free(streamed *s)
+{
+	free(s->text);
+	free(s->error);
+	af_msg_destroy(&s->end);
+}
+
+/* Reads a whole stream; chunks are appended to s->text. */
+static void read_stream(af_stream *st, streamed *s)
+{
+	af_msg *m = NULL;
+	af_err err;
+
+	memset(s, 0, sizeof(*s));
+	s->text = calloc(1, 1);
+	for (;;) {
+		const char *d;
+		size_t n;
+
+		err = af_stream_next(st, WAIT_MS, &m);
+		if (err != AF_OK)
+			break;
+		assert_int_equal(af_value_str(af_value_get(af_msg_payload(m),
+							   "delta"),
+					      &d, &n),
+				 AF_OK);
+		s->text = realloc(s->text, s->len + n + 1);
+		memcpy(s->text + s->len, d, n);
+		s->len += n;
+		s->text[s->len] = '\0';
+		s->chunks++;
+		af_msg_destroy(&m);
+	}
+	s->status = err == AF_EOF ? AF_OK : err;
+	if (err == AF_EOF) {
+		s->end = m;
+	} else if (m != NULL) {
+		const char *text = NULL;
+
+		af_msg_error(m, &text);
+		s->error = strdup(text != NULL ? text : "");
+		af_msg_destroy(&m);
+	}
+	assert_int_not_equal(err, AF_EAGAIN);
+}
+
+static void stream_text(fixture *f, const char *text, streamed *s)
+{
+	af_payload *p = question(text);
+	af_stream *st;
+
+	assert_int_equal(af_client_stream(f->client, "chat", "stream_chat", p,
+					  WAIT_MS, &st),
+			 AF_OK);
+	af_payload_destroy(&p);
+	read_stream(st, s);
+	af_stream_close(&st);
+}
+
+/* ---- the offline default ---------------------------------------------- */
+
+static const char rag_prompt[] =
+	"Context information is below.\n"
+	"---------------------\n"
+	"The harbour of Lune was dredged in 1821. Its lighthouse burns "
+	"whale oil. Fishermen land herring there every autumn.\n"
+	"---------------------\n"
+	"Given the context information and not prior knowledge, answer the "
+	"query.\n"
+	"Query: What does the lighthouse burn?\n"
+	"Answer: ";
+
+static void test_extractive_chat_and_stream_agree(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	streamed s;
+	char *content;
+
+	spawn_chat(f, "extractive", 0);
+	assert_int_equal(ask(f, "chat", rag_prompt, &reply), AF_OK);
+	content = str_of(af_value_get(af_msg_payload(reply), "content"));
+	assert_non_null(strstr(content, "whale oil"));
+	assert_null(strstr(content, "herring"));
+	assert_true(af_value_str_eq(
+		af_value_get(af_msg_payload(reply), "finish_reason"), "stop"));
+	assert_true(af_value_get_int(af_value_get(af_msg_payload(reply),
+						  "usage"),
+				     "completion_tokens", 0) > 0);
+
+	stream_text(f, rag_prompt, &s);
+	assert_int_equal(s.status, AF_OK);
+	assert_string_equal(s.text, content);
+	assert_true(s.chunks > 1); /* streamed in small pieces */
+	assert_true(af_value_str_eq(
+		af_value_get(af_msg_payload(s.end), "finish_reason"), "stop"));
+	streamed_free(&s);
+	free(content);
+	af_msg_destroy(&reply);
+	assert_int_equal(mockllm_requests(f->mock), 0); /* no network */
+}
+
+static void test_bad_requests(void **state)
+{
+	fixture *f = *state;
+	af_payload *p;
+	af_msg *reply = NULL;
+	const char *text;
+
+	spawn_chat(f, "extractive", 0);
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map(p, 1);
+	af_pack_str(p, "messages");
+	af_pack_array(p, 0);
+	assert_int_equal(af_client_request(f->client, "chat", "chat", p,
+					   WAIT_MS, &reply),
+			 AF_EINVAL);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "messages"));
+	af_msg_destroy(&reply);
+
+	af_payload_reset(p);
+	af_pack_map(p, 1);
+	af_pack_str(p, "prompt");
+	af_pack_strn(p, "\xff\xfe bad", 6);
+	assert_int_equal(af_client_request(f->client, "chat", "complete", p,
+					   WAIT_MS, &reply),
+			 AF_EINVAL);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "UTF-8"));
+	af_msg_destroy(&reply);
+
+	assert_int_equal(af_client_request(f->client, "chat", "translate", p,
+					   WAIT_MS, &reply),
+			 AF_ENOTSUP);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+}
+
+/* ---- openai ------------------------------------------------------------- */
+
+static void test_openai_chat(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	char *want = expected_text("w", 5);
+	char *content;
+	char *body;
+	char *auth = NULL;
+	const af_value *usage;
+
+	setenv("AF_TEST_CHAT_KEY", "sk-test-secret", 1);
+	spawn_chat(f, "openai", 0);
+	assert_int_equal(ask(f, "chat", "hello there", &reply), AF_OK);
+	content = str_of(af_value_get(af_msg_payload(reply), "content"));
+	assert_string_equal(content, want);
+	assert_true(af_value_str_eq(
+		af_value_get(af_msg_payload(reply), "finish_reason"), "stop"));
+	usage = af_value_get(af_msg_payload(reply), "usage");
+	assert_int_equal(af_value_get_int(usage, "completion_tokens", -1), 5);
+	assert_int_equal(af_value_get_int(usage, "total_tokens", -1),
+			 af_value_get_int(usage, "prompt_tokens", -1) + 5);
+	body = mockllm_last_request(f->mock, &auth);
+	assert_non_null(strstr(body, "\"stream\":false"));
+	assert_non_null(strstr(body, "hello there"));
+	assert_string_equal(auth, "Bearer sk-test-secret");
+	free(body);
+	free(auth);
+	free(content);
+	free(want);
+	af_msg_destroy(&reply);
+	unsetenv("AF_TEST_CHAT_KEY");
+}
+
+static void check_stream(fixture *f, mockllm_opts o, const char *t)
+{
+	streamed s;
+	char *want = expected_text(t, o.chunks);
+
+	set_mock(f, o);
+	stream_text(f, "stream please", &s);
+	assert_int_equal(s.status, AF_OK);
+	assert_string_equal(s.text, want);
+	assert_int_equal(s.chunks, o.chunks);
+	assert_true(af_value_str_eq(
+		af_value_get(af_msg_payload(s.end), "finish_reason"), "stop"));
+	assert_int_equal(af_value_get_int(af_value_get(af_msg_payload(s.end),
+						       "usage"),
+					  "completion_tokens", -1),
+			 o.chunks);
+	streamed_free(&s);
+	free(want);
+}
+
+static void test_openai_stream_framings(void **state)
+{
+	fixture *f = *state;
+	const char *multibyte = "\xc3\xa9\xe2\x86\x92\xf0\x9f\x98\x80";
+	char *body;
+
+	spawn_chat(f, "openai", 0);
+	check_stream(f, (mockllm_opts){.chunks = 7}, "w");
+	body = mockllm_last_request(f->mock, NULL);
+	assert_non_null(strstr(body, "\"stream\":true"));
+	assert_non_null(strstr(body, "include_usage"));
+	free(body);
+	check_stream(f, (mockllm_opts){.chunks = 6, .crlf = true}, "w");
+	check_stream(f, (mockllm_opts){.chunks = 6, .comments = true}, "w");
+	check_stream(f, (mockllm_opts){.chunks = 6, .multiline_data = true},
+		     "w");
+	check_stream(f,
+		     (mockllm_opts){.chunks = 9,
+				    .split_writes = true,
+				    .crlf = true,
+				    .text = multibyte},
+		     multibyte);
+	check_stream(f,
+		     (mockllm_opts){.chunks = 9,
+				    .split_writes = true,
+				    .comments = true,
+				    .text = multibyte},
+		     multibyte);
+}
+
+static void test_stream_request_without_stream_gets_one_reply(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	char *want = expected_text("w", 5);
+	char *content;
+
+	spawn_chat(f, "openai", 0);
+	assert_int_equal(ask(f, "stream_chat", "hi", &reply), AF_OK);
+	content = str_of(af_value_get(af_msg_payload(reply), "content"));
+	assert_string_equal(content, want);
+	free(content);
+	free(want);
+	af_msg_destroy(&reply);
+}
+
+static void test_complete(void **state)
+{
+	fixture *f = *state;
+	af_payload *p;
+	af_msg *reply = NULL;
+	char *body;
+
+	spawn_chat(f, "openai", 0);
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map(p, 2);
+	af_pack_str(p, "prompt");
+	af_pack_str(p, "Once upon a time");
+	af_pack_str(p, "max_tokens");
+	af_pack_int(p, 7);
+	assert_int_equal(af_client_request(f->client, "chat", "complete", p,
+					   WAIT_MS, &reply),
+			 AF_OK);
+	body = mockllm_last_request(f->mock, NULL);
+	assert_non_null(strstr(body, "Once upon a time"));
+	assert_non_null(strstr(body, "\"max_tokens\":7"));
+	free(body);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+}
+
+/* ---- ollama ------------------------------------------------------------- */
+
+static void test_ollama_chat_and_stream(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	char *want = expected_text("w", 5);
+	char *content;
+	char *body;
+
+	spawn_chat(f, "ollama", 0);
+	assert_int_equal(ask(f, "chat", "hello", &reply), AF_OK);
+	content = str_of(af_value_get(af_msg_payload(reply), "content"));
+	assert_string_equal(content, want);
+	assert_int_equal(af_value_get_int(af_value_get(af_msg_payload(reply),
+						       "usage"),
+					  "completion_tokens", -1),
+			 5);
+	body = mockllm_last_request(f->mock, NULL);
+	assert_non_null(strstr(body, "\"stream\":false"));
+	free(body);
+	free(content);
+	free(want);
+	af_msg_destroy(&reply);
+
+	check_stream(f, (mockllm_opts){.chunks = 8}, "w");
+	check_stream(f,
+		     (mockllm_opts){.chunks = 8,
+				    .split_writes = true,
+				    .text = "\xc3\xa9t\xc3\xa9"},
+		     "\xc3\xa9t\xc3\xa9");
+}
+
+/* ---- failures ----------------------------------------------------------- */
+
+static void test_retry_after_then_success(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	streamed s;
+	char *want = expected_text("w", 5);
+
+	spawn_chat(f, "openai", 3);
+	set_mock(f, (mockllm_opts){.fault = MOCKLLM_STATUS,
+				   .fail_status = 429,
+				   .fail_times = 2,
+				   .retry_after_ms = 20});
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_OK);
+	assert_int_equal(mockllm_requests(f->mock), 3);
+	af_msg_destroy(&reply);
+
+	/* Retry-After in seconds, and 503, for a stream. */
+	set_mock(f, (mockllm_opts){.fault = MOCKLLM_STATUS,
+				   .fail_status = 503,
+				   .fail_times = 1,
+				   .retry_after_s = 1});
+	stream_text(f, "hi", &s);
+	assert_int_equal(s.status, AF_OK);
+	assert_string_equal(s.text, want);
+	assert_int_equal(mockllm_requests(f->mock), 5);
+	streamed_free(&s);
+	free(want);
+}
+
+static void test_retries_exhausted_carry_status_and_message(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	const char *text;
+
+	setenv("AF_TEST_CHAT_KEY", "sk-never-shown", 1);
+	spawn_chat(f, "openai", 2);
+	set_mock(f, (mockllm_opts){.fault = MOCKLLM_STATUS,
+				   .fail_status = 500,
+				   .fail_times = 100,
+				   .error_message = "the model is overloaded"});
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_EHTTP);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "HTTP 500"));
+	assert_non_null(strstr(text, "the model is overloaded"));
+	assert_null(strstr(text, "sk-never-shown"));
+	assert_int_equal(mockllm_requests(f->mock), 3);
+	af_msg_destroy(&reply);
+	unsetenv("AF_TEST_CHAT_KEY");
+}
+
+static void test_client_errors_fail_at_once(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	const char *text;
+
+	spawn_chat(f, "openai", 3);
+	set_mock(f, (mockllm_opts){.fault = MOCKLLM_STATUS,
+				   .fail_status = 401,
+				   .fail_times = 100,
+				   .error_message = "invalid api key"});
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_EHTTP);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "HTTP 401: invalid api key"));
+	assert_int_equal(mockllm_requests(f->mock), 1);
+	af_msg_destroy(&reply);
+}
+
+/* A stream broken after chunks were delivered fails: never retried (the
+ * text would come twice), never a silent success. */
+static void check_broken_stream(fixture *f, mockllm_fault fault, af_err want,
+				const char *says)
+{
+	streamed s;
+	unsigned before = mockllm_requests(f->mock);
+
+	set_mock(f, (mockllm_opts){.chunks = 6, .fault = fault, .fault_at = 3});
+	stream_text(f, "hi", &s);
+	assert_int_equal(s.status, want);
+	assert_non_null(s.error);
+	if (says != NULL && strstr(s.error, says) == NULL)
+		fail_msg("error \"%s\" lacks \"%s\"", s.error, says);
+	assert_string_equal(s.text, "w0 w1 w2 ");
+	assert_int_equal(mockllm_requests(f->mock), before + 1);
+	streamed_free(&s);
+}
+
+static void test_openai_broken_streams(void **state)
+{
+	fixture *f = *state;
+
+	spawn_chat(f, "openai", 3);
+	check_broken_stream(f, MOCKLLM_MALFORMED, AF_EPROTO, "malformed JSON");
+	check_broken_stream(f, MOCKLLM_ERROR_EVENT, AF_EREMOTE,
+			    "mock failure");
+	check_broken_stream(f, MOCKLLM_NO_DONE, AF_EPROTO, "[DONE]");
+	check_broken_stream(f, MOCKLLM_DROP, AF_EPEERDOWN, NULL);
+}
+
+static void test_ollama_broken_streams(void **state)
+{
+	fixture *f = *state;
+
+	spawn_chat(f, "ollama", 3);
+	check_broken_stream(f, MOCKLLM_MALFORMED, AF_EPROTO, "malformed JSON");
+	check_broken_stream(f, MOCKLLM_ERROR_EVENT, AF_EREMOTE,
+			    "mock failure");
+	check_broken_stream(f, MOCKLLM_NO_DONE, AF_EPROTO, "done");
+	check_broken_stream(f, MOCKLLM_DROP, AF_EPEERDOWN, NULL);
+}
+
+static void test_cancel_aborts_the_transfer(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = question("hi");
+	af_stream *st;
+	af_msg *m = NULL;
+
+	spawn_chat(f, "openai", 0);
+	set_mock(f, (mockllm_opts){.chunks = 10,
+				   .fault = MOCKLLM_STALL,
+				   .fault_at = 2});
+	assert_int_equal(af_client_stream(f->client, "chat", "stream_chat", p,
+					  WAIT_MS, &st),
+			 AF_OK);
+	assert_int_equal(af_stream_next(st, WAIT_MS, &m), AF_OK);
+	af_msg_destroy(&m);
+	af_stream_close(&st);
+	assert_int_equal(mockllm_wait_aborted(f->mock, 1, WAIT_MS), 0);
+	af_payload_destroy(&p);
+}
+
+static void test_deadline_aborts_the_transfer(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = question("hi");
+	af_stream *st;
+	streamed s;
+
+	spawn_chat(f, "openai", 0);
+	set_mock(f, (mockllm_opts){.chunks = 10,
+				   .fault = MOCKLLM_STALL,
+				   .fault_at = 1});
+	assert_int_equal(af_client_stream(f->client, "chat", "stream_chat", p,
+					  300, &st),
+			 AF_OK);
+	read_stream(st, &s);
+	assert_int_equal(s.status, AF_ETIMEDOUT);
+	assert_string_equal(s.text, "w0 ");
+	af_stream_close(&st);
+	assert_int_equal(mockllm_wait_aborted(f->mock, 1, WAIT_MS), 0);
+	streamed_free(&s);
+	af_payload_destroy(&p);
+}
+
+static void test_connection_refused(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	const char *text;
+
+	spawn_chat(f, "openai", 2);
+	/* Nothing listens on the port once the mock server is gone. */
+	mockllm_stop(&f->mock);
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_EPEERDOWN);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "openai"));
+	af_msg_destroy(&reply);
+	assert_int_equal(mockllm_start(&f->mock, &(mockllm_opts){0}), 0);
+}
+
+/* ---- load --------------------------------------------------------------- */
+
+static void test_many_streams_at_once(void **state)
+{
+	enum { N = 64 };
+	fixture *f = *state;
+	af_payload *p = question("hi");
+	af_stream *st[N];
+	char *want = expected_text("w", 4);
+
+	spawn_chat(f, "openai", 0);
+	set_mock(f, (mockllm_opts){.chunks = 4, .interval_ms = 20});
+	for (int i = 0; i < N; i++)
+		assert_int_equal(af_client_stream(f->client, "chat",
+						  "stream_chat", p, WAIT_MS,
+						  &st[i]),
+				 AF_OK);
+	for (int i = 0; i < N; i++) {
+		streamed s;
+
+		read_stream(st[i], &s);
+		assert_int_equal(s.status, AF_OK);
+		assert_string_equal(s.text, want);
+		streamed_free(&s);
+		af_stream_close(&st[i]);
+	}
+	free(want);
+	af_payload_destroy(&p);
+}
+
+/* More chunks than the credit window: the actor holds them and pauses the
+ * transfer until the reader catches up; none is lost or reordered. */
+static void test_long_stream_through_the_window(void **state)
+{
+	fixture *f = *state;
+
+	spawn_chat(f, "openai", 0);
+	check_stream(f, (mockllm_opts){.chunks = 3 * AF_STREAM_WINDOW + 17},
+		     "w");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_extractive_chat_and_stream_agree),
+		T(test_bad_requests),
+		T(test_openai_chat),
+		T(test_openai_stream_framings),
+		T(test_stream_request_without_stream_gets_one_reply),
+		T(test_complete),
+		T(test_ollama_chat_and_stream),
+		T(test_retry_after_then_success),
+		T(test_retries_exhausted_carry_status_and_message),
+		T(test_client_errors_fail_at_once),
+		T(test_openai_broken_streams),
+		T(test_ollama_broken_streams),
+		T(test_cancel_aborts_the_transfer),
+		T(test_deadline_aborts_the_transfer),
+		T(test_connection_refused),
+		T(test_many_streams_at_once),
+		T(test_long_stream_through_the_window),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
