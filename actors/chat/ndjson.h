@@ -32,8 +32,9 @@ typedef struct af_ndjson {
 void af__ndjson_init(af_ndjson *n, size_t max_line);
 
 /* Splits len bytes, calling fn for each line they complete. Returns 0, fn's
- * non-zero value, AF_EMSGSIZE (a line past max_line) or AF_ENOMEM. After an
- * error the splitter must only be freed. */
+ * non-zero value, AF_EMSGSIZE (a line past max_line) or AF_ENOMEM. After
+ * any non-zero return (fn's too: the rest of buf is left unsplit) the
+ * splitter must only be freed. */
 int af__ndjson_feed(af_ndjson *n, const char *buf, size_t len,
 		    af_ndjson_line_fn fn, void *arg);
 
@@ -46,6 +47,7 @@ bool af__ndjson_pending(const af_ndjson *n);
  * one). Returns as af__ndjson_feed. */
 int af__ndjson_finish(af_ndjson *n, af_ndjson_line_fn fn, void *arg);
 
+/* Frees what n holds; n may be initialised again. */
 void af__ndjson_free(af_ndjson *n);
 
 #endif

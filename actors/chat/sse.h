@@ -23,7 +23,7 @@
 
 /* Called for each complete event. event is its name ("" when none was
  * given), data its data (NUL-terminated, len bytes, borrowed for the call).
- * A non-zero return stops the parse: af_sse_feed returns that value. */
+ * A non-zero return stops the parse: af__sse_feed returns that value. */
 typedef int (*af_sse_event_fn)(void *arg, const char *event, const char *data,
 			       size_t len);
 
@@ -45,7 +45,8 @@ void af__sse_init(af_sse *s, size_t max_event);
 
 /* Parses len bytes, calling fn for each event they complete. Returns 0;
  * fn's non-zero value; AF_EMSGSIZE when an event grows past max_event;
- * AF_ENOMEM. After an error the parser must only be freed. */
+ * AF_ENOMEM. After any non-zero return (fn's too: the rest of buf is left
+ * unparsed) the parser must only be freed. */
 int af__sse_feed(af_sse *s, const char *buf, size_t len, af_sse_event_fn fn,
 		 void *arg);
 
