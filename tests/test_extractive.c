@@ -21,7 +21,10 @@
 	"none: I am an extractive answerer, not a language model."
 #define NO_ANSWER "The context given does not answer the question."
 
-#define MSG(r, c) {r, sizeof(r) - 1, c, sizeof(c) - 1}
+#define MSG(r, c)                                                              \
+	{                                                                      \
+		r, sizeof(r) - 1, c, sizeof(c) - 1                             \
+	}
 
 /* LlamaIndex's text_qa template around two retrieved chunks. */
 #define RAG_PROMPT(query)                                                      \
@@ -38,7 +41,7 @@
 	"The baobab tree stores water in its trunk. Some baobabs are more "    \
 	"than a thousand years old.\n"                                         \
 	"---------------------\n"                                              \
-	"Given the context information and not prior knowledge, answer the "  \
+	"Given the context information and not prior knowledge, answer the "   \
 	"query.\n"                                                             \
 	"Query: " query "\n"                                                   \
 	"Answer: "
@@ -141,20 +144,22 @@ static void test_rag_prompt(void **state)
  * is as follows:", and the existing answer is context too. */
 static void test_refine_prompt(void **state)
 {
-	expect_user("The original query is as follows: Where do cheetahs "
-		    "live?\n"
-		    "We have provided an existing answer: Cheetahs live in "
-		    "Africa.\n"
-		    "We have the opportunity to refine the existing answer "
-		    "(only if needed) with some more context below.\n"
-		    "------------\n"
-		    "A few cheetahs still live in Iran. Lions hunt at night.\n"
-		    "------------\n"
-		    "Given the new context, refine the original answer to "
-		    "better answer the query. If the context isn't useful, "
-		    "return the original answer.\n"
-		    "Refined Answer: ",
-		    0, "Cheetahs live in Africa. A few cheetahs still live in Iran.");
+	expect_user(
+		"The original query is as follows: Where do cheetahs "
+		"live?\n"
+		"We have provided an existing answer: Cheetahs live in "
+		"Africa.\n"
+		"We have the opportunity to refine the existing answer "
+		"(only if needed) with some more context below.\n"
+		"------------\n"
+		"A few cheetahs still live in Iran. Lions hunt at night.\n"
+		"------------\n"
+		"Given the new context, refine the original answer to "
+		"better answer the query. If the context isn't useful, "
+		"return the original answer.\n"
+		"Refined Answer: ",
+		0,
+		"Cheetahs live in Africa. A few cheetahs still live in Iran.");
 }
 
 static void test_no_relevant_sentence(void **state)
@@ -224,7 +229,8 @@ static void test_max_sentences(void **state)
 			      "in warm places.\n\nWhat grows on trees?";
 
 	expect_user(context, 1, "Apples grow on trees.");
-	expect_user(context, 2, "Apples grow on trees. Pears grow on trees too.");
+	expect_user(context, 2,
+		    "Apples grow on trees. Pears grow on trees too.");
 	expect_user(context, 0,
 		    "Apples grow on trees. Pears grow on trees too. Plums "
 		    "grow on small trees.");
@@ -332,14 +338,11 @@ static void test_invalid_input(void **state)
 	assert_int_equal(af__extractive_answer(&system, 1, 0, &answer),
 			 AF_EINVAL);
 	assert_null(answer);
-	assert_int_equal(af__extractive_answer(NULL, 0, 0, &answer),
-			 AF_EINVAL);
+	assert_int_equal(af__extractive_answer(NULL, 0, 0, &answer), AF_EINVAL);
 	assert_int_equal(af__extractive_answer(&nul_role, 1, 0, &answer),
 			 AF_EINVAL);
-	assert_int_equal(af__extractive_answer(&bad, 1, 0, &answer),
-			 AF_EINVAL);
-	assert_int_equal(af__extractive_answer(&system, 1, 0, NULL),
-			 AF_EINVAL);
+	assert_int_equal(af__extractive_answer(&bad, 1, 0, &answer), AF_EINVAL);
+	assert_int_equal(af__extractive_answer(&system, 1, 0, NULL), AF_EINVAL);
 }
 
 static void test_hostile_bytes(void **state)
@@ -368,9 +371,10 @@ static void test_random_messages(void **state)
 	static const char *const roles[] = {"user", "system", "assistant",
 					    "tool"};
 	static const char *const pieces[] = {
-		"Question:", "Answer:", "\n",  "\n\n", "-----", ". ",
-		"cat",	     "cats ",	"e.g.", "3.5", "\xff", "\xe6\x97",
-		"?",	     "Query: ", " ",	"\0", "file_path: x",
+		"Question:", "Answer:",      "\n",    "\n\n",    "-----",
+		". ",        "cat",          "cats ", "e.g.",    "3.5",
+		"\xff",      "\xe6\x97",     "?",     "Query: ", " ",
+		"\0",        "file_path: x",
 	};
 	uint64_t seed = 42;
 
@@ -391,8 +395,8 @@ static void test_random_messages(void **state)
 				size_t plen;
 
 				seed = seed * 6364136223846793005ull + 1;
-				p = pieces[(seed >> 33) % (sizeof(pieces) /
-							   sizeof(*pieces))];
+				p = pieces[(seed >> 33) %
+					   (sizeof(pieces) / sizeof(*pieces))];
 				plen = p[0] == '\0' ? 1 : strlen(p);
 				if (len + plen > cap)
 					break;
