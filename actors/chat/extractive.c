@@ -1189,8 +1189,12 @@ static void score(answerer *a)
 		struct sentence *s = &a->sents[i];
 		double norm = BM25_K1 *
 			      (1.0 - BM25_B + BM25_B * (double)s->dl / avgdl);
-		const size_t *h = a->hits + s->hit0;
+		const size_t *h;
 
+		s->score = 0;
+		if (s->nhits == 0)
+			continue; /* and hits may still be NULL */
+		h = a->hits + s->hit0;
 		/* Count each term's occurrences, then add each term once:
 		 * the marks tell the first pass from the second. */
 		for (size_t k = 0; k < s->nhits; k++) {
@@ -1203,7 +1207,6 @@ static void score(answerer *a)
 				t->tf = 1;
 			}
 		}
-		s->score = 0;
 		for (size_t k = 0; k < s->nhits; k++) {
 			struct term *t = &a->terms[h[k]];
 			double tf = (double)t->tf;
