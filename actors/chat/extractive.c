@@ -42,12 +42,12 @@
  * a word holding a period ("e.g.", "U.S."), a single letter (initials),
  * a common abbreviation ("Dr.", "vs.", "approx."), a number that starts
  * the sentence (a list item "1."), or before a lowercase word; "3.5" never
- * splits, as no space follows its point. Marker labels are cut off the
- * start of a line, and metadata lines ("file_path: ...", a snake_case key
- * and a colon), Markdown headings ("## Setup") and separator lines are not
- * sentences. A sentence that ends
- * with a question mark asks rather than answers and is never chosen, nor
- * counted as a document.
+ * splits, as no space follows its point. Marker labels and list bullets
+ * are cut off the start of a line, and metadata lines ("file_path: ...",
+ * a snake_case key and a colon), Markdown headings ("## Setup") and
+ * separator lines are not sentences. A sentence that ends with a question
+ * mark asks rather than answers: it is never chosen, nor counted as a
+ * document.
  *
  * Words are runs of ASCII letters and digits and of non-ASCII UTF-8
  * characters other than punctuation and spaces (a number keeps its points:
@@ -67,14 +67,17 @@
  * ln(1 + (N - df + 0.5) / (df + 0.5)). The best max_sentences sentences
  * with a positive score are chosen, best first, ties going to the earlier
  * sentence; one scoring under 30% of the best is dropped, and so is a
- * sentence whose text repeats one already chosen (overlapping chunks).
+ * sentence whose text repeats one already chosen (overlapping chunks;
+ * texts are compared by a 64-bit hash of what the answer would show).
  * The chosen sentences are returned in document order, joined by single
  * spaces, with each run of white space or control characters turned into
  * one space and each byte that is not valid UTF-8 into U+FFFD, so the
  * answer is valid UTF-8 with no NUL inside.
  *
- * When the context has no sentence with a word in it, the answer is
- * NO_CONTEXT; when no sentence scores above zero, NO_ANSWER.
+ * When the context has no sentence with a word in it, the answer is the
+ * fixed NO_CONTEXT below ("I can only answer from context given in the
+ * prompt, and there is none: ..."); when no sentence scores above zero,
+ * the fixed NO_ANSWER ("The context given does not answer the question.").
  *
  * The cost is linear in the input plus a sort of the sentences that score:
  * the question's words sit in an open-addressing hash table, and a context
