@@ -112,9 +112,12 @@ static bool valid_utf8(const char *s, size_t len)
 
 static void test_rag_prompt(void **state)
 {
+	/* The system prompt is not context when the template fences its
+	 * own: "expert" would pick it otherwise. */
 	af_extractive_msg where[] = {
 		MSG("system", "You are an expert Q&A system."),
-		MSG("user", RAG_PROMPT("Where do cheetahs live?")),
+		MSG("user", RAG_PROMPT("Where do cheetahs live? Answer as an "
+				       "expert.")),
 	};
 	/* The question shares "context" and "information" with the
 	 * template's own lines: only the fenced chunks may answer. */

@@ -30,9 +30,11 @@
  * last user message fences text between separator lines (lines of three
  * or more of - = _ * ~ # + or box-drawing dashes, as in LlamaIndex's
  * "Context information is below.\n-----\n<chunks>\n-----\nGiven the
- * context information ..." template), only the fenced text, and the text
- * after an answer marker (a refine prompt's existing answer), is context:
- * the lines around the fences are the template's instructions.
+ * context information ..." template), the context is only the fenced
+ * text and the text after an answer marker in that message (a refine
+ * prompt's existing answer): the lines around the fences are the
+ * template's instructions, and the other messages (a system prompt of
+ * rules, the chat so far) are not what the template asks about.
  *
  * The context is cut into sentences. A sentence ends at . ! or ? (with any
  * closing quotes or brackets) followed by white space or a line end, at
@@ -525,7 +527,8 @@ static size_t stem(char *w, size_t n)
 		n -= 2;
 		cut = true;
 	}
-	if (cut && n >= 4 && w[n - 1] == w[n - 2] &&
+	/* ASCII only: two equal bytes past ASCII end a character. */
+	if (cut && n >= 4 && w[n - 1] == w[n - 2] && is_lower(w[n - 1]) &&
 	    !in_set(w[n - 1], "aeiouylsz"))
 		n--;
 	if (n >= 3 && w[n - 1] == 'e' && w[n - 2] != 'e')
@@ -1389,7 +1392,7 @@ af_err af__extractive_answer(const af_extractive_msg *msgs, size_t n,
 	for (size_t i = 0; i < n && !a.nomem; i++) {
 		if (i == user)
 			split_user(&a, &u);
-		else if (!is_own_reply(&msgs[i]))
+		else if (u.f0 >= u.f1 && !is_own_reply(&msgs[i]))
 			split_message(&a, msgs[i].content, msgs[i].content_len);
 	}
 	if (a.nomem) {
