@@ -446,6 +446,7 @@ static void transfer_done(af_http *h, af_http_xfer *x, CURLcode rc)
 {
 	long status = 0;
 	char msg[320];
+	char text[256];
 
 	curl_multi_remove_handle(h->multi, x->easy);
 	x->running = false;
@@ -461,9 +462,9 @@ static void transfer_done(af_http *h, af_http_xfer *x, CURLcode rc)
 	if (rc == CURLE_OK) {
 		if (retryable_status(status) && retry(h, x))
 			return;
-		af__http_error_text(x->err_body, x->err_len, msg + 64,
-				    sizeof(msg) - 64);
-		snprintf(msg, sizeof(msg), "HTTP %ld: %s", status, msg + 64);
+		af__http_error_text(x->err_body, x->err_len, text,
+				    sizeof(text));
+		snprintf(msg, sizeof(msg), "HTTP %ld: %s", status, text);
 		finish(h, x, AF_EHTTP, status, msg);
 		return;
 	}
