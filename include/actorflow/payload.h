@@ -63,8 +63,21 @@ af_err af_pack_map_begin(af_payload *p);
 af_err af_pack_map_end(af_payload *p);
 
 struct af_value;
-/* Packs a copy of a received value (for forwarding). */
+/* Packs a copy of a received value (for forwarding). It is encoded again
+ * from its unpacked form; af_pack_raw forwards encoded bytes as they are. */
 af_err af_pack_value(af_payload *p, const struct af_value *v);
+
+/* Appends len bytes that already hold one msgpack value (a received
+ * payload from af_msg_payload_raw, bytes from af_payload_data, a
+ * constant), copied as they are, without decoding or encoding them. The
+ * bytes are untrusted: they are checked first, and nothing is appended
+ * unless they are exactly one well-formed value. Errors, sticky like the
+ * others: AF_EPROTO when they are not (malformed, truncated, len 0, or
+ * bytes after the value, or nesting deeper than 32 levels on their own);
+ * AF_EINVAL when p or msgpack is NULL, when the value would nest beyond
+ * the writer's 32 levels where it goes, or where a plain value could not
+ * go either (a second value at the top level). */
+af_err af_pack_raw(af_payload *p, const void *msgpack, size_t len);
 
 /* The sticky error, or AF_EINVAL while a begin has no end, or AF_OK. */
 af_err af_payload_status(const af_payload *p);
