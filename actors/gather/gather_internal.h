@@ -52,8 +52,11 @@ struct item {
 	target *wait;        /* while blocked */
 	item *wait_prev;
 	item *wait_next;
+	/* Collect mode: where its slot lies, in the reply's bytes or in
+	 * g->slots (slots.c). */
+	size_t slot_off;
+	size_t slot_len;
 	uint32_t index;
-	uint32_t pos; /* collect mode: its slot's place in g->slots */
 	/* Why the gather cancelled the item itself (its stream grew past
 	 * the limit, memory ran out): the cancel's outcome reports this. */
 	af_err abort_code;
@@ -96,9 +99,9 @@ struct gather {
 	size_t held;
 	/* Collect mode: the reply, into which slots are packed while they
 	 * come in input order (emitted of them so far, ending at out_len
-	 * bytes after a header of out_header bytes); then the other slots in
-	 * the order their items finished, after room for an array header
-	 * (slots.c), added to the reply from one parse at the end. */
+	 * bytes after a header of out_header bytes); then the other slots
+	 * (nslots of them) in the order their items finished, added to the
+	 * reply in input order at the end (slots.c). */
 	af_payload *out;
 	size_t out_header;
 	size_t out_len;
@@ -178,8 +181,10 @@ bool af__item_expired(const item *it, int64_t now_ns);
  * NULL when memory ran out. */
 af_payload *af__slot_writer(item *it);
 /* Packs the slot of item it into p, a writer from af__slot_writer: ok
- * with value v, or an error. AF_OK or the writer's error. */
-af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v);
+ * with the value encoded in len bytes at value (an answer's payload, as
+ * it arrived), or an error. AF_OK or the writer's error. */
+af_err af__slot_pack_raw(af_payload *p, const item *it, const void *value,
+			 size_t len);
 af_err af__slot_pack_error(af_payload *p, const item *it, int code,
 			   const char *text);
 /* Stores the slot of item it, packed in *slot (the writer
