@@ -1155,6 +1155,287 @@ static void test_msg_payload_raw(void **state)
 	af_payload_destroy(&p);
 }
 
+/* ---- reading in place -------------------------------------------------- */
+
+static void test_reader_walk(void **state)
+{
+	static const unsigned char blob[] = {0, 0xff, 7};
+	af_payload *p = new_payload();
+	af_payload *list = new_payload();
+	af_payload *fwd = new_payload();
+	af_reader r, saved;
+	const void *data, *raw, *want;
+	const char *s;
+	size_t len, raw_len, want_len;
+	uint32_t n;
+	bool b;
+	int64_t i;
+	uint64_t u;
+	double x;
+	af_doc *d;
+
+	af_pack_array_begin(list);
+	af_pack_int(list, 1);
+	af_pack_str(list, "x");
+	af_pack_map(list, 1);
+	af_pack_str(list, "k");
+	af_pack_array(list, 1);
+	af_pack_int(list, 2);
+	af_pack_array_end(list);
+	want = bytes_of(list, &want_len);
+
+	af_pack_map(p, 9);
+	af_pack_str(p, "nil");
+	af_pack_nil(p);
+	af_pack_str(p, "t");
+	af_pack_bool(p, true);
+	af_pack_str(p, "i");
+	af_pack_int(p, -5);
+	af_pack_str(p, "u");
+	af_pack_uint(p, UINT64_MAX);
+	af_pack_str(p, "d");
+	af_pack_double(p, 0.25);
+	af_pack_str(p, "s");
+	af_pack_str(p, "hi");
+	af_pack_str(p, "e");
+	af_pack_str(p, "");
+	af_pack_str(p, "b");
+	af_pack_bin(p, blob, sizeof(blob));
+	af_pack_str(p, "list");
+	af_pack_raw(p, want, want_len);
+	data = bytes_of(p, &len);
+
+	af_reader_init(&r, data, len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_MAP);
+	assert_int_equal(af_read_map(&r, &n), AF_OK);
+	assert_int_equal(n, 9);
+
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	assert_int_equal(len, 3);
+	assert_memory_equal(s, "nil", 3);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NIL);
+	assert_int_equal(af_read_nil(&r), AF_OK);
+
+	assert_int_equal(af_read_raw(&r, &raw, &raw_len), AF_OK); /* "t" */
+	assert_int_equal(af_read_bool(&r, &b), AF_OK);
+	assert_true(b);
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_INT);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, -5);
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_read_int(&r, &i), AF_ERANGE);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_true(u == UINT64_MAX);
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_FLOAT);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == 0.25);
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	assert_int_equal(len, 2);
+	assert_memory_equal(s, "hi", 2);
+
+	af_read_raw(&r, &raw, &raw_len);
+	s = NULL;
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	assert_int_equal(len, 0);
+	assert_string_equal(s, "");
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_BIN);
+	assert_int_equal(af_read_bin(&r, &raw, &raw_len), AF_OK);
+	assert_int_equal(raw_len, sizeof(blob));
+	assert_memory_equal(raw, blob, sizeof(blob));
+
+	/* A copy reads on from the same place: the list whole, then the same
+	 * list element by element. */
+	af_read_raw(&r, &raw, &raw_len);
+	saved = r;
+	assert_int_equal(af_read_raw(&r, &raw, &raw_len), AF_OK);
+	assert_int_equal(raw_len, want_len);
+	assert_memory_equal(raw, want, want_len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NONE);
+	assert_int_equal(af_read_raw(&r, &raw, &raw_len), AF_ENOTFOUND);
+	assert_int_equal(af_read_nil(&r), AF_ENOTFOUND);
+
+	r = saved;
+	assert_int_equal(af_read_array(&r, &n), AF_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(u, 1);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	assert_int_equal(af_read_map(&r, &n), AF_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	/* A value taken whole goes on with af_pack_raw. */
+	assert_int_equal(af_read_raw(&r, &raw, &raw_len), AF_OK);
+	assert_int_equal(af_pack_raw(fwd, raw, raw_len), AF_OK);
+	d = parse_payload(fwd);
+	assert_int_equal(af_value_type(af_doc_root(d)), AF_TYPE_ARRAY);
+	assert_int_equal(af_value_get_int(af_doc_root(d), "k", 0), 0);
+	assert_int_equal(af_value_int(af_value_at(af_doc_root(d), 0), &i),
+			 AF_OK);
+	assert_int_equal(i, 2);
+	af_doc_destroy(&d);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NONE);
+
+	af_payload_destroy(&p);
+	af_payload_destroy(&list);
+	af_payload_destroy(&fwd);
+}
+
+static void test_reader_numbers(void **state)
+{
+	/* Every integer encoding, then a float32 and a float64. */
+	static const unsigned char nums[] = {
+		0x05,                                     /* fixint 5 */
+		0xe0,                                     /* fixint -32 */
+		0xcc, 0xff,                               /* u8 255 */
+		0xcd, 0x01, 0x00,                         /* u16 256 */
+		0xce, 0x00, 0x01, 0x00, 0x00,             /* u32 65536 */
+		0xcf, 0x80, 0,    0,    0,    0, 0, 0, 0, /* u64 2^63 */
+		0xd0, 0x80,                               /* i8 -128 */
+		0xd1, 0x00, 0x10,                         /* i16 16 */
+		0xd2, 0xff, 0xff, 0xff, 0xfe,             /* i32 -2 */
+		0xd3, 0x80, 0,    0,    0,    0, 0, 0, 0, /* i64 min */
+		0xca, 0x3f, 0xc0, 0x00, 0x00,             /* float32 1.5 */
+		0xcb, 0x40, 0x04, 0,    0,    0, 0, 0, 0, /* float64 2.5 */
+	};
+	af_reader r;
+	int64_t i;
+	uint64_t u;
+	double x;
+
+	af_reader_init(&r, nums, sizeof(nums));
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, 5);
+	assert_int_equal(af_read_uint(&r, &u), AF_ERANGE);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, -32);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(u, 255);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, 256);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == 65536.0);
+	assert_int_equal(af_read_int(&r, &i), AF_ERANGE);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_true(u == (uint64_t)1 << 63);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, -128);
+	/* A signed encoding of a value that is not negative is a uint. */
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(u, 16);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == -2.0);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_true(i == INT64_MIN);
+	assert_int_equal(af_read_int(&r, &i), AF_ETYPE);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == 1.5);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == 2.5);
+	assert_int_equal(af_read_double(&r, &x), AF_ENOTFOUND);
+}
+
+static void test_reader_rejects(void **state)
+{
+	static const unsigned char truncated_str[] = {0xa5, 'a', 'b'};
+	static const unsigned char truncated_str8[] = {0xd9};
+	static const unsigned char truncated_u32[] = {0xce, 0, 0};
+	static const unsigned char truncated_f64[] = {0xcb, 0, 0};
+	static const unsigned char truncated_bin[] = {0xc5, 0x00, 0x09, 1};
+	static const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff,
+						   0xff};
+	static const unsigned char huge_map[] = {0x83, 0x01, 0x02};
+	static const unsigned char truncated[] = {0x92, 0x01};
+	static const unsigned char reserved[] = {0xc1};
+	static const unsigned char one[] = {0x01, 0xa1, 'x'};
+	unsigned char deep[40];
+	af_reader r;
+	const void *raw;
+	const char *s;
+	size_t len;
+	uint32_t n;
+	uint64_t u;
+	double x;
+	bool b;
+
+	/* A read of another type fails and moves nothing. */
+	af_reader_init(&r, one, sizeof(one));
+	assert_int_equal(af_read_str(&r, &s, &len), AF_ETYPE);
+	assert_int_equal(af_read_map(&r, &n), AF_ETYPE);
+	assert_int_equal(af_read_bool(&r, &b), AF_ETYPE);
+	assert_int_equal(af_read_nil(&r), AF_ETYPE);
+	assert_int_equal(af_read_bin(&r, &raw, &len), AF_ETYPE);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(af_read_uint(&r, &u), AF_ETYPE);
+	assert_int_equal(af_read_double(&r, &x), AF_ETYPE);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+
+	/* Values that end past the bytes, or bytes msgpack does not use, are
+	 * malformed; the reader stays put. */
+	af_reader_init(&r, truncated_str, sizeof(truncated_str));
+	assert_int_equal(af_read_str(&r, &s, &len), AF_EPROTO);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_EPROTO);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_STR);
+	af_reader_init(&r, truncated_str8, sizeof(truncated_str8));
+	assert_int_equal(af_read_str(&r, &s, &len), AF_EPROTO);
+	af_reader_init(&r, truncated_u32, sizeof(truncated_u32));
+	assert_int_equal(af_read_uint(&r, &u), AF_EPROTO);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_INT);
+	af_reader_init(&r, truncated_f64, sizeof(truncated_f64));
+	assert_int_equal(af_read_double(&r, &x), AF_EPROTO);
+	af_reader_init(&r, truncated_bin, sizeof(truncated_bin));
+	assert_int_equal(af_read_bin(&r, &raw, &len), AF_EPROTO);
+	af_reader_init(&r, reserved, sizeof(reserved));
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NONE);
+	assert_int_equal(af_read_nil(&r), AF_EPROTO);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_EPROTO);
+
+	/* A container may not claim more elements than bytes remain. */
+	af_reader_init(&r, huge_array, sizeof(huge_array));
+	assert_int_equal(af_read_array(&r, &n), AF_EPROTO);
+	af_reader_init(&r, huge_map, sizeof(huge_map));
+	assert_int_equal(af_read_map(&r, &n), AF_EPROTO);
+	af_reader_init(&r, truncated, sizeof(truncated));
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_EPROTO);
+	assert_int_equal(af_read_array(&r, &n), AF_EPROTO);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_ARRAY);
+
+	/* Taking a value whole bounds its nesting as parsing does. */
+	memset(deep, 0x91, sizeof(deep));
+	deep[32] = 0xc0;
+	af_reader_init(&r, deep, 33);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_OK);
+	assert_int_equal(len, 33);
+	deep[32] = 0x91;
+	deep[33] = 0xc0;
+	af_reader_init(&r, deep, 34);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_EPROTO);
+
+	/* No bytes, and NULL arguments. */
+	af_reader_init(&r, NULL, 5);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NONE);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_ENOTFOUND);
+	af_reader_init(NULL, one, sizeof(one));
+	assert_int_equal(af_reader_type(NULL), AF_TYPE_NONE);
+	assert_int_equal(af_read_nil(NULL), AF_EINVAL);
+	assert_int_equal(af_read_raw(NULL, &raw, &len), AF_EINVAL);
+	af_reader_init(&r, one, sizeof(one));
+	assert_int_equal(af_read_int(&r, NULL), AF_EINVAL);
+	assert_int_equal(af_read_raw(&r, NULL, &len), AF_EINVAL);
+	assert_int_equal(af_read_raw(&r, &raw, NULL), AF_EINVAL);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(af_read_str(&r, NULL, &len), AF_EINVAL);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1179,6 +1460,9 @@ int main(void)
 		cmocka_unit_test(test_pack_raw),
 		cmocka_unit_test(test_pack_raw_rejects),
 		cmocka_unit_test(test_msg_payload_raw),
+		cmocka_unit_test(test_reader_walk),
+		cmocka_unit_test(test_reader_numbers),
+		cmocka_unit_test(test_reader_rejects),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
