@@ -334,7 +334,7 @@ static af_err send_to(af_ctx *ctx, item *it, const char *to, const char *type,
 		p = af__gather_scratch(g->ga);
 		if (p == NULL)
 			return AF_ENOMEM;
-		err = af_pack_value(p, it->payload);
+		err = af_pack_raw(p, it->payload, it->payload_len);
 		if (err != AF_OK)
 			return err;
 	}
@@ -343,11 +343,6 @@ static af_err send_to(af_ctx *ctx, item *it, const char *to, const char *type,
 	if (err == AF_OK)
 		it->state = ITEM_RUNNING;
 	return err;
-}
-
-af_err af__item_send(af_ctx *ctx, item *it, int64_t *now_ns)
-{
-	return send_to(ctx, it, it->to, it->type, now_ns);
 }
 
 void af__item_unsent(af_ctx *ctx, item *it, af_err err)
@@ -365,15 +360,13 @@ void af__item_unsent(af_ctx *ctx, item *it, af_err err)
 	item_failed(ctx, it, err, text);
 }
 
-/* s as a C string: itself once the gather keeps its own copy, else a copy
- * in the actor's buffer number which (overwritten by the next call). */
+/* s as a C string, in the actor's buffer number which (overwritten by the
+ * next call). */
 static const char *as_c_string(gather *g, int which, const char *s,
 			       uint32_t len)
 {
 	gather_actor *ga = g->ga;
 
-	if (g->kept)
-		return s;
 	if (ga->cstr_cap[which] <= len) {
 		size_t cap = (size_t)len + 1 > 256 ? (size_t)len + 1 : 256;
 		char *buf = realloc(ga->cstr[which], cap);
@@ -385,6 +378,16 @@ static const char *as_c_string(gather *g, int which, const char *s,
 	memcpy(ga->cstr[which], s, len);
 	ga->cstr[which][len] = '\0';
 	return ga->cstr[which];
+}
+
+af_err af__item_send(af_ctx *ctx, item *it, int64_t *now_ns)
+{
+	const char *to = as_c_string(it->g, 0, it->to, it->to_len);
+	const char *type = as_c_string(it->g, 1, it->type, it->type_len);
+
+	if (to == NULL || type == NULL)
+		return AF_ENOMEM;
+	return send_to(ctx, it, to, type, now_ns);
 }
 
 void af__item_start(af_ctx *ctx, item *it, int64_t *now_ns)
