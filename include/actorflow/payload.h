@@ -2,8 +2,9 @@
  * actorflow: building and reading message payloads.
  *
  * A payload is one msgpack value (usually a map). Programs build one with an
- * af_payload writer and read received ones through const af_value views; no
- * msgpack type appears in this header.
+ * af_payload writer and read received ones through const af_value views, or
+ * step through their bytes in place with an af_reader; no msgpack type
+ * appears in this header.
  *
  * Writer errors are sticky: after the first failure every further call is a
  * no-op returning that error, and sending the payload fails with it, so a
