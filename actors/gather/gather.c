@@ -371,8 +371,8 @@ static af_err read_option(gather *g, af_reader *r, const char *key, size_t len,
 }
 
 /* Reads item i, a map, in one walk over its fields, the last of a name
- * deciding as with repeated keys; AF_EINVAL with why. The reader is past
- * the item either way. */
+ * deciding as with repeated keys: AF_OK, AF_EINVAL with why (the reader
+ * is past the item either way), or AF_EPROTO. */
 static af_err read_item(af_reader *r, item *it, size_t i, char *why,
 			size_t why_len)
 {
@@ -382,15 +382,16 @@ static af_err read_item(af_reader *r, item *it, size_t i, char *why,
 	uint32_t n;
 
 	if (af_read_map(r, &n) != AF_OK) {
-		skip(r);
+		if (!skip(r))
+			return AF_EPROTO;
 		REFUSE("gather: item %zu is not a map", i);
 	}
 	for (uint32_t k = 0; k < n; k++) {
 		const char *key;
 		size_t len;
 		if (af_read_str(r, &key, &len) != AF_OK) {
-			skip(r);
-			skip(r);
+			if (!skip(r) || !skip(r))
+				return AF_EPROTO;
 			continue;
 		}
 		if (key_is(key, len, "to")) {
@@ -420,8 +421,9 @@ static af_err read_item(af_reader *r, item *it, size_t i, char *why,
 	return AF_OK;
 }
 
-/* Reads the items, the array next in r, into g; AF_EINVAL with why. The
- * reader is past the array either way. */
+/* Reads the items, the array next in r, into g: AF_OK, AF_EINVAL with
+ * why, after which the reader is past the array, or AF_ENOMEM or
+ * AF_EPROTO, after which it is not. */
 static af_err read_items(gather *g, af_reader *r, char *why, size_t why_len)
 {
 	uint32_t n;
@@ -429,12 +431,14 @@ static af_err read_items(gather *g, af_reader *r, char *why, size_t why_len)
 	uint32_t i;
 
 	if (af_read_array(r, &n) != AF_OK) {
-		skip(r);
+		if (!skip(r))
+			return AF_EPROTO;
 		REFUSE("gather: \"items\" must be an array");
 	}
 	if (n > g->ga->cfg.max_items) {
 		for (i = 0; i < n; i++)
-			skip(r);
+			if (!skip(r))
+				return AF_EPROTO;
 		REFUSE("gather: %u items, more than the limit of %u", n,
 		       g->ga->cfg.max_items);
 	}
@@ -450,9 +454,12 @@ static af_err read_items(gather *g, af_reader *r, char *why, size_t why_len)
 		it->index = i;
 		err = read_item(r, it, i, why, why_len);
 	}
+	if (err != AF_EINVAL)
+		return err;
 	/* Past the rest, so that the options after the items are read. */
 	for (; i < n; i++)
-		skip(r);
+		if (!skip(r))
+			return AF_EPROTO;
 	return err;
 }
 
@@ -502,6 +509,8 @@ static af_err read_request(gather *g, const void *payload, size_t len,
 			items_seen = true;
 			items_err =
 				read_items(g, &r, items_why, sizeof(items_why));
+			if (items_err != AF_OK && items_err != AF_EINVAL)
+				return items_err;
 			continue;
 		}
 		for (uint32_t o = 0; o < sizeof(options) / sizeof(*options);
@@ -564,22 +573,24 @@ fail:
  * over to it. */
 static af_err keep_items(gather *g, af_msg *m)
 {
+	const void *payload;
 	const char *from;
 	size_t len;
-	ptrdiff_t by;
 
-	af_msg_payload_raw(m, (const void **)&from, &len);
+	af_msg_payload_raw(m, &payload, &len);
+	from = payload;
 	g->request = malloc(len);
 	if (g->request == NULL)
 		return AF_ENOMEM;
 	memcpy(g->request, from, len);
-	by = g->request - from;
+	/* Each pointer keeps its offset into the payload. */
 	for (uint32_t i = 0; i < g->n; i++) {
 		item *it = &g->items[i];
-		it->to += by;
-		it->type += by;
+		it->to = g->request + (it->to - from);
+		it->type = g->request + (it->type - from);
 		if (it->payload != NULL)
-			it->payload = (const char *)it->payload + by;
+			it->payload =
+				g->request + ((const char *)it->payload - from);
 	}
 	return AF_OK;
 }

@@ -160,10 +160,9 @@ void af__gather_reap_soon(af_ctx *ctx, gather_actor *ga);
  * fails fills its slot with the error. *now_ns is the time, read once
  * per batch of items (0: not read yet). */
 void af__item_start(af_ctx *ctx, item *it, int64_t *now_ns);
-/* Sends it now. AF_OK (running),
- * AF_EAGAIN (the target's mailbox is full; nothing was sent),
- * AF_ETIMEDOUT (its deadline passed before it could go), or the send's
- * error. *now_ns as for af__item_start. */
+/* Sends it now. AF_OK (running), AF_EAGAIN (the target's mailbox is full;
+ * nothing was sent), AF_ETIMEDOUT (its deadline passed before it could
+ * go), or the send's error. *now_ns as for af__item_start. */
 af_err af__item_send(af_ctx *ctx, item *it, int64_t *now_ns);
 /* Fails it with the error of a send that could not be made. */
 void af__item_unsent(af_ctx *ctx, item *it, af_err err);
