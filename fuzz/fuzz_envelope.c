@@ -2,10 +2,12 @@
  * libFuzzer target: decodes untrusted bytes as an envelope and as a bare
  * payload document, reads every decoded field and value through the same
  * readers an actor uses, and checks that what decodes survives a
- * re-encode unchanged. Built and run by scripts/fuzz.sh.
+ * re-encode unchanged. The same bytes are also read in place (af_reader)
+ * and appended raw (af_pack_raw), which must accept exactly what parses.
+ * Built and run by scripts/fuzz.sh.
  *
  * FUZZ_SOURCES: runtime/envelope.c runtime/msgpack_check.c runtime/value.c
- * FUZZ_SOURCES: runtime/payload.c runtime/err.c
+ * FUZZ_SOURCES: runtime/payload.c runtime/reader.c runtime/err.c
  * FUZZ_PKGS: msgpack
  */
 #include <stdlib.h>
@@ -194,6 +196,118 @@ static void check_envelope(const uint8_t *data, size_t size)
 	free(msg);
 }
 
+/* Reads the next value of r through the reader's typed reads, element by
+ * element; deeper than a parse goes it takes the rest whole. False when a
+ * read fails. */
+static bool read_value(af_reader *r, unsigned depth)
+{
+	bool b;
+	int64_t i;
+	uint64_t u;
+	double d;
+	const char *s;
+	const void *raw;
+	size_t len;
+	uint32_t n;
+	uint64_t count;
+
+	switch (af_reader_type(r)) {
+	case AF_TYPE_NONE:
+		return false;
+	case AF_TYPE_NIL:
+		return af_read_nil(r) == AF_OK;
+	case AF_TYPE_BOOL:
+		if (af_read_bool(r, &b) != AF_OK)
+			return false;
+		sink += b;
+		return true;
+	case AF_TYPE_INT:
+		if (af_read_int(r, &i) == AF_OK) {
+			sink += (uint64_t)i;
+			return true;
+		}
+		if (af_read_uint(r, &u) != AF_OK)
+			return false;
+		sink += u;
+		return true;
+	case AF_TYPE_FLOAT:
+		if (af_read_double(r, &d) != AF_OK)
+			return false;
+		sink += (uint64_t)(d == d);
+		return true;
+	case AF_TYPE_STR:
+		if (af_read_str(r, &s, &len) != AF_OK)
+			return false;
+		touch(s, len);
+		return true;
+	case AF_TYPE_BIN:
+		if (af_read_bin(r, &raw, &len) != AF_OK)
+			return false;
+		touch(raw, len);
+		return true;
+	case AF_TYPE_ARRAY:
+	case AF_TYPE_MAP:
+		if (depth >= AF__PARSE_DEPTH) {
+			if (af_read_raw(r, &raw, &len) != AF_OK)
+				return false;
+			touch(raw, len);
+			return true;
+		}
+		if (af_reader_type(r) == AF_TYPE_ARRAY) {
+			if (af_read_array(r, &n) != AF_OK)
+				return false;
+			count = n;
+		} else {
+			if (af_read_map(r, &n) != AF_OK)
+				return false;
+			count = 2 * (uint64_t)n;
+		}
+		for (uint64_t k = 0; k < count; k++) {
+			if (!read_value(r, depth + 1))
+				return false;
+		}
+		return true;
+	case AF_TYPE_EXT:
+		if (af_read_raw(r, &raw, &len) != AF_OK)
+			return false;
+		touch(raw, len);
+		return true;
+	}
+	return false;
+}
+
+/* The reader and af_pack_raw against the parser: bytes that parse are read
+ * whole, value by value, and appended unchanged; bytes that do not are
+ * refused by both ways of taking a value whole. */
+static void check_in_place(const uint8_t *data, size_t size, bool parses)
+{
+	af_reader r, all;
+	const void *raw;
+	size_t len;
+	af_err err;
+
+	af_reader_init(&r, data, size);
+	all = r;
+	err = af_read_raw(&all, &raw, &len);
+	if (parses) {
+		require(read_value(&r, 1));
+		require(af_reader_type(&r) == AF_TYPE_NONE && r.pos == size);
+		require(err == AF_OK && len == size);
+	} else {
+		/* Reading may get partway, never past the end. */
+		(void)read_value(&r, 1);
+		require(r.pos <= size);
+		require(err != AF_OK || len < size);
+	}
+	af_payload_reset(writer2);
+	err = af_pack_raw(writer2, data, size);
+	require(parses ? err == AF_OK : err == AF_EPROTO || err == AF_EINVAL);
+	if (parses) {
+		raw = af_payload_data(writer2, &len);
+		require(len == size && memcmp(raw, data, size) == 0);
+	}
+}
+
 static void check_doc(const uint8_t *data, size_t size)
 {
 	af_doc *doc = NULL, *doc2 = NULL;
@@ -203,6 +317,7 @@ static void check_doc(const uint8_t *data, size_t size)
 
 	err = af_doc_parse(&doc, data, size);
 	require(err == AF_OK || err == AF_EPROTO);
+	check_in_place(data, size, err == AF_OK);
 	if (err != AF_OK) {
 		require(doc == NULL);
 		return;

@@ -149,6 +149,17 @@ const af_value *af_msg_payload(const af_msg *m)
 						   : &nil_object);
 }
 
+af_err af_msg_payload_raw(const af_msg *m, const void **data, size_t *len)
+{
+	if (m == NULL || data == NULL || len == NULL)
+		return AF_EINVAL;
+	/* Decoding found the payload's bytes and checked them; a message
+	 * always carries one (a nil when the sender gave none). */
+	*data = m->env.payload_data;
+	*len = m->env.payload_len;
+	return AF_OK;
+}
+
 uint64_t af_msg_id(const af_msg *m)
 {
 	return m->env.id;

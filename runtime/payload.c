@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "actorflow/payload.h"
+#include "envelope.h"
 #include "payload_internal.h"
 
 /* Containers still waiting for elements. A begin frame counts what has
@@ -319,6 +320,29 @@ af_err af_pack_value(af_payload *p, const struct af_value *v)
 		return fail(p, AF_ENOTFOUND);
 	return packed(p,
 		      msgpack_pack_object(&p->pk, *(const msgpack_object *)v));
+}
+
+af_err af_pack_raw(af_payload *p, const void *msgpack, size_t len)
+{
+	unsigned room;
+	af_err err;
+
+	if ((err = can_pack(p)) != AF_OK)
+		return err;
+	if (msgpack == NULL)
+		return fail(p, AF_EINVAL);
+	/* The value's own containers count toward the writer's nesting, as
+	 * if they had been packed one by one here. */
+	room = FRAMES_MAX - depth_after_count(p);
+	if (af__msgpack_check(msgpack, len, room) == AF_OK)
+		return packed(p, msgpack_sbuffer_write(&p->buf, msgpack, len));
+	/* Bytes that are a value, only too deep for where they go, are the
+	 * caller's mistake rather than bad input; the second walk runs only
+	 * on this failure. */
+	if (room < AF__PARSE_DEPTH &&
+	    af__msgpack_check(msgpack, len, AF__PARSE_DEPTH) == AF_OK)
+		return fail(p, AF_EINVAL);
+	return fail(p, AF_EPROTO);
 }
 
 af_err af_payload_status(const af_payload *p)

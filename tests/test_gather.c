@@ -1130,6 +1130,124 @@ static void test_bad_input(void **state)
 	af_msg_destroy(&m);
 }
 
+/* The request is read in one pass over its bytes; these are the rules of
+ * a map read by key that the pass keeps. */
+static void test_input_read_in_place(void **state)
+{
+	fixture *f = *state;
+	af_payload *p;
+	af_msg *m = NULL;
+	const af_value *slot;
+
+	/* Options are judged before items, wherever they stand. */
+	p = begin_gather();
+	af_pack_int(p, 5);
+	end_items(p);
+	af_pack_str(p, "mode");
+	af_pack_str(p, "fastest");
+	end_gather(p);
+	expect_refused(f, p, "\"mode\" must be");
+
+	/* Options may come first, and the first of a repeated key counts;
+	 * keys that are not strings, and unknown ones, are passed over;
+	 * nil options are absent ones. */
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map_begin(p);
+	af_pack_int(p, 5);
+	af_pack_str(p, "five");
+	af_pack_str(p, "mode");
+	af_pack_str(p, "fail_fast");
+	af_pack_str(p, "mode");
+	af_pack_str(p, "fastest");
+	af_pack_str(p, "timeout_ms");
+	af_pack_nil(p);
+	af_pack_str(p, "as_completed");
+	af_pack_nil(p);
+	af_pack_str(p, "colour");
+	af_pack_array(p, 1);
+	af_pack_str(p, "blue");
+	af_pack_str(p, "items");
+	af_pack_array_begin(p);
+	add_item(p, "echo", "echo", "n", 1, 0);
+	/* Within an item the last of a repeated key counts. */
+	af_pack_map_begin(p);
+	af_pack_str(p, "to");
+	af_pack_str(p, "nowhere");
+	af_pack_int(p, 7);
+	af_pack_str(p, "not a key");
+	af_pack_str(p, "type");
+	af_pack_str(p, "echo");
+	af_pack_str(p, "payload");
+	af_pack_nil(p);
+	af_pack_str(p, "extra");
+	af_pack_map(p, 1);
+	af_pack_str(p, "k");
+	af_pack_array(p, 0);
+	af_pack_str(p, "to");
+	af_pack_str(p, "echo");
+	af_pack_map_end(p);
+	/* A payload goes on as its bytes: 32-bit headers and all. */
+	af_pack_map_begin(p);
+	af_pack_str(p, "to");
+	af_pack_str(p, "echo");
+	af_pack_str(p, "type");
+	af_pack_str(p, "echo");
+	af_pack_str(p, "payload");
+	af_pack_map_begin(p);
+	af_pack_str(p, "list");
+	af_pack_array_begin(p);
+	af_pack_int(p, 1);
+	af_pack_int(p, 2);
+	af_pack_array_end(p);
+	af_pack_map_end(p);
+	af_pack_map_end(p);
+	af_pack_array_end(p);
+	af_pack_str(p, "items");
+	af_pack_int(p, 5);
+	end_gather(p);
+	assert_int_equal(run(f, p, 5000, &m), AF_OK);
+	assert_int_equal(
+		af_value_len(af_value_get(af_msg_payload(m), "results")), 3);
+	expect_ok(slot_at(m, 0));
+	assert_int_equal(value_int(slot_at(m, 0), "n"), 1);
+	slot = slot_at(m, 1);
+	expect_ok(slot);
+	assert_int_equal(af_value_type(af_value_get(slot, "value")),
+			 AF_TYPE_NIL);
+	slot = slot_at(m, 2);
+	expect_ok(slot);
+	assert_int_equal(
+		af_value_len(af_value_get(af_value_get(slot, "value"), "list")),
+		2);
+	af_msg_destroy(&m);
+
+	/* An item's own deadline must be an unsigned integer, and an item
+	 * whose last "to" is no address has none. */
+	p = begin_gather();
+	af_pack_map(p, 3);
+	af_pack_str(p, "to");
+	af_pack_str(p, "echo");
+	af_pack_str(p, "type");
+	af_pack_str(p, "echo");
+	af_pack_str(p, "timeout_ms");
+	af_pack_str(p, "soon");
+	end_items(p);
+	end_gather(p);
+	expect_refused(f, p, "item 0: \"timeout_ms\" must be");
+
+	p = begin_gather();
+	af_pack_map(p, 3);
+	af_pack_str(p, "to");
+	af_pack_str(p, "echo");
+	af_pack_str(p, "type");
+	af_pack_str(p, "echo");
+	af_pack_str(p, "to");
+	af_pack_str(p, "");
+	end_items(p);
+	end_gather(p);
+	expect_refused(f, p, "item 0 has no \"to\"");
+}
+
 /* ---- the seed example -------------------------------------------------- */
 
 /* results = await asyncio.gather(fetch(a), fetch(b), fetch(c)): three
@@ -1228,6 +1346,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test(test_reply_too_large_says_as_completed),
 		cmocka_unit_test_setup_teardown(test_empty_items, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_input_read_in_place, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup,
 						teardown),

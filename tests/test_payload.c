@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "actorflow/payload.h"
+#include "actorflow/actorflow.h"
 #include "payload_internal.h"
 
 /* Parses what p holds; the test fails unless the writer is consistent. */
@@ -794,6 +794,648 @@ static void test_strdup_embedded(void **state)
 	af_payload_destroy(&p);
 }
 
+/* Bytes a writer holds, as a value for af_pack_raw. */
+static const void *bytes_of(const af_payload *p, size_t *len)
+{
+	assert_int_equal(af_payload_status(p), AF_OK);
+	return af_payload_data(p, len);
+}
+
+static void test_pack_raw(void **state)
+{
+	af_payload *src = new_payload();
+	af_payload *p = new_payload();
+	const void *raw, *b;
+	size_t raw_len, blen;
+	af_doc *d;
+	const af_value *r;
+
+	af_pack_map_begin(src);
+	af_pack_str(src, "n");
+	af_pack_double(src, 0.5);
+	af_pack_str(src, "list");
+	af_pack_array_begin(src);
+	af_pack_str(src, "x");
+	af_pack_bin(src, "\0\1", 2);
+	af_pack_int(src, -70000);
+	af_pack_array_end(src);
+	af_pack_map_end(src);
+	raw = bytes_of(src, &raw_len);
+
+	/* Appended as they are, and counted as one element by a begin, a
+	 * counted container and the top level alike. */
+	af_pack_map_begin(p);
+	af_pack_str(p, "fwd");
+	assert_int_equal(af_pack_raw(p, raw, raw_len), AF_OK);
+	af_pack_str(p, "two");
+	af_pack_array(p, 2);
+	assert_int_equal(af_pack_raw(p, "\xa1x", 2), AF_OK);
+	assert_int_equal(af_pack_raw(p, raw, raw_len), AF_OK);
+	assert_int_equal(af_pack_map_end(p), AF_OK);
+	d = parse_payload(p);
+	r = af_doc_root(d);
+	assert_int_equal(af_value_len(r), 2);
+	assert_true(af_value_get_double(af_value_get(r, "fwd"), "n", 0) == 0.5);
+	assert_int_equal(af_value_len(af_value_get(r, "two")), 2);
+	assert_true(
+		af_value_str_eq(af_value_at(af_value_get(r, "two"), 0), "x"));
+	af_doc_destroy(&d);
+
+	/* The bytes themselves, not an encoding of their value: the
+	 * source's 32-bit container headers stay. */
+	af_payload_reset(p);
+	af_pack_map(p, 2);
+	af_pack_str(p, "fwd");
+	af_pack_raw(p, raw, raw_len);
+	af_pack_str(p, "two");
+	af_pack_array(p, 2);
+	af_pack_raw(p, "\xa1x", 2);
+	af_pack_raw(p, raw, raw_len);
+	b = bytes_of(p, &blen);
+	{
+		unsigned char *w = malloc(2 * raw_len + 16);
+		size_t n = 0;
+
+		assert_non_null(w);
+		memcpy(w + n,
+		       "\x82\xa3"
+		       "fwd",
+		       5);
+		n += 5;
+		memcpy(w + n, raw, raw_len);
+		n += raw_len;
+		memcpy(w + n,
+		       "\xa3"
+		       "two"
+		       "\x92\xa1x",
+		       7);
+		n += 7;
+		memcpy(w + n, raw, raw_len);
+		n += raw_len;
+		assert_int_equal(blen, n);
+		assert_memory_equal(b, w, n);
+		free(w);
+	}
+
+	/* A whole payload, and a second value after it refused. */
+	af_payload_reset(p);
+	assert_int_equal(af_pack_raw(p, "\xc0", 1), AF_OK);
+	assert_int_equal(af_payload_status(p), AF_OK);
+	assert_int_equal(af_pack_raw(p, "\xc0", 1), AF_EINVAL);
+
+	af_payload_destroy(&src);
+	af_payload_destroy(&p);
+}
+
+static void test_pack_raw_rejects(void **state)
+{
+	static const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff,
+						   0xff};
+	static const unsigned char huge_str[] = {0xdb, 0xff, 0xff,
+						 0xff, 0xff, 'a'};
+	static const unsigned char trailing[] = {0x01, 0x02};
+	static const unsigned char truncated[] = {0x92, 0x01};
+	static const unsigned char truncated_str[] = {0xa5, 'a', 'b'};
+	static const unsigned char truncated_map[] = {0x81, 0xa1, 'k'};
+	static const unsigned char reserved[] = {0xc1};
+	static const unsigned char ok[] = {0x91, 0xc0};
+	const struct {
+		const unsigned char *data;
+		size_t len;
+	} bad[] = {
+		{ok, 0},
+		{huge_array, sizeof(huge_array)},
+		{huge_str, sizeof(huge_str)},
+		{trailing, sizeof(trailing)},
+		{truncated, sizeof(truncated)},
+		{truncated_str, sizeof(truncated_str)},
+		{truncated_map, sizeof(truncated_map)},
+		{reserved, sizeof(reserved)},
+	};
+	unsigned char deep[40];
+	af_payload *p = new_payload();
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		af_payload_reset(p);
+		af_pack_array_begin(p);
+		af_pack_int(p, 1);
+		af_payload_data(p, &len);
+		assert_int_equal(af_pack_raw(p, bad[i].data, bad[i].len),
+				 AF_EPROTO);
+		/* Nothing was appended, and the error sticks. */
+		{
+			size_t now;
+			af_payload_data(p, &now);
+			assert_int_equal(now, len);
+		}
+		assert_int_equal(af_pack_int(p, 2), AF_EPROTO);
+		assert_int_equal(af_pack_array_end(p), AF_EPROTO);
+		assert_int_equal(af_payload_status(p), AF_EPROTO);
+	}
+
+	af_payload_reset(p);
+	assert_int_equal(af_pack_raw(p, NULL, 1), AF_EINVAL);
+	assert_int_equal(af_payload_status(p), AF_EINVAL);
+	af_payload_reset(p);
+	assert_int_equal(af_pack_raw(p, NULL, 0), AF_EINVAL);
+	assert_int_equal(af_pack_raw(NULL, ok, sizeof(ok)), AF_EINVAL);
+
+	/* 32 levels on their own are a value; 33 are not. */
+	memset(deep, 0x91, sizeof(deep));
+	deep[32] = 0xc0;
+	af_payload_reset(p);
+	assert_int_equal(af_pack_raw(p, deep, 33), AF_OK);
+	assert_int_equal(af_payload_status(p), AF_OK);
+	deep[32] = 0x91;
+	deep[33] = 0xc0;
+	af_payload_reset(p);
+	assert_int_equal(af_pack_raw(p, deep, 34), AF_EPROTO);
+
+	/* Nesting counts the writer's open containers: 30 open take a value
+	 * of two levels, not of three. */
+	af_payload_reset(p);
+	for (int i = 0; i < 30; i++)
+		af_pack_array_begin(p);
+	assert_int_equal(af_pack_raw(p, deep + 31, 3), AF_OK);
+	assert_int_equal(af_pack_raw(p, deep + 30, 4), AF_EINVAL);
+	assert_int_equal(af_payload_status(p), AF_EINVAL);
+
+	af_payload_destroy(&p);
+}
+
+/* ---- a message's payload bytes ----------------------------------------- */
+
+/* Actor "raw": answers "fwd" with the request's payload bytes as they
+ * arrived; checks each tell's bytes against {"i": <tells before it>}; and
+ * answers "count" with {"tells": n, "ok": matching}. Nothing here asserts:
+ * it runs on the actor's thread, and the test reads what it answers. */
+typedef struct raw_actor {
+	af_payload *out;
+	af_payload *want;
+	int64_t tells;
+	int64_t tells_ok;
+} raw_actor;
+
+static af_err raw_init(af_ctx *ctx, const void *config, void **state)
+{
+	raw_actor *r = calloc(1, sizeof(*r));
+
+	if (r == NULL || af_payload_new(&r->out) != AF_OK ||
+	    af_payload_new(&r->want) != AF_OK) {
+		if (r != NULL)
+			af_payload_destroy(&r->out);
+		free(r);
+		return AF_ENOMEM;
+	}
+	*state = r;
+	return AF_OK;
+}
+
+static af_err raw_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	raw_actor *r = state;
+	const void *data;
+	const void *want;
+	size_t len;
+	size_t want_len;
+	af_err err = af_msg_payload_raw(m, &data, &len);
+
+	if (err != AF_OK)
+		return err;
+	af_payload_reset(r->out);
+	if (af_msg_kind(m) == AF_KIND_TELL) {
+		af_payload_reset(r->want);
+		af_pack_map(r->want, 1);
+		af_pack_str(r->want, "i");
+		af_pack_int(r->want, r->tells++);
+		want = af_payload_data(r->want, &want_len);
+		if (len == want_len && memcmp(data, want, len) == 0)
+			r->tells_ok++;
+		return AF_OK;
+	}
+	if (strcmp(af_msg_type(m), "count") == 0) {
+		af_pack_map(r->out, 2);
+		af_pack_str(r->out, "tells");
+		af_pack_int(r->out, r->tells);
+		af_pack_str(r->out, "ok");
+		af_pack_int(r->out, r->tells_ok);
+	} else {
+		af_pack_raw(r->out, data, len);
+	}
+	return af_reply(ctx, m, r->out);
+}
+
+static void raw_stop(af_ctx *ctx, void *state)
+{
+	raw_actor *r = state;
+
+	af_payload_destroy(&r->out);
+	af_payload_destroy(&r->want);
+	free(r);
+}
+
+static const af_actor_ops raw_ops = {
+	.type_name = "raw",
+	.init = raw_init,
+	.handle = raw_handle,
+	.stop = raw_stop,
+};
+
+/* Actor "teller": on any request, tells "raw" three times in one turn
+ * (one batch), then asks it to "count" and answers with that reply's
+ * bytes as they arrived. */
+static void teller_counted(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	af_pending *p = arg;
+	af_payload *out = NULL;
+	const void *data;
+	size_t len;
+
+	if (status != AF_OK) {
+		af_pending_error(ctx, &p, status, NULL);
+		return;
+	}
+	if (af_payload_new(&out) != AF_OK ||
+	    af_msg_payload_raw(reply, &data, &len) != AF_OK ||
+	    af_pack_raw(out, data, len) != AF_OK)
+		af_pending_error(ctx, &p, AF_ENOMEM, NULL);
+	else
+		af_pending_reply(ctx, &p, out);
+	af_payload_destroy(&out);
+}
+
+static af_err teller_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	af_payload *tell = NULL;
+	af_pending *p = NULL;
+	af_err err = af_payload_new(&tell);
+
+	for (int i = 0; i < 3 && err == AF_OK; i++) {
+		af_payload_reset(tell);
+		af_pack_map(tell, 1);
+		af_pack_str(tell, "i");
+		af_pack_int(tell, i);
+		err = af_tell(ctx, "raw", "tell", tell);
+	}
+	af_payload_destroy(&tell);
+	if (err == AF_OK)
+		err = af_defer(ctx, m, &p);
+	if (err == AF_OK &&
+	    (err = af_request(ctx, "raw", "count", NULL, 5000, teller_counted,
+			      p, NULL)) != AF_OK)
+		af_pending_error(ctx, &p, err, NULL);
+	return err;
+}
+
+static const af_actor_ops teller_ops = {
+	.type_name = "teller",
+	.handle = teller_handle,
+};
+
+static void test_msg_payload_raw(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_payload *p = new_payload();
+	af_msg *reply = NULL;
+	const void *sent, *got;
+	size_t sent_len, got_len;
+
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "raw", &raw_ops, NULL, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "teller", &teller_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+
+	/* A payload forwarded as it arrived comes back byte for byte, 32-bit
+	 * headers and all; the client's own copy of the reply reads the
+	 * same way. */
+	af_pack_map_begin(p);
+	af_pack_str(p, "list");
+	af_pack_array_begin(p);
+	af_pack_str(p, "x");
+	af_pack_double(p, 1.5);
+	af_pack_array_end(p);
+	af_pack_map_end(p);
+	sent = bytes_of(p, &sent_len);
+	assert_int_equal(af_client_request(c, "raw", "fwd", p, 5000, &reply),
+			 AF_OK);
+	assert_int_equal(af_msg_payload_raw(reply, &got, &got_len), AF_OK);
+	assert_int_equal(got_len, sent_len);
+	assert_memory_equal(got, sent, sent_len);
+	assert_int_equal(
+		af_value_len(af_value_get(af_msg_payload(reply), "list")), 2);
+	af_msg_destroy(&reply);
+
+	/* No payload is a nil. */
+	assert_int_equal(af_client_request(c, "raw", "fwd", NULL, 5000, &reply),
+			 AF_OK);
+	assert_int_equal(af_msg_payload_raw(reply, &got, &got_len), AF_OK);
+	assert_int_equal(got_len, 1);
+	assert_int_equal(*(const unsigned char *)got, 0xc0);
+
+	assert_int_equal(af_msg_payload_raw(NULL, &got, &got_len), AF_EINVAL);
+	assert_int_equal(af_msg_payload_raw(reply, NULL, &got_len), AF_EINVAL);
+	assert_int_equal(af_msg_payload_raw(reply, &got, NULL), AF_EINVAL);
+	af_msg_destroy(&reply);
+
+	/* Tells that travelled in one batch each have their own bytes, and
+	 * an actor forwards a reply it received. */
+	assert_int_equal(
+		af_client_request(c, "teller", "go", NULL, 5000, &reply),
+		AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "tells", -1),
+			 3);
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "ok", -1), 3);
+	af_msg_destroy(&reply);
+
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	af_payload_destroy(&p);
+}
+
+/* ---- reading in place -------------------------------------------------- */
+
+static void test_reader_walk(void **state)
+{
+	static const unsigned char blob[] = {0, 0xff, 7};
+	af_payload *p = new_payload();
+	af_payload *list = new_payload();
+	af_payload *fwd = new_payload();
+	af_reader r, saved;
+	const void *data, *raw, *want;
+	const char *s;
+	size_t len, raw_len, want_len;
+	uint32_t n;
+	bool b;
+	int64_t i;
+	uint64_t u;
+	double x;
+	af_doc *d;
+
+	af_pack_array_begin(list);
+	af_pack_int(list, 1);
+	af_pack_str(list, "x");
+	af_pack_map(list, 1);
+	af_pack_str(list, "k");
+	af_pack_array(list, 1);
+	af_pack_int(list, 2);
+	af_pack_array_end(list);
+	want = bytes_of(list, &want_len);
+
+	af_pack_map(p, 9);
+	af_pack_str(p, "nil");
+	af_pack_nil(p);
+	af_pack_str(p, "t");
+	af_pack_bool(p, true);
+	af_pack_str(p, "i");
+	af_pack_int(p, -5);
+	af_pack_str(p, "u");
+	af_pack_uint(p, UINT64_MAX);
+	af_pack_str(p, "d");
+	af_pack_double(p, 0.25);
+	af_pack_str(p, "s");
+	af_pack_str(p, "hi");
+	af_pack_str(p, "e");
+	af_pack_str(p, "");
+	af_pack_str(p, "b");
+	af_pack_bin(p, blob, sizeof(blob));
+	af_pack_str(p, "list");
+	af_pack_raw(p, want, want_len);
+	data = bytes_of(p, &len);
+
+	af_reader_init(&r, data, len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_MAP);
+	assert_int_equal(af_read_map(&r, &n), AF_OK);
+	assert_int_equal(n, 9);
+
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	assert_int_equal(len, 3);
+	assert_memory_equal(s, "nil", 3);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NIL);
+	assert_int_equal(af_read_nil(&r), AF_OK);
+
+	assert_int_equal(af_read_raw(&r, &raw, &raw_len), AF_OK); /* "t" */
+	assert_int_equal(af_read_bool(&r, &b), AF_OK);
+	assert_true(b);
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_INT);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, -5);
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_read_int(&r, &i), AF_ERANGE);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_true(u == UINT64_MAX);
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_FLOAT);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == 0.25);
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	assert_int_equal(len, 2);
+	assert_memory_equal(s, "hi", 2);
+
+	af_read_raw(&r, &raw, &raw_len);
+	s = NULL;
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	assert_int_equal(len, 0);
+	assert_string_equal(s, "");
+
+	af_read_raw(&r, &raw, &raw_len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_BIN);
+	assert_int_equal(af_read_bin(&r, &raw, &raw_len), AF_OK);
+	assert_int_equal(raw_len, sizeof(blob));
+	assert_memory_equal(raw, blob, sizeof(blob));
+
+	/* A copy reads on from the same place: the list whole, then the same
+	 * list element by element. */
+	af_read_raw(&r, &raw, &raw_len);
+	saved = r;
+	assert_int_equal(af_read_raw(&r, &raw, &raw_len), AF_OK);
+	assert_int_equal(raw_len, want_len);
+	assert_memory_equal(raw, want, want_len);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NONE);
+	assert_int_equal(af_read_raw(&r, &raw, &raw_len), AF_ENOTFOUND);
+	assert_int_equal(af_read_nil(&r), AF_ENOTFOUND);
+
+	r = saved;
+	assert_int_equal(af_read_array(&r, &n), AF_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(u, 1);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	assert_int_equal(af_read_map(&r, &n), AF_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+	/* A value taken whole goes on with af_pack_raw. */
+	assert_int_equal(af_read_raw(&r, &raw, &raw_len), AF_OK);
+	assert_int_equal(af_pack_raw(fwd, raw, raw_len), AF_OK);
+	d = parse_payload(fwd);
+	assert_int_equal(af_value_type(af_doc_root(d)), AF_TYPE_ARRAY);
+	assert_int_equal(af_value_get_int(af_doc_root(d), "k", 0), 0);
+	assert_int_equal(af_value_int(af_value_at(af_doc_root(d), 0), &i),
+			 AF_OK);
+	assert_int_equal(i, 2);
+	af_doc_destroy(&d);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NONE);
+
+	af_payload_destroy(&p);
+	af_payload_destroy(&list);
+	af_payload_destroy(&fwd);
+}
+
+static void test_reader_numbers(void **state)
+{
+	/* Every integer encoding, then a float32 and a float64. */
+	static const unsigned char nums[] = {
+		0x05,                                     /* fixint 5 */
+		0xe0,                                     /* fixint -32 */
+		0xcc, 0xff,                               /* u8 255 */
+		0xcd, 0x01, 0x00,                         /* u16 256 */
+		0xce, 0x00, 0x01, 0x00, 0x00,             /* u32 65536 */
+		0xcf, 0x80, 0,    0,    0,    0, 0, 0, 0, /* u64 2^63 */
+		0xd0, 0x80,                               /* i8 -128 */
+		0xd1, 0x00, 0x10,                         /* i16 16 */
+		0xd2, 0xff, 0xff, 0xff, 0xfe,             /* i32 -2 */
+		0xd3, 0x80, 0,    0,    0,    0, 0, 0, 0, /* i64 min */
+		0xca, 0x3f, 0xc0, 0x00, 0x00,             /* float32 1.5 */
+		0xcb, 0x40, 0x04, 0,    0,    0, 0, 0, 0, /* float64 2.5 */
+	};
+	af_reader r;
+	int64_t i;
+	uint64_t u;
+	double x;
+
+	af_reader_init(&r, nums, sizeof(nums));
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, 5);
+	assert_int_equal(af_read_uint(&r, &u), AF_ERANGE);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, -32);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(u, 255);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, 256);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == 65536.0);
+	assert_int_equal(af_read_int(&r, &i), AF_ERANGE);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_true(u == (uint64_t)1 << 63);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_int_equal(i, -128);
+	/* A signed encoding of a value that is not negative is a uint. */
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(u, 16);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == -2.0);
+	assert_int_equal(af_read_int(&r, &i), AF_OK);
+	assert_true(i == INT64_MIN);
+	assert_int_equal(af_read_int(&r, &i), AF_ETYPE);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == 1.5);
+	assert_int_equal(af_read_double(&r, &x), AF_OK);
+	assert_true(x == 2.5);
+	assert_int_equal(af_read_double(&r, &x), AF_ENOTFOUND);
+}
+
+static void test_reader_rejects(void **state)
+{
+	static const unsigned char truncated_str[] = {0xa5, 'a', 'b'};
+	static const unsigned char truncated_str8[] = {0xd9};
+	static const unsigned char truncated_u32[] = {0xce, 0, 0};
+	static const unsigned char truncated_f64[] = {0xcb, 0, 0};
+	static const unsigned char truncated_bin[] = {0xc5, 0x00, 0x09, 1};
+	static const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff,
+						   0xff};
+	static const unsigned char huge_map[] = {0x83, 0x01, 0x02};
+	static const unsigned char truncated[] = {0x92, 0x01};
+	static const unsigned char reserved[] = {0xc1};
+	static const unsigned char one[] = {0x01, 0xa1, 'x'};
+	unsigned char deep[40];
+	af_reader r;
+	const void *raw;
+	const char *s;
+	size_t len;
+	uint32_t n;
+	uint64_t u;
+	double x;
+	bool b;
+
+	/* A read of another type fails and moves nothing. */
+	af_reader_init(&r, one, sizeof(one));
+	assert_int_equal(af_read_str(&r, &s, &len), AF_ETYPE);
+	assert_int_equal(af_read_map(&r, &n), AF_ETYPE);
+	assert_int_equal(af_read_bool(&r, &b), AF_ETYPE);
+	assert_int_equal(af_read_nil(&r), AF_ETYPE);
+	assert_int_equal(af_read_bin(&r, &raw, &len), AF_ETYPE);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(af_read_uint(&r, &u), AF_ETYPE);
+	assert_int_equal(af_read_double(&r, &x), AF_ETYPE);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+
+	/* Values that end past the bytes, or bytes msgpack does not use, are
+	 * malformed; the reader stays put. */
+	af_reader_init(&r, truncated_str, sizeof(truncated_str));
+	assert_int_equal(af_read_str(&r, &s, &len), AF_EPROTO);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_EPROTO);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_STR);
+	af_reader_init(&r, truncated_str8, sizeof(truncated_str8));
+	assert_int_equal(af_read_str(&r, &s, &len), AF_EPROTO);
+	af_reader_init(&r, truncated_u32, sizeof(truncated_u32));
+	assert_int_equal(af_read_uint(&r, &u), AF_EPROTO);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_INT);
+	af_reader_init(&r, truncated_f64, sizeof(truncated_f64));
+	assert_int_equal(af_read_double(&r, &x), AF_EPROTO);
+	af_reader_init(&r, truncated_bin, sizeof(truncated_bin));
+	assert_int_equal(af_read_bin(&r, &raw, &len), AF_EPROTO);
+	af_reader_init(&r, reserved, sizeof(reserved));
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NONE);
+	assert_int_equal(af_read_nil(&r), AF_EPROTO);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_EPROTO);
+
+	/* A container may not claim more elements than bytes remain. */
+	af_reader_init(&r, huge_array, sizeof(huge_array));
+	assert_int_equal(af_read_array(&r, &n), AF_EPROTO);
+	af_reader_init(&r, huge_map, sizeof(huge_map));
+	assert_int_equal(af_read_map(&r, &n), AF_EPROTO);
+	af_reader_init(&r, truncated, sizeof(truncated));
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_EPROTO);
+	assert_int_equal(af_read_array(&r, &n), AF_EPROTO);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_ARRAY);
+
+	/* Taking a value whole bounds its nesting as parsing does. */
+	memset(deep, 0x91, sizeof(deep));
+	deep[32] = 0xc0;
+	af_reader_init(&r, deep, 33);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_OK);
+	assert_int_equal(len, 33);
+	deep[32] = 0x91;
+	deep[33] = 0xc0;
+	af_reader_init(&r, deep, 34);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_EPROTO);
+
+	/* No bytes, and NULL arguments. */
+	af_reader_init(&r, NULL, 5);
+	assert_int_equal(af_reader_type(&r), AF_TYPE_NONE);
+	assert_int_equal(af_read_raw(&r, &raw, &len), AF_ENOTFOUND);
+	af_reader_init(NULL, one, sizeof(one));
+	assert_int_equal(af_reader_type(NULL), AF_TYPE_NONE);
+	assert_int_equal(af_read_nil(NULL), AF_EINVAL);
+	assert_int_equal(af_read_raw(NULL, &raw, &len), AF_EINVAL);
+	af_reader_init(&r, one, sizeof(one));
+	assert_int_equal(af_read_int(&r, NULL), AF_EINVAL);
+	assert_int_equal(af_read_raw(&r, NULL, &len), AF_EINVAL);
+	assert_int_equal(af_read_raw(&r, &raw, NULL), AF_EINVAL);
+	assert_int_equal(af_read_uint(&r, &u), AF_OK);
+	assert_int_equal(af_read_str(&r, NULL, &len), AF_EINVAL);
+	assert_int_equal(af_read_str(&r, &s, &len), AF_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -815,6 +1457,12 @@ int main(void)
 		cmocka_unit_test(test_null_writer),
 		cmocka_unit_test(test_lookup_helpers),
 		cmocka_unit_test(test_strdup_embedded),
+		cmocka_unit_test(test_pack_raw),
+		cmocka_unit_test(test_pack_raw_rejects),
+		cmocka_unit_test(test_msg_payload_raw),
+		cmocka_unit_test(test_reader_walk),
+		cmocka_unit_test(test_reader_numbers),
+		cmocka_unit_test(test_reader_rejects),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

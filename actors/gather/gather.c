@@ -55,8 +55,7 @@ af_payload *af__gather_scratch(gather_actor *ga)
 static void gather_free(gather *g)
 {
 	af__slots_free(g);
-	af_doc_destroy(&g->doc);
-	free(g->strings);
+	free(g->request);
 	free(g->items);
 	free(g);
 }
@@ -270,26 +269,50 @@ static void gather_cancelled(af_ctx *ctx, void *arg)
 
 /* ---- reading a request ------------------------------------------------- */
 
-/* An optional unsigned integer v: absent or nil leaves *out as it is. */
-static bool opt_uint(const af_value *v, int64_t max, int64_t *out)
+/* The request is read in place, in one pass over its bytes (af_reader):
+ * a gather of 10,000 items is a few hundred kilobytes, and unpacking it
+ * into values first cost more than everything else the gather does
+ * before its first item goes out. Its items keep pointers into those
+ * bytes: their address, type and payload, the payload as the bytes it
+ * came as, sent on with af_pack_raw. */
+
+/* Skips a value; the request's bytes were checked on receipt, so this
+ * fails only on a value that is not there. */
+static bool skip(af_reader *r)
+{
+	const void *data;
+	size_t len;
+
+	return af_read_raw(r, &data, &len) == AF_OK;
+}
+
+/* An optional unsigned integer: nil leaves *out as it is. False for a
+ * value of another type. The reader is past the value either way. */
+static bool opt_uint(af_reader *r, int64_t max, int64_t *out)
 {
 	uint64_t u;
 
-	if (af_value_type(v) == AF_TYPE_NONE || af_value_type(v) == AF_TYPE_NIL)
-		return true;
-	if (af_value_uint(v, &u) != AF_OK)
+	if (af_reader_type(r) == AF_TYPE_NIL)
+		return af_read_nil(r) == AF_OK;
+	if (af_read_uint(r, &u) != AF_OK) {
+		skip(r);
 		return false;
+	}
 	*out = u > (uint64_t)max ? max : (int64_t)u;
 	return true;
 }
 
-/* A string that is to become a C string: not empty, no NUL inside. */
-static bool cstring_ok(const af_value *v, const char **s, uint32_t *len)
+/* A string that is to become a C string: not empty, no NUL inside. The
+ * reader is past the value either way. */
+static bool cstring(af_reader *r, const char **s, uint32_t *len)
 {
 	size_t n;
 
-	if (af_value_str(v, s, &n) != AF_OK || n == 0 || n > UINT32_MAX ||
-	    memchr(*s, '\0', n) != NULL)
+	if (af_read_str(r, s, &n) != AF_OK) {
+		skip(r);
+		return false;
+	}
+	if (n == 0 || n > UINT32_MAX || memchr(*s, '\0', n) != NULL)
 		return false;
 	*len = (uint32_t)n;
 	return true;
@@ -306,115 +329,221 @@ static bool key_is(const char *key, size_t len, const char *name)
 		return AF_EINVAL;                                              \
 	} while (0)
 
-/* Reads the options of the request root into g; AF_EINVAL with why. */
-static af_err read_options(gather *g, const af_value *root, char *why,
-			   size_t why_len)
+/* Reads the option under key (its value next in r) into g; AF_EINVAL with
+ * why. A key that names no option is skipped. */
+static af_err read_option(gather *g, af_reader *r, const char *key, size_t len,
+			  char *why, size_t why_len)
 {
-	int64_t limit = g->ga->cfg.concurrency;
-	const af_value *mode = af_value_get(root, "mode");
-	const af_value *as_completed = af_value_get(root, "as_completed");
-
-	if (!opt_uint(af_value_get(root, "concurrency"), UINT32_MAX, &limit))
-		REFUSE("gather: \"concurrency\" must be an unsigned integer");
-	g->limit = (uint32_t)limit;
-	if (!opt_uint(af_value_get(root, "timeout_ms"), TIMEOUT_MAX_MS,
-		      &g->deadline_ms))
-		REFUSE("gather: \"timeout_ms\" must be an unsigned integer");
-	if (!opt_uint(af_value_get(root, "item_timeout_ms"), TIMEOUT_MAX_MS,
-		      &g->item_timeout_ms))
-		REFUSE("gather: \"item_timeout_ms\" must be an unsigned "
-		       "integer");
-	if (af_value_type(mode) != AF_TYPE_NONE &&
-	    af_value_type(mode) != AF_TYPE_NIL) {
-		if (af_value_str_eq(mode, "fail_fast"))
-			g->fail_fast = true;
-		else if (!af_value_str_eq(mode, "collect"))
+	if (key_is(key, len, "concurrency")) {
+		int64_t limit = g->limit;
+		if (!opt_uint(r, UINT32_MAX, &limit))
+			REFUSE("gather: \"concurrency\" must be an unsigned "
+			       "integer");
+		g->limit = (uint32_t)limit;
+	} else if (key_is(key, len, "timeout_ms")) {
+		if (!opt_uint(r, TIMEOUT_MAX_MS, &g->deadline_ms))
+			REFUSE("gather: \"timeout_ms\" must be an unsigned "
+			       "integer");
+	} else if (key_is(key, len, "item_timeout_ms")) {
+		if (!opt_uint(r, TIMEOUT_MAX_MS, &g->item_timeout_ms))
+			REFUSE("gather: \"item_timeout_ms\" must be an "
+			       "unsigned integer");
+	} else if (key_is(key, len, "mode")) {
+		const char *mode;
+		size_t mode_len;
+		if (af_reader_type(r) == AF_TYPE_NIL)
+			return af_read_nil(r);
+		if (af_read_str(r, &mode, &mode_len) != AF_OK ||
+		    !(key_is(mode, mode_len, "collect") ||
+		      key_is(mode, mode_len, "fail_fast")))
 			REFUSE("gather: \"mode\" must be \"collect\" or "
 			       "\"fail_fast\"");
+		g->fail_fast = key_is(mode, mode_len, "fail_fast");
+	} else if (key_is(key, len, "as_completed")) {
+		if (af_reader_type(r) == AF_TYPE_NIL)
+			return af_read_nil(r);
+		if (af_read_bool(r, &g->as_completed) != AF_OK)
+			REFUSE("gather: \"as_completed\" must be a bool");
+	} else if (!skip(r)) {
+		return AF_EPROTO;
 	}
-	if (af_value_type(as_completed) != AF_TYPE_NONE &&
-	    af_value_type(as_completed) != AF_TYPE_NIL &&
-	    af_value_bool(as_completed, &g->as_completed) != AF_OK)
-		REFUSE("gather: \"as_completed\" must be a bool");
 	return AF_OK;
 }
 
-/* Reads item i from its map v in one walk over its fields; its address,
- * type and payload still point into the request. */
-static af_err read_item(gather *g, const af_value *v, item *it, size_t i,
-			char *why, size_t why_len)
+/* Reads item i, a map, in one walk over its fields, the last of a name
+ * deciding as with repeated keys: AF_OK, AF_EINVAL with why (the reader
+ * is past the item either way), or AF_EPROTO. */
+static af_err read_item(af_reader *r, item *it, size_t i, char *why,
+			size_t why_len)
 {
-	const af_value *to = NULL;
-	const af_value *type = NULL;
-	const af_value *timeout = NULL;
+	bool to_ok = false;
+	bool type_ok = false;
+	bool timeout_ok = true;
+	uint32_t n;
 
-	if (af_value_type(v) != AF_TYPE_MAP)
+	if (af_read_map(r, &n) != AF_OK) {
+		if (!skip(r))
+			return AF_EPROTO;
 		REFUSE("gather: item %zu is not a map", i);
-	for (size_t k = 0; k < af_value_len(v); k++) {
+	}
+	for (uint32_t k = 0; k < n; k++) {
 		const char *key;
 		size_t len;
-		if (af_value_str(af_value_key_at(v, k), &key, &len) != AF_OK)
+		if (af_read_str(r, &key, &len) != AF_OK) {
+			if (!skip(r) || !skip(r))
+				return AF_EPROTO;
 			continue;
-		if (key_is(key, len, "to"))
-			to = af_value_val_at(v, k);
-		else if (key_is(key, len, "type"))
-			type = af_value_val_at(v, k);
-		else if (key_is(key, len, "payload"))
-			it->payload = af_value_val_at(v, k);
-		else if (key_is(key, len, "timeout_ms"))
-			timeout = af_value_val_at(v, k);
+		}
+		if (key_is(key, len, "to")) {
+			to_ok = cstring(r, &it->to, &it->to_len);
+		} else if (key_is(key, len, "type")) {
+			type_ok = cstring(r, &it->type, &it->type_len);
+		} else if (key_is(key, len, "payload")) {
+			if (af_read_raw(r, &it->payload, &it->payload_len) !=
+			    AF_OK)
+				return AF_EPROTO;
+		} else if (key_is(key, len, "timeout_ms")) {
+			it->timeout_ms = 0;
+			timeout_ok =
+				opt_uint(r, TIMEOUT_MAX_MS, &it->timeout_ms);
+		} else if (!skip(r)) {
+			return AF_EPROTO;
+		}
 	}
-	if (!cstring_ok(to, &it->to, &it->to_len))
+	if (!to_ok)
 		REFUSE("gather: item %zu has no \"to\" address string", i);
-	if (!cstring_ok(type, &it->type, &it->type_len))
+	if (!type_ok)
 		REFUSE("gather: item %zu has no \"type\" string", i);
-	if (!opt_uint(timeout, TIMEOUT_MAX_MS, &it->timeout_ms))
+	if (!timeout_ok)
 		REFUSE("gather: item %zu: \"timeout_ms\" must be an unsigned "
 		       "integer",
 		       i);
-	if (it->timeout_ms == 0)
-		it->timeout_ms = g->item_timeout_ms;
-	it->g = g;
-	it->index = (uint32_t)i;
 	return AF_OK;
 }
 
-/* Reads the items of root into g; they point into the request. */
-static af_err read_items(gather *g, const af_value *root, char *why,
-			 size_t why_len)
+/* Reads the items, the array next in r, into g: AF_OK, AF_EINVAL with
+ * why, after which the reader is past the array, or AF_ENOMEM or
+ * AF_EPROTO, after which it is not. */
+static af_err read_items(gather *g, af_reader *r, char *why, size_t why_len)
 {
-	const af_value *items = af_value_get(root, "items");
-	size_t n = af_value_len(items);
-	af_err err;
+	uint32_t n;
+	af_err err = AF_OK;
+	uint32_t i;
 
-	if (af_value_type(items) != AF_TYPE_ARRAY)
+	if (af_read_array(r, &n) != AF_OK) {
+		if (!skip(r))
+			return AF_EPROTO;
 		REFUSE("gather: \"items\" must be an array");
-	if (n > g->ga->cfg.max_items)
-		REFUSE("gather: %zu items, more than the limit of %u", n,
+	}
+	if (n > g->ga->cfg.max_items) {
+		for (i = 0; i < n; i++)
+			if (!skip(r))
+				return AF_EPROTO;
+		REFUSE("gather: %u items, more than the limit of %u", n,
 		       g->ga->cfg.max_items);
-	g->n = (uint32_t)n;
+	}
+	g->n = n;
 	if (n == 0)
 		return AF_OK;
 	g->items = calloc(n, sizeof(*g->items));
 	if (g->items == NULL)
 		return AF_ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		err = read_item(g, af_value_at(items, i), &g->items[i], i, why,
-				why_len);
-		if (err != AF_OK)
-			return err;
+	for (i = 0; i < n && err == AF_OK; i++) {
+		item *it = &g->items[i];
+		it->g = g;
+		it->index = i;
+		err = read_item(r, it, i, why, why_len);
 	}
-	return AF_OK;
+	if (err != AF_EINVAL)
+		return err;
+	/* Past the rest, so that the options after the items are read. */
+	for (; i < n; i++)
+		if (!skip(r))
+			return AF_EPROTO;
+	return err;
 }
 
 #undef REFUSE
 
-/* Makes a gather of request m, its items' payloads still in m. */
+/* Reads request payload (len bytes) into g; AF_EINVAL with why. Options
+ * are judged before items, whatever their order in the map. */
+static af_err read_request(gather *g, const void *payload, size_t len,
+			   char *why, size_t why_len)
+{
+	af_reader r;
+	char items_why[256];
+	af_err items_err = AF_EINVAL;
+	bool items_seen = false;
+	/* A repeated key: the first one counts, as af_value_get finds it. */
+	uint32_t seen = 0;
+	static const char *const options[] = {
+		"concurrency", "timeout_ms",   "item_timeout_ms",
+		"mode",        "as_completed",
+	};
+	uint32_t n;
+
+	g->limit = g->ga->cfg.concurrency;
+	af_reader_init(&r, payload, len);
+	if (af_read_map(&r, &n) != AF_OK) {
+		snprintf(why, why_len, "gather: the payload must be a map");
+		return AF_EINVAL;
+	}
+	snprintf(items_why, sizeof(items_why),
+		 "gather: \"items\" must be an array");
+	for (uint32_t k = 0; k < n; k++) {
+		const char *key;
+		size_t key_len;
+		uint32_t bit = 0;
+		af_err err;
+		if (af_read_str(&r, &key, &key_len) != AF_OK) {
+			if (!skip(&r) || !skip(&r))
+				return AF_EPROTO;
+			continue;
+		}
+		if (key_is(key, key_len, "items")) {
+			if (items_seen) {
+				if (!skip(&r))
+					return AF_EPROTO;
+				continue;
+			}
+			items_seen = true;
+			items_err =
+				read_items(g, &r, items_why, sizeof(items_why));
+			if (items_err != AF_OK && items_err != AF_EINVAL)
+				return items_err;
+			continue;
+		}
+		for (uint32_t o = 0; o < sizeof(options) / sizeof(*options);
+		     o++)
+			if (key_is(key, key_len, options[o]))
+				bit = 1u << o;
+		if (bit != 0 && (seen & bit) != 0) {
+			if (!skip(&r))
+				return AF_EPROTO;
+			continue;
+		}
+		seen |= bit;
+		err = read_option(g, &r, key, key_len, why, why_len);
+		if (err != AF_OK)
+			return err;
+	}
+	if (items_err != AF_OK) {
+		snprintf(why, why_len, "%s", items_why);
+		return items_err;
+	}
+	for (uint32_t i = 0; i < g->n; i++)
+		if (g->items[i].timeout_ms == 0)
+			g->items[i].timeout_ms = g->item_timeout_ms;
+	return AF_OK;
+}
+
+/* Makes a gather of request m, its items still pointing into m. */
 static af_err gather_new(gather_actor *ga, af_msg *m, gather **out, char *why,
 			 size_t why_len)
 {
 	gather *g = calloc(1, sizeof(*g));
-	const af_value *root = af_msg_payload(m);
+	const void *payload;
+	size_t len;
 	af_err err;
 
 	*why = '\0';
@@ -423,14 +552,9 @@ static af_err gather_new(gather_actor *ga, af_msg *m, gather **out, char *why,
 		goto fail;
 	}
 	g->ga = ga;
-	if (af_value_type(root) != AF_TYPE_MAP) {
-		snprintf(why, why_len, "gather: the payload must be a map");
-		err = AF_EINVAL;
-		goto fail;
-	}
-	err = read_options(g, root, why, why_len);
+	err = af_msg_payload_raw(m, &payload, &len);
 	if (err == AF_OK)
-		err = read_items(g, root, why, why_len);
+		err = read_request(g, payload, len, why, why_len);
 	if (err != AF_OK)
 		goto fail;
 	*out = g;
@@ -444,58 +568,29 @@ fail:
 }
 
 /* The request dies when its handler returns, and the items point into
- * it. This runs after the first items went out, while their targets
- * work: it copies every unfinished item's address and type into one
- * block of C strings, and the payloads of the items not sent yet
- * (waiting for the concurrency limit or for room in a mailbox) into one
- * document, one copy and one parse for them all. */
-static af_err keep_items(gather *g)
+ * its payload. This runs after the first items went out, while their
+ * targets work: one copy of the payload's bytes, and every item moved
+ * over to it. */
+static af_err keep_items(gather *g, af_msg *m)
 {
-	af_payload *copy = af__gather_scratch(g->ga);
-	size_t bytes = 0;
-	uint32_t kept = 0;
-	const af_value *all;
-	const void *data;
+	const void *payload;
+	const char *from;
 	size_t len;
-	af_err err;
-	char *s;
 
-	for (uint32_t i = 0; i < g->n; i++)
-		bytes += (size_t)g->items[i].to_len + g->items[i].type_len + 2;
-	g->strings = malloc(bytes);
-	if (g->strings == NULL || copy == NULL)
+	af_msg_payload_raw(m, &payload, &len);
+	from = payload;
+	g->request = malloc(len);
+	if (g->request == NULL)
 		return AF_ENOMEM;
-	s = g->strings;
-	af_pack_array_begin(copy);
+	memcpy(g->request, from, len);
+	/* Each pointer keeps its offset into the payload. */
 	for (uint32_t i = 0; i < g->n; i++) {
 		item *it = &g->items[i];
-		it->to = memcpy(s, it->to, it->to_len);
-		s[it->to_len] = '\0';
-		s += it->to_len + 1;
-		it->type = memcpy(s, it->type, it->type_len);
-		s[it->type_len] = '\0';
-		s += it->type_len + 1;
-		if (it->state != ITEM_WAITING && it->state != ITEM_BLOCKED) {
-			it->payload = NULL;
-		} else if (it->payload != NULL) {
-			af_pack_value(copy, it->payload);
-			kept++;
-		}
-	}
-	g->kept = true;
-	err = af_pack_array_end(copy);
-	if (err != AF_OK || kept == 0)
-		return err;
-	data = af_payload_data(copy, &len);
-	err = af_doc_parse(&g->doc, data, len);
-	if (err != AF_OK)
-		return err;
-	all = af_doc_root(g->doc);
-	kept = 0;
-	for (uint32_t i = 0; i < g->n; i++) {
-		item *it = &g->items[i];
+		it->to = g->request + (it->to - from);
+		it->type = g->request + (it->type - from);
 		if (it->payload != NULL)
-			it->payload = af_value_at(all, kept++);
+			it->payload =
+				g->request + ((const char *)it->payload - from);
 	}
 	return AF_OK;
 }
@@ -579,7 +674,7 @@ static af_err gather_start(af_ctx *ctx, gather_actor *ga, af_msg *m)
 		return AF_OK;
 	}
 	gather_pump(ctx, g);
-	if (!g->closed && (err = keep_items(g)) != AF_OK)
+	if (!g->closed && (err = keep_items(g, m)) != AF_OK)
 		af__gather_fail(ctx, g, err,
 				"gather: cannot keep the items: %s",
 				af_strerror(err));

@@ -35,16 +35,16 @@ typedef enum item_state {
 
 struct item {
 	gather *g;
-	/* Address and type: in the request while its handler runs (not
-	 * NUL-terminated there: print them with %.*s), then in g->strings,
-	 * as C strings. */
+	/* Address, type and payload (its encoded bytes; NULL when it has
+	 * none) point into the request's payload while its handler runs,
+	 * then into g->request. The strings are not NUL-terminated: print
+	 * them with %.*s. */
 	const char *to;
 	const char *type;
+	const void *payload;
+	size_t payload_len;
 	uint32_t to_len;
 	uint32_t type_len;
-	/* In the request while its handler runs, then in g->doc (items not
-	 * sent by then); NULL for nil. */
-	const af_value *payload;
 	int64_t timeout_ms;  /* its own deadline; 0: none */
 	int64_t deadline_ns; /* set when started; 0: none */
 	uint64_t req;        /* the request's id while running */
@@ -52,8 +52,11 @@ struct item {
 	target *wait;        /* while blocked */
 	item *wait_prev;
 	item *wait_next;
+	/* Collect mode: where its slot lies, in the reply's bytes or in
+	 * g->slots (slots.c). */
+	size_t slot_off;
+	size_t slot_len;
 	uint32_t index;
-	uint32_t pos; /* collect mode: its slot's place in g->slots */
 	/* Why the gather cancelled the item itself (its stream grew past
 	 * the limit, memory ran out): the cancel's outcome reports this. */
 	af_err abort_code;
@@ -71,8 +74,9 @@ struct queued {
 struct gather {
 	gather_actor *ga;
 	af_pending *req; /* NULL once answered or cancelled */
-	af_doc *doc;     /* the payloads of items that were not sent at once */
-	char *strings;   /* the items' addresses and types, NUL-terminated */
+	/* A copy of the request's payload, made when its handler returns:
+	 * the items point into it from then on. */
+	char *request;
 	item *items;
 	uint32_t n;
 	uint32_t started; /* items started: the next to start */
@@ -86,7 +90,6 @@ struct gather {
 	uint64_t deadline_timer;
 	bool fail_fast;
 	bool as_completed;
-	bool kept;     /* items no longer point into the request */
 	bool pumping;  /* gather_pump is on the stack */
 	bool frozen;   /* ending: items are no longer started or heard */
 	bool closed;   /* ended: waiting to be reaped */
@@ -96,9 +99,9 @@ struct gather {
 	size_t held;
 	/* Collect mode: the reply, into which slots are packed while they
 	 * come in input order (emitted of them so far, ending at out_len
-	 * bytes after a header of out_header bytes); then the other slots in
-	 * the order their items finished, after room for an array header
-	 * (slots.c), added to the reply from one parse at the end. */
+	 * bytes after a header of out_header bytes); then the other slots
+	 * (nslots of them) in the order their items finished, added to the
+	 * reply in input order at the end (slots.c). */
 	af_payload *out;
 	size_t out_header;
 	size_t out_len;
@@ -120,8 +123,7 @@ struct gather_actor {
 	af_gather_config cfg;
 	/* Payload writers reused for items' payloads and for slots. */
 	af_payload *scratch;
-	/* An address and a type made C strings, for items sent while they
-	 * still point into their request. */
+	/* An item's address and type made C strings, to send it. */
 	char *cstr[2];
 	size_t cstr_cap[2];
 	gather *live;
@@ -158,10 +160,9 @@ void af__gather_reap_soon(af_ctx *ctx, gather_actor *ga);
  * fails fills its slot with the error. *now_ns is the time, read once
  * per batch of items (0: not read yet). */
 void af__item_start(af_ctx *ctx, item *it, int64_t *now_ns);
-/* Sends it now (it points no longer into its request). AF_OK (running),
- * AF_EAGAIN (the target's mailbox is full; nothing was sent),
- * AF_ETIMEDOUT (its deadline passed before it could go), or the send's
- * error. *now_ns as for af__item_start. */
+/* Sends it now. AF_OK (running), AF_EAGAIN (the target's mailbox is full;
+ * nothing was sent), AF_ETIMEDOUT (its deadline passed before it could
+ * go), or the send's error. *now_ns as for af__item_start. */
 af_err af__item_send(af_ctx *ctx, item *it, int64_t *now_ns);
 /* Fails it with the error of a send that could not be made. */
 void af__item_unsent(af_ctx *ctx, item *it, af_err err);
@@ -178,8 +179,10 @@ bool af__item_expired(const item *it, int64_t now_ns);
  * NULL when memory ran out. */
 af_payload *af__slot_writer(item *it);
 /* Packs the slot of item it into p, a writer from af__slot_writer: ok
- * with value v, or an error. AF_OK or the writer's error. */
-af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v);
+ * with the value encoded in len bytes at value (an answer's payload, as
+ * it arrived), or an error. AF_OK or the writer's error. */
+af_err af__slot_pack_raw(af_payload *p, const item *it, const void *value,
+			 size_t len);
 af_err af__slot_pack_error(af_payload *p, const item *it, int code,
 			   const char *text);
 /* Stores the slot of item it, packed in *slot (the writer

@@ -90,15 +90,27 @@ static af_err text_append(collect *c, const char *s, size_t len)
 	return AF_OK;
 }
 
-static af_err collect_chunk(gather *g, collect *c, const af_value *v)
+/* Adds chunk to the stream being collected: its payload as it arrived,
+ * and the text it carries. */
+static af_err collect_chunk(gather *g, collect *c, const af_msg *chunk)
 {
+	const af_value *v;
 	const char *s;
+	const void *raw;
 	size_t len;
 	size_t bytes;
-	af_err err = af_pack_value(c->slot, v);
+	af_err err = af_msg_payload_raw(chunk, &raw, &len);
 
+	if (err == AF_OK)
+		err = af_pack_raw(c->slot, raw, len);
 	if (err != AF_OK)
 		return err;
+	/* Only a stream that may still have text needs its chunks
+	 * unpacked; a payload that cannot be is out of memory. */
+	if (!c->text_ok)
+		v = NULL;
+	else if ((v = af_msg_payload(chunk)) == NULL)
+		return AF_ENOMEM;
 	if (c->text_ok && chunk_text(v, &s, &len)) {
 		err = text_append(c, s, len);
 	} else if (c->text_ok) {
@@ -116,15 +128,19 @@ static af_err collect_chunk(gather *g, collect *c, const af_value *v)
 	return err;
 }
 
-static af_err collect_end(collect *c, const af_value *end)
+static af_err collect_end(collect *c, const af_msg *end)
 {
+	const void *raw;
+	size_t len;
+
 	af_pack_array_end(c->slot);
 	if (c->text_ok) {
 		af_pack_str(c->slot, "text");
 		af_pack_strn(c->slot, c->text, c->text_len);
 	}
 	af_pack_str(c->slot, "value");
-	af_pack_value(c->slot, end);
+	af_msg_payload_raw(end, &raw, &len);
+	af_pack_raw(c->slot, raw, len);
 	return af_pack_map_end(c->slot);
 }
 
@@ -167,7 +183,7 @@ static void item_answered(af_ctx *ctx, item *it, af_msg *answer)
 		/* A stream of no chunks still says it was a stream. */
 		err = it->stream != NULL ? AF_OK : collect_new(it);
 		if (err == AF_OK)
-			err = collect_end(it->stream, af_msg_payload(answer));
+			err = collect_end(it->stream, answer);
 		if (err == AF_OK) {
 			/* The slot is counted as itself from here on. */
 			g->held -= it->stream->bytes;
@@ -176,9 +192,12 @@ static void item_answered(af_ctx *ctx, item *it, af_msg *answer)
 		}
 	} else {
 		af_payload *p = af__slot_writer(it);
-		err = p != NULL ? af__slot_pack_value(p, it,
-						      af_msg_payload(answer))
+		const void *raw;
+		size_t len;
+		err = p != NULL ? af_msg_payload_raw(answer, &raw, &len)
 				: AF_ENOMEM;
+		if (err == AF_OK)
+			err = af__slot_pack_raw(p, it, raw, len);
 		slot = p == g->out ? &g->out : &g->ga->scratch;
 	}
 	if (err != AF_OK && slot == &g->out) {
@@ -260,7 +279,7 @@ static void item_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
 	if (it->stream == NULL)
 		err = collect_new(it);
 	if (err == AF_OK)
-		err = collect_chunk(g, it->stream, af_msg_payload(chunk));
+		err = collect_chunk(g, it->stream, chunk);
 	if (err == AF_OK && g->held > g->ga->cfg.max_bytes)
 		err = AF_EMSGSIZE;
 	if (err != AF_OK) {
@@ -315,7 +334,7 @@ static af_err send_to(af_ctx *ctx, item *it, const char *to, const char *type,
 		p = af__gather_scratch(g->ga);
 		if (p == NULL)
 			return AF_ENOMEM;
-		err = af_pack_value(p, it->payload);
+		err = af_pack_raw(p, it->payload, it->payload_len);
 		if (err != AF_OK)
 			return err;
 	}
@@ -324,11 +343,6 @@ static af_err send_to(af_ctx *ctx, item *it, const char *to, const char *type,
 	if (err == AF_OK)
 		it->state = ITEM_RUNNING;
 	return err;
-}
-
-af_err af__item_send(af_ctx *ctx, item *it, int64_t *now_ns)
-{
-	return send_to(ctx, it, it->to, it->type, now_ns);
 }
 
 void af__item_unsent(af_ctx *ctx, item *it, af_err err)
@@ -346,15 +360,13 @@ void af__item_unsent(af_ctx *ctx, item *it, af_err err)
 	item_failed(ctx, it, err, text);
 }
 
-/* s as a C string: itself once the gather keeps its own copy, else a copy
- * in the actor's buffer number which (overwritten by the next call). */
+/* s as a C string, in the actor's buffer number which (overwritten by the
+ * next call). */
 static const char *as_c_string(gather *g, int which, const char *s,
 			       uint32_t len)
 {
 	gather_actor *ga = g->ga;
 
-	if (g->kept)
-		return s;
 	if (ga->cstr_cap[which] <= len) {
 		size_t cap = (size_t)len + 1 > 256 ? (size_t)len + 1 : 256;
 		char *buf = realloc(ga->cstr[which], cap);
@@ -366,6 +378,16 @@ static const char *as_c_string(gather *g, int which, const char *s,
 	memcpy(ga->cstr[which], s, len);
 	ga->cstr[which][len] = '\0';
 	return ga->cstr[which];
+}
+
+af_err af__item_send(af_ctx *ctx, item *it, int64_t *now_ns)
+{
+	const char *to = as_c_string(it->g, 0, it->to, it->to_len);
+	const char *type = as_c_string(it->g, 1, it->type, it->type_len);
+
+	if (to == NULL || type == NULL)
+		return AF_ENOMEM;
+	return send_to(ctx, it, to, type, now_ns);
 }
 
 void af__item_start(af_ctx *ctx, item *it, int64_t *now_ns)

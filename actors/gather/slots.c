@@ -1,14 +1,15 @@
 /*
- * Results. A slot is one item's outcome, a map (see gather.h).
+ * Results. A slot is one item's outcome, a map (see gather.h); an item's
+ * answer goes into it as the bytes it arrived as (af_pack_raw), never
+ * unpacked and encoded again.
  *
  * In collect mode the reply is built as items finish. While they finish
  * in input order, the common case, each slot is packed straight into the
  * reply. A slot that comes early goes instead, as encoded bytes, into an
- * arena of slots in the order their items finished, behind room for an
- * array header, and so do all later ones; when the last item is done the
- * header goes in front, the arena is parsed once, and its slots follow in
- * the reply in input order. (A payload writer takes no pre-encoded bytes,
- * and parsing each slot apart would cost allocations per item.)
+ * arena of slots in the order their items finished, and so do all later
+ * ones; each item remembers where its slot lies, and when the last item
+ * is done the slots follow in the reply in input order, copied as they
+ * are.
  *
  * With as_completed each slot is sent as a chunk when its item finishes,
  * or queued while the reader's credit window is full and sent when credit
@@ -21,11 +22,6 @@
 #include <string.h>
 
 #include "gather_internal.h"
-
-/* An array32 header: its tag and a 32-bit big-endian count. msgpack
- * accepts it for any count, so its size is known before the count. */
-#define HEADER_ROOM 5
-#define ARRAY32_TAG 0xdd
 
 /* Starts the reply: {"results": [ and room for n slots. */
 static af_err reply_begin(gather *g)
@@ -69,11 +65,12 @@ static void pack_slot_head(af_payload *p, const item *it, bool ok)
 	af_pack_bool(p, ok);
 }
 
-af_err af__slot_pack_value(af_payload *p, const item *it, const af_value *v)
+af_err af__slot_pack_raw(af_payload *p, const item *it, const void *value,
+			 size_t len)
 {
 	pack_slot_head(p, it, true);
 	af_pack_str(p, "value");
-	return af_pack_value(p, v);
+	return af_pack_raw(p, value, len);
 }
 
 af_err af__slot_pack_error(af_payload *p, const item *it, int code,
@@ -118,7 +115,7 @@ static bool shrink_to_error(af_ctx *ctx, item *it, af_payload *slot,
 /* Makes room in the arena for len more bytes. */
 static af_err arena_grow(gather *g, size_t len)
 {
-	size_t need = (g->slots_len ? g->slots_len : HEADER_ROOM) + len;
+	size_t need = g->slots_len + len;
 	size_t cap = g->slots_cap ? g->slots_cap : 256;
 	char *slots;
 
@@ -131,8 +128,6 @@ static af_err arena_grow(gather *g, size_t len)
 		return AF_ENOMEM;
 	g->slots = slots;
 	g->slots_cap = cap;
-	if (g->slots_len == 0)
-		g->slots_len = HEADER_ROOM;
 	return AF_OK;
 }
 
@@ -145,8 +140,10 @@ static af_err keep_slot(item *it, const af_payload *slot)
 	if (arena_grow(g, len) != AF_OK)
 		return AF_ENOMEM;
 	memcpy(g->slots + g->slots_len, data, len);
+	it->slot_off = g->slots_len;
+	it->slot_len = len;
 	g->slots_len += len;
-	it->pos = g->nslots++;
+	g->nslots++;
 	g->held += len;
 	return AF_OK;
 }
@@ -162,10 +159,11 @@ static af_err reply_to_arena(gather *g)
 
 	if (arena_grow(g, len) != AF_OK)
 		return AF_ENOMEM;
-	memcpy(g->slots + g->slots_len, data + g->out_header, len);
-	g->slots_len += len;
+	memcpy(g->slots, data + g->out_header, len);
+	g->slots_len = len;
+	/* Their places were noted in the reply's bytes. */
 	for (uint32_t i = 0; i < g->emitted; i++)
-		g->items[i].pos = i;
+		g->items[i].slot_off -= g->out_header;
 	g->nslots = g->emitted;
 	g->emitted = 0;
 	af_payload_destroy(&g->out);
@@ -184,6 +182,8 @@ static bool store_in_reply(af_ctx *ctx, item *it, bool ok)
 	af_payload_data(g->out, &len);
 	grew = len - g->out_len;
 	if (!ok || g->held + grew <= limit) {
+		it->slot_off = g->out_len;
+		it->slot_len = grew;
 		g->out_len = len;
 		g->held += grew;
 		g->emitted++;
@@ -210,39 +210,27 @@ static bool store_in_reply(af_ctx *ctx, item *it, bool ok)
 }
 
 /* Adds the slots in the arena, in input order, to the reply. */
-static af_err pack_arena(gather *g, af_doc **doc)
+static af_err pack_arena(gather *g)
 {
-	unsigned char *h = (unsigned char *)g->slots;
-	const af_value *all;
 	af_err err = AF_OK;
 
-	h[0] = ARRAY32_TAG;
-	h[1] = (unsigned char)(g->nslots >> 24);
-	h[2] = (unsigned char)(g->nslots >> 16);
-	h[3] = (unsigned char)(g->nslots >> 8);
-	h[4] = (unsigned char)g->nslots;
-	err = af_doc_parse(doc, g->slots, g->slots_len);
-	if (err != AF_OK)
-		return err;
-	all = af_doc_root(*doc);
-	for (uint32_t i = g->emitted; i < g->n; i++)
-		err = af_pack_value(g->out, af_value_at(all, g->items[i].pos));
+	for (uint32_t i = g->emitted; i < g->n && err == AF_OK; i++)
+		err = af_pack_raw(g->out, g->slots + g->items[i].slot_off,
+				  g->items[i].slot_len);
 	return err;
 }
 
 static void reply_results(af_ctx *ctx, gather *g)
 {
-	af_doc *doc = NULL;
 	af_err err;
 
 	/* Without a reply yet when every slot came early, or the reply
 	 * started over. */
 	err = reply_begin(g);
 	if (err == AF_OK && g->emitted < g->n)
-		err = pack_arena(g, &doc);
-	/* The reply holds its own copy: drop the others before it is
+		err = pack_arena(g);
+	/* The reply holds its own copy: drop the arena before it is
 	 * framed, which copies it once more. */
-	af_doc_destroy(&doc);
 	free(g->slots);
 	g->slots = NULL;
 	if (err == AF_OK)

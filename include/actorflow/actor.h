@@ -58,6 +58,12 @@ af_kind af_msg_kind(const af_msg *m);
 const char *af_msg_type(const af_msg *m);
 /* The payload; a nil value when the sender gave none. Lives as long as m. */
 const af_value *af_msg_payload(const af_msg *m);
+/* The payload's encoded bytes, as they arrived: exactly one well-formed
+ * msgpack value (checked on receipt), a nil (0xc0) when the sender gave
+ * none. Reading them unpacks nothing; pass them to af_pack_raw to forward
+ * the payload without encoding it again. Valid as long as m. AF_OK, or
+ * AF_EINVAL when an argument is NULL. */
+af_err af_msg_payload_raw(const af_msg *m, const void **data, size_t *len);
 /* The correlation id of a request, reply or error; 0 for a tell. */
 uint64_t af_msg_id(const af_msg *m);
 /* Milliseconds left until the requester's deadline, -1 for none, 0 when it

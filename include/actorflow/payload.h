@@ -2,8 +2,9 @@
  * actorflow: building and reading message payloads.
  *
  * A payload is one msgpack value (usually a map). Programs build one with an
- * af_payload writer and read received ones through const af_value views; no
- * msgpack type appears in this header.
+ * af_payload writer and read received ones through const af_value views, or
+ * step through their bytes in place with an af_reader; no msgpack type
+ * appears in this header.
  *
  * Writer errors are sticky: after the first failure every further call is a
  * no-op returning that error, and sending the payload fails with it, so a
@@ -63,8 +64,21 @@ af_err af_pack_map_begin(af_payload *p);
 af_err af_pack_map_end(af_payload *p);
 
 struct af_value;
-/* Packs a copy of a received value (for forwarding). */
+/* Packs a copy of a received value (for forwarding). It is encoded again
+ * from its unpacked form; af_pack_raw forwards encoded bytes as they are. */
 af_err af_pack_value(af_payload *p, const struct af_value *v);
+
+/* Appends len bytes that already hold one msgpack value (a received
+ * payload from af_msg_payload_raw, bytes from af_payload_data, a
+ * constant), copied as they are, without decoding or encoding them. The
+ * bytes are untrusted: they are checked first, and nothing is appended
+ * unless they are exactly one well-formed value. Errors, sticky like the
+ * others: AF_EPROTO when they are not (malformed, truncated, len 0, or
+ * bytes after the value, or nesting deeper than 32 levels on their own);
+ * AF_EINVAL when p or msgpack is NULL, when the value would nest beyond
+ * the writer's 32 levels where it goes, or where a plain value could not
+ * go either (a second value at the top level). */
+af_err af_pack_raw(af_payload *p, const void *msgpack, size_t len);
 
 /* The sticky error, or AF_EINVAL while a begin has no end, or AF_OK. */
 af_err af_payload_status(const af_payload *p);
@@ -126,6 +140,61 @@ const af_value *af_value_get(const af_value *v, const char *key);
 int64_t af_value_get_int(const af_value *map, const char *key, int64_t dflt);
 double af_value_get_double(const af_value *map, const char *key, double dflt);
 bool af_value_get_bool(const af_value *map, const char *key, bool dflt);
+
+/* ---- reading in place ------------------------------------------------ */
+
+/* A reader steps through encoded msgpack (a payload from
+ * af_msg_payload_raw, a writer's bytes) one value at a time, where it
+ * lies: nothing is unpacked or allocated, strings are views into the
+ * bytes, and any value can be taken whole as its encoded bytes
+ * (af_read_raw), ready for af_pack_raw. It suits a large payload read once
+ * from front to back; af_msg_payload suits lookups by key.
+ *
+ * A container is read as its header (af_read_array, af_read_map), then
+ * its elements in order (a map's key, value, key, value...); af_read_raw
+ * takes or skips a whole value, containers and all. The bytes may be
+ * untrusted: every read checks that its value lies within them. A read
+ * that fails moves nothing: AF_ENOTFOUND when no value is left, AF_ETYPE
+ * when the next one is of another type, AF_ERANGE when a number does not
+ * fit, AF_EPROTO when the bytes are malformed or end inside the value,
+ * AF_EINVAL for a NULL argument.
+ *
+ * The fields are private. A reader may be copied: the copy reads on from
+ * the same place. It belongs to one thread at a time. */
+typedef struct af_reader {
+	const unsigned char *data;
+	size_t len;
+	size_t pos;
+} af_reader;
+
+/* Starts r at the first of the len bytes at data, which must stay valid
+ * while r reads them. */
+void af_reader_init(af_reader *r, const void *data, size_t len);
+
+/* The type of the next value, without reading it; AF_TYPE_NONE when no
+ * value is left (or the next byte is not one msgpack knows). */
+af_type af_reader_type(const af_reader *r);
+
+/* Reads a container's header: its number of elements (a map's pairs). */
+af_err af_read_array(af_reader *r, uint32_t *n);
+af_err af_read_map(af_reader *r, uint32_t *n);
+
+/* Reads a scalar, as the af_value readers of the same name do. */
+af_err af_read_nil(af_reader *r);
+af_err af_read_bool(af_reader *r, bool *out);
+af_err af_read_int(af_reader *r, int64_t *out);
+af_err af_read_uint(af_reader *r, uint64_t *out);
+af_err af_read_double(af_reader *r, double *out);
+/* A view of the string's bytes, not NUL-terminated, valid as long as the
+ * reader's bytes. */
+af_err af_read_str(af_reader *r, const char **s, size_t *len);
+af_err af_read_bin(af_reader *r, const void **data, size_t *len);
+
+/* Reads the next value whole, whatever it is, and gives its encoded bytes
+ * (a view into the reader's bytes): the way to forward a value with
+ * af_pack_raw, and to skip one. AF_EPROTO also for a value nested deeper
+ * than 32 levels. */
+af_err af_read_raw(af_reader *r, const void **data, size_t *len);
 
 /* ---- a parsed document ----------------------------------------------- */
 
