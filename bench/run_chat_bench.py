@@ -28,6 +28,10 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNKS = 50
+# The reference is Debian's python3 with Debian's python3-aiohttp, which
+# another python3 earlier on PATH may not see.
+DEBIAN_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
+    else sys.executable
 
 
 def parse_line(text):
@@ -40,10 +44,10 @@ def parse_line(text):
 
 class Server:
     def __init__(self, build, interval_ms):
-        exe = os.path.join(build, "tests", "mockllm_server")
+        exe = os.path.join(build, "tests", "mockllm", "mockllm_server")
         self.p = subprocess.Popen(
             [exe, "--port", "0", "--chunks", str(CHUNKS),
-             "--interval-ms", str(interval_ms)],
+             "--interval-ms", str(interval_ms), "--threads", "1"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         first = self.p.stdout.readline().split()
         if len(first) != 2 or first[0] != "port":
@@ -63,11 +67,11 @@ class Server:
 def clients(build, url, n):
     b = os.path.join(build, "bench")
     return {
-        "floor": [os.path.join(b, "af_bench_curl_floor"), "--url", url,
+        "floor": [os.path.join(b, "curl_floor"), "--url", url,
                   "-n", str(n)],
         "actorflow": [os.path.join(b, "af_bench_chat"), "--url", url,
                       "-n", str(n)],
-        "python": [sys.executable,
+        "python": [DEBIAN_PYTHON,
                    os.path.join(ROOT, "bench", "py_stream_baseline.py"),
                    "--url", url, "-n", str(n)],
     }
@@ -135,10 +139,10 @@ def main():
             rows = results[(n, impl)]
             print(f"| {n:,} | {interval} ms | {impl} | "
                   f"{med(rows, 'wall_s'):.2f} ({ideal:.0f}) | "
-                  f"{med(rows, 'cpu_s'):.2f} | {med(rows, 'rss_mb'):.0f} | "
-                  f"{med(rows, 'ttfc_ms_p50'):.2f} | "
+                  f"{med(rows, 'cpu_s'):.2f} | {med(rows, 'maxrss_mb'):.0f} | "
+                  f"{med(rows, 'ttfb_med_ms'):.2f} | "
                   f"{med(rows, 'server_cpu_s'):.2f} | "
-                  f"{int(max(float(r.get('errors', 0)) for r in rows))} |")
+                  f"{int(max(float(r.get('failed', 0)) for r in rows))} |")
     if {"floor", "actorflow"} <= set(impls):
         print("\n| N | wall / ideal | CPU / floor | CPU / Python | "
               "peak MB / Python | first chunk over floor, ms |")
@@ -152,10 +156,10 @@ def main():
                     f"{med(af, 'cpu_s') / med(fl, 'cpu_s'):.2f} | ")
             if py:
                 line += (f"{med(af, 'cpu_s') / med(py, 'cpu_s'):.2f} | "
-                         f"{med(af, 'rss_mb') / med(py, 'rss_mb'):.2f} | ")
+                         f"{med(af, 'maxrss_mb') / med(py, 'maxrss_mb'):.2f} | ")
             else:
                 line += "– | – | "
-            line += (f"{med(af, 'ttfc_ms_p50') - med(fl, 'ttfc_ms_p50'):.2f}"
+            line += (f"{med(af, 'ttfb_med_ms') - med(fl, 'ttfb_med_ms'):.2f}"
                      " |")
             print(line)
     if a.plot:

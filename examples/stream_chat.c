@@ -100,7 +100,8 @@ int main(int argc, char **argv)
 		const af_value *usage =
 			af_value_get(af_msg_payload(m), "usage");
 
-		fprintf(stderr, "finish: %s, tokens: %lld prompt + %lld answer\n",
+		fprintf(stderr,
+			"finish: %s, tokens: %lld prompt + %lld answer\n",
 			af_value_str_eq(af_value_get(af_msg_payload(m),
 						     "finish_reason"),
 					"stop")

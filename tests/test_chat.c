@@ -114,12 +114,11 @@ static char *expected_text(const char *t, int n)
 }
 
 /* A whole answer: status, and the reply (or error message) in *out. */
-static af_err ask(fixture *f, const char *type, const char *text,
-		  af_msg **out)
+static af_err ask(fixture *f, const char *type, const char *text, af_msg **out)
 {
 	af_payload *p = question(text);
-	af_err err = af_client_request(f->client, "chat", type, p, WAIT_MS,
-				       out);
+	af_err err =
+		af_client_request(f->client, "chat", type, p, WAIT_MS, out);
 
 	af_payload_destroy(&p);
 	return err;
@@ -130,8 +129,8 @@ typedef struct streamed {
 	size_t len;
 	int chunks;
 	af_err status;
-	char *error;	/* the error's text */
-	af_msg *end;	/* the end message */
+	char *error; /* the error's text */
+	af_msg *end; /* the end message */
 } streamed;
 
 static void streamed_free(streamed *s)
@@ -156,10 +155,10 @@ static void read_stream(af_stream *st, streamed *s)
 		err = af_stream_next(st, WAIT_MS, &m);
 		if (err != AF_OK)
 			break;
-		assert_int_equal(af_value_str(af_value_get(af_msg_payload(m),
-							   "delta"),
-					      &d, &n),
-				 AF_OK);
+		assert_int_equal(
+			af_value_str(af_value_get(af_msg_payload(m), "delta"),
+				     &d, &n),
+			AF_OK);
 		s->text = realloc(s->text, s->len + n + 1);
 		memcpy(s->text + s->len, d, n);
 		s->len += n;
@@ -220,9 +219,9 @@ static void test_extractive_chat_and_stream_agree(void **state)
 	assert_null(strstr(content, "herring"));
 	assert_true(af_value_str_eq(
 		af_value_get(af_msg_payload(reply), "finish_reason"), "stop"));
-	assert_true(af_value_get_int(af_value_get(af_msg_payload(reply),
-						  "usage"),
-				     "completion_tokens", 0) > 0);
+	assert_true(
+		af_value_get_int(af_value_get(af_msg_payload(reply), "usage"),
+				 "completion_tokens", 0) > 0);
 
 	stream_text(f, rag_prompt, &s);
 	assert_int_equal(s.status, AF_OK);
@@ -320,10 +319,10 @@ static void check_stream(fixture *f, mockllm_opts o, const char *t)
 	assert_int_equal(s.chunks, o.chunks);
 	assert_true(af_value_str_eq(
 		af_value_get(af_msg_payload(s.end), "finish_reason"), "stop"));
-	assert_int_equal(af_value_get_int(af_value_get(af_msg_payload(s.end),
-						       "usage"),
-					  "completion_tokens", -1),
-			 o.chunks);
+	assert_int_equal(
+		af_value_get_int(af_value_get(af_msg_payload(s.end), "usage"),
+				 "completion_tokens", -1),
+		o.chunks);
 	streamed_free(&s);
 	free(want);
 }
@@ -413,10 +412,10 @@ static void test_ollama_chat_and_stream(void **state)
 	assert_int_equal(ask(f, "chat", "hello", &reply), AF_OK);
 	content = str_of(af_value_get(af_msg_payload(reply), "content"));
 	assert_string_equal(content, want);
-	assert_int_equal(af_value_get_int(af_value_get(af_msg_payload(reply),
-						       "usage"),
-					  "completion_tokens", -1),
-			 5);
+	assert_int_equal(
+		af_value_get_int(af_value_get(af_msg_payload(reply), "usage"),
+				 "completion_tokens", -1),
+		5);
 	body = mockllm_last_request(f->mock, NULL);
 	assert_non_null(strstr(body, "\"stream\":false"));
 	free(body);
@@ -532,8 +531,7 @@ static void test_openai_broken_streams(void **state)
 
 	spawn_chat(f, "openai", 3);
 	check_broken_stream(f, MOCKLLM_MALFORMED, AF_EPROTO, "malformed JSON");
-	check_broken_stream(f, MOCKLLM_ERROR_EVENT, AF_EREMOTE,
-			    "mock failure");
+	check_broken_stream(f, MOCKLLM_ERROR_EVENT, AF_EREMOTE, "mock failure");
 	check_broken_stream(f, MOCKLLM_NO_DONE, AF_EPROTO, "[DONE]");
 	check_broken_stream(f, MOCKLLM_DROP, AF_EPEERDOWN, NULL);
 }
@@ -544,8 +542,7 @@ static void test_ollama_broken_streams(void **state)
 
 	spawn_chat(f, "ollama", 3);
 	check_broken_stream(f, MOCKLLM_MALFORMED, AF_EPROTO, "malformed JSON");
-	check_broken_stream(f, MOCKLLM_ERROR_EVENT, AF_EREMOTE,
-			    "mock failure");
+	check_broken_stream(f, MOCKLLM_ERROR_EVENT, AF_EREMOTE, "mock failure");
 	check_broken_stream(f, MOCKLLM_NO_DONE, AF_EPROTO, "done");
 	check_broken_stream(f, MOCKLLM_DROP, AF_EPEERDOWN, NULL);
 }
@@ -582,9 +579,9 @@ static void test_deadline_aborts_the_transfer(void **state)
 	set_mock(f, (mockllm_opts){.chunks = 10,
 				   .fault = MOCKLLM_STALL,
 				   .fault_at = 1});
-	assert_int_equal(af_client_stream(f->client, "chat", "stream_chat", p,
-					  300, &st),
-			 AF_OK);
+	assert_int_equal(
+		af_client_stream(f->client, "chat", "stream_chat", p, 300, &st),
+		AF_OK);
 	read_stream(st, &s);
 	assert_int_equal(s.status, AF_ETIMEDOUT);
 	assert_string_equal(s.text, "w0 ");

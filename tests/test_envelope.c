@@ -908,8 +908,7 @@ static void test_err_strings(void **state)
 		AF_EPEERDOWN, AF_ESTOPPED,  AF_EPROTO,   AF_EMSGSIZE,
 		AF_EVERSION,  AF_ENOTSUP,   AF_ENOREPLY, AF_ETYPE,
 		AF_ERANGE,    AF_ESYS,      AF_EADDR,    AF_EREMOTE,
-		AF_EOF,       AF_EHTTP,
-		AF_EUSER,
+		AF_EOF,       AF_EHTTP,     AF_EUSER,
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
 

@@ -49,7 +49,8 @@ static void test_error_text_reads_every_server_shape(void **state)
 		   "\"type\":\"requests\"}}",
 		   "Rate limit reached");
 	/* Ollama */
-	error_text("{\"error\":\"model 'x' not found\"}", "model 'x' not found");
+	error_text("{\"error\":\"model 'x' not found\"}",
+		   "model 'x' not found");
 	/* FastAPI-style servers */
 	error_text("{\"detail\":\"Not Found\"}", "Not Found");
 	error_text("{\"message\":\"overloaded\"}", "overloaded");

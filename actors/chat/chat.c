@@ -286,8 +286,7 @@ void af__chat_set_finish(chat_call *c, const char *reason)
 void af__chat_set_model(chat_call *c, const char *model)
 {
 	if (model != NULL && c->answer_model[0] == '\0')
-		snprintf(c->answer_model, sizeof(c->answer_model), "%s",
-			 model);
+		snprintf(c->answer_model, sizeof(c->answer_model), "%s", model);
 }
 
 void af__chat_set_usage(chat_call *c, int64_t prompt, int64_t completion)
@@ -455,32 +454,39 @@ af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 
 /* ---- requests ---------------------------------------------------------- */
 
-static af_err add_message(json_t *list, const char *role, size_t role_len,
+/* Appends {"role": role, "content": content} to list. AF_EINVAL when a
+ * text is not UTF-8 (or holds a NUL, which cJSON strings cannot). */
+static af_err add_message(cJSON *list, const char *role, size_t role_len,
 			  const char *content, size_t len)
 {
-	json_t *m = json_object();
-	json_t *r = json_stringn(role, role_len);
-	json_t *t = json_stringn(content, len);
+	cJSON *m;
+	char *r;
+	char *t;
+	bool ok;
 
-	if (m == NULL || r == NULL || t == NULL ||
-	    json_object_set_new(m, "role", r) != 0) {
-		json_decref(m);
-		json_decref(r);
-		json_decref(t);
+	if (!af__json_text_ok(role, role_len) ||
+	    !af__json_text_ok(content, len))
 		return AF_EINVAL;
-	}
-	if (json_object_set_new(m, "content", t) != 0 ||
-	    json_array_append_new(list, m) != 0)
+	m = cJSON_CreateObject();
+	r = strndup(role, role_len);
+	t = strndup(content, len);
+	ok = m != NULL && r != NULL && t != NULL &&
+	     cJSON_AddStringToObject(m, "role", r) != NULL &&
+	     cJSON_AddStringToObject(m, "content", t) != NULL;
+	free(r);
+	free(t);
+	if (!ok || !cJSON_AddItemToArray(list, m)) {
+		cJSON_Delete(m);
 		return AF_ENOMEM;
+	}
 	return AF_OK;
 }
 
-af_err af__chat_messages(const af_value *payload, json_t **out,
-			 const char **why)
+af_err af__chat_messages(const af_value *payload, cJSON **out, const char **why)
 {
 	const af_value *messages = af_value_get(payload, "messages");
 	const af_value *prompt = af_value_get(payload, "prompt");
-	json_t *list = json_array();
+	cJSON *list = cJSON_CreateArray();
 	const char *s;
 	const char *role;
 	size_t len;
@@ -493,8 +499,8 @@ af_err af__chat_messages(const af_value *payload, json_t **out,
 	if (af_value_type(prompt) == AF_TYPE_STR) {
 		af_value_str(prompt, &s, &len);
 		err = add_message(list, "user", 4, s, len);
-		if (err != AF_OK)
-			*why = "the prompt is not valid UTF-8";
+		if (err == AF_EINVAL)
+			*why = "the prompt is not valid UTF-8 (or holds a NUL)";
 	} else if (af_value_type(messages) == AF_TYPE_ARRAY &&
 		   af_value_len(messages) > 0) {
 		for (size_t i = 0; i < af_value_len(messages) && !err; i++) {
@@ -511,7 +517,8 @@ af_err af__chat_messages(const af_value *payload, json_t **out,
 			}
 			err = add_message(list, role, role_len, s, len);
 			if (err == AF_EINVAL)
-				*why = "a message is not valid UTF-8";
+				*why = "a message is not valid UTF-8 (or holds "
+				       "a NUL)";
 		}
 	} else {
 		*why = "a request needs \"messages\" (a non-empty array) or "
@@ -519,7 +526,7 @@ af_err af__chat_messages(const af_value *payload, json_t **out,
 		err = AF_EINVAL;
 	}
 	if (err != AF_OK) {
-		json_decref(list);
+		cJSON_Delete(list);
 		return err;
 	}
 	*out = list;
@@ -533,7 +540,7 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 	const af_value *payload = af_msg_payload(m);
 	bool want_stream;
 	const af_value *model;
-	json_t *messages = NULL;
+	cJSON *messages = NULL;
 	const char *why;
 	chat_call *c;
 	af_err err;
@@ -557,7 +564,7 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		json_decref(messages);
+		cJSON_Delete(messages);
 		return AF_ENOMEM;
 	}
 	c->a = a;
@@ -569,7 +576,7 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 	c->max_tokens =
 		(int)af_value_get_int(payload, "max_tokens", a->max_tokens);
 	if (c->model == NULL || af_defer(ctx, m, &c->p) != AF_OK) {
-		json_decref(messages);
+		cJSON_Delete(messages);
 		free(c->model);
 		free(c);
 		return AF_ENOMEM;
@@ -583,7 +590,7 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 	af_pending_on_cancel(c->p, on_cancel, c);
 
 	err = a->provider->start(c, messages);
-	json_decref(messages);
+	cJSON_Delete(messages);
 	if (err != AF_OK) {
 		if (c->err[0] == '\0')
 			af__chat_fail(c, err, "%s", af_strerror(err));

@@ -5,7 +5,8 @@
  *   provider_openai.c      the OpenAI-compatible API (SSE streams);
  *   provider_ollama.c      Ollama's native API (NDJSON streams);
  *   provider_extractive.c  the offline default (extractive.c answers);
- *   sse.c, ndjson.c        the incremental stream parsers.
+ *   sse.c, ndjson.c        the incremental stream parsers;
+ *   ../http/json.c         parsing servers' JSON, checking UTF-8.
  * HTTP goes through actors/http/, shared with other built-in actors.
  *
  * All of it runs on the chat actor's thread.
@@ -15,12 +16,12 @@
 
 #include <actorflow/actorflow.h>
 #include <actorflow/chat.h>
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../http/http.h"
+#include "../http/json.h"
 #include "ndjson.h"
 #include "sse.h"
 
@@ -38,7 +39,7 @@ struct chat_provider {
 	 * transfer with chat__http_start; an offline one answers at once
 	 * through chat__delta and chat__finish. A non-AF_OK return answers
 	 * the request with that code and c->err (the provider fills it). */
-	af_err (*start)(chat_call *c, const json_t *messages);
+	af_err (*start)(chat_call *c, const cJSON *messages);
 	/* Bytes of a streamed 2xx body, split anywhere. AF_OK, or an error
 	 * with c->err filled: the transfer is aborted and the call fails. */
 	af_err (*feed)(chat_call *c, const char *buf, size_t len);
@@ -74,12 +75,12 @@ struct chat_call {
 	chat_actor *a;
 	af_pending *p;
 	af_http_xfer *xfer;
-	bool stream;	    /* the requester takes chunks */
+	bool stream;        /* the requester takes chunks */
 	bool http_stream;   /* the server was asked to stream */
-	bool done_seen;	    /* the stream's end marker arrived */
+	bool done_seen;     /* the stream's end marker arrived */
 	bool consumer_gone; /* a chunk found the requester gone */
-	bool end_due;	    /* ended, waiting for held chunks to go */
-	bool paused;	    /* the transfer waits for the consumer */
+	bool end_due;       /* ended, waiting for held chunks to go */
+	bool paused;        /* the transfer waits for the consumer */
 	char *model;
 	double temperature;
 	int max_tokens;
@@ -141,7 +142,7 @@ void af__chat_finish(chat_call *c, af_err err);
 /* The messages array as JSON (role and content strings) from a request
  * payload: "messages", or "prompt" as one user message. AF_EINVAL with
  * *why set when the shape is wrong or a text is not UTF-8. */
-af_err af__chat_messages(const af_value *payload, json_t **out,
+af_err af__chat_messages(const af_value *payload, cJSON **out,
 			 const char **why);
 
 #endif

@@ -27,9 +27,9 @@ static int64_t count_words(const char *s, size_t len)
 	return n;
 }
 
-static af_err start(chat_call *c, const json_t *messages)
+static af_err start(chat_call *c, const cJSON *messages)
 {
-	size_t n = json_array_size(messages);
+	size_t n = (size_t)cJSON_GetArraySize(messages);
 	af_extractive_msg *msgs = calloc(n ? n : 1, sizeof(*msgs));
 	int64_t prompt_words = 0;
 	char *answer = NULL;
@@ -39,17 +39,21 @@ static af_err start(chat_call *c, const json_t *messages)
 
 	if (msgs == NULL)
 		return af__chat_fail(c, AF_ENOMEM, "extractive: out of memory");
-	for (size_t i = 0; i < n; i++) {
-		json_t *m = json_array_get(messages, i);
-		json_t *role = json_object_get(m, "role");
-		json_t *content = json_object_get(m, "content");
+	const cJSON *m;
+	size_t i = 0;
 
-		msgs[i].role = json_string_value(role);
-		msgs[i].role_len = json_string_length(role);
-		msgs[i].content = json_string_value(content);
-		msgs[i].content_len = json_string_length(content);
+	cJSON_ArrayForEach(m, messages)
+	{
+
+		if (i == n)
+			break;
+		msgs[i].role = af__json_str(m, "role");
+		msgs[i].role_len = strlen(msgs[i].role);
+		msgs[i].content = af__json_str(m, "content");
+		msgs[i].content_len = strlen(msgs[i].content);
 		prompt_words +=
 			count_words(msgs[i].content, msgs[i].content_len);
+		i++;
 	}
 	err = af__extractive_answer(msgs, n, 0, &answer);
 	free(msgs);

@@ -11,41 +11,41 @@
 
 #include "chat_internal.h"
 
-static af_err read_line_object(chat_call *c, json_t *obj)
+static af_err read_line_object(chat_call *c, const cJSON *obj)
 {
-	json_t *err = json_object_get(obj, "error");
-	json_t *text = json_object_get(json_object_get(obj, "message"),
-				       "content");
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(obj, "error");
+	const char *text = af__json_str(
+		cJSON_GetObjectItemCaseSensitive(obj, "message"), "content");
 	af_err rc = AF_OK;
 
-	if (!json_is_object(obj))
+	if (!cJSON_IsObject(obj))
 		return af__chat_fail(c, AF_EPROTO,
 				     "ollama: an answer that is not an object");
-	if (err != NULL && !json_is_null(err)) {
-		const char *msg = json_is_string(err)
-					  ? json_string_value(err)
-					  : json_string_value(json_object_get(
-						    err, "message"));
+	if (err != NULL && !cJSON_IsNull(err)) {
+		const char *msg = cJSON_IsString(err)
+					  ? err->valuestring
+					  : af__json_str(err, "message");
 
 		return af__chat_fail(c, AF_EREMOTE,
 				     "ollama: error in the stream: %s",
 				     msg != NULL ? msg : "(no message)");
 	}
-	af__chat_set_model(c, json_string_value(json_object_get(obj, "model")));
-	if (json_is_string(text))
-		rc = af__chat_delta(c, json_string_value(text),
-				    json_string_length(text));
-	if (rc == AF_OK && json_is_true(json_object_get(obj, "done"))) {
-		json_t *p = json_object_get(obj, "prompt_eval_count");
-		json_t *k = json_object_get(obj, "eval_count");
-		const char *reason =
-			json_string_value(json_object_get(obj, "done_reason"));
+	af__chat_set_model(c, af__json_str(obj, "model"));
+	if (text != NULL)
+		rc = af__chat_delta(c, text, strlen(text));
+	if (rc == AF_OK &&
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "done"))) {
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(
+			obj, "prompt_eval_count");
+		const cJSON *k =
+			cJSON_GetObjectItemCaseSensitive(obj, "eval_count");
+		const char *reason = af__json_str(obj, "done_reason");
 
 		c->done_seen = true;
 		af__chat_set_finish(c, reason != NULL ? reason : "stop");
-		if (json_is_integer(p) || json_is_integer(k))
-			af__chat_set_usage(c, json_integer_value(p),
-					   json_integer_value(k));
+		if (cJSON_IsNumber(p) || cJSON_IsNumber(k))
+			af__chat_set_usage(c, (int64_t)cJSON_GetNumberValue(p),
+					   (int64_t)cJSON_GetNumberValue(k));
 	}
 	return rc;
 }
@@ -53,19 +53,19 @@ static af_err read_line_object(chat_call *c, json_t *obj)
 static int on_line(void *arg, const char *line, size_t len)
 {
 	chat_call *c = arg;
-	json_error_t jerr;
-	json_t *obj;
+	const char *why;
+	cJSON *obj;
 	af_err err;
 
 	if (c->done_seen)
 		return AF_OK;
-	obj = json_loadb(line, len, 0, &jerr);
+	obj = af__json_parse(line, len, &why);
 	if (obj == NULL)
 		return af__chat_fail(c, AF_EPROTO,
 				     "ollama: malformed JSON in the stream: %s",
-				     jerr.text);
+				     why);
 	err = read_line_object(c, obj);
-	json_decref(obj);
+	cJSON_Delete(obj);
 	return err;
 }
 
@@ -102,39 +102,45 @@ static af_err end(chat_call *c)
 	return AF_OK;
 }
 
-static af_err start(chat_call *c, const json_t *messages)
+static af_err start(chat_call *c, const cJSON *messages)
 {
-	json_t *body = json_object();
-	json_t *options = json_object();
+	cJSON *body = cJSON_CreateObject();
+	cJSON *copy = cJSON_Duplicate(messages, true);
+	cJSON *options;
 	char *text;
 	af_err err;
 
-	if (body == NULL || options == NULL) {
-		json_decref(body);
-		json_decref(options);
-		return AF_ENOMEM;
+	if (body == NULL || copy == NULL ||
+	    cJSON_AddStringToObject(body, "model", c->model) == NULL ||
+	    !cJSON_AddItemToObject(body, "messages", copy))
+		goto nomem;
+	copy = NULL;
+	if (cJSON_AddBoolToObject(body, "stream", c->http_stream) == NULL)
+		goto nomem;
+	if (c->temperature >= 0 || c->max_tokens > 0) {
+		options = cJSON_AddObjectToObject(body, "options");
+		if (options == NULL ||
+		    (c->temperature >= 0 &&
+		     cJSON_AddNumberToObject(options, "temperature",
+					     c->temperature) == NULL) ||
+		    (c->max_tokens > 0 &&
+		     cJSON_AddNumberToObject(options, "num_predict",
+					     c->max_tokens) == NULL))
+			goto nomem;
 	}
-	json_object_set_new(body, "model", json_string(c->model));
-	json_object_set(body, "messages", (json_t *)messages);
-	json_object_set_new(body, "stream", json_boolean(c->http_stream));
-	if (c->temperature >= 0)
-		json_object_set_new(options, "temperature",
-				    json_real(c->temperature));
-	if (c->max_tokens > 0)
-		json_object_set_new(options, "num_predict",
-				    json_integer(c->max_tokens));
-	if (json_object_size(options) > 0)
-		json_object_set(body, "options", options);
-	json_decref(options);
 	if (c->http_stream)
 		af__ndjson_init(&c->parse.ndjson, 0);
-	text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
+	text = cJSON_PrintUnformatted(body);
+	cJSON_Delete(body);
 	if (text == NULL)
 		return af__chat_fail(c, AF_ENOMEM, "ollama: out of memory");
 	err = af__chat_http_start(c, "/api/chat", text, strlen(text));
-	free(text);
+	cJSON_free(text);
 	return err;
+nomem:
+	cJSON_Delete(copy);
+	cJSON_Delete(body);
+	return af__chat_fail(c, AF_ENOMEM, "ollama: out of memory");
 }
 
 static void release(chat_call *c)

@@ -11,68 +11,67 @@
 
 #include "chat_internal.h"
 
-static af_err read_usage(chat_call *c, json_t *usage)
+static void read_usage(chat_call *c, const cJSON *usage)
 {
-	json_t *p = json_object_get(usage, "prompt_tokens");
-	json_t *k = json_object_get(usage, "completion_tokens");
+	const cJSON *p =
+		cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+	const cJSON *k =
+		cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
 
-	if (json_is_integer(p) || json_is_integer(k))
-		af__chat_set_usage(c, json_integer_value(p),
-				   json_integer_value(k));
-	return AF_OK;
+	if (cJSON_IsNumber(p) || cJSON_IsNumber(k))
+		af__chat_set_usage(c, (int64_t)cJSON_GetNumberValue(p),
+				   (int64_t)cJSON_GetNumberValue(k));
 }
 
-static af_err server_error(chat_call *c, json_t *err)
+static af_err server_error(chat_call *c, const cJSON *err)
 {
-	const char *text = json_is_string(err)
-				   ? json_string_value(err)
-				   : json_string_value(
-					     json_object_get(err, "message"));
+	const char *text = cJSON_IsString(err) ? err->valuestring
+					       : af__json_str(err, "message");
 
 	return af__chat_fail(c, AF_EREMOTE, "openai: error in the stream: %s",
 			     text != NULL ? text : "(no message)");
 }
 
-/* One chunk object of a stream, or the whole answer (delta_key "message"). */
-static af_err read_answer(chat_call *c, json_t *obj, const char *delta_key)
+/* One chunk object of a stream (delta_key "delta"), or the whole answer
+ * (delta_key "message"). */
+static af_err read_answer(chat_call *c, const cJSON *obj, const char *delta_key)
 {
-	json_t *choices = json_object_get(obj, "choices");
-	json_t *choice = json_array_get(choices, 0);
-	json_t *err = json_object_get(obj, "error");
-	json_t *usage = json_object_get(obj, "usage");
-	json_t *text;
-	json_t *reason;
+	const cJSON *choices = cJSON_GetObjectItemCaseSensitive(obj, "choices");
+	const cJSON *choice = cJSON_GetArrayItem(choices, 0);
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(obj, "error");
+	const cJSON *usage = cJSON_GetObjectItemCaseSensitive(obj, "usage");
+	const char *text;
+	const char *reason;
 
-	if (!json_is_object(obj))
+	if (!cJSON_IsObject(obj))
 		return af__chat_fail(c, AF_EPROTO,
 				     "openai: an answer that is not an object");
-	if (err != NULL && !json_is_null(err))
+	if (err != NULL && !cJSON_IsNull(err))
 		return server_error(c, err);
-	af__chat_set_model(c, json_string_value(json_object_get(obj, "model")));
-	if (json_is_object(usage))
+	af__chat_set_model(c, af__json_str(obj, "model"));
+	if (cJSON_IsObject(usage))
 		read_usage(c, usage);
 	if (choice == NULL) {
-		if (json_is_object(usage) || json_is_array(choices))
+		if (cJSON_IsObject(usage) || cJSON_IsArray(choices))
 			return AF_OK;
 		return af__chat_fail(c, AF_EPROTO,
 				     "openai: an answer without choices");
 	}
-	text = json_object_get(json_object_get(choice, delta_key), "content");
-	reason = json_object_get(choice, "finish_reason");
-	if (json_is_string(reason))
-		af__chat_set_finish(c, json_string_value(reason));
-	if (json_is_string(text))
-		return af__chat_delta(c, json_string_value(text),
-				      json_string_length(text));
+	text = af__json_str(cJSON_GetObjectItemCaseSensitive(choice, delta_key),
+			    "content");
+	reason = af__json_str(choice, "finish_reason");
+	if (reason != NULL)
+		af__chat_set_finish(c, reason);
+	if (text != NULL)
+		return af__chat_delta(c, text, strlen(text));
 	return AF_OK;
 }
 
-static int on_event(void *arg, const char *event, const char *data,
-		    size_t len)
+static int on_event(void *arg, const char *event, const char *data, size_t len)
 {
 	chat_call *c = arg;
-	json_error_t jerr;
-	json_t *obj;
+	const char *why;
+	cJSON *obj;
 	af_err err;
 
 	if (c->done_seen)
@@ -81,13 +80,13 @@ static int on_event(void *arg, const char *event, const char *data,
 		c->done_seen = true;
 		return AF_OK;
 	}
-	obj = json_loadb(data, len, 0, &jerr);
+	obj = af__json_parse(data, len, &why);
 	if (obj == NULL)
 		return af__chat_fail(c, AF_EPROTO,
 				     "openai: malformed JSON in the stream: %s",
-				     jerr.text);
+				     why);
 	err = read_answer(c, obj, "delta");
-	json_decref(obj);
+	cJSON_Delete(obj);
 	return err;
 }
 
@@ -103,8 +102,8 @@ static af_err feed(chat_call *c, const char *buf, size_t len)
 
 static af_err end(chat_call *c)
 {
-	json_error_t jerr;
-	json_t *obj;
+	const char *why;
+	cJSON *obj;
 	af_err err;
 
 	if (c->http_stream) {
@@ -114,46 +113,55 @@ static af_err end(chat_call *c)
 					     "data: [DONE]");
 		return AF_OK;
 	}
-	obj = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0,
-			 &jerr);
+	obj = af__json_parse(c->body != NULL ? c->body : "", c->body_len, &why);
 	if (obj == NULL)
 		return af__chat_fail(c, AF_EPROTO,
-				     "openai: malformed JSON answer: %s",
-				     jerr.text);
+				     "openai: malformed JSON answer: %s", why);
 	err = read_answer(c, obj, "message");
-	json_decref(obj);
+	cJSON_Delete(obj);
 	return err;
 }
 
-static af_err start(chat_call *c, const json_t *messages)
+static af_err start(chat_call *c, const cJSON *messages)
 {
-	json_t *body = json_object();
-	char *text;
+	cJSON *body = cJSON_CreateObject();
+	cJSON *copy = cJSON_Duplicate(messages, true);
+	cJSON *options = NULL;
+	char *text = NULL;
 	af_err err;
 
-	if (body == NULL)
-		return AF_ENOMEM;
-	json_object_set_new(body, "model", json_string(c->model));
-	json_object_set(body, "messages", (json_t *)messages);
-	json_object_set_new(body, "stream", json_boolean(c->http_stream));
+	if (body == NULL || copy == NULL ||
+	    cJSON_AddStringToObject(body, "model", c->model) == NULL ||
+	    !cJSON_AddItemToObject(body, "messages", copy))
+		goto nomem;
+	copy = NULL;
+	if (cJSON_AddBoolToObject(body, "stream", c->http_stream) == NULL)
+		goto nomem;
 	if (c->http_stream) {
-		json_object_set_new(body, "stream_options",
-				    json_pack("{s:b}", "include_usage", 1));
+		options = cJSON_AddObjectToObject(body, "stream_options");
+		if (options == NULL ||
+		    cJSON_AddTrueToObject(options, "include_usage") == NULL)
+			goto nomem;
 		af__sse_init(&c->parse.sse, 0);
 	}
-	if (c->temperature >= 0)
-		json_object_set_new(body, "temperature",
-				    json_real(c->temperature));
-	if (c->max_tokens > 0)
-		json_object_set_new(body, "max_tokens",
-				    json_integer(c->max_tokens));
-	text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
+	if (c->temperature >= 0 &&
+	    cJSON_AddNumberToObject(body, "temperature", c->temperature) ==
+		    NULL)
+		goto nomem;
+	if (c->max_tokens > 0 &&
+	    cJSON_AddNumberToObject(body, "max_tokens", c->max_tokens) == NULL)
+		goto nomem;
+	text = cJSON_PrintUnformatted(body);
+	cJSON_Delete(body);
 	if (text == NULL)
 		return af__chat_fail(c, AF_ENOMEM, "openai: out of memory");
 	err = af__chat_http_start(c, "/chat/completions", text, strlen(text));
-	free(text);
+	cJSON_free(text);
 	return err;
+nomem:
+	cJSON_Delete(copy);
+	cJSON_Delete(body);
+	return af__chat_fail(c, AF_ENOMEM, "openai: out of memory");
 }
 
 static void release(chat_call *c)

@@ -4,8 +4,9 @@
  */
 #include "http.h"
 
+#include "json.h"
+
 #include <curl/curl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +26,12 @@ struct af_http_xfer {
 	size_t body_len;
 	af_http_cbs cbs;
 	void *arg;
-	int64_t deadline_ns; /* 0: none */
-	int attempt;	     /* retries done */
-	bool running;	     /* added to the multi handle */
-	bool delivered;	     /* body bytes were handed over: no retry */
-	bool is_error;	     /* this attempt's status is not 2xx */
-	af_err abort_code;   /* on_data refused the bytes */
+	int64_t deadline_ns;    /* 0: none */
+	int attempt;            /* retries done */
+	bool running;           /* added to the multi handle */
+	bool delivered;         /* body bytes were handed over: no retry */
+	bool is_error;          /* this attempt's status is not 2xx */
+	af_err abort_code;      /* on_data refused the bytes */
 	int64_t retry_after_ms; /* the last answer's advice; -1: none */
 	uint64_t retry_timer;
 	char *err_body; /* a non-2xx answer's body */
@@ -117,30 +118,34 @@ static void one_line(const char *s, size_t len, char *out, size_t size)
 
 void af__http_error_text(const char *body, size_t len, char *out, size_t size)
 {
-	json_t *root = json_loadb(body, len, 0, NULL);
+	const char *why;
+	cJSON *root = body != NULL ? af__json_parse(body, len, &why) : NULL;
 	const char *text = NULL;
 
-	if (json_is_object(root)) {
-		json_t *err = json_object_get(root, "error");
+	if (cJSON_IsObject(root)) {
+		cJSON *err = cJSON_GetObjectItemCaseSensitive(root, "error");
+		static const char *const keys[] = {"message", "detail"};
 
-		if (json_is_string(err))
-			text = json_string_value(err);
-		else if (json_is_object(err))
-			text = json_string_value(
-				json_object_get(err, "message"));
-		if (text == NULL)
-			text = json_string_value(
-				json_object_get(root, "message"));
-		if (text == NULL)
-			text = json_string_value(
-				json_object_get(root, "detail"));
+		if (cJSON_IsString(err))
+			text = err->valuestring;
+		else if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(
+				 err, "message")))
+			text = cJSON_GetObjectItemCaseSensitive(err, "message")
+				       ->valuestring;
+		for (size_t i = 0; text == NULL && i < 2; i++) {
+			cJSON *v =
+				cJSON_GetObjectItemCaseSensitive(root, keys[i]);
+
+			if (cJSON_IsString(v))
+				text = v->valuestring;
+		}
 	}
 	if (text != NULL)
 		one_line(text, strlen(text), out, size);
 	else
 		one_line(body != NULL ? body : "", body != NULL ? len : 0, out,
 			 size);
-	json_decref(root);
+	cJSON_Delete(root);
 }
 
 /* ---- driving libcurl from the loop ------------------------------------ */
@@ -377,7 +382,8 @@ static void finish(af_http *h, af_http_xfer *x, af_err err, long status,
 
 static void start_queued(af_http *h)
 {
-	while (h->queue_len > 0 && h->running < (size_t)h->opts.max_concurrent) {
+	while (h->queue_len > 0 &&
+	       h->running < (size_t)h->opts.max_concurrent) {
 		af_http_xfer *x = h->queue[h->queue_head];
 
 		h->queue_head = (h->queue_head + 1) % h->queue_cap;
@@ -480,9 +486,9 @@ static void transfer_done(af_http *h, af_http_xfer *x, CURLcode rc)
 		 x->delivered ? "connection lost mid-answer: " : "",
 		 x->errbuf[0] != '\0' ? x->errbuf : curl_easy_strerror(rc));
 	finish(h, x,
-	       rc == CURLE_OUT_OF_MEMORY ? AF_ENOMEM
+	       rc == CURLE_OUT_OF_MEMORY        ? AF_ENOMEM
 	       : rc == CURLE_OPERATION_TIMEDOUT ? AF_ETIMEDOUT
-					       : AF_EPEERDOWN,
+						: AF_EPEERDOWN,
 	       status, msg);
 }
 
@@ -673,9 +679,10 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION,
 			 (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(x->easy, CURLOPT_TCP_NODELAY, 1L);
-	/* Many transfers to one server: wait for a multiplexed HTTP/2
-	 * connection rather than open one each where the server offers it. */
-	curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 1L);
+	/* No CURLOPT_PIPEWAIT: it holds each new transfer until an earlier
+	 * connection shows whether it multiplexes, which cost an HTTP/1.1
+	 * server's first chunk 250 ms in bench_chat. HTTP/2 connections
+	 * are still shared once known (CURLPIPE_MULTIPLEX). */
 	if (x->body != NULL) {
 		curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
 		curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE,

@@ -31,10 +31,10 @@ typedef struct af_http_xfer af_http_xfer;
 
 typedef struct af_http_opts {
 	int64_t connect_timeout_ms; /* per attempt; 0: 10 s */
-	int max_concurrent;	    /* transfers at once, the rest queue; 0: 1024 */
-	int max_retries;	    /* retries after the first attempt; <0: 0 */
-	int64_t retry_base_ms;	    /* first backoff; 0: 500 ms */
-	int64_t retry_max_ms;	    /* longest backoff; 0: 30 s */
+	int max_concurrent;    /* transfers at once, the rest queue; 0: 1024 */
+	int max_retries;       /* retries after the first attempt; <0: 0 */
+	int64_t retry_base_ms; /* first backoff; 0: 500 ms */
+	int64_t retry_max_ms;  /* longest backoff; 0: 30 s */
 } af_http_opts;
 
 typedef struct af_http_req {

@@ -83,14 +83,14 @@ typedef struct af_chat_config {
 	/* The name of the environment variable that holds the API key
 	 * (NULL: none sent). The key is read once, at spawn. */
 	const char *api_key_env;
-	double temperature;	    /* < 0: the server's default */
-	int max_tokens;		    /* <= 0: the server's default */
-	int64_t timeout_ms;	    /* a whole request; 0: 10 minutes */
+	double temperature;         /* < 0: the server's default */
+	int max_tokens;             /* <= 0: the server's default */
+	int64_t timeout_ms;         /* a whole request; 0: 10 minutes */
 	int64_t connect_timeout_ms; /* 0: 10 s */
-	int max_retries;	    /* < 0: 0; default 3 */
-	int max_concurrent;	    /* HTTP transfers at once; 0: 1024 */
-	int64_t retry_base_ms;	    /* first backoff; 0: 500 ms */
-	int64_t retry_max_ms;	    /* longest backoff; 0: 30 s */
+	int max_retries;            /* < 0: 0; default 3 */
+	int max_concurrent;         /* HTTP transfers at once; 0: 1024 */
+	int64_t retry_base_ms;      /* first backoff; 0: 500 ms */
+	int64_t retry_max_ms;       /* longest backoff; 0: 30 s */
 } af_chat_config;
 
 /* Fills c with defaults chosen from the environment, the variables users
