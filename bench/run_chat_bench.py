@@ -17,9 +17,12 @@ and the targets as ratios within the same invocation, and with --plot FILE
 draws CPU and wall time against N (matplotlib).
 
 usage: bench/run_chat_bench.py [--build-dir DIR] [--repeat N] [--quick]
-                               [--plot FILE] [--loads 100:20,1000:20,...]
+                               [--plot FILE] [--json FILE]
+                               [--loads 100:20,1000:20,...]
+Run it with Debian's python3 (python3-aiohttp, python3-matplotlib).
 """
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -108,6 +111,8 @@ def main():
                     help="N:interval_ms pairs, comma-separated")
     ap.add_argument("--impls", default="floor,actorflow,python")
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--json", default=None,
+                    help="also write every run's figures to this file")
     a = ap.parse_args()
 
     if a.loads:
@@ -127,6 +132,10 @@ def main():
                 results.setdefault((n, impl), []).append(
                     measure(a.build_dir, n, interval, impl))
 
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({f"{n} {impl}": rows
+                       for (n, impl), rows in results.items()}, f, indent=1)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.system()} {platform.release()}; "
           f"{CHUNKS} chunks per stream; medians of {a.repeat} runs\n")
