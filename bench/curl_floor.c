@@ -226,8 +226,8 @@ int main(int argc, char **argv)
 				flags |= CURL_CSELECT_OUT;
 			if (evs[j].events & EPOLLERR)
 				flags |= CURL_CSELECT_ERR;
-			curl_multi_socket_action(c.multi, evs[j].data.fd,
-						 flags, &running);
+			curl_multi_socket_action(c.multi, evs[j].data.fd, flags,
+						 &running);
 		}
 		if (c.deadline >= 0 && now_s() >= c.deadline) {
 			c.deadline = -1;

@@ -59,15 +59,16 @@ char *answer_chat(dialect d, const conf *c, const char *model,
 	}
 	if (d == DIALECT_OPENAI) {
 		snprintf(idstr, sizeof(idstr), "chatcmpl-mock-%u", id);
-		root = json_pack(
-			"{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s},s:s}],"
-			"s:{s:i,s:i,s:i}}",
-			"id", idstr, "object", "chat.completion", "created",
-			(json_int_t)time(NULL), "model", model, "choices",
-			"index", 0, "message", "role", "assistant", "content",
-			content.data, "finish_reason", "stop", "usage",
-			"prompt_tokens", prompt_tokens, "completion_tokens",
-			c->o.chunks, "total_tokens", prompt_tokens + c->o.chunks);
+		root = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s},s:s}],"
+				 "s:{s:i,s:i,s:i}}",
+				 "id", idstr, "object", "chat.completion",
+				 "created", (json_int_t)time(NULL), "model",
+				 model, "choices", "index", 0, "message",
+				 "role", "assistant", "content", content.data,
+				 "finish_reason", "stop", "usage",
+				 "prompt_tokens", prompt_tokens,
+				 "completion_tokens", c->o.chunks,
+				 "total_tokens", prompt_tokens + c->o.chunks);
 	} else {
 		created_at(when, sizeof(when));
 		root = json_pack("{s:s,s:s,s:{s:s,s:s},s:b,s:s,s:i,s:i,s:i,s:i,"
@@ -99,7 +100,8 @@ static int text_words(json_t *content)
 	/* OpenAI's content parts: [{"type":"text","text":"..."}, ...]. */
 	json_array_foreach(content, i, part)
 	{
-		const char *t = json_string_value(json_object_get(part, "text"));
+		const char *t =
+			json_string_value(json_object_get(part, "text"));
 
 		if (t != NULL)
 			n += word_count(t);
@@ -185,7 +187,8 @@ char *answer_embeddings(dialect d, const conf *c, const char *model,
 	else
 		root = json_pack("{s:s,s:O,s:i,s:i,s:i}", "model", model,
 				 "embeddings", list, "total_duration", 0,
-				 "load_duration", 0, "prompt_eval_count", words);
+				 "load_duration", 0, "prompt_eval_count",
+				 words);
 out:
 	json_decref(texts);
 	json_decref(list);

@@ -33,11 +33,7 @@
  * time out. */
 #define CONNECTION_TIMEOUT_S 60u
 
-typedef enum route {
-	ROUTE_NONE,
-	ROUTE_CHAT,
-	ROUTE_EMBED
-} route;
+typedef enum route { ROUTE_NONE, ROUTE_CHAT, ROUTE_EMBED } route;
 
 /* One request, from its first bytes to libmicrohttpd's completion call. */
 typedef struct request {
@@ -78,8 +74,9 @@ conf *conf_new(const mockllm_opts *opts)
 	if (c->o.fail_status == 0)
 		c->o.fail_status = 500;
 	c->o.text = strdup(c->o.text != NULL ? c->o.text : "w");
-	c->o.error_message = strdup(
-		c->o.error_message != NULL ? c->o.error_message : "mock failure");
+	c->o.error_message =
+		strdup(c->o.error_message != NULL ? c->o.error_message
+						  : "mock failure");
 	if (c->o.text == NULL || c->o.error_message == NULL)
 		goto fail;
 	c->text_json = json_escape(c->o.text);
@@ -251,7 +248,7 @@ static enum MHD_Result chat(mockllm *m, request *r, struct MHD_Connection *conn,
 	args.id = atomic_fetch_add(&m->next_id, 1) + 1;
 	/* Ollama streams unless told not to; OpenAI only when asked. */
 	if (r->dialect == DIALECT_OLLAMA ? !json_is_false(streamed)
-				 : json_is_true(streamed))
+					 : json_is_true(streamed))
 		return start_stream(m, r, conn, c, &args);
 
 	r->in_flight = true;
@@ -329,8 +326,7 @@ static enum MHD_Result dispatch(mockllm *m, request *r,
 	enum MHD_Result ret;
 
 	if (r->route == ROUTE_NONE) {
-		snprintf(message, sizeof(message), "no such path: %.200s",
-			 url);
+		snprintf(message, sizeof(message), "no such path: %.200s", url);
 		return send_error(conn, r, 404, message);
 	}
 	if (!r->post)
@@ -338,10 +334,11 @@ static enum MHD_Result dispatch(mockllm *m, request *r,
 	if (r->too_big || r->body.failed)
 		return send_error(conn, r, 413, "request body too large");
 	if (take_failure(m, c))
-		return send_json(conn, (unsigned)c->o.fail_status,
-				 answer_error(r->dialect, c->o.error_message,
-					      error_type((unsigned)c->o.fail_status)),
-				 &c->o);
+		return send_json(
+			conn, (unsigned)c->o.fail_status,
+			answer_error(r->dialect, c->o.error_message,
+				     error_type((unsigned)c->o.fail_status)),
+			&c->o);
 	req = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0,
 			 &err);
 	if (!json_is_object(req)) {
@@ -374,7 +371,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		r->route = route_of(url);
 		r->dialect = strncmp(url, "/api/", 5) == 0 ? DIALECT_OLLAMA
-						       : DIALECT_OPENAI;
+							   : DIALECT_OPENAI;
 		r->post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
 		*ctx = r;
 		return MHD_YES;
@@ -464,8 +461,8 @@ int mockllm_start_ex(mockllm **out, const mockllm_opts *opts, int port,
 					     CONNECTION_LIMIT, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
 					     CONNECTION_TIMEOUT_S, NULL};
-	items[n++] = (struct MHD_OptionItem){
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY, NULL};
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+					     CONNECTION_MEMORY, NULL};
 	/* 10,000 clients may connect at once; the kernel caps this at
 	 * net.core.somaxconn. */
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE,
@@ -474,11 +471,11 @@ int mockllm_start_ex(mockllm **out, const mockllm_opts *opts, int port,
 		items[n++] = (struct MHD_OptionItem){
 			MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-	m->daemon = MHD_start_daemon(
-		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-			MHD_USE_TURBO,
-		0, NULL, NULL, on_request, m, MHD_OPTION_ARRAY, items,
-		MHD_OPTION_END);
+	m->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+					     MHD_ALLOW_SUSPEND_RESUME |
+					     MHD_USE_TURBO,
+				     0, NULL, NULL, on_request, m,
+				     MHD_OPTION_ARRAY, items, MHD_OPTION_END);
 	if (m->daemon == NULL)
 		goto stop_pacer;
 	info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -612,8 +609,8 @@ char *mockllm_last_request(const mockllm *m, char **auth_header)
 	if (mut->last_body != NULL)
 		body = strdup(mut->last_body);
 	if (auth_header != NULL)
-		*auth_header = mut->last_auth != NULL ? strdup(mut->last_auth)
-						      : NULL;
+		*auth_header =
+			mut->last_auth != NULL ? strdup(mut->last_auth) : NULL;
 	pthread_mutex_unlock(&mut->mu);
 	return body;
 }

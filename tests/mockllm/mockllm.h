@@ -47,7 +47,8 @@ typedef enum mockllm_fault {
 	 * as a server crash would. Not streamed: closed before any answer. */
 	MOCKLLM_DROP,
 	/* Content chunk number fault_at (0-based) is broken JSON; the rest of
-	 * the stream follows as usual. Not streamed: the body is broken JSON. */
+	 * the stream follows as usual. Not streamed: the body is broken JSON.
+	 */
 	MOCKLLM_MALFORMED,
 	/* After fault_at content chunks, an error object and a clean end of
 	 * the body: OpenAI `data: {"error":{"message":...,"type":
@@ -60,14 +61,15 @@ typedef enum mockllm_fault {
 	MOCKLLM_NO_DONE,
 	/* fault_at content chunks, then nothing while the connection stays
 	 * open until the client closes it (for timeout and cancel tests).
-	 * Not streamed: no answer at all. */
+	 * Not streamed: no answer at all, and a client that gives up is not
+	 * noticed (libmicrohttpd does not watch a suspended connection). */
 	MOCKLLM_STALL
 } mockllm_fault;
 
 /* Options; a zeroed struct (or NULL) means every default. */
 typedef struct mockllm_opts {
-	int chunks;      /* content chunks per answer; 0: 5; < 0: none */
-	int interval_ms; /* pause before each content chunk; 0: none */
+	int chunks;       /* content chunks per answer; 0: 5; < 0: none */
+	int interval_ms;  /* pause before each content chunk; 0: none */
 	const char *text; /* chunk text prefix; NULL: "w". Copied. */
 	bool crlf;        /* lines end with "\r\n", events with "\r\n\r\n" */
 	/* Each event goes out in pieces of 1 to 3 bytes, each its own write

@@ -19,7 +19,7 @@
  * replace the server's conf while answers are under way. */
 typedef struct conf {
 	atomic_int refs;
-	mockllm_opts o; /* o.text and o.error_message point at copies */
+	mockllm_opts o;   /* o.text and o.error_message point at copies */
 	char *text_json;  /* o.text escaped for a JSON string */
 	char *error_json; /* o.error_message escaped for a JSON string */
 } conf;
@@ -28,10 +28,7 @@ conf *conf_new(const mockllm_opts *opts);
 conf *conf_ref(conf *c);
 void conf_unref(conf *c);
 
-typedef enum dialect {
-	DIALECT_OPENAI,
-	DIALECT_OLLAMA
-} dialect;
+typedef enum dialect { DIALECT_OPENAI, DIALECT_OLLAMA } dialect;
 
 struct mockllm {
 	struct MHD_Daemon *daemon;

@@ -232,8 +232,8 @@ static void *pacer_main(void *arg)
 
 			if (w == NULL) {
 				uint64_t count;
-				ssize_t rc = read(p->wakefd, &count,
-						  sizeof(count));
+				ssize_t rc =
+					read(p->wakefd, &count, sizeof(count));
 
 				(void)rc;
 				continue;

@@ -37,11 +37,7 @@ typedef struct pacer_wait {
 	bool suspended;
 	/* Why the last wait ended: anything but PACER_DUE means the caller
 	 * must end its answer. */
-	enum pacer_end {
-		PACER_DUE,
-		PACER_PEER_CLOSED,
-		PACER_STOPPED
-	} ended;
+	enum pacer_end { PACER_DUE, PACER_PEER_CLOSED, PACER_STOPPED } ended;
 	struct pacer_wait *prev, *next; /* the pacer's suspended waits */
 } pacer_wait;
 
@@ -75,8 +71,8 @@ int pacer_start(pacer *p);
 int pacer_suspend(pacer *p, pacer_wait *w, uint64_t due_ns, uint64_t tick_ns);
 
 /* Stops the thread and resumes every suspended connection with w->ended
- * set to PACER_STOPPED, so that libmicrohttpd may be stopped (it must not be while any
- * connection is suspended). Later pacer_suspend calls fail. */
+ * set to PACER_STOPPED, so that libmicrohttpd may be stopped (it must not be
+ * while any connection is suspended). Later pacer_suspend calls fail. */
 void pacer_stop(pacer *p);
 
 /* Frees what a stopped (or never started) pacer holds. */

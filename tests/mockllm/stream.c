@@ -106,7 +106,8 @@ static void openai_content(stream *s, bool broken)
 	if (s->c->o.comments)
 		buf_printf(&s->out, ": keep-alive%s%s", eol(s), eol(s));
 	openai_head(s);
-	buf_puts(&s->tmp, "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
+	buf_puts(&s->tmp,
+		 "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
 	chunk_text(&s->tmp, s->c, s->sent, true);
 	/* A broken chunk stops in the middle of its object. */
 	if (!broken)
@@ -189,17 +190,19 @@ static enum step stream_next(stream *s, uint64_t *due)
 		s->phase = PHASE_BODY;
 		if (s->dialect == DIALECT_OPENAI) {
 			openai_head(s);
-			buf_puts(&s->tmp,
-				 "\"choices\":[{\"index\":0,\"delta\":{\"role\":"
-				 "\"assistant\",\"content\":\"\"},"
-				 "\"finish_reason\":null}]}");
+			buf_puts(
+				&s->tmp,
+				"\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+				"\"assistant\",\"content\":\"\"},"
+				"\"finish_reason\":null}]}");
 			sse_event(s);
 			return STEP_DATA;
 		}
 	}
 	if (s->phase == PHASE_BODY) {
 		bool cut = s->sent == o->fault_at &&
-			   (o->fault == MOCKLLM_DROP || o->fault == MOCKLLM_STALL ||
+			   (o->fault == MOCKLLM_DROP ||
+			    o->fault == MOCKLLM_STALL ||
 			    o->fault == MOCKLLM_ERROR_EVENT);
 
 		/* The pause comes before each chunk, and before a fault that
@@ -304,7 +307,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max)
 		case STEP_WAIT:
 		case STEP_STALL:
 			if (pacer_suspend(&s->m->pacer, &s->wait,
-					  step == STEP_WAIT ? due : PACER_FOREVER,
+					  step == STEP_WAIT ? due
+							    : PACER_FOREVER,
 					  s->tick_ns) == 0)
 				return 0;
 			s->ended_by_server = true;
@@ -340,8 +344,7 @@ struct MHD_Response *stream_new(stream **out, mockllm *m, conf *c,
 	if (r == NULL)
 		goto free_model;
 	if (args->dialect == DIALECT_OPENAI) {
-		MHD_add_response_header(r, "Content-Type",
-					"text/event-stream");
+		MHD_add_response_header(r, "Content-Type", "text/event-stream");
 		MHD_add_response_header(r, "Cache-Control", "no-cache");
 	} else {
 		MHD_add_response_header(r, "Content-Type",

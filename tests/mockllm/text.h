@@ -20,8 +20,8 @@ typedef struct buf {
 
 void buf_put(buf *b, const void *data, size_t len);
 void buf_puts(buf *b, const char *s);
-__attribute__((format(printf, 2, 3))) void buf_printf(buf *b,
-						      const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void buf_printf(buf *b, const char *fmt,
+						      ...);
 /* Appends s escaped as the inside of a JSON string (no quotes). */
 void buf_put_json(buf *b, const char *s);
 void buf_reset(buf *b);
