@@ -591,6 +591,68 @@ static void test_deadline_aborts_the_transfer(void **state)
 	af_payload_destroy(&p);
 }
 
+/* An actor that asks "chat" for a stream when told "go" and counts what
+ * comes back. */
+typedef struct asker {
+	test_signal chunks;
+	af_err status; /* of the end; AF_EAGAIN while none came */
+} asker;
+
+static void asker_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
+{
+	test_signal_add(&((asker *)arg)->chunks);
+}
+
+static void asker_end(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	((asker *)arg)->status = status;
+}
+
+static af_err asker_init(af_ctx *ctx, const void *config, void **state)
+{
+	*state = (void *)config;
+	return AF_OK;
+}
+
+static af_err asker_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	af_payload *p = question("hi");
+	af_err err = af_request_stream(ctx, "chat", "stream_chat", p, 0,
+				       asker_chunk, asker_end, state, NULL);
+
+	af_payload_destroy(&p);
+	return err;
+}
+
+static const af_actor_ops asker_ops = {
+	.type_name = "asker",
+	.init = asker_init,
+	.handle = asker_handle,
+};
+
+/* The requester goes away mid-stream: the chat actor hears it and aborts
+ * the HTTP transfer, as it does for a cancel. */
+static void test_requester_gone_aborts_the_transfer(void **state)
+{
+	fixture *f = *state;
+	asker a = {.status = AF_EAGAIN};
+
+	test_signal_init(&a.chunks);
+	spawn_chat(f, "openai", 0);
+	set_mock(f, (mockllm_opts){.chunks = 10,
+				   .fault = MOCKLLM_STALL,
+				   .fault_at = 2});
+	assert_int_equal(af_spawn(f->sys, "asker", &asker_ops, &a, NULL),
+			 AF_OK);
+	assert_int_equal(
+		af_client_tell(f->client, "asker", "go", NULL, WAIT_MS), AF_OK);
+	assert_true(test_signal_wait(&a.chunks, 2, WAIT_MS));
+	assert_int_equal(af_stop(f->sys, "asker"), AF_OK);
+	assert_int_equal(a.status, AF_ECANCELED);
+	assert_int_equal(mockllm_wait_aborted(f->mock, 1, WAIT_MS), 0);
+	test_signal_fini(&a.chunks);
+}
+
 static void test_connection_refused(void **state)
 {
 	fixture *f = *state;
@@ -666,6 +728,7 @@ int main(void)
 		T(test_ollama_broken_streams),
 		T(test_cancel_aborts_the_transfer),
 		T(test_deadline_aborts_the_transfer),
+		T(test_requester_gone_aborts_the_transfer),
 		T(test_connection_refused),
 		T(test_many_streams_at_once),
 		T(test_long_stream_through_the_window),

@@ -38,10 +38,10 @@ typedef struct reply {
 	long status;
 	char *body;
 	size_t len;
-	int writes;            /* write callback calls */
-	bool cut_in_crlf;      /* a write ended between '\r' and '\n' */
-	bool cut_in_utf8;      /* a write ended inside a UTF-8 sequence */
-	char retry_after[32];  /* Retry-After header */
+	int writes;           /* write callback calls */
+	bool cut_in_crlf;     /* a write ended between '\r' and '\n' */
+	bool cut_in_utf8;     /* a write ended inside a UTF-8 sequence */
+	char retry_after[32]; /* Retry-After header */
 	char retry_after_ms[32];
 	char content_type[64];
 	const char *needle; /* request_until: the text to wait for */
@@ -132,8 +132,8 @@ static CURL *new_request(const mockllm *m, const char *path, const char *body,
 static void request(const mockllm *m, const char *path, const char *body,
 		    reply *r)
 {
-	struct curl_slist *headers = curl_slist_append(
-		NULL, "Authorization: Bearer sk-test");
+	struct curl_slist *headers =
+		curl_slist_append(NULL, "Authorization: Bearer sk-test");
 	CURL *e = new_request(m, path, body, headers, r);
 
 	r->rc = curl_easy_perform(e);
@@ -161,8 +161,7 @@ static void request_until(mockllm *m, const char *path, const char *body,
 	r->needle = needle;
 	curl_multi_add_handle(multi, e);
 	while (!until(m, r)) {
-		assert_int_equal(curl_multi_perform(multi, &running),
-				 CURLM_OK);
+		assert_int_equal(curl_multi_perform(multi, &running), CURLM_OK);
 		assert_int_equal(running, 1);
 		curl_multi_poll(multi, NULL, 0, 20, NULL);
 	}
@@ -360,8 +359,7 @@ static void read_openai_stream(const reply *r, openai_stream *s)
 			json_decref(j);
 			continue;
 		}
-		assert_string_equal(jstr(j, "object"),
-				    "chat.completion.chunk");
+		assert_string_equal(jstr(j, "object"), "chat.completion.chunk");
 		assert_string_equal(jstr(j, "model"), "m1");
 		if (i == 0) {
 			assert_string_equal(jstr(j, "choices.0.delta.role"),
@@ -924,9 +922,9 @@ static void test_concurrent_streams(void **state)
 	assert_int_equal(mockllm_start(&m, &o), 0);
 	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
 	for (int i = 0; i < N; i++) {
-		easy[i] = new_request(m, i % 2 ? "/api/chat"
-					       : "/v1/chat/completions",
-				      chat(true, NULL), NULL, &r[i]);
+		easy[i] = new_request(
+			m, i % 2 ? "/api/chat" : "/v1/chat/completions",
+			chat(true, NULL), NULL, &r[i]);
 		curl_multi_add_handle(multi, easy[i]);
 	}
 	while (running > 0) {
@@ -1091,8 +1089,8 @@ static void test_stop_under_way(void **state)
 
 	(void)state;
 	assert_int_equal(mockllm_start(&m, &o), 0);
-	easy[0] = new_request(m, "/v1/chat/completions", chat(true, NULL),
-			      NULL, &r[0]);
+	easy[0] = new_request(m, "/v1/chat/completions", chat(true, NULL), NULL,
+			      &r[0]);
 	curl_multi_add_handle(multi, easy[0]);
 	while (mockllm_open_streams(m) < 1) {
 		curl_multi_perform(multi, &running);

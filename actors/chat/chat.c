@@ -452,6 +452,39 @@ af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 	return AF_OK;
 }
 
+cJSON *af__chat_body(const chat_call *c, const cJSON *messages)
+{
+	cJSON *body = cJSON_CreateObject();
+	cJSON *copy = cJSON_Duplicate(messages, true);
+
+	if (body == NULL || copy == NULL ||
+	    cJSON_AddStringToObject(body, "model", c->model) == NULL ||
+	    !cJSON_AddItemToObject(body, "messages", copy)) {
+		cJSON_Delete(copy);
+		cJSON_Delete(body);
+		return NULL;
+	}
+	if (cJSON_AddBoolToObject(body, "stream", c->http_stream) == NULL) {
+		cJSON_Delete(body);
+		return NULL;
+	}
+	return body;
+}
+
+af_err af__chat_post(chat_call *c, const char *path, cJSON *body)
+{
+	char *text = cJSON_PrintUnformatted(body);
+	af_err err;
+
+	cJSON_Delete(body);
+	if (text == NULL)
+		return af__chat_fail(c, AF_ENOMEM, "%s: out of memory",
+				     c->a->provider->name);
+	err = af__chat_http_start(c, path, text, strlen(text));
+	cJSON_free(text);
+	return err;
+}
+
 /* ---- requests ---------------------------------------------------------- */
 
 /* Appends {"role": role, "content": content} to list. AF_EINVAL when a

@@ -120,6 +120,14 @@ struct chat_call {
 af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 			   size_t len);
 
+/* A request body with what both APIs share: "model", a copy of
+ * "messages" and "stream". NULL when memory ran out. */
+cJSON *af__chat_body(const chat_call *c, const cJSON *messages);
+
+/* POSTs body (which it frees) to path as c's transfer. Returns as
+ * af__chat_http_start. */
+af_err af__chat_post(chat_call *c, const char *path, cJSON *body);
+
 /* Hands text of the answer over: a chunk, or appended to the reply. */
 af_err af__chat_delta(chat_call *c, const char *text, size_t len);
 

@@ -104,18 +104,10 @@ static af_err end(chat_call *c)
 
 static af_err start(chat_call *c, const cJSON *messages)
 {
-	cJSON *body = cJSON_CreateObject();
-	cJSON *copy = cJSON_Duplicate(messages, true);
+	cJSON *body = af__chat_body(c, messages);
 	cJSON *options;
-	char *text;
-	af_err err;
 
-	if (body == NULL || copy == NULL ||
-	    cJSON_AddStringToObject(body, "model", c->model) == NULL ||
-	    !cJSON_AddItemToObject(body, "messages", copy))
-		goto nomem;
-	copy = NULL;
-	if (cJSON_AddBoolToObject(body, "stream", c->http_stream) == NULL)
+	if (body == NULL)
 		goto nomem;
 	if (c->temperature >= 0 || c->max_tokens > 0) {
 		options = cJSON_AddObjectToObject(body, "options");
@@ -130,15 +122,8 @@ static af_err start(chat_call *c, const cJSON *messages)
 	}
 	if (c->http_stream)
 		af__ndjson_init(&c->parse.ndjson, 0);
-	text = cJSON_PrintUnformatted(body);
-	cJSON_Delete(body);
-	if (text == NULL)
-		return af__chat_fail(c, AF_ENOMEM, "ollama: out of memory");
-	err = af__chat_http_start(c, "/api/chat", text, strlen(text));
-	cJSON_free(text);
-	return err;
+	return af__chat_post(c, "/api/chat", body);
 nomem:
-	cJSON_Delete(copy);
 	cJSON_Delete(body);
 	return af__chat_fail(c, AF_ENOMEM, "ollama: out of memory");
 }

@@ -124,18 +124,10 @@ static af_err end(chat_call *c)
 
 static af_err start(chat_call *c, const cJSON *messages)
 {
-	cJSON *body = cJSON_CreateObject();
-	cJSON *copy = cJSON_Duplicate(messages, true);
-	cJSON *options = NULL;
-	char *text = NULL;
-	af_err err;
+	cJSON *body = af__chat_body(c, messages);
+	cJSON *options;
 
-	if (body == NULL || copy == NULL ||
-	    cJSON_AddStringToObject(body, "model", c->model) == NULL ||
-	    !cJSON_AddItemToObject(body, "messages", copy))
-		goto nomem;
-	copy = NULL;
-	if (cJSON_AddBoolToObject(body, "stream", c->http_stream) == NULL)
+	if (body == NULL)
 		goto nomem;
 	if (c->http_stream) {
 		options = cJSON_AddObjectToObject(body, "stream_options");
@@ -151,15 +143,8 @@ static af_err start(chat_call *c, const cJSON *messages)
 	if (c->max_tokens > 0 &&
 	    cJSON_AddNumberToObject(body, "max_tokens", c->max_tokens) == NULL)
 		goto nomem;
-	text = cJSON_PrintUnformatted(body);
-	cJSON_Delete(body);
-	if (text == NULL)
-		return af__chat_fail(c, AF_ENOMEM, "openai: out of memory");
-	err = af__chat_http_start(c, "/chat/completions", text, strlen(text));
-	cJSON_free(text);
-	return err;
+	return af__chat_post(c, "/chat/completions", body);
 nomem:
-	cJSON_Delete(copy);
 	cJSON_Delete(body);
 	return af__chat_fail(c, AF_ENOMEM, "openai: out of memory");
 }
