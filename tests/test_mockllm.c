@@ -116,7 +116,7 @@ static CURL *new_request(const mockllm *m, const char *path, const char *body,
 	snprintf(url, sizeof(url), "%s%s", mockllm_url(m), path);
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	if (body != NULL)
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
@@ -174,6 +174,15 @@ static bool got_needle(mockllm *m, reply *r)
 {
 	(void)m;
 	return r->body != NULL && strstr(r->body, r->needle) != NULL;
+}
+
+/* For server_got_request: the request count to wait for. */
+static unsigned want_requests;
+
+static bool server_got_request(mockllm *m, reply *r)
+{
+	(void)r;
+	return mockllm_requests(m) >= want_requests;
 }
 
 static char *chat(bool stream, const char *extra)
@@ -857,6 +866,14 @@ static void test_fault_stall(void **state)
 	reply_free(&r);
 	assert_int_equal(mockllm_wait_aborted(m, 1, WAIT_MS), 0);
 	assert_int_equal(mockllm_wait_open_streams(m, 0, WAIT_MS), 0);
+
+	/* Not streamed: no answer at all until the client goes. */
+	want_requests = 2;
+	request_until(m, "/v1/chat/completions", chat(false, NULL),
+		      server_got_request, NULL, &r);
+	assert_null(r.body);
+	assert_int_equal(mockllm_wait_aborted(m, 2, WAIT_MS), 0);
+	reply_free(&r);
 	mockllm_stop(&m);
 }
 
@@ -1083,8 +1100,8 @@ static void test_stop_under_way(void **state)
 	mockllm *m;
 	mockllm_opts o = {.chunks = 1000, .interval_ms = 10};
 	CURLM *multi = curl_multi_init();
-	CURL *easy[2];
-	reply r[2];
+	CURL *easy[3];
+	reply r[3];
 	int running = 1;
 
 	(void)state;
@@ -1099,8 +1116,10 @@ static void test_stop_under_way(void **state)
 	o.fault = MOCKLLM_STALL;
 	mockllm_set(m, &o);
 	easy[1] = new_request(m, "/api/chat", chat(true, NULL), NULL, &r[1]);
+	easy[2] = new_request(m, "/api/chat", chat(false, NULL), NULL, &r[2]);
 	curl_multi_add_handle(multi, easy[1]);
-	while (mockllm_open_streams(m) < 2) {
+	curl_multi_add_handle(multi, easy[2]);
+	while (mockllm_open_streams(m) < 2 || mockllm_requests(m) < 3) {
 		curl_multi_perform(multi, &running);
 		curl_multi_poll(multi, NULL, 0, 20, NULL);
 	}
@@ -1111,7 +1130,7 @@ static void test_stop_under_way(void **state)
 		if (running > 0)
 			curl_multi_poll(multi, NULL, 0, 100, NULL);
 	}
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		curl_multi_remove_handle(multi, easy[i]);
 		curl_easy_cleanup(easy[i]);
 		reply_free(&r[i]);

@@ -61,8 +61,7 @@ typedef enum mockllm_fault {
 	MOCKLLM_NO_DONE,
 	/* fault_at content chunks, then nothing while the connection stays
 	 * open until the client closes it (for timeout and cancel tests).
-	 * Not streamed: no answer at all, and a client that gives up is not
-	 * noticed (libmicrohttpd does not watch a suspended connection). */
+	 * Not streamed: no answer at all. */
 	MOCKLLM_STALL
 } mockllm_fault;
 
@@ -115,9 +114,10 @@ unsigned mockllm_requests(const mockllm *m);
 /* Streamed answers being sent now. */
 unsigned mockllm_open_streams(const mockllm *m);
 
-/* Streamed answers the client closed before their end. A closed stream is
- * noticed at once when stalled (MOCKLLM_STALL), otherwise when the server
- * next writes to it. */
+/* Answers the client closed before their end: streams, and whole answers
+ * held back by interval_ms or MOCKLLM_STALL. A stalled answer's close is
+ * noticed at once; a paced one's when the server next writes to it. Ends
+ * the server chose (faults, mockllm_stop) are not counted. */
 unsigned mockllm_aborted(const mockllm *m);
 
 /* Waits until mockllm_requests() >= n. Returns 0, or -1 after timeout_ms. */

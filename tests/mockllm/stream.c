@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 /* Blocks libmicrohttpd asks the reader for; events are far smaller. */
@@ -37,7 +36,6 @@ enum step {
 
 struct stream {
 	mockllm *m;
-	struct MHD_Connection *conn;
 	conf *c;
 	pacer_wait wait;
 	dialect dialect;
@@ -248,18 +246,6 @@ static enum step stream_next(stream *s, uint64_t *due)
 	return STEP_END;
 }
 
-/* An abrupt close, as a crashed server's: libmicrohttpd keeps a chunked
- * connection open after an application error, so the socket is shut down
- * here and the client sees the body cut mid-stream. */
-static void drop(stream *s)
-{
-	const union MHD_ConnectionInfo *info = MHD_get_connection_info(
-		s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-	if (info != NULL)
-		shutdown(info->connect_fd, SHUT_RDWR);
-}
-
 static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max)
 {
 	stream *s = cls;
@@ -318,7 +304,6 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		default:
 			s->ended_by_server = true;
-			drop(s);
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
 	}
@@ -353,7 +338,6 @@ struct MHD_Response *stream_new(stream **out, mockllm *m, conf *c,
 	s->m = m;
 	s->c = conf_ref(c);
 	pacer_wait_init(&s->wait, conn);
-	s->conn = conn;
 	s->dialect = args->dialect;
 	snprintf(s->id, sizeof(s->id), "chatcmpl-mock-%u", args->id);
 	clock_gettime(CLOCK_REALTIME, &now);
