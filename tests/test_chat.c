@@ -53,7 +53,10 @@ static int teardown(void **state)
 }
 
 /* Spawns "chat" speaking provider to the mock server. */
-static void spawn_chat(fixture *f, const char *provider, int max_retries)
+/* Spawns "chat" speaking provider to the mock server, with at most
+ * max_concurrent transfers at once (0: the default). */
+static void spawn_chat_capped(fixture *f, const char *provider, int max_retries,
+			      int max_concurrent)
 {
 	af_chat_config cfg;
 
@@ -65,8 +68,14 @@ static void spawn_chat(fixture *f, const char *provider, int max_retries)
 	cfg.retry_base_ms = 5;
 	cfg.retry_max_ms = 50;
 	cfg.api_key_env = "AF_TEST_CHAT_KEY";
+	cfg.max_concurrent = max_concurrent;
 	assert_int_equal(af_spawn(f->sys, "chat", &af_chat_ops, &cfg, NULL),
 			 AF_OK);
+}
+
+static void spawn_chat(fixture *f, const char *provider, int max_retries)
+{
+	spawn_chat_capped(f, provider, max_retries, 0);
 }
 
 static void set_mock(fixture *f, mockllm_opts o)
@@ -699,6 +708,49 @@ static void test_many_streams_at_once(void **state)
 	af_payload_destroy(&p);
 }
 
+/* Past max_concurrent, transfers queue and start as others end; a queued
+ * request that is cancelled never reaches the server. */
+static void test_transfers_queue_past_the_cap(void **state)
+{
+	enum { N = 6 };
+	fixture *f = *state;
+	af_payload *p = question("hi");
+	af_stream *st[N];
+	af_stream *dropped;
+	char *want = expected_text("w", 3);
+
+	spawn_chat_capped(f, "openai", 0, 2);
+	set_mock(f, (mockllm_opts){.chunks = 3, .interval_ms = 100});
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(af_client_stream(f->client, "chat",
+						  "stream_chat", p, WAIT_MS,
+						  &st[i]),
+				 AF_OK);
+		if (i == 1) {
+			/* Third in line: it waits behind the first two. */
+			assert_int_equal(af_client_stream(f->client, "chat",
+							  "stream_chat", p,
+							  WAIT_MS, &dropped),
+					 AF_OK);
+		}
+	}
+	assert_int_equal(mockllm_wait_open_streams(f->mock, 2, WAIT_MS), 0);
+	af_stream_close(&dropped);
+	for (int i = 0; i < N; i++) {
+		streamed s;
+
+		read_stream(st[i], &s);
+		assert_int_equal(s.status, AF_OK);
+		assert_string_equal(s.text, want);
+		streamed_free(&s);
+		af_stream_close(&st[i]);
+	}
+	assert_int_equal(mockllm_requests(f->mock), N);
+	assert_int_equal(mockllm_aborted(f->mock), 0);
+	free(want);
+	af_payload_destroy(&p);
+}
+
 /* More chunks than the credit window: the actor holds them and pauses the
  * transfer until the reader catches up; none is lost or reordered. */
 static void test_long_stream_through_the_window(void **state)
@@ -731,6 +783,7 @@ int main(void)
 		T(test_requester_gone_aborts_the_transfer),
 		T(test_connection_refused),
 		T(test_many_streams_at_once),
+		T(test_transfers_queue_past_the_cap),
 		T(test_long_stream_through_the_window),
 #undef T
 	};

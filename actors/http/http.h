@@ -87,9 +87,6 @@ void af__http_abort(af_http *h, af_http_xfer **x);
  * on_data before it returns, with bytes libcurl held. */
 void af__http_pause(af_http *h, af_http_xfer *x, bool paused);
 
-/* Transfers started and not ended (running, queued or waiting to retry). */
-size_t af__http_active(const af_http *h);
-
 /* The server's error message in an error body: "error.message", "error"
  * (a string), "message" or "detail" of a JSON object, else the body itself
  * cut to one line of at most 200 bytes. Writes at most size bytes to out,
