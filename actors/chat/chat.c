@@ -204,40 +204,53 @@ static af_err hold(chat_call *c, const char *text, size_t len)
 
 static void on_writable(af_ctx *ctx, void *arg);
 
-/* Sends held chunks while the window has room. AF_EAGAIN when some are
- * still held (a writable wait is set). */
-static af_err flush_held(chat_call *c)
+/* Sends one delta as a chunk. AF_OK; AF_EAGAIN when the consumer's window
+ * is full (nothing sent; on_writable is set to run when it has room);
+ * AF_ECANCELED when the consumer is gone (the cancel hook frees the call
+ * on a later turn); another error with c->err filled. */
+static af_err send_delta(chat_call *c, const char *text, size_t len)
 {
 	chat_actor *a = c->a;
+	af_err err = pack_delta(a, text, len);
 
+	if (err == AF_OK)
+		err = af_pending_chunk(a->ctx, c->p, a->out);
+	switch (err) {
+	case AF_OK:
+		return AF_OK;
+	case AF_EAGAIN:
+		af_pending_when_writable(a->ctx, c->p, on_writable, c);
+		return AF_EAGAIN;
+	case AF_ECANCELED:
+		c->consumer_gone = true;
+		return AF_ECANCELED;
+	default:
+		return af__chat_fail(c, err, "sending a chunk: %s",
+				     af_strerror(err));
+	}
+}
+
+/* Sends held chunks while the window has room. AF_EAGAIN when some are
+ * still held; otherwise as send_delta. */
+static af_err flush_held(chat_call *c)
+{
 	while (c->held_count > 0) {
 		size_t at = c->held_head;
-		af_err err;
+		af_err err = send_delta(c, c->held[at], c->held_len[at]);
 
-		pack_delta(a, c->held[at], c->held_len[at]);
-		err = af_pending_chunk(a->ctx, c->p, a->out);
-		if (err == AF_EAGAIN) {
-			af_pending_when_writable(a->ctx, c->p, on_writable, c);
+		if (err == AF_EAGAIN)
 			return AF_EAGAIN;
-		}
 		free(c->held[at]);
 		c->held_head = (c->held_head + 1) % c->held_cap;
 		c->held_count--;
-		if (err == AF_ECANCELED) {
-			/* The cancel hook frees the call on a later turn. */
-			c->consumer_gone = true;
-			return AF_ECANCELED;
-		}
 		if (err != AF_OK)
-			return af__chat_fail(c, err, "sending a chunk: %s",
-					     af_strerror(err));
+			return err;
 	}
 	return AF_OK;
 }
 
 af_err af__chat_delta(chat_call *c, const char *text, size_t len)
 {
-	chat_actor *a = c->a;
 	af_err err;
 
 	if (len == 0 || c->consumer_gone)
@@ -249,29 +262,20 @@ af_err af__chat_delta(chat_call *c, const char *text, size_t len)
 			return af__chat_fail(c, err, "answer too large");
 		return AF_OK;
 	}
+	/* Deltas go out in order: behind held ones, a new one is held too. */
 	if (c->held_count == 0) {
-		err = pack_delta(a, text, len);
-		if (err == AF_OK)
-			err = af_pending_chunk(a->ctx, c->p, a->out);
-		if (err == AF_ECANCELED) {
-			c->consumer_gone = true;
+		err = send_delta(c, text, len);
+		if (err == AF_ECANCELED)
 			return AF_OK;
-		}
-		if (err != AF_EAGAIN) {
-			if (err != AF_OK)
-				return af__chat_fail(c, err,
-						     "sending a chunk: %s",
-						     af_strerror(err));
-			return AF_OK;
-		}
-		af_pending_when_writable(a->ctx, c->p, on_writable, c);
+		if (err != AF_EAGAIN)
+			return err;
 	}
 	err = hold(c, text, len);
 	if (err != AF_OK)
 		return af__chat_fail(c, err, "out of memory");
 	if (!c->paused && c->xfer != NULL) {
 		c->paused = true;
-		af__http_pause(a->http, c->xfer, true);
+		af__http_pause(c->a->http, c->xfer, true);
 	}
 	return AF_OK;
 }
@@ -350,7 +354,6 @@ void af__chat_finish(chat_call *c, af_err err)
 		else
 			af_pending_reply(a->ctx, &c->p, a->out);
 	}
-	a->served++;
 	free_call(c);
 }
 
@@ -452,15 +455,14 @@ af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 	return AF_OK;
 }
 
-cJSON *af__chat_body(const chat_call *c, const cJSON *messages)
+cJSON *af__chat_body(const chat_call *c, cJSON *messages)
 {
 	cJSON *body = cJSON_CreateObject();
-	cJSON *copy = cJSON_Duplicate(messages, true);
 
-	if (body == NULL || copy == NULL ||
+	if (body == NULL ||
 	    cJSON_AddStringToObject(body, "model", c->model) == NULL ||
-	    !cJSON_AddItemToObject(body, "messages", copy)) {
-		cJSON_Delete(copy);
+	    !cJSON_AddItemToObject(body, "messages", messages)) {
+		cJSON_Delete(messages);
 		cJSON_Delete(body);
 		return NULL;
 	}
@@ -623,7 +625,6 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 	af_pending_on_cancel(c->p, on_cancel, c);
 
 	err = a->provider->start(c, messages);
-	cJSON_Delete(messages);
 	if (err != AF_OK) {
 		if (c->err[0] == '\0')
 			af__chat_fail(c, err, "%s", af_strerror(err));

@@ -34,12 +34,13 @@ struct chat_provider {
 	const char *name;
 	const char *default_base_url;
 	const char *default_model;
-	/* Starts call c, whose request is being handled (its messages are
-	 * valid only now): an HTTP provider builds its body and starts the
-	 * transfer with chat__http_start; an offline one answers at once
-	 * through chat__delta and chat__finish. A non-AF_OK return answers
-	 * the request with that code and c->err (the provider fills it). */
-	af_err (*start)(chat_call *c, const cJSON *messages);
+	/* Starts call c while its request is being handled, and takes
+	 * messages (it frees them): an HTTP provider builds its body around
+	 * them (af__chat_body) and starts the transfer (af__chat_post); an
+	 * offline one answers at once through af__chat_delta and
+	 * af__chat_finish. A non-AF_OK return answers the request with that
+	 * code and c->err (the provider fills it). */
+	af_err (*start)(chat_call *c, cJSON *messages);
 	/* Bytes of a streamed 2xx body, split anywhere. AF_OK, or an error
 	 * with c->err filled: the transfer is aborted and the call fails. */
 	af_err (*feed)(chat_call *c, const char *buf, size_t len);
@@ -67,7 +68,6 @@ struct chat_actor {
 	af_http *http;
 	af_payload *out; /* reused to encode chunks and replies */
 	chat_call *calls;
-	uint64_t served; /* requests answered, for tests and stats */
 };
 
 /* One request being answered. */
@@ -120,9 +120,10 @@ struct chat_call {
 af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 			   size_t len);
 
-/* A request body with what both APIs share: "model", a copy of
- * "messages" and "stream". NULL when memory ran out. */
-cJSON *af__chat_body(const chat_call *c, const cJSON *messages);
+/* A request body with what both APIs share: "model", "messages" (taken:
+ * freed with the body, or at once when this fails) and "stream". NULL
+ * when memory ran out. */
+cJSON *af__chat_body(const chat_call *c, cJSON *messages);
 
 /* POSTs body (which it frees) to path as c's transfer. Returns as
  * af__chat_http_start. */

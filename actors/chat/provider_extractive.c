@@ -27,26 +27,26 @@ static int64_t count_words(const char *s, size_t len)
 	return n;
 }
 
-static af_err start(chat_call *c, const cJSON *messages)
+static af_err start(chat_call *c, cJSON *messages)
 {
 	size_t n = (size_t)cJSON_GetArraySize(messages);
 	af_extractive_msg *msgs = calloc(n ? n : 1, sizeof(*msgs));
+	const cJSON *m;
+	size_t i = 0;
 	int64_t prompt_words = 0;
 	char *answer = NULL;
 	size_t len;
 	size_t at = 0;
 	af_err err;
 
-	if (msgs == NULL)
+	if (msgs == NULL) {
+		cJSON_Delete(messages);
 		return af__chat_fail(c, AF_ENOMEM, "extractive: out of memory");
-	const cJSON *m;
-	size_t i = 0;
-
+	}
+	/* af__chat_messages made every message a role and a content
+	 * string. */
 	cJSON_ArrayForEach(m, messages)
 	{
-
-		if (i == n)
-			break;
 		msgs[i].role = af__json_str(m, "role");
 		msgs[i].role_len = strlen(msgs[i].role);
 		msgs[i].content = af__json_str(m, "content");
@@ -57,6 +57,7 @@ static af_err start(chat_call *c, const cJSON *messages)
 	}
 	err = af__extractive_answer(msgs, n, 0, &answer);
 	free(msgs);
+	cJSON_Delete(messages);
 	if (err == AF_EINVAL)
 		return af__chat_fail(c, err,
 				     "extractive: the conversation has no "

@@ -102,7 +102,7 @@ static af_err end(chat_call *c)
 	return AF_OK;
 }
 
-static af_err start(chat_call *c, const cJSON *messages)
+static af_err start(chat_call *c, cJSON *messages)
 {
 	cJSON *body = af__chat_body(c, messages);
 	cJSON *options;
