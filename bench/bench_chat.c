@@ -24,6 +24,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#define BENCH_NAME "bench_chat"
+#include "benchlib.h"
+
 typedef struct run {
 	int n;
 	int64_t *sent_ns;  /* per request */
@@ -44,22 +47,6 @@ typedef struct slot {
 	run *r;
 	int i;
 } slot;
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void check(af_err err, const char *what)
-{
-	if (err != AF_OK) {
-		fprintf(stderr, "bench_chat: %s: %s\n", what, af_strerror(err));
-		exit(1);
-	}
-}
 
 static void on_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
 {

@@ -25,24 +25,10 @@
 #include <string.h>
 #include <time.h>
 
+#define BENCH_NAME "bench_gather"
+#include "benchlib.h"
+
 #define TIMEOUT_MS 60000
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void check(af_err err, const char *what)
-{
-	if (err != AF_OK) {
-		fprintf(stderr, "bench_gather: %s: %s\n", what,
-			af_strerror(err));
-		exit(1);
-	}
-}
 
 /* ---- echo -------------------------------------------------------------- */
 

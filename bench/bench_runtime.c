@@ -39,30 +39,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_NAME "bench_runtime"
+#include "benchlib.h"
+
 #define MAX_SIZES 8
 #define REQUEST_TIMEOUT_MS 5000
 
 extern char **environ;
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "bench_runtime: %s: %s\n", what, af_strerror(err));
-	exit(1);
-}
-
-static void check(af_err err, const char *what)
-{
-	if (err != AF_OK)
-		die(what, err);
-}
 
 /* ---- echo and sink ----------------------------------------------------- */
 
