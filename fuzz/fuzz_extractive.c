@@ -8,7 +8,7 @@
  * pieces must cover it exactly without cutting a character. Built and run
  * by scripts/fuzz.sh.
  *
- * FUZZ_SOURCES: actors/chat/extractive.c
+ * FUZZ_SOURCES: actors/chat/extractive.c actors/chat/utf8.c
  * FUZZ_CFLAGS: -Iactors/chat -lm
  */
 #include <stdbool.h>

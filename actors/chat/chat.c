@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "chat_internal.h"
+#include "utf8.h"
 
 /* A non-streamed answer larger than this is refused: no model's reply is
  * near it, and a broken server must not grow the actor without bound. */
@@ -499,8 +500,8 @@ static af_err add_message(cJSON *list, const char *role, size_t role_len,
 	char *t;
 	bool ok;
 
-	if (!af__json_text_ok(role, role_len) ||
-	    !af__json_text_ok(content, len))
+	if (!af__utf8_text_ok(role, role_len) ||
+	    !af__utf8_text_ok(content, len))
 		return AF_EINVAL;
 	m = cJSON_CreateObject();
 	r = strndup(role, role_len);

@@ -86,6 +86,7 @@
  * word is only looked up there, never stored.
  */
 #include "extractive.h"
+#include "utf8.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -251,49 +252,6 @@ static char to_lower(char c)
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-/* The length of the valid UTF-8 sequence at p (at most n bytes) and its
- * code point, or 0 when the bytes there are not one: overlong forms,
- * surrogates and code points past U+10FFFF are not. */
-static size_t utf8_char(const char *p, size_t n, uint32_t *cp)
-{
-	const unsigned char *u = (const unsigned char *)p;
-	uint32_t c, min;
-	size_t len;
-
-	if (n == 0)
-		return 0;
-	if (u[0] < 0x80) {
-		*cp = u[0];
-		return 1;
-	}
-	if (u[0] >= 0xc2 && u[0] <= 0xdf) {
-		len = 2;
-		c = u[0] & 0x1f;
-		min = 0x80;
-	} else if ((u[0] & 0xf0) == 0xe0) {
-		len = 3;
-		c = u[0] & 0x0f;
-		min = 0x800;
-	} else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
-		len = 4;
-		c = u[0] & 0x07;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((u[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (u[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 enum char_class { CH_SPACE, CH_PUNCT, CH_WORD, CH_IDEOGRAPH };
 
 /* A rough class for a code point, enough to find words without tables:
@@ -438,7 +396,7 @@ static size_t next_word(const char **pos, const char *end, char *buf)
 	uint32_t cp = 0;
 
 	while (p < end) {
-		len = utf8_char(p, (size_t)(end - p), &cp);
+		len = af__utf8_char(p, (size_t)(end - p), &cp);
 		if (len == 0) {
 			p++;
 			continue;
@@ -454,7 +412,7 @@ static size_t next_word(const char **pos, const char *end, char *buf)
 		p += len;
 	}
 	while (p < end) {
-		len = utf8_char(p, (size_t)(end - p), &cp);
+		len = af__utf8_char(p, (size_t)(end - p), &cp);
 		if (len == 0)
 			break;
 		if (char_class(cp) != CH_WORD) {
@@ -658,7 +616,7 @@ static bool is_separator(const char *p, const char *e)
 	uint32_t cp;
 
 	for (; p < e; p += len) {
-		len = utf8_char(p, (size_t)(e - p), &cp);
+		len = af__utf8_char(p, (size_t)(e - p), &cp);
 		if (len == 0)
 			return false;
 		if (cp < 0x80 && is_space((char)cp))
@@ -1153,7 +1111,7 @@ static size_t render(const char *p, size_t len, char *out)
 	uint32_t cp;
 
 	while (p < e) {
-		cl = utf8_char(p, (size_t)(e - p), &cp);
+		cl = af__utf8_char(p, (size_t)(e - p), &cp);
 		if (cl != 0 && char_class(cp) == CH_SPACE) {
 			space = true;
 			p += cl;

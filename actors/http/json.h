@@ -1,7 +1,7 @@
 /*
  * JSON from model servers, through cJSON (shared by the built-in actors
- * that talk to them): parsing a server's text with a
- * bound on nesting, and the UTF-8 check JSON text must pass.
+ * that talk to them): parsing a server's text with a bound on nesting,
+ * and reading optional fields.
  *
  * cJSON rather than jansson: on the chunks OpenAI-compatible servers
  * stream, cJSON parses in 0.4 us what takes jansson 2 us, and the chat
@@ -24,10 +24,6 @@
  * *why then says which (a constant string). Caller frees with
  * cJSON_Delete. */
 cJSON *af__json_parse(const char *text, size_t len, const char **why);
-
-/* True when s[0..len) is well-formed UTF-8 with no NUL byte: what a JSON
- * string built from it can carry faithfully. */
-bool af__json_text_ok(const char *s, size_t len);
 
 /* The string under key in obj, or NULL (missing, or not a string). */
 const char *af__json_str(const cJSON *obj, const char *key);
