@@ -29,7 +29,6 @@
 
 typedef struct run {
 	int n;
-	int64_t *sent_ns;  /* per request */
 	int64_t *first_ns; /* per request: its first chunk, 0: none yet */
 	long chunks;
 	int ended;
@@ -96,7 +95,6 @@ static void send_more(af_ctx *ctx, void *arg)
 		slot *s = &d->slots[d->next];
 		af_err err;
 
-		d->r->sent_ns[d->next] = now_ns();
 		err = af_request_stream(ctx, "chat", "stream_chat", d->question,
 					600000, on_chunk, on_end, s, NULL);
 		if (err == AF_EAGAIN) {
@@ -185,10 +183,9 @@ int main(int argc, char **argv)
 	}
 	snprintf(base, sizeof(base), "%s/v1", url);
 	r.n = n;
-	r.sent_ns = calloc((size_t)n, sizeof(int64_t));
 	r.first_ns = calloc((size_t)n, sizeof(int64_t));
 	d.slots = calloc((size_t)n, sizeof(slot));
-	if (r.sent_ns == NULL || r.first_ns == NULL || d.slots == NULL)
+	if (r.first_ns == NULL || d.slots == NULL)
 		check(AF_ENOMEM, "calloc");
 	for (int i = 0; i < n; i++)
 		d.slots[i] = (slot){.r = &r, .i = i};
@@ -236,7 +233,6 @@ int main(int argc, char **argv)
 	af_system_destroy(&sys);
 	af_payload_destroy(&d.question);
 	free(ttfc);
-	free(r.sent_ns);
 	free(r.first_ns);
 	free(d.slots);
 	return r.errors > 0;
