@@ -11,6 +11,8 @@
 #include "actorflow/gather.h"
 #include "actorflow/offload.h"
 #include "actorflow/payload.h"
+#include "actorflow/query.h"
+#include "actorflow/retrieval.h"
 
 #define AF_VERSION_MAJOR 0
 #define AF_VERSION_MINOR 1
