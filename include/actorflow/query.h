@@ -33,7 +33,20 @@
  *                    holds them all; that last call gives the answer.
  *   "no_text"        retrieve only: no chat call, an empty response.
  * Only the last chat call of a query is streamed to a stream_query's
- * requester; the calls before it are plain chat requests.
+ * requester; the calls before it are plain chat requests. A chunk longer
+ * than context_words is cut at word boundaries into pieces that fit. When
+ * the retrieval finds no node, no chat call is made: the response is the
+ * config's empty_response (streamed as one delta to a stream_query), as
+ * LlamaIndex answers "Empty Response"; asking a model with no context
+ * invites an answer from outside the documents.
+ *
+ * Prompts: the built-in templates fence the context between separator
+ * lines and end with "Query: <question>" and "Answer:"; the refine
+ * template puts the answer so far on an "Existing answer:" line. That is
+ * the shape the chat actor's offline extractive provider reads, and any
+ * model follows it. Placeholders: {context_str} (the packed chunk texts,
+ * separated by blank lines), {query_str}, and in the refine template
+ * {existing_answer}; values are put in as they are.
  *
  * Requests (msgpack maps):
  *   query, stream_query  {"query": str, "top_k": int, "mode": str (the
@@ -46,18 +59,29 @@
  *   stream_query   chunks {"delta": str}, then the end {"source_nodes":
  *                  [source, ...]}. A requester that did not ask for a
  *                  stream gets the reply of query.
- *   where source = {"id": str, "doc_id": str, "score": float,
+ *   where source = {"id": str, "doc_id": str ("" when the retrieval
+ *                   actor gave none), "score": float,
  *                   "text": str (the chunk's text, cut to at most
  *                   excerpt_bytes bytes on a UTF-8 boundary),
- *                   "metadata": {...}}, in the retrieval actor's order.
+ *                   "metadata": {...} (the retrieval actor's map, as its
+ *                   bytes came; {} when it gave none)}, in the
+ *                   retrieval actor's order.
  * Errors:
- *   AF_EINVAL     no query, an empty one, a field of the wrong type, an
- *                 unknown response_mode
+ *   AF_EINVAL     not a map, no query, an empty one, a field of the
+ *                 wrong type, top_k < 1, an unknown response_mode
+ *   AF_ENOTSUP    a request of another type
  *   other codes   the retrieval or chat actor's error, with its code and
  *                 its message after "retrieve: " or "chat: " (AF_ETIMEDOUT,
- *                 AF_EPEERDOWN, AF_EHTTP, ...)
- * A cancel, or the requester going away, cancels the retrieval or chat
- * requests of that query.
+ *                 AF_EPEERDOWN, AF_EHTTP, ...); the gather actor's own
+ *                 errors after "gather: "; AF_EPROTO "retrieve: ..." for a
+ *                 retrieval reply of the wrong shape
+ * A stream_query that fails after some deltas ends with the error after
+ * them: never a silent end. Deltas are never dropped or reordered: while
+ * the requester's credit window is full they are held, in order.
+ * Each retrieval, chat and gather request of a query gets timeout_ms, or
+ * the query's own remaining time when that is less. A cancel, or the
+ * requester going away (its deadline passing included), cancels the
+ * retrieval, chat or gather request of that query.
  */
 #ifndef ACTORFLOW_QUERY_H
 #define ACTORFLOW_QUERY_H
@@ -89,8 +113,9 @@ typedef struct af_query_config {
 	int context_words;
 	/* Prompt templates; NULL: the built-in ones. {context_str} and
 	 * {query_str} are replaced in each; the refine template also takes
-	 * {existing_answer}. A template without {query_str} is refused at
-	 * spawn with AF_EINVAL. */
+	 * {existing_answer}. A template without {query_str} or
+	 * {context_str} (or a refine template without {existing_answer}) is
+	 * refused at spawn with AF_EINVAL. Copied at spawn. */
 	const char *qa_template;
 	const char *refine_template;
 	const char *summary_template;
@@ -101,9 +126,15 @@ typedef struct af_query_config {
 	int64_t timeout_ms;
 	/* Longest text of a source node in an answer, in bytes; 0: 1000. */
 	size_t excerpt_bytes;
+	/* The response when the retrieval finds no node; NULL: "No context
+	 * was found to answer the query." */
+	const char *empty_response;
 } af_query_config;
 
-/* Fills c with the defaults. Any thread. */
+/* Fills c with the defaults (every field 0 or NULL). Any thread. The
+ * strings of a config are copied at spawn; an unknown response_mode, a
+ * negative top_k, context_words or timeout_ms, or a bad template fails
+ * the spawn with AF_EINVAL. */
 void af_query_config_init(af_query_config *c);
 
 #ifdef __cplusplus
