@@ -603,6 +603,46 @@ static void test_mode_chat_calls(void **state)
 	assert_int_equal(atomic_load(&f->spy.items), 2);
 }
 
+/* A chunk longer than context_words goes in pieces that fit, cut at
+ * words; each later piece refines the answer so far, which the prompt
+ * carries on its "Existing answer:" line. */
+static void test_long_chunk_is_cut(void **state)
+{
+	static const stub_node one[] = {
+		{"long#0", "long",
+		 "a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15 a16 a17 "
+		 "a18 a19 a20\n\na21 a22 a23 a24 a25",
+		 1},
+	};
+	fixture *f = *state;
+	af_query_config cfg;
+	unsigned before;
+	af_msg *reply = NULL;
+	char *body;
+
+	spawn_stub(f, one, 1);
+	spawn_chat(f, true);
+	af_query_config_init(&cfg);
+	cfg.context_words = 10;
+	spawn_query(f, &cfg);
+	for (int i = 0; i < 2; i++) {
+		before = mockllm_requests(f->mock);
+		assert_int_equal(ask(f, "count the words",
+				     i == 0 ? "compact" : "refine", &reply),
+				 AF_OK);
+		af_msg_destroy(&reply);
+		assert_int_equal(mockllm_requests(f->mock) - before, 3);
+		body = mockllm_last_request(f->mock, NULL);
+		assert_non_null(body);
+		assert_non_null(strstr(body, "a21 a22 a23 a24 a25"));
+		assert_null(strstr(body, "a20"));
+		assert_non_null(strstr(body, "Query: count the words"));
+		assert_non_null(
+			strstr(body, "Existing answer: w0 w1 w2 w3 w4"));
+		free(body);
+	}
+}
+
 /* The groups of tree_summarize are all in flight at once: with the mock
  * holding every answer, all four calls arrive; closing the stream then
  * cancels them all, through the gather actor and the chat actor. */
@@ -983,6 +1023,7 @@ int main(void)
 		T(test_stream_query_matches_query),
 		T(test_refine_keeps_existing_answer),
 		T(test_mode_chat_calls),
+		T(test_long_chunk_is_cut),
 		T(test_tree_fans_out_and_cancels),
 		T(test_retrieve_error_passes_through),
 		T(test_chat_error_passes_through),
