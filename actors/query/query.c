@@ -111,6 +111,10 @@ bool af__query_sub_timeout(const query *q, int64_t *ms)
 	return true;
 }
 
+static void ignore(af_ctx *ctx, void *arg)
+{
+}
+
 void af__query_close(af_ctx *ctx, query *q)
 {
 	query_actor *qa = q->qa;
@@ -126,9 +130,12 @@ void af__query_close(af_ctx *ctx, query *q)
 		af_cancel(ctx, id);
 	}
 	if (q->req != NULL) {
-		/* Only reached when an answer could not be sent; the
-		 * runtime answers it when the actor stops. */
+		/* Only reached when no answer could be sent (memory ran
+		 * out): the runtime answers it when the actor stops, and
+		 * must then call nothing of q's, which will be freed. */
 		af_pending_on_cancel(q->req, NULL, NULL);
+		if (af_pending_is_stream(q->req))
+			af_pending_when_writable(ctx, q->req, ignore, NULL);
 		q->req = NULL;
 	}
 	unlink_query(&qa->live, q);
