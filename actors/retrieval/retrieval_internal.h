@@ -1,0 +1,116 @@
+/*
+ * The retrieval actor's parts, shared by its files:
+ *   retrieval.c  the actor: config, requests, retrieve (bm25, vector,
+ *                hybrid) and the replies;
+ *   ingest.c     documents from insert and load_dir requests: checked,
+ *                split, and written in one transaction;
+ *   splitter.c   the sentence-aware chunker;
+ *   store.c      SQLite: documents, chunks, FTS5;
+ *   vectors.c    the normalised vectors in memory, cosine top-k;
+ *   embed.c      batched embedding requests on the shared HTTP engine.
+ *
+ * All of it runs on the retrieval actor's thread.
+ */
+#ifndef AF_RETRIEVAL_INTERNAL_H
+#define AF_RETRIEVAL_INTERNAL_H
+
+#include <actorflow/actorflow.h>
+#include <actorflow/retrieval.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "embed.h"
+#include "splitter.h"
+#include "store.h"
+#include "vectors.h"
+
+/* Room for an error's text: it names the field, file or id at fault. */
+#define RETRIEVAL_WHY 512
+
+typedef enum retrieval_mode {
+	MODE_BM25,
+	MODE_VECTOR,
+	MODE_HYBRID
+} retrieval_mode;
+
+typedef struct retrieval retrieval;
+
+/* A document of an ingest request, checked and split; owns its bytes. */
+typedef struct rdoc {
+	char *id; /* NUL-terminated, id_len bytes */
+	size_t id_len;
+	char *text;
+	size_t text_len;
+	void *metadata; /* one msgpack map */
+	size_t metadata_len;
+	af_span *spans; /* its chunks, spans of text */
+	size_t n_spans;
+} rdoc;
+
+/* The documents of one insert or load_dir request. */
+typedef struct ringest {
+	rdoc *docs;
+	size_t n;
+	size_t cap;
+	size_t chunks;  /* over every document */
+	uint64_t bytes; /* of text, over every document */
+	bool from_dir;  /* a load_dir: the reply says bytes too */
+} ringest;
+
+struct retrieval {
+	af_ctx *ctx;
+	af_store *store;
+	af_vindex *vectors;
+	af_embedder *embed; /* NULL: no embeddings configured */
+	int chunk_size;
+	int chunk_overlap;
+	int top_k;
+	int max_top_k;
+	retrieval_mode mode;
+	size_t max_document_bytes;
+	int64_t embed_timeout_ms;
+	af_payload *out;  /* reused to encode replies */
+	af_payload *meta; /* reused to encode metadata */
+	struct rwait *waits;
+	/* The chunk ids the write in progress removed and added, applied to
+	 * the vectors in memory once it commits. */
+	int64_t *removed;
+	size_t n_removed;
+	size_t cap_removed;
+	int64_t *added;
+	size_t cap_added;
+};
+
+/* Appends the documents of an insert request's payload (one document, or
+ * "documents": [...]) to in. AF_OK; AF_EINVAL, AF_EMSGSIZE with why
+ * filled; AF_ENOMEM. */
+af_err af__ingest_parse(retrieval *r, const af_value *payload, ringest *in,
+			char *why);
+
+/* Appends every .txt and .md file under path (recursively when
+ * recursive), in sorted order, to in. AF_OK; AF_ENOTFOUND, AF_ESYS,
+ * AF_EINVAL, AF_EMSGSIZE with why filled; AF_ENOMEM. */
+af_err af__ingest_dir(retrieval *r, const char *path, bool recursive,
+		      ringest *in, char *why);
+
+/* Writes in's documents in one transaction, replacing those of the same
+ * ids, each chunk with its vector from vectors (chunk i of the whole
+ * request at i * dim) when vectors is not NULL; then updates the vectors
+ * in memory. Nothing is written on failure: AF_EIO, AF_EPROTO (vectors of
+ * another dimension than the index's), AF_ENOMEM, with why filled. */
+af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
+			 int dim, char *why);
+
+/* The chunks' texts of in, in order, for embedding: arrays of in->chunks
+ * pointers and lengths (malloc'ed, the caller frees both). AF_ENOMEM. */
+af_err af__ingest_texts(const ringest *in, const char ***texts, size_t **lens);
+
+/* An af_store_removed_fn (arg: the retrieval) that notes a chunk removed
+ * by the write in progress, for the vectors in memory. AF_ENOMEM. */
+af_err af__ingest_note_removed(void *arg, int64_t chunk);
+
+/* Frees in's documents; in may be reused after. */
+void af__ingest_free(ringest *in);
+
+#endif
