@@ -1015,6 +1015,87 @@ static void test_no_nodes_gives_fixed_answer(void **state)
 	af_msg_destroy(&reply);
 }
 
+/* ---- with the real retrieval actor ------------------------------------- */
+
+static void insert_doc(af_payload *p, const char *id, const char *text,
+		       const char *topic)
+{
+	af_pack_map(p, 3);
+	af_pack_str(p, "id");
+	af_pack_str(p, id);
+	af_pack_str(p, "text");
+	af_pack_str(p, text);
+	af_pack_str(p, "metadata");
+	af_pack_map(p, 1);
+	af_pack_str(p, "topic");
+	af_pack_str(p, topic);
+}
+
+static void test_with_retrieval_actor(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config rcfg;
+	af_query_config cfg;
+	af_payload *p;
+	af_msg *reply = NULL;
+	const af_value *sources;
+	const af_value *first;
+	char *response;
+	streamed s;
+
+	af_retrieval_config_init(&rcfg);
+	assert_int_equal(
+		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &rcfg, NULL),
+		AF_OK);
+	spawn_chat(f, false);
+	af_query_config_init(&cfg);
+	cfg.top_k = 2;
+	assert_int_equal(af_spawn(f->sys, "query", &af_query_ops, &cfg, NULL),
+			 AF_OK);
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map(p, 1);
+	af_pack_str(p, "documents");
+	af_pack_array(p, 3);
+	insert_doc(p, "lune.txt",
+		   "The harbour of Lune was dredged in 1821. Its lighthouse "
+		   "burns whale oil.",
+		   "harbour");
+	insert_doc(p, "bees.txt",
+		   "Honeybees keep their hive warm in winter. A colony eats "
+		   "its stored honey.",
+		   "bees");
+	insert_doc(p, "tea.txt",
+		   "Green tea is steeped in water below boiling. Black tea "
+		   "takes boiling water.",
+		   "tea");
+	assert_int_equal(af_client_request(f->client, "retrieval", "insert", p,
+					   WAIT_MS, &reply),
+			 AF_OK);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+
+	assert_int_equal(ask(f, "What does the lighthouse burn?", NULL, &reply),
+			 AF_OK);
+	response = str_of(af_value_get(af_msg_payload(reply), "response"));
+	assert_string_equal(response, "Its lighthouse burns whale oil.");
+	sources = af_value_get(af_msg_payload(reply), "source_nodes");
+	assert_true(af_value_len(sources) >= 1 && af_value_len(sources) <= 2);
+	first = af_value_at(sources, 0);
+	assert_true(af_value_str_eq(af_value_get(first, "doc_id"), "lune.txt"));
+	assert_true(af_value_str_eq(af_value_get(first, "id"), "lune.txt#0"));
+	assert_true(af_value_str_eq(
+		af_value_get(af_value_get(first, "metadata"), "topic"),
+		"harbour"));
+	assert_true(af_value_get_double(first, "score", 0) > 0);
+
+	stream_ask(f, "What does the lighthouse burn?", "tree_summarize", &s);
+	assert_int_equal(s.status, AF_OK);
+	assert_string_equal(s.text, response);
+	streamed_free(&s);
+	free(response);
+	af_msg_destroy(&reply);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1035,6 +1116,7 @@ int main(void)
 		T(test_many_queries_at_once),
 		T(test_slow_reader_gets_every_delta),
 		T(test_no_nodes_gives_fixed_answer),
+		T(test_with_retrieval_actor),
 #undef T
 	};
 
