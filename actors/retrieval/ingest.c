@@ -161,7 +161,7 @@ static af_err parse_doc(retrieval *r, const af_value *doc, const char *where,
 		return why_err(why, AF_EINVAL,
 			       "%s: \"id\" must be 1 to %d bytes of UTF-8",
 			       where, ID_MAX);
-	snprintf(what, sizeof(what), "document \"%.*s\"",
+	snprintf(what, sizeof(what), "%s \"%.*s\"", where,
 		 id_len > 100 ? 100 : (int)id_len, id);
 	if (af_value_str(af_value_get(doc, "text"), &text, &text_len) != AF_OK)
 		return why_err(why, AF_EINVAL, "%s: \"text\" must be a string",
@@ -210,7 +210,7 @@ af_err af__ingest_parse(retrieval *r, const af_value *payload, ringest *in,
 	if (af_value_type(payload) != AF_TYPE_MAP)
 		return why_err(why, AF_EINVAL, "an insert request is a map");
 	if (docs == NULL)
-		return parse_doc(r, payload, "the document", in, why);
+		return parse_doc(r, payload, "document", in, why);
 	if (af_value_type(docs) != AF_TYPE_ARRAY || af_value_len(docs) == 0)
 		return why_err(why, AF_EINVAL,
 			       "\"documents\" must be a non-empty array");

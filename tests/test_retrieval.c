@@ -1,0 +1,975 @@
+/*
+ * The retrieval actor: ingest (insert, load_dir, delete, replace), BM25,
+ * vector and hybrid retrieval against the mock embeddings server (which
+ * each test starts on 127.0.0.1 with an ephemeral port), persistence of a
+ * file database, and every bad input the actor must refuse while storing
+ * nothing.
+ */
+#include <actorflow/actorflow.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// clang-format off
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+// clang-format on
+
+#include "mockllm.h"
+
+#define WAIT_MS 20000
+
+typedef struct fixture {
+	af_system *sys;
+	af_client *client;
+	mockllm *mock;
+	char dir[64]; /* a temporary folder, removed at teardown */
+	char url[128];
+} fixture;
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof(*f));
+	mockllm_opts o = {.embed_dim = 64};
+
+	assert_non_null(f);
+	assert_int_equal(af_system_new(&f->sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&f->client, f->sys), AF_OK);
+	assert_int_equal(mockllm_start(&f->mock, &o), 0);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/af-test-retrieval-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	char cmd[128];
+
+	af_client_destroy(&f->client);
+	af_system_destroy(&f->sys);
+	mockllm_stop(&f->mock);
+	/* The folder holds what the tests made in it, symlinks and all. */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void spawn(fixture *f, const af_retrieval_config *cfg)
+{
+	assert_int_equal(
+		af_spawn(f->sys, "retrieval", &af_retrieval_ops, cfg, NULL),
+		AF_OK);
+}
+
+/* Stops the actor and spawns it again with cfg. The client is made anew:
+ * one that spoke to the old actor keeps its connection to the old
+ * mailbox. */
+static void restart(fixture *f, const af_retrieval_config *cfg)
+{
+	assert_int_equal(af_stop(f->sys, "retrieval"), AF_OK);
+	af_client_destroy(&f->client);
+	spawn(f, cfg);
+	assert_int_equal(af_client_new(&f->client, f->sys), AF_OK);
+}
+
+/* A config with embeddings from the mock in dialect provider. */
+static void embed_config(fixture *f, af_retrieval_config *cfg,
+			 const char *provider)
+{
+	af_retrieval_config_init(cfg);
+	snprintf(f->url, sizeof(f->url), "%s%s", mockllm_url(f->mock),
+		 strcmp(provider, "openai") == 0 ? "/v1" : "");
+	cfg->embed_provider = provider;
+	cfg->embed_base_url = f->url;
+	cfg->embed_batch_size = 4;
+	cfg->embed_max_retries = 0;
+}
+
+static af_err request(fixture *f, const char *type, af_payload *p,
+		      af_msg **reply)
+{
+	af_err err = af_client_request(f->client, "retrieval", type, p, WAIT_MS,
+				       reply);
+
+	af_payload_destroy(&p);
+	return err;
+}
+
+/* The request must fail with code; its text must hold want. */
+static void expect_error(fixture *f, const char *type, af_payload *p,
+			 af_err code, const char *want)
+{
+	af_msg *reply = NULL;
+	const char *text = NULL;
+	af_err err = request(f, type, p, &reply);
+
+	assert_int_equal(err, code);
+	if (reply != NULL) {
+		af_msg_error(reply, &text);
+		if (want != NULL && (text == NULL || !strstr(text, want)))
+			fail_msg("error text \"%s\" lacks \"%s\"",
+				 text ? text : "(none)", want);
+	}
+	af_msg_destroy(&reply);
+}
+
+static af_payload *new_payload(void)
+{
+	af_payload *p;
+
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	return p;
+}
+
+static af_payload *doc(const char *id, const char *text)
+{
+	af_payload *p = new_payload();
+
+	af_pack_map(p, 2);
+	af_pack_str(p, "id");
+	af_pack_str(p, id);
+	af_pack_str(p, "text");
+	af_pack_str(p, text);
+	return p;
+}
+
+static void insert(fixture *f, const char *id, const char *text)
+{
+	af_msg *reply = NULL;
+
+	assert_int_equal(request(f, "insert", doc(id, text), &reply), AF_OK);
+	af_msg_destroy(&reply);
+}
+
+static af_payload *query(const char *q, int64_t top_k, const char *mode)
+{
+	af_payload *p = new_payload();
+
+	af_pack_map_begin(p);
+	af_pack_str(p, "query");
+	af_pack_str(p, q);
+	if (top_k != 0) {
+		af_pack_str(p, "top_k");
+		af_pack_int(p, top_k);
+	}
+	if (mode != NULL) {
+		af_pack_str(p, "mode");
+		af_pack_str(p, mode);
+	}
+	af_pack_map_end(p);
+	return p;
+}
+
+/* Retrieves; the reply is the caller's. */
+static af_msg *retrieve(fixture *f, const char *q, int64_t top_k,
+			const char *mode)
+{
+	af_msg *reply = NULL;
+
+	assert_int_equal(request(f, "retrieve", query(q, top_k, mode), &reply),
+			 AF_OK);
+	return reply;
+}
+
+static const af_value *nodes(af_msg *m)
+{
+	const af_value *n = af_value_get(af_msg_payload(m), "nodes");
+
+	assert_int_equal(af_value_type(n), AF_TYPE_ARRAY);
+	return n;
+}
+
+/* True when node i's field key is the string s. */
+static bool node_is(af_msg *m, size_t i, const char *key, const char *s)
+{
+	return af_value_str_eq(af_value_get(af_value_at(nodes(m), i), key), s);
+}
+
+/* The doc_id of the best node of a retrieve, asserted to be want. */
+static void expect_top(fixture *f, const char *q, const char *mode,
+		       const char *want)
+{
+	af_msg *m = retrieve(f, q, 0, mode);
+
+	assert_true(af_value_len(nodes(m)) >= 1);
+	if (!node_is(m, 0, "doc_id", want))
+		fail_msg("\"%s\" (%s) did not rank %s first", q,
+			 mode ? mode : "default", want);
+	af_msg_destroy(&m);
+}
+
+static void stats(fixture *f, int64_t *docs, int64_t *chunks, int64_t *embedded)
+{
+	af_msg *m = NULL;
+	const af_value *v;
+
+	assert_int_equal(af_client_request(f->client, "retrieval", "stats",
+					   NULL, WAIT_MS, &m),
+			 AF_OK);
+	v = af_msg_payload(m);
+	*docs = af_value_get_int(v, "documents", -1);
+	*chunks = af_value_get_int(v, "chunks", -1);
+	if (embedded != NULL)
+		*embedded = af_value_get_int(v, "embedded", -1);
+	af_msg_destroy(&m);
+}
+
+static void expect_stats(fixture *f, int64_t docs, int64_t chunks)
+{
+	int64_t d, c;
+
+	stats(f, &d, &c, NULL);
+	assert_int_equal(d, docs);
+	assert_int_equal(c, chunks);
+}
+
+static const char *const bees =
+	"Honey bees communicate through the waggle dance. A forager "
+	"returning to the hive dances to tell her sisters where flowers are.";
+static const char *const soil =
+	"Earthworms improve the soil. Their burrows let air and water reach "
+	"the roots of plants.";
+static const char *const stars =
+	"A star is a ball of hot gas. Nuclear fusion in its core turns "
+	"hydrogen into helium and gives off light.";
+
+static void insert_three(fixture *f)
+{
+	insert(f, "bees", bees);
+	insert(f, "soil", soil);
+	insert(f, "stars", stars);
+}
+
+/* ---- bm25 -------------------------------------------------------------- */
+
+static void test_insert_retrieve(void **state)
+{
+	fixture *f = *state;
+	af_msg *m;
+	const af_value *n;
+	int64_t pos = -1;
+	double score = 0;
+
+	spawn(f, NULL);
+	insert_three(f);
+	expect_stats(f, 3, 3);
+	expect_top(f, "How do bees tell where flowers are?", NULL, "bees");
+	expect_top(f, "fusion of hydrogen", "bm25", "stars");
+	/* Stemming: "burrowing worms" finds "burrows" and "Earthworms"? Only
+	 * burrows stems alike; one hit is enough. */
+	expect_top(f, "burrowing", NULL, "soil");
+	m = retrieve(f, "the hydrogen", 5, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 3);
+	af_msg_destroy(&m);
+	m = retrieve(f, "waggle dance", 0, NULL);
+	n = af_value_at(nodes(m), 0);
+	assert_int_equal(af_value_len(nodes(m)), 1);
+	assert_true(node_is(m, 0, "id", "bees#0"));
+	assert_true(node_is(m, 0, "text", bees));
+	assert_int_equal(af_value_int(af_value_get(n, "position"), &pos),
+			 AF_OK);
+	assert_int_equal(pos, 0);
+	assert_int_equal(af_value_double(af_value_get(n, "score"), &score),
+			 AF_OK);
+	assert_true(score > 0);
+	assert_int_equal(af_value_type(af_value_get(n, "metadata")),
+			 AF_TYPE_MAP);
+	af_msg_destroy(&m);
+	/* No word at all to search for: no nodes, not an error. */
+	m = retrieve(f, "?! ...", 0, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 0);
+	af_msg_destroy(&m);
+	/* FTS5 syntax in a query is only words. */
+	m = retrieve(f, "bees\" OR NEAR(x y) * ^col:", 0, NULL);
+	assert_true(node_is(m, 0, "doc_id", "bees"));
+	af_msg_destroy(&m);
+}
+
+static void test_metadata(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = new_payload();
+	af_msg *m = NULL;
+	const af_value *meta;
+	int64_t i = 0;
+	double d = 0;
+	bool b = false;
+
+	spawn(f, NULL);
+	af_pack_map(p, 3);
+	af_pack_str(p, "id");
+	af_pack_str(p, "bees");
+	af_pack_str(p, "text");
+	af_pack_str(p, bees);
+	af_pack_str(p, "metadata");
+	af_pack_map(p, 5);
+	af_pack_str(p, "source");
+	af_pack_str(p, "field notes");
+	af_pack_str(p, "page");
+	af_pack_int(p, 12);
+	af_pack_str(p, "weight");
+	af_pack_double(p, 0.5);
+	af_pack_str(p, "checked");
+	af_pack_bool(p, true);
+	af_pack_str(p, "author");
+	af_pack_nil(p);
+	assert_int_equal(request(f, "insert", p, &m), AF_OK);
+	af_msg_destroy(&m);
+	m = retrieve(f, "waggle", 0, NULL);
+	meta = af_value_get(af_value_at(nodes(m), 0), "metadata");
+	assert_int_equal(af_value_len(meta), 5);
+	assert_true(
+		af_value_str_eq(af_value_get(meta, "source"), "field notes"));
+	assert_int_equal(af_value_int(af_value_get(meta, "page"), &i), AF_OK);
+	assert_int_equal(i, 12);
+	assert_int_equal(af_value_double(af_value_get(meta, "weight"), &d),
+			 AF_OK);
+	assert_true(d == 0.5);
+	assert_int_equal(af_value_bool(af_value_get(meta, "checked"), &b),
+			 AF_OK);
+	assert_true(b);
+	assert_int_equal(af_value_type(af_value_get(meta, "author")),
+			 AF_TYPE_NIL);
+	af_msg_destroy(&m);
+}
+
+static void test_replace_and_delete(void **state)
+{
+	fixture *f = *state;
+	af_payload *p;
+	af_msg *m = NULL;
+
+	spawn(f, NULL);
+	insert_three(f);
+	insert(f, "bees", "Bumblebees nest in the ground.");
+	expect_stats(f, 3, 3);
+	m = retrieve(f, "waggle", 0, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 0);
+	af_msg_destroy(&m);
+	expect_top(f, "nest", NULL, "bees");
+
+	p = new_payload();
+	af_pack_map(p, 1);
+	af_pack_str(p, "id");
+	af_pack_str(p, "bees");
+	assert_int_equal(request(f, "delete", p, &m), AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "deleted", -1), 1);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "chunks", -1), 1);
+	af_msg_destroy(&m);
+	expect_stats(f, 2, 2);
+	m = retrieve(f, "nest", 0, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 0);
+	af_msg_destroy(&m);
+	/* Deleting what is not there is no error. */
+	p = new_payload();
+	af_pack_map(p, 1);
+	af_pack_str(p, "id");
+	af_pack_str(p, "bees");
+	assert_int_equal(request(f, "delete", p, &m), AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "deleted", -1), 0);
+	af_msg_destroy(&m);
+}
+
+static void test_batch_insert(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = new_payload();
+	af_msg *m = NULL;
+	char id[32], text[128];
+
+	spawn(f, NULL);
+	af_pack_map(p, 1);
+	af_pack_str(p, "documents");
+	af_pack_array(p, 101);
+	for (int i = 0; i < 100; i++) {
+		snprintf(id, sizeof(id), "doc%d", i);
+		snprintf(text, sizeof(text),
+			 "Document number%d speaks of "
+			 "topic%d.",
+			 i, i % 7);
+		af_pack_map(p, 2);
+		af_pack_str(p, "id");
+		af_pack_str(p, id);
+		af_pack_str(p, "text");
+		af_pack_str(p, text);
+	}
+	/* A second copy of an id in one request replaces the first. */
+	af_pack_map(p, 2);
+	af_pack_str(p, "id");
+	af_pack_str(p, "doc5");
+	af_pack_str(p, "text");
+	af_pack_str(p, "Replaced within the batch.");
+	assert_int_equal(request(f, "insert", p, &m), AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 101);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "chunks", -1),
+			 101);
+	af_msg_destroy(&m);
+	expect_stats(f, 100, 100);
+	expect_top(f, "number42", NULL, "doc42");
+	expect_top(f, "replaced", NULL, "doc5");
+	m = retrieve(f, "number5", 0, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 0);
+	af_msg_destroy(&m);
+	m = retrieve(f, "topic3", 1000, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 14);
+	af_msg_destroy(&m);
+}
+
+static void test_chunks(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	af_msg *m;
+
+	af_retrieval_config_init(&cfg);
+	cfg.chunk_size = 8;
+	cfg.chunk_overlap = -1;
+	spawn(f, &cfg);
+	insert(f, "d",
+	       "One two three four. Five six seven eight. Nine ten "
+	       "eleven twelve. Apple banana cherry date. Elder fig "
+	       "grape honeydew.");
+	expect_stats(f, 1, 3);
+	m = retrieve(f, "cherry", 0, NULL);
+	assert_true(node_is(m, 0, "id", "d#1"));
+	assert_true(node_is(m, 0, "text",
+			    "Nine ten eleven twelve. Apple "
+			    "banana cherry date."));
+	af_msg_destroy(&m);
+}
+
+/* ---- bad input --------------------------------------------------------- */
+
+static void test_bad_requests(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	af_payload *p;
+
+	af_retrieval_config_init(&cfg);
+	cfg.max_document_bytes = 200;
+	spawn(f, &cfg);
+	insert_three(f);
+	expect_error(f, "retrieve", query("", 0, NULL), AF_EINVAL, "query");
+	expect_error(f, "retrieve", query("bees", -1, NULL), AF_EINVAL,
+		     "top_k");
+	expect_error(f, "retrieve", query("bees", 1000000000, NULL), AF_EINVAL,
+		     "top_k");
+	expect_error(f, "retrieve", query("bees", 0, "semantic"), AF_EINVAL,
+		     "mode");
+	expect_error(f, "retrieve", query("bees", 0, "vector"), AF_EINVAL,
+		     "embeddings");
+	expect_error(f, "retrieve", query("bees", 0, "hybrid"), AF_EINVAL,
+		     "embeddings");
+	p = new_payload();
+	af_pack_map(p, 2);
+	af_pack_str(p, "query");
+	af_pack_str(p, "bees");
+	af_pack_str(p, "top_k");
+	af_pack_int(p, 0);
+	expect_error(f, "retrieve", p, AF_EINVAL, "top_k");
+	p = new_payload();
+	af_pack_map(p, 2);
+	af_pack_str(p, "query");
+	af_pack_str(p, "bees");
+	af_pack_str(p, "top_k");
+	af_pack_str(p, "two");
+	expect_error(f, "retrieve", p, AF_EINVAL, "top_k");
+	p = new_payload();
+	af_pack_map(p, 1);
+	af_pack_str(p, "query");
+	af_pack_int(p, 7);
+	expect_error(f, "retrieve", p, AF_EINVAL, "query");
+	expect_error(f, "retrieve", NULL, AF_EINVAL, "map");
+	expect_error(f, "retrieve", query("bees \xff\xfe", 0, NULL), AF_EINVAL,
+		     "UTF-8");
+
+	expect_error(f, "insert", doc("", "text"), AF_EINVAL, "id");
+	expect_error(f, "insert", doc("x", ""), AF_EINVAL, "empty");
+	expect_error(f, "insert", doc("x", "   \n\n "), AF_EINVAL, "no words");
+	expect_error(f, "insert", doc("bad", "caf\xe9 au lait"), AF_EINVAL,
+		     "\"bad\"");
+	expect_error(f, "insert", NULL, AF_EINVAL, "map");
+	p = new_payload();
+	af_pack_map(p, 1);
+	af_pack_str(p, "documents");
+	af_pack_array(p, 0);
+	expect_error(f, "insert", p, AF_EINVAL, "documents");
+	p = new_payload();
+	af_pack_map(p, 2);
+	af_pack_str(p, "id");
+	af_pack_int(p, 3);
+	af_pack_str(p, "text");
+	af_pack_str(p, "three");
+	expect_error(f, "insert", p, AF_EINVAL, "\"id\"");
+	p = new_payload();
+	af_pack_map(p, 3);
+	af_pack_str(p, "id");
+	af_pack_str(p, "m");
+	af_pack_str(p, "text");
+	af_pack_str(p, "nested metadata");
+	af_pack_str(p, "metadata");
+	af_pack_map(p, 1);
+	af_pack_str(p, "deep");
+	af_pack_map(p, 0);
+	expect_error(f, "insert", p, AF_EINVAL, "metadata");
+	{
+		char big[512];
+
+		memset(big, 'a', sizeof(big) - 1);
+		big[sizeof(big) - 1] = '\0';
+		expect_error(f, "insert", doc("big", big), AF_EMSGSIZE,
+			     "\"big\"");
+	}
+	/* A batch with one bad document stores none of it. */
+	p = new_payload();
+	af_pack_map(p, 1);
+	af_pack_str(p, "documents");
+	af_pack_array(p, 2);
+	af_pack_map(p, 2);
+	af_pack_str(p, "id");
+	af_pack_str(p, "good");
+	af_pack_str(p, "text");
+	af_pack_str(p, "A good document.");
+	af_pack_map(p, 1);
+	af_pack_str(p, "id");
+	af_pack_str(p, "no text");
+	expect_error(f, "insert", p, AF_EINVAL, "documents[1]");
+	expect_error(f, "delete", NULL, AF_EINVAL, "id");
+	expect_error(f, "reindex", NULL, AF_ENOTSUP, NULL);
+	expect_stats(f, 3, 3);
+}
+
+/* ---- load_dir ---------------------------------------------------------- */
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static af_payload *load_dir_payload(const char *path, int recursive)
+{
+	af_payload *p = new_payload();
+
+	af_pack_map(p, recursive >= 0 ? 2 : 1);
+	af_pack_str(p, "path");
+	af_pack_str(p, path);
+	if (recursive >= 0) {
+		af_pack_str(p, "recursive");
+		af_pack_bool(p, recursive != 0);
+	}
+	return p;
+}
+
+static void make_corpus(fixture *f, char *root, size_t size)
+{
+	char path[256];
+
+	snprintf(root, size, "%s/corpus", f->dir);
+	assert_int_equal(mkdir(root, 0700), 0);
+	snprintf(path, sizeof(path), "%s/communication", root);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/communication/deeper", root);
+	assert_int_equal(mkdir(path, 0700), 0);
+	write_file(root, "intro.txt", "Bees live in colonies.");
+	write_file(root, "notes.md", "# Notes\n\nQueens lay the eggs.");
+	write_file(root, "image.png", "not text at all \xff");
+	write_file(root, ".hidden.txt", "Hidden drones.");
+	write_file(root, "communication/waggle_dance.md", bees);
+	write_file(root, "communication/deeper/smell.txt",
+		   "\xef\xbb\xbfPheromones carry alarms.");
+}
+
+static void test_load_dir(void **state)
+{
+	fixture *f = *state;
+	char root[128], path[256];
+	af_msg *m = NULL;
+	const af_value *meta;
+
+	spawn(f, NULL);
+	make_corpus(f, root, sizeof(root));
+	assert_int_equal(request(f, "load_dir", load_dir_payload(root, 0), &m),
+			 AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 2);
+	af_msg_destroy(&m);
+	assert_int_equal(request(f, "load_dir", load_dir_payload(root, -1), &m),
+			 AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 4);
+	assert_true(af_value_get_int(af_msg_payload(m), "bytes", -1) > 100);
+	af_msg_destroy(&m);
+	/* Loading again replaces: still four. */
+	expect_stats(f, 4, 4);
+	m = retrieve(f, "waggle", 0, NULL);
+	assert_true(node_is(m, 0, "doc_id", "communication/waggle_dance.md"));
+	meta = af_value_get(af_value_at(nodes(m), 0), "metadata");
+	assert_true(af_value_str_eq(af_value_get(meta, "file_name"),
+				    "waggle_dance.md"));
+	assert_true(af_value_str_eq(af_value_get(meta, "file_path"),
+				    "communication/waggle_dance.md"));
+	af_msg_destroy(&m);
+	/* The byte order mark is gone. */
+	m = retrieve(f, "pheromones", 0, NULL);
+	assert_true(node_is(m, 0, "text", "Pheromones carry alarms."));
+	af_msg_destroy(&m);
+	m = retrieve(f, "drones", 0, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 0);
+	af_msg_destroy(&m);
+
+	/* Failures store nothing and name what failed. */
+	snprintf(path, sizeof(path), "%s/missing", f->dir);
+	expect_error(f, "load_dir", load_dir_payload(path, -1), AF_ENOTFOUND,
+		     "missing");
+	snprintf(path, sizeof(path), "%s/intro.txt", root);
+	expect_error(f, "load_dir", load_dir_payload(path, -1), AF_EINVAL,
+		     "not a folder");
+	write_file(root, "communication/latin1.txt", "caf\xe9 cr\xe8me");
+	expect_error(f, "load_dir", load_dir_payload(root, -1), AF_EINVAL,
+		     "communication/latin1.txt");
+	snprintf(path, sizeof(path), "%s/communication/latin1.txt", root);
+	assert_int_equal(unlink(path), 0);
+	/* A file that cannot be read (as root, a mode of 000 would not
+	 * stop the read): a dangling symbolic link. */
+	snprintf(path, sizeof(path), "%s/zz_gone.txt", root);
+	assert_int_equal(symlink("/nonexistent/af-test", path), 0);
+	expect_error(f, "load_dir", load_dir_payload(root, -1), AF_ESYS,
+		     "zz_gone.txt");
+	expect_error(f, "load_dir", NULL, AF_EINVAL, "path");
+	expect_stats(f, 4, 4);
+}
+
+/* ---- storage ----------------------------------------------------------- */
+
+static void test_persistence(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	char db[128];
+
+	snprintf(db, sizeof(db), "%s/index.db", f->dir);
+	af_retrieval_config_init(&cfg);
+	cfg.db_path = db;
+	spawn(f, &cfg);
+	insert_three(f);
+	restart(f, &cfg);
+	expect_stats(f, 3, 3);
+	expect_top(f, "hydrogen", NULL, "stars");
+	insert(f, "stars", "Replaced after the restart.");
+	restart(f, &cfg);
+	expect_stats(f, 3, 3);
+	expect_top(f, "restart", NULL, "stars");
+}
+
+static void test_corrupt_db(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	char db[128];
+	char junk[8192];
+	int fd;
+
+	snprintf(db, sizeof(db), "%s/junk.db", f->dir);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 7919 + 13);
+	fd = open(db, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
+	close(fd);
+	af_retrieval_config_init(&cfg);
+	cfg.db_path = db;
+	assert_int_equal(
+		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
+		AF_EIO);
+	assert_false(af_exists(f->sys, "retrieval"));
+	/* A folder where the file should be. */
+	cfg.db_path = f->dir;
+	assert_int_equal(
+		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
+		AF_EIO);
+	/* Settings that cannot work. */
+	af_retrieval_config_init(&cfg);
+	cfg.chunk_size = 10;
+	cfg.chunk_overlap = 10;
+	assert_int_equal(
+		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
+		AF_EINVAL);
+	af_retrieval_config_init(&cfg);
+	cfg.mode = "fuzzy";
+	assert_int_equal(
+		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
+		AF_EINVAL);
+	af_retrieval_config_init(&cfg);
+	cfg.embed_provider = "word2vec";
+	assert_int_equal(
+		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
+		AF_EINVAL);
+}
+
+/* ---- embeddings -------------------------------------------------------- */
+
+/* Ten documents of one chunk each, in one request. */
+static void insert_ten(fixture *f)
+{
+	static const char *const texts[10] = {
+		"Honey bees perform the waggle dance to share flower "
+		"locations.",
+		"Earthworms aerate the soil with burrows.",
+		"Stars fuse hydrogen into helium.",
+		"Rivers carve canyons over millions of years.",
+		"Volcanoes erupt molten rock called lava.",
+		"Owls hunt mice at night with silent wings.",
+		"Glaciers are slow rivers of ice.",
+		"Coral reefs shelter many fish species.",
+		"Lightning is a discharge of static electricity.",
+		"Mushrooms are the fruit of underground fungi.",
+	};
+	af_payload *p = new_payload();
+	af_msg *m = NULL;
+	char id[16];
+
+	af_pack_map(p, 1);
+	af_pack_str(p, "documents");
+	af_pack_array(p, 10);
+	for (int i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "t%d", i);
+		af_pack_map(p, 2);
+		af_pack_str(p, "id");
+		af_pack_str(p, id);
+		af_pack_str(p, "text");
+		af_pack_str(p, texts[i]);
+	}
+	assert_int_equal(request(f, "insert", p, &m), AF_OK);
+	af_msg_destroy(&m);
+}
+
+static void vectors_with(fixture *f, const char *provider)
+{
+	af_retrieval_config cfg;
+	char db[128];
+	int64_t d, c, e;
+	unsigned before;
+
+	snprintf(db, sizeof(db), "%s/%s.db", f->dir, provider);
+	embed_config(f, &cfg, provider);
+	cfg.db_path = db;
+	spawn(f, &cfg);
+	before = mockllm_requests(f->mock);
+	insert_ten(f);
+	/* Ten texts in batches of four: three requests. */
+	assert_int_equal(mockllm_requests(f->mock) - before, 3);
+	stats(f, &d, &c, &e);
+	assert_int_equal(d, 10);
+	assert_int_equal(e, 10);
+	before = mockllm_requests(f->mock);
+	expect_top(f, "hydrogen helium stars", "vector", "t2");
+	expect_top(f, "owls hunt mice", "hybrid", "t5");
+	expect_top(f, "volcanoes", NULL, "t4");
+	/* One request per vector or hybrid query, none for bm25. */
+	assert_int_equal(mockllm_requests(f->mock) - before, 2);
+
+	/* The vectors come back from the file after a restart. */
+	restart(f, &cfg);
+	expect_top(f, "glaciers ice", "vector", "t6");
+	insert(f, "t6", "Penguins swim in cold seas.");
+	expect_top(f, "penguins swim", "vector", "t6");
+	stats(f, &d, &c, &e);
+	assert_int_equal(e, 10);
+	/* A server that changed its dimension is refused. */
+	{
+		mockllm_opts o = {.embed_dim = 32};
+
+		mockllm_set(f->mock, &o);
+		expect_error(f, "insert", doc("new", "Whales sing."), AF_EPROTO,
+			     "dimensions");
+		expect_error(f, "retrieve", query("whales", 0, "vector"),
+			     AF_EPROTO, "dimensions");
+		o.embed_dim = 64;
+		mockllm_set(f->mock, &o);
+	}
+	expect_stats(f, 10, 10);
+}
+
+static void test_vectors_openai(void **state)
+{
+	vectors_with(*state, "openai");
+}
+
+static void test_vectors_ollama(void **state)
+{
+	vectors_with(*state, "ollama");
+}
+
+static void test_embed_fails(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	mockllm_opts o = {.embed_dim = 64,
+			  .fault = MOCKLLM_STATUS,
+			  .fail_status = 500,
+			  .fail_times = 1000,
+			  .error_message = "embedder on fire"};
+	int64_t d, c, e;
+
+	embed_config(f, &cfg, "ollama");
+	spawn(f, &cfg);
+	mockllm_set(f->mock, &o);
+	expect_error(f, "insert", doc("bees", bees), AF_EHTTP,
+		     "embedder on fire");
+	expect_error(f, "retrieve", query("bees", 0, "vector"), AF_EHTTP,
+		     "500");
+	stats(f, &d, &c, &e);
+	assert_int_equal(d, 0);
+	assert_int_equal(c, 0);
+	/* bm25 needs no server. */
+	{
+		af_msg *m = retrieve(f, "bees", 0, "bm25");
+
+		assert_int_equal(af_value_len(nodes(m)), 0);
+		af_msg_destroy(&m);
+	}
+}
+
+/* ---- concurrency ------------------------------------------------------- */
+
+static void many_at_once(fixture *f, const char *mode, const char *want)
+{
+	enum { N = 64 };
+	af_stream *s[N];
+	af_msg *m = NULL;
+
+	for (int i = 0; i < N; i++) {
+		af_payload *p = query("waggle dance of honey bees", 1, mode);
+
+		assert_int_equal(af_client_stream(f->client, "retrieval",
+						  "retrieve", p, WAIT_MS,
+						  &s[i]),
+				 AF_OK);
+		af_payload_destroy(&p);
+	}
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(af_stream_next(s[i], WAIT_MS, &m), AF_EOF);
+		assert_true(node_is(m, 0, "doc_id", want));
+		af_msg_destroy(&m);
+		af_stream_close(&s[i]);
+	}
+}
+
+static void test_concurrent_retrieves(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+
+	embed_config(f, &cfg, "openai");
+	spawn(f, &cfg);
+	insert_ten(f);
+	many_at_once(f, "bm25", "t0");
+	many_at_once(f, "vector", "t0");
+	many_at_once(f, "hybrid", "t0");
+}
+
+/* A server that takes connections and never answers: the kernel accepts
+ * them into the backlog of a socket nobody accepts from. */
+static int silent_server(int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static void test_served_while_embedding(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	af_stream *slow;
+	af_payload *p = doc("late", "A document whose vectors never come.");
+	af_msg *m = NULL;
+	int port;
+	int fd = silent_server(&port);
+
+	af_retrieval_config_init(&cfg);
+	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d", port);
+	cfg.embed_provider = "openai";
+	cfg.embed_base_url = f->url;
+	cfg.embed_max_retries = 0;
+	spawn(f, &cfg);
+	/* bm25 documents need vectors too once an endpoint is set: insert
+	 * them through a second actor sharing nothing. Here the index stays
+	 * empty; what matters is that answers keep coming. */
+	assert_int_equal(af_client_stream(f->client, "retrieval", "insert", p,
+					  WAIT_MS, &slow),
+			 AF_OK);
+	af_payload_destroy(&p);
+	for (int i = 0; i < 20; i++) {
+		m = retrieve(f, "document", 0, "bm25");
+		assert_int_equal(af_value_len(nodes(m)), 0);
+		af_msg_destroy(&m);
+		expect_stats(f, 0, 0);
+	}
+	assert_int_equal(af_stream_next(slow, 0, &m), AF_EAGAIN);
+	/* Giving up on the insert stops its request; nothing was stored. */
+	af_stream_close(&slow);
+	expect_stats(f, 0, 0);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_insert_retrieve, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replace_and_delete, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_batch_insert, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_requests, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_persistence, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_db, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_vectors_openai, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_vectors_ollama, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_embed_fails, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_retrieves,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_served_while_embedding,
+						setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
