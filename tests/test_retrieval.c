@@ -595,6 +595,7 @@ static void make_corpus(fixture *f, char *root, size_t size)
 	write_file(root, "image.png", "not text at all \xff");
 	write_file(root, ".hidden.txt", "Hidden drones.");
 	write_file(root, "communication/waggle_dance.md", bees);
+	write_file(root, "communication/empty.md", " \n");
 	write_file(root, "communication/deeper/smell.txt",
 		   "\xef\xbb\xbfPheromones carry alarms.");
 }

@@ -306,6 +306,12 @@ static af_err read_file(retrieval *r, ringest *in, const char *path,
 		len -= 3;
 		text[len] = '\0';
 	}
+	/* A file with no words (empty, or white space) is not a document;
+	 * it is skipped rather than failing the folder. */
+	if (strspn(text, " \t\n\r\f\v") == len) {
+		free(text);
+		return AF_OK;
+	}
 	af_payload_reset(r->meta);
 	af_pack_map(r->meta, 2);
 	af_pack_str(r->meta, "file_path");

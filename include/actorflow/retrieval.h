@@ -30,6 +30,9 @@
  *              and .md file under path, in one transaction. A document's
  *              id is its path relative to path; its metadata
  *              {"file_path": that path, "file_name": its last part}.
+ *              Names starting with '.' are passed over, as are files
+ *              with no words; symbolic links to files are followed, to
+ *              folders not (so a loop cannot trap the walk).
  *              Reply {"documents": int, "chunks": int, "bytes": int}.
  *   delete     {"id": str}. Reply {"deleted": int (0 or 1), "chunks": int}.
  *   retrieve   {"query": str, "top_k": int (default the config's, 2),
@@ -42,8 +45,16 @@
  *                 better: -bm25() of FTS5, the cosine similarity, or the
  *                 reciprocal rank fusion sum), "text": str,
  *                 "metadata": {...}}
+ *              The query's words (runs of letters, digits and non-ASCII
+ *              characters) are searched for, each quoted, joined with
+ *              OR: FTS5 syntax in a query is only words, and a query
+ *              with no word finds nothing. Hybrid fuses the two
+ *              rankings, each taken to depth max(2 * top_k, 20), by
+ *              sum of 1 / (60 + rank).
  *   stats      nil. Reply {"documents": int, "chunks": int,
  *              "embedded": int (chunks with a vector)}.
+ * Metadata values may also be nil. Tells of these types are ignored:
+ * they would have nowhere to send the answer or the error.
  * Errors (the reply's text names the field, file or id at fault):
  *   AF_EINVAL     a payload of bad shape; an empty id, text or query;
  *                 text that is not UTF-8; top_k < 1 or above max_top_k;
@@ -91,10 +102,12 @@ typedef struct af_retrieval_config {
 	 * file that is not a database (or not this actor's) fails the spawn
 	 * with AF_EIO. */
 	const char *db_path;
-	int chunk_size;    /* words per chunk; 0: 1024 */
-	int chunk_overlap; /* words; 0: 200, < 0: none */
-	int top_k;         /* a retrieve that gives none; 0: 2 */
-	int max_top_k;     /* the largest top_k accepted; 0: 1000 */
+	int chunk_size; /* words per chunk; 0: 1024 */
+	/* Words; 0: 200 (a fifth of chunk_size when that is 200 or
+	 * less), < 0: none. Must be below chunk_size (else AF_EINVAL). */
+	int chunk_overlap;
+	int top_k;     /* a retrieve that gives none; 0: 2 */
+	int max_top_k; /* the largest top_k accepted; 0: 1000 */
 	/* "bm25", "vector" or "hybrid"; NULL: "bm25". */
 	const char *mode;
 	/* The largest document accepted, in bytes; 0: 16 MiB. */
