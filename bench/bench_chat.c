@@ -128,14 +128,6 @@ static const af_actor_ops driver_ops = {
 	.handle = driver_handle,
 };
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a;
-	int64_t y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 static af_payload *question(void)
 {
 	af_payload *p;

@@ -217,14 +217,6 @@ static int64_t run_direct(af_client *c, int64_t n)
 	return ns;
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a;
-	int64_t y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 static double median_us_per_item(int64_t *ns, int rounds, int64_t n)
 {
 	qsort(ns, (size_t)rounds, sizeof(*ns), cmp_i64);

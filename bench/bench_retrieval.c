@@ -66,19 +66,6 @@ static void remove_db(const char *name)
 	}
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double percentile_us(int64_t *ns, int n, double p)
-{
-	qsort(ns, (size_t)n, sizeof *ns, cmp_i64);
-	return (double)ns[(int)(p * (n - 1))] / 1e3;
-}
-
 static void result(const char *work, const char *impl, const char *size,
 		   double v, const char *unit)
 {

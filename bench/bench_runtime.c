@@ -625,14 +625,6 @@ static const af_actor_ops waker_ops = {
 	.stop = waker_stop,
 };
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a;
-	int64_t y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* Two figures with `idle` idle fds watched beside the active one:
  *   wakeup_loop_N    mean cost of one loop turn that finds the ready fd
  *                    (the actor re-arms the fd from its own callback, so
