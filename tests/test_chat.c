@@ -101,27 +101,6 @@ static af_payload *question(const char *text)
 	return p;
 }
 
-static char *str_of(const af_value *v)
-{
-	char *s = af_value_strdup(v);
-
-	assert_non_null(s);
-	return s;
-}
-
-/* The text a run of n mock chunks of text t streams: "t0 t1 ...". */
-static char *expected_text(const char *t, int n)
-{
-	size_t cap = (strlen(t) + 12) * (size_t)n + 1;
-	char *s = calloc(1, cap);
-	size_t len = 0;
-
-	assert_non_null(s);
-	for (int i = 0; i < n; i++)
-		len += (size_t)snprintf(s + len, cap - len, "%s%d ", t, i);
-	return s;
-}
-
 /* A whole answer: status, and the reply (or error message) in *out. */
 static af_err ask(fixture *f, const char *type, const char *text, af_msg **out)
 {
@@ -223,7 +202,7 @@ static void test_extractive_chat_and_stream_agree(void **state)
 
 	spawn_chat(f, "extractive", 0);
 	assert_int_equal(ask(f, "chat", rag_prompt, &reply), AF_OK);
-	content = str_of(af_value_get(af_msg_payload(reply), "content"));
+	content = test_str_of(af_value_get(af_msg_payload(reply), "content"));
 	assert_non_null(strstr(content, "whale oil"));
 	assert_null(strstr(content, "herring"));
 	assert_true(af_value_str_eq(
@@ -287,7 +266,7 @@ static void test_openai_chat(void **state)
 {
 	fixture *f = *state;
 	af_msg *reply = NULL;
-	char *want = expected_text("w", 5);
+	char *want = test_mock_text("w", 5);
 	char *content;
 	char *body;
 	char *auth = NULL;
@@ -296,7 +275,7 @@ static void test_openai_chat(void **state)
 	setenv("AF_TEST_CHAT_KEY", "sk-test-secret", 1);
 	spawn_chat(f, "openai", 0);
 	assert_int_equal(ask(f, "chat", "hello there", &reply), AF_OK);
-	content = str_of(af_value_get(af_msg_payload(reply), "content"));
+	content = test_str_of(af_value_get(af_msg_payload(reply), "content"));
 	assert_string_equal(content, want);
 	assert_true(af_value_str_eq(
 		af_value_get(af_msg_payload(reply), "finish_reason"), "stop"));
@@ -319,7 +298,7 @@ static void test_openai_chat(void **state)
 static void check_stream(fixture *f, mockllm_opts o, const char *t)
 {
 	streamed s;
-	char *want = expected_text(t, o.chunks);
+	char *want = test_mock_text(t, o.chunks);
 
 	set_mock(f, o);
 	stream_text(f, "stream please", &s);
@@ -370,12 +349,12 @@ static void test_stream_request_without_stream_gets_one_reply(void **state)
 {
 	fixture *f = *state;
 	af_msg *reply = NULL;
-	char *want = expected_text("w", 5);
+	char *want = test_mock_text("w", 5);
 	char *content;
 
 	spawn_chat(f, "openai", 0);
 	assert_int_equal(ask(f, "stream_chat", "hi", &reply), AF_OK);
-	content = str_of(af_value_get(af_msg_payload(reply), "content"));
+	content = test_str_of(af_value_get(af_msg_payload(reply), "content"));
 	assert_string_equal(content, want);
 	free(content);
 	free(want);
@@ -413,13 +392,13 @@ static void test_ollama_chat_and_stream(void **state)
 {
 	fixture *f = *state;
 	af_msg *reply = NULL;
-	char *want = expected_text("w", 5);
+	char *want = test_mock_text("w", 5);
 	char *content;
 	char *body;
 
 	spawn_chat(f, "ollama", 0);
 	assert_int_equal(ask(f, "chat", "hello", &reply), AF_OK);
-	content = str_of(af_value_get(af_msg_payload(reply), "content"));
+	content = test_str_of(af_value_get(af_msg_payload(reply), "content"));
 	assert_string_equal(content, want);
 	assert_int_equal(
 		af_value_get_int(af_value_get(af_msg_payload(reply), "usage"),
@@ -447,7 +426,7 @@ static void test_retry_after_then_success(void **state)
 	fixture *f = *state;
 	af_msg *reply = NULL;
 	streamed s;
-	char *want = expected_text("w", 5);
+	char *want = test_mock_text("w", 5);
 
 	spawn_chat(f, "openai", 3);
 	set_mock(f, (mockllm_opts){.fault = MOCKLLM_STATUS,
@@ -686,7 +665,7 @@ static void test_many_streams_at_once(void **state)
 	fixture *f = *state;
 	af_payload *p = question("hi");
 	af_stream *st[N];
-	char *want = expected_text("w", 4);
+	char *want = test_mock_text("w", 4);
 
 	spawn_chat(f, "openai", 0);
 	set_mock(f, (mockllm_opts){.chunks = 4, .interval_ms = 20});
@@ -717,7 +696,7 @@ static void test_transfers_queue_past_the_cap(void **state)
 	af_payload *p = question("hi");
 	af_stream *st[N];
 	af_stream *dropped;
-	char *want = expected_text("w", 3);
+	char *want = test_mock_text("w", 3);
 
 	spawn_chat_capped(f, "openai", 0, 2);
 	set_mock(f, (mockllm_opts){.chunks = 3, .interval_ms = 100});

@@ -378,27 +378,6 @@ static void stream_ask(fixture *f, const char *text, const char *mode,
 	af_stream_close(&st);
 }
 
-static char *str_of(const af_value *v)
-{
-	char *s = af_value_strdup(v);
-
-	assert_non_null(s);
-	return s;
-}
-
-/* "t0 t1 ... t(n-1) ", what the mock streams. */
-static char *expected_text(const char *t, int n)
-{
-	size_t cap = (strlen(t) + 12) * (size_t)n + 1;
-	char *s = calloc(1, cap);
-	size_t len = 0;
-
-	assert_non_null(s);
-	for (int i = 0; i < n; i++)
-		len += (size_t)snprintf(s + len, cap - len, "%s%d ", t, i);
-	return s;
-}
-
 static bool valgrind(void)
 {
 	return getenv("AF_UNDER_VALGRIND") != NULL;
@@ -470,7 +449,7 @@ static void test_query_answer_and_sources(void **state)
 	spawn_query(f, &cfg);
 	assert_int_equal(ask(f, "What colour is the sky?", NULL, &reply),
 			 AF_OK);
-	response = str_of(af_value_get(af_msg_payload(reply), "response"));
+	response = test_str_of(af_value_get(af_msg_payload(reply), "response"));
 	assert_string_equal(response, "The sky is blue on a clear day.");
 	check_sources(af_value_get(af_msg_payload(reply), "source_nodes"), 9);
 	assert_int_equal(atomic_load(&f->stub.last_top_k), 3);
@@ -490,7 +469,7 @@ static void test_stream_query_matches_query(void **state)
 	spawn_query(f, NULL);
 	assert_int_equal(ask(f, "What colour is the sky?", NULL, &reply),
 			 AF_OK);
-	response = str_of(af_value_get(af_msg_payload(reply), "response"));
+	response = test_str_of(af_value_get(af_msg_payload(reply), "response"));
 	stream_ask(f, "What colour is the sky?", NULL, &s);
 	assert_int_equal(s.status, AF_OK);
 	assert_true(s.chunks > 1);
@@ -525,7 +504,7 @@ static void test_refine_keeps_existing_answer(void **state)
 	assert_int_equal(
 		ask(f, "What does the lighthouse burn?", "refine", &reply),
 		AF_OK);
-	response = str_of(af_value_get(af_msg_payload(reply), "response"));
+	response = test_str_of(af_value_get(af_msg_payload(reply), "response"));
 	assert_non_null(strstr(response, "whale oil"));
 	assert_non_null(strstr(response, "driftwood"));
 	free(response);
@@ -536,8 +515,8 @@ static void test_refine_keeps_existing_answer(void **state)
 		assert_int_equal(
 			ask(f, "What does the lighthouse burn?", mode, &reply),
 			AF_OK);
-		response =
-			str_of(af_value_get(af_msg_payload(reply), "response"));
+		response = test_str_of(
+			af_value_get(af_msg_payload(reply), "response"));
 		assert_non_null(strstr(response, "whale oil"));
 		free(response);
 		af_msg_destroy(&reply);
@@ -561,10 +540,10 @@ static unsigned calls_of(fixture *f, const char *mode)
 	unsigned before = mockllm_requests(f->mock);
 	af_msg *reply = NULL;
 	char *response;
-	char *want = expected_text("w", 5);
+	char *want = test_mock_text("w", 5);
 
 	assert_int_equal(ask(f, "count the words", mode, &reply), AF_OK);
-	response = str_of(af_value_get(af_msg_payload(reply), "response"));
+	response = test_str_of(af_value_get(af_msg_payload(reply), "response"));
 	assert_string_equal(
 		response,
 		mode != NULL && strcmp(mode, "no_text") == 0 ? "" : want);
@@ -936,8 +915,8 @@ static void test_many_queries_at_once(void **state)
 			assert_string_equal(s.text, want);
 		} else {
 			/* A plain query over a stream: one reply. */
-			char *r = str_of(af_value_get(af_msg_payload(s.end),
-						      "response"));
+			char *r = test_str_of(af_value_get(
+				af_msg_payload(s.end), "response"));
 			assert_int_equal(af_msg_kind(s.end), AF_KIND_REPLY);
 			assert_string_equal(r, want);
 			free(r);
@@ -958,7 +937,7 @@ static void test_slow_reader_gets_every_delta(void **state)
 	int chunks = valgrind() ? 1500 : 3000;
 	mockllm_opts o = {.chunks = chunks};
 	af_payload *p = question("What colour is the sky?", NULL);
-	char *want = expected_text("w", chunks);
+	char *want = test_mock_text("w", chunks);
 	af_stream *st;
 	streamed s;
 
@@ -1000,7 +979,7 @@ static void test_no_nodes_gives_fixed_answer(void **state)
 	spawn_query(f, &cfg);
 	assert_int_equal(ask(f, "What colour is the sky?", NULL, &reply),
 			 AF_OK);
-	response = str_of(af_value_get(af_msg_payload(reply), "response"));
+	response = test_str_of(af_value_get(af_msg_payload(reply), "response"));
 	assert_string_equal(response,
 			    "No context was found to answer the query.");
 	assert_int_equal(af_value_len(af_value_get(af_msg_payload(reply),
@@ -1076,7 +1055,7 @@ static void test_with_retrieval_actor(void **state)
 
 	assert_int_equal(ask(f, "What does the lighthouse burn?", NULL, &reply),
 			 AF_OK);
-	response = str_of(af_value_get(af_msg_payload(reply), "response"));
+	response = test_str_of(af_value_get(af_msg_payload(reply), "response"));
 	assert_string_equal(response, "Its lighthouse burns whale oil.");
 	sources = af_value_get(af_msg_payload(reply), "source_nodes");
 	assert_true(af_value_len(sources) >= 1 && af_value_len(sources) <= 2);

@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -325,4 +326,24 @@ bool test_signal_wait(test_signal *s, int n, int timeout_ms)
 	ok = s->count >= n;
 	pthread_mutex_unlock(&s->mu);
 	return ok;
+}
+
+char *test_str_of(const af_value *v)
+{
+	char *s = af_value_strdup(v);
+
+	assert_non_null(s);
+	return s;
+}
+
+char *test_mock_text(const char *t, int n)
+{
+	size_t cap = (strlen(t) + 12) * (size_t)n + 1;
+	char *s = calloc(1, cap);
+	size_t len = 0;
+
+	assert_non_null(s);
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, "%s%d ", t, i);
+	return s;
 }

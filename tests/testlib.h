@@ -66,4 +66,11 @@ af_payload *test_payload_n(int64_t n);
 /* A payload holding one binary of size bytes. */
 af_payload *test_payload_bin(size_t size);
 
+/* A malloc'ed copy of a string value; asserts that v is one. */
+char *test_str_of(const af_value *v);
+
+/* The text the mock model server (tests/mockllm) streams in n chunks of
+ * text t: "t0 t1 ... t(n-1) ". Caller frees. */
+char *test_mock_text(const char *t, int n);
+
 #endif
