@@ -96,14 +96,20 @@ static void embed_config(fixture *f, af_retrieval_config *cfg,
 	cfg->embed_max_retries = 0;
 }
 
-static af_err request(fixture *f, const char *type, af_payload *p,
-		      af_msg **reply)
+static af_err request_ms(fixture *f, const char *type, af_payload *p,
+			 int64_t timeout_ms, af_msg **reply)
 {
-	af_err err = af_client_request(f->client, "retrieval", type, p, WAIT_MS,
-				       reply);
+	af_err err = af_client_request(f->client, "retrieval", type, p,
+				       timeout_ms, reply);
 
 	af_payload_destroy(&p);
 	return err;
+}
+
+static af_err request(fixture *f, const char *type, af_payload *p,
+		      af_msg **reply)
+{
+	return request_ms(f, type, p, WAIT_MS, reply);
 }
 
 /* The request must fail with code; its text must hold want. */
@@ -851,6 +857,44 @@ static void test_embed_fails(void **state)
 	}
 }
 
+/* A vector retrieve whose answer is above the system's message limit gets
+ * AF_EMSGSIZE at once, as a bm25 one does: the deferred request must not
+ * be left unanswered, its cancel hook pointing at freed memory. */
+static void test_vector_reply_too_large(void **state)
+{
+	fixture *f = *state;
+	af_system_opts o = {.max_message_size = 4096};
+	af_retrieval_config cfg;
+	char id[16], text[900];
+	af_msg *m = NULL;
+	af_err err;
+
+	af_client_destroy(&f->client);
+	af_system_destroy(&f->sys);
+	assert_int_equal(af_system_new(&f->sys, &o), AF_OK);
+	assert_int_equal(af_client_new(&f->client, f->sys), AF_OK);
+	embed_config(f, &cfg, "openai");
+	spawn(f, &cfg);
+	for (int i = 0; i < 10; i++) {
+		size_t n = 0;
+
+		while (n + 16 < sizeof(text))
+			n += (size_t)snprintf(text + n, sizeof(text) - n,
+					      "honey bees %d. ", i);
+		snprintf(id, sizeof(id), "d%d", i);
+		insert(f, id, text);
+	}
+	expect_error(f, "retrieve", query("honey bees", 10, "bm25"),
+		     AF_EMSGSIZE, NULL);
+	err = request_ms(f, "retrieve", query("honey bees", 10, "vector"), 3000,
+			 &m);
+	af_msg_destroy(&m);
+	assert_int_equal(err, AF_EMSGSIZE);
+	/* Past the deadline the first try had: the actor is still well. */
+	usleep(3500 * 1000);
+	expect_stats(f, 10, 10);
+}
+
 /* ---- concurrency ------------------------------------------------------- */
 
 static void many_at_once(fixture *f, const char *mode, const char *want)
@@ -966,6 +1010,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_embed_fails, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_vector_reply_too_large,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_retrieves,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_served_while_embedding,

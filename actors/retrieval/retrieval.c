@@ -264,6 +264,11 @@ static void free_wait(rwait *w)
 	retrieval *r = w->r;
 
 	af__embed_cancel(&w->job);
+	/* A request no answer could be sent to (af_pending_* failed) stays
+	 * with the runtime, which answers it when the actor stops: it must
+	 * then call nothing of w's. */
+	if (w->p != NULL)
+		af_pending_on_cancel(w->p, NULL, NULL);
 	if (w->prev != NULL)
 		w->prev->next = w->next;
 	else
@@ -308,11 +313,13 @@ static void on_embedded(af_ctx *ctx, void *arg, af_err err, const char *msg,
 		if (err == AF_OK)
 			err = pack_counts(r, &w->in);
 	}
+	if (err == AF_OK &&
+	    (err = af_pending_reply(ctx, &w->p, r->out)) != AF_OK)
+		snprintf(why, sizeof(why), "cannot send the answer: %s",
+			 af_strerror(err));
 	if (err != AF_OK)
 		af_pending_error(ctx, &w->p, err, "%s",
 				 why[0] ? why : af_strerror(err));
-	else
-		af_pending_reply(ctx, &w->p, r->out);
 	free_wait(w);
 }
 
