@@ -668,6 +668,33 @@ static void test_load_dir(void **state)
 
 /* ---- storage ----------------------------------------------------------- */
 
+/* A named pipe called like a text file is not a file: opening it must not
+ * wait for a writer (which would hold the actor's thread for good), and
+ * the folder fails with AF_ESYS naming it, storing nothing. */
+static void test_load_dir_fifo(void **state)
+{
+	fixture *f = *state;
+	char root[128], path[256];
+	af_msg *m = NULL;
+	const char *text = NULL;
+
+	spawn(f, NULL);
+	snprintf(root, sizeof(root), "%s/pipes", f->dir);
+	assert_int_equal(mkdir(root, 0700), 0);
+	write_file(root, "a.txt", "Bees live in colonies.");
+	snprintf(path, sizeof(path), "%s/pipe.txt", root);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(
+		request_ms(f, "load_dir", load_dir_payload(root, -1), 3000, &m),
+		AF_ESYS);
+	assert_non_null(m);
+	af_msg_error(m, &text);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "pipe.txt"));
+	af_msg_destroy(&m);
+	expect_stats(f, 0, 0);
+}
+
 static void test_persistence(void **state)
 {
 	fixture *f = *state;
@@ -1000,6 +1027,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_requests, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_dir_fifo, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_db, setup,

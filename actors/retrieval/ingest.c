@@ -252,7 +252,11 @@ static af_err read_file(retrieval *r, ringest *in, const char *path,
 	size_t meta_len;
 	char what[256];
 	af_err err;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a named pipe (or a link to one) with a text file's
+	 * name would otherwise block the actor's thread in open until some
+	 * writer came; it is refused below as not a file. Reads of a regular
+	 * file are not affected. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		err = why_err(why, AF_ESYS, "cannot read %s: %s", id,
