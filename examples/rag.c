@@ -276,7 +276,8 @@ static af_err answer_all(af_client *c, const options *o)
 
 	if (p == NULL)
 		return AF_ENOMEM;
-	printf("answering %zu questions at once\n", o->n_questions);
+	printf("answering %zu question%s at once\n", o->n_questions,
+	       o->n_questions == 1 ? "" : "s");
 	err = af_client_stream(c, "gather", "gather", p, TIMEOUT_MS, &s);
 	while (err == AF_OK &&
 	       (err = af_stream_next(s, TIMEOUT_MS, &m)) == AF_OK) {
