@@ -5,8 +5,10 @@
  * file database, and every bad input the actor must refuse while storing
  * nothing.
  */
+#define _GNU_SOURCE /* RTLD_DEFAULT */
 #include <actorflow/actorflow.h>
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -715,6 +717,55 @@ static void test_persistence(void **state)
 	expect_top(f, "restart", NULL, "stars");
 }
 
+/* SQLite as libactorflow loaded it: the test opens a second connection
+ * to the actor's file without linking SQLite itself. */
+typedef int (*sqlite_open_fn)(const char *, void **);
+typedef int (*sqlite_close_fn)(void *);
+typedef int (*sqlite_exec_fn)(void *, const char *,
+			      int (*)(void *, int, char **, char **), void *,
+			      char **);
+
+static int first_column(void *arg, int n, char **values, char **names)
+{
+	(void)names;
+	*(int *)arg = n > 0 && values[0] != NULL ? atoi(values[0]) : -1;
+	return 0;
+}
+
+/* After a retrieve the actor holds no read transaction on its file: a
+ * statement left stepping pins a snapshot, so the WAL can never be
+ * checkpointed and reset, and grows for as long as the actor lives. */
+static void test_no_snapshot_held(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	sqlite_open_fn open_db =
+		(sqlite_open_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "sqlite3_open");
+	sqlite_close_fn close_db = (sqlite_close_fn)(uintptr_t)dlsym(
+		RTLD_DEFAULT, "sqlite3_close");
+	sqlite_exec_fn exec =
+		(sqlite_exec_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "sqlite3_exec");
+	void *db = NULL;
+	int busy = -1;
+	char path[128];
+
+	assert_non_null(open_db);
+	assert_non_null(close_db);
+	assert_non_null(exec);
+	snprintf(path, sizeof(path), "%s/index.db", f->dir);
+	af_retrieval_config_init(&cfg);
+	cfg.db_path = path;
+	spawn(f, &cfg);
+	insert_three(f);
+	expect_top(f, "hydrogen stars", NULL, "stars");
+	assert_int_equal(open_db(path, &db), 0);
+	assert_int_equal(exec(db, "PRAGMA wal_checkpoint(TRUNCATE)",
+			      first_column, &busy, NULL),
+			 0);
+	close_db(db);
+	assert_int_equal(busy, 0);
+}
+
 static void test_corrupt_db(void **state)
 {
 	fixture *f = *state;
@@ -1030,6 +1081,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_dir_fifo, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_no_snapshot_held, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_db, setup,
 						teardown),

@@ -126,6 +126,7 @@ static af_err pack_nodes(retrieval *r, const int64_t *ids, const double *scores,
 	af_pack_array_begin(r->out);
 	for (size_t i = 0; i < n && err == AF_OK; i++)
 		err = pack_node(r, ids[i], scores[i], &packed);
+	af__store_chunk_done(r->store);
 	af_pack_array_end(r->out);
 	return err != AF_OK ? err : af_payload_status(r->out);
 }

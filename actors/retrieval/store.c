@@ -446,6 +446,12 @@ af_err af__store_chunk(af_store *s, int64_t chunk, af_store_chunk *out,
 	return AF_OK;
 }
 
+void af__store_chunk_done(af_store *s)
+{
+	sqlite3_reset(s->st[ST_CHUNK]);
+	sqlite3_clear_bindings(s->st[ST_CHUNK]);
+}
+
 af_err af__store_vectors(af_store *s, af_store_vector_fn fn, void *arg)
 {
 	sqlite3_stmt *st = s->st[ST_VECTORS];

@@ -90,9 +90,15 @@ af_err af__store_bm25(af_store *s, const char *match, int limit, int64_t *ids,
  * frees, "" when the query has no words, NULL when memory ran out. */
 char *af__store_match(const char *query, size_t len);
 
-/* The chunk with id chunk; *found false when there is none. */
+/* The chunk with id chunk; *found false when there is none. Its row
+ * stays open (a read transaction) until af__store_chunk_done. */
 af_err af__store_chunk(af_store *s, int64_t chunk, af_store_chunk *out,
 		       bool *found);
+
+/* Ends the read of the last af__store_chunk, whose pointers are then no
+ * longer valid. A row left open would pin the database's snapshot: a file
+ * database's WAL could never be checkpointed and reset. */
+void af__store_chunk_done(af_store *s);
 
 /* Calls fn for every chunk with a vector, in increasing id order, with
  * the vector's floats (borrowed for the call). */
