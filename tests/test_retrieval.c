@@ -697,6 +697,32 @@ static void test_load_dir_fifo(void **state)
 	expect_stats(f, 0, 0);
 }
 
+/* File names become ids and metadata strings, which are UTF-8 on the
+ * wire: a folder holding a name that is not is refused, storing nothing,
+ * and the error text stays UTF-8 itself. */
+static void test_load_dir_bad_name(void **state)
+{
+	fixture *f = *state;
+	char root[128];
+	af_msg *m = NULL;
+	const char *text = NULL;
+
+	spawn(f, NULL);
+	snprintf(root, sizeof(root), "%s/names", f->dir);
+	assert_int_equal(mkdir(root, 0700), 0);
+	write_file(root, "a.txt", "Bees live in colonies.");
+	write_file(root, "caf\xe9.txt", "Latin-1 named notes.");
+	assert_int_equal(request(f, "load_dir", load_dir_payload(root, -1), &m),
+			 AF_EINVAL);
+	assert_non_null(m);
+	af_msg_error(m, &text);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "UTF-8"));
+	assert_null(strchr(text, '\xe9'));
+	af_msg_destroy(&m);
+	expect_stats(f, 0, 0);
+}
+
 static void test_persistence(void **state)
 {
 	fixture *f = *state;
@@ -1079,6 +1105,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir_fifo, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_load_dir_bad_name, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup,
 						teardown),

@@ -393,6 +393,15 @@ static af_err walk(retrieval *r, ringest *in, const char *root, const char *rel,
 		if (lstat(path, &st) != 0) {
 			err = why_err(why, AF_ESYS, "cannot read %s: %s", id,
 				      strerror(errno));
+		} else if ((S_ISDIR(st.st_mode) ? recursive
+						: wanted(names[i])) &&
+			   !af__utf8_text_ok(names[i], strlen(names[i]))) {
+			/* The name would become an id and metadata, strings
+			 * that are UTF-8 on the wire; the error names the
+			 * folder, as the name itself is not text. */
+			err = why_err(why, AF_EINVAL,
+				      "a name in the folder %s is not UTF-8",
+				      *rel ? rel : "given");
 		} else if (S_ISDIR(st.st_mode)) {
 			if (recursive)
 				err = walk(r, in, root, id, true, why);

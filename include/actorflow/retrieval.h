@@ -32,7 +32,9 @@
  *              {"file_path": that path, "file_name": its last part}.
  *              Names starting with '.' are passed over, as are files
  *              with no words; symbolic links to files are followed, to
- *              folders not (so a loop cannot trap the walk).
+ *              folders not (so a loop cannot trap the walk). A
+ *              name it would use that is not UTF-8 fails it
+ *              (AF_EINVAL), as does a file that is not UTF-8 text.
  *              Reply {"documents": int, "chunks": int, "bytes": int}.
  *   delete     {"id": str}. Reply {"deleted": int (0 or 1), "chunks": int}.
  *   retrieve   {"query": str, "top_k": int (default the config's, 2),
