@@ -8,7 +8,6 @@
 #define _GNU_SOURCE /* RTLD_DEFAULT */
 #include <actorflow/actorflow.h>
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 // clang-format on
 
 #include "mockllm.h"
@@ -743,14 +743,6 @@ static void test_persistence(void **state)
 	expect_top(f, "restart", NULL, "stars");
 }
 
-/* SQLite as libactorflow loaded it: the test opens a second connection
- * to the actor's file without linking SQLite itself. */
-typedef int (*sqlite_open_fn)(const char *, void **);
-typedef int (*sqlite_close_fn)(void *);
-typedef int (*sqlite_exec_fn)(void *, const char *,
-			      int (*)(void *, int, char **, char **), void *,
-			      char **);
-
 static int first_column(void *arg, int n, char **values, char **names)
 {
 	(void)names;
@@ -765,31 +757,60 @@ static void test_no_snapshot_held(void **state)
 {
 	fixture *f = *state;
 	af_retrieval_config cfg;
-	sqlite_open_fn open_db =
-		(sqlite_open_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "sqlite3_open");
-	sqlite_close_fn close_db = (sqlite_close_fn)(uintptr_t)dlsym(
-		RTLD_DEFAULT, "sqlite3_close");
-	sqlite_exec_fn exec =
-		(sqlite_exec_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "sqlite3_exec");
-	void *db = NULL;
+	sqlite3 *db = NULL;
 	int busy = -1;
 	char path[128];
 
-	assert_non_null(open_db);
-	assert_non_null(close_db);
-	assert_non_null(exec);
 	snprintf(path, sizeof(path), "%s/index.db", f->dir);
 	af_retrieval_config_init(&cfg);
 	cfg.db_path = path;
 	spawn(f, &cfg);
 	insert_three(f);
 	expect_top(f, "hydrogen stars", NULL, "stars");
-	assert_int_equal(open_db(path, &db), 0);
-	assert_int_equal(exec(db, "PRAGMA wal_checkpoint(TRUNCATE)",
-			      first_column, &busy, NULL),
-			 0);
-	close_db(db);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)",
+				      first_column, &busy, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
 	assert_int_equal(busy, 0);
+}
+
+/* The full-text index stays in step with the chunks it indexes through
+ * inserts, replacements and deletes: FTS5's own integrity check, which
+ * with rank 1 compares the index with the content table. */
+static void test_index_in_step(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	af_payload *p;
+	af_msg *m = NULL;
+	sqlite3 *db = NULL;
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/index.db", f->dir);
+	af_retrieval_config_init(&cfg);
+	cfg.db_path = path;
+	spawn(f, &cfg);
+	insert_three(f);
+	insert(f, "bees", "Bumblebees nest in the ground.");
+	insert(f, "bees", "Honeybees nest in hollow trees.");
+	p = new_payload();
+	af_pack_map(p, 1);
+	af_pack_str(p, "id");
+	af_pack_str(p, "stars");
+	assert_int_equal(request(f, "delete", p, &m), AF_OK);
+	af_msg_destroy(&m);
+	expect_top(f, "hollow trees", NULL, "bees");
+	m = retrieve(f, "Bumblebees", 0, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 0);
+	af_msg_destroy(&m);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "INSERT INTO chunks_fts(chunks_fts, rank)"
+				      " VALUES ('integrity-check', 1)",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
 }
 
 static void test_corrupt_db(void **state)
@@ -1109,6 +1130,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_dir_bad_name, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_index_in_step, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_no_snapshot_held, setup,
 						teardown),

@@ -2,14 +2,15 @@
  * The retrieval actor's storage: documents and their chunks in SQLite,
  * with an FTS5 index (porter stemming over unicode61 tokens) for BM25.
  *
- * Schema (version 1; the file's application_id says it is ours):
+ * Schema (version 2; the file's application_id says it is ours):
  *   documents(id INTEGER PRIMARY KEY, name TEXT UNIQUE, metadata BLOB)
  *             name is the document id requests use; metadata is one
  *             msgpack map, sent back as it is;
  *   chunks(id INTEGER PRIMARY KEY AUTOINCREMENT, doc, position, text,
  *          vector BLOB)   vector: float32s in host order, or NULL;
  *   chunks_fts            FTS5 over chunks.text (external content,
- *                         kept in step by triggers).
+ *                         kept in step by the add and delete
+ *                         statements, which are faster than triggers).
  * Chunk ids only grow (AUTOINCREMENT), so new chunks sort last.
  *
  * Every function runs on the retrieval actor's thread. Errors: AF_EIO
