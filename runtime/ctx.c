@@ -129,19 +129,31 @@ void af__ctx_check_epoch(af_ctx *ctx, bool take_answers)
 	if (ctx->sys == NULL)
 		return;
 	epoch = atomic_load(&ctx->sys->epoch);
-	if (epoch == ctx->epoch)
+	if (epoch != ctx->epoch) {
+		ctx->epoch = epoch;
+		/* Connections to actors that are gone go first, whatever is
+		 * outstanding: a message sent after this, a handler's included,
+		 * must reach the actor that holds the name now. */
+		af__peers_revalidate(ctx);
+		if (!take_answers && ctx->lost_reqs != NULL)
+			af__wake_fd(ctx->waker->fd);
+	}
+	if (!take_answers || ctx->lost_reqs == NULL)
 		return;
-	ctx->epoch = epoch;
 	/* An actor answers what it holds before it is gone, and those
 	 * answers are in the inbox already: take them before the requests
 	 * still open on the actor are declared lost. */
-	if (take_answers && ctx->inbox != NULL) {
+	if (ctx->inbox != NULL) {
 		for (int i = 0; i < 64; i++)
 			if (af__ctx_read(ctx, ctx->inbox, &ctx->inbox_watch,
 					 false) == 0)
 				break;
 	}
-	af__peers_revalidate(ctx);
+	/* A continuation that sees another actor gone loses more requests,
+	 * whose answers are not taken yet: they wait for the wake-up it
+	 * sent. */
+	while (ctx->lost_reqs != NULL && ctx->epoch == epoch)
+		af__outreq_settle(ctx->lost_reqs, AF_EPEERDOWN, NULL);
 }
 
 /* ---- sending ----------------------------------------------------------- */
@@ -225,13 +237,14 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af__envelope *env,
 	if (addr == NULL)
 		return AF_EADDR;
 	/* A context with nothing outstanding is not woken when an actor stops
-	 * (see af__system_bump_epoch): it drops peers to stopped actors here,
-	 * before it would send to one. With nothing outstanding there are no
-	 * answers to take first, and a handler may be running, so the inbox is
-	 * left alone. One with requests outstanding was woken and does all
-	 * this on its next turn. */
-	if (ctx->outreqs.len == 0)
-		af__ctx_check_epoch(ctx, false);
+	 * (see af__system_bump_epoch), and one that was may not have taken
+	 * its wake-up yet: either way peers to stopped actors are dropped
+	 * here, before a message could go to one, and a new actor of the same
+	 * name gets a connection of its own. A handler may be running, so the
+	 * inbox is left alone. A request is indexed before it comes here,
+	 * which marks the context waiting first: a stop that this check does
+	 * not see wakes it instead. */
+	af__ctx_check_epoch(ctx, false);
 	if (ctx->last_peer != NULL && strcmp(addr, ctx->last_addr) == 0) {
 		peer = ctx->last_peer;
 		env->to = ctx->last_to;
@@ -297,11 +310,17 @@ af_err af_when_writable(af_ctx *ctx, const char *addr, af_timer_fn fn,
 		return AF_EINVAL;
 	if (ctx->stopping)
 		return AF_ESTOPPED;
+	af__ctx_check_epoch(ctx, false);
 	err = af__addr_parse(addr, &key, &key_len, &remote, &to, &to_len);
 	if (err == AF_OK)
 		err = af__peer_get(ctx, key, key_len, remote, &peer);
 	if (err == AF_OK)
 		err = af__peer_when_writable(peer, fn, arg);
+	/* The wait marked the context waiting: a stop after the check above
+	 * either wakes it or is seen here, and the wait then moves to the
+	 * next turn, where the retry meets the new connection. */
+	if (err == AF_OK)
+		af__ctx_check_epoch(ctx, false);
 	return err;
 }
 
@@ -336,11 +355,13 @@ void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 	af__idmap_take(&ctx->outreqs, o->id);
 	af__ctx_update_waiting(ctx);
 	af__loop_timer_del(&ctx->loop, &o->deadline);
-	if (o->peer != NULL) {
+	if (o->peer != NULL || o->lost) {
+		af__outreq **head =
+			o->peer != NULL ? &o->peer->reqs : &ctx->lost_reqs;
 		if (o->prev != NULL)
 			o->prev->next = o->next;
 		else
-			o->peer->reqs = o->next;
+			*head = o->next;
 		if (o->next != NULL)
 			o->next->prev = o->prev;
 	}

@@ -37,6 +37,8 @@ struct af__outreq {
 	af__timer deadline;
 	af_ctx *ctx;
 	af__peer *peer;
+	/* On ctx->lost_reqs: its peer's actor is gone (peer is NULL). */
+	bool lost;
 	af__outreq *prev;
 	af__outreq *next;
 };
@@ -105,6 +107,10 @@ struct af_ctx {
 	af__peer *peers;
 	af__idmap peer_index; /* hash of key -> first peer with that hash */
 	af__idmap outreqs;
+	/* Requests sent to actors that are gone, whose connections were
+	 * dropped: they end with AF_EPEERDOWN once the answers already in the
+	 * inbox have been taken (af__ctx_check_epoch). */
+	af__outreq *lost_reqs;
 	af__idmap timers;
 	uint64_t next_id;
 	msgpack_zone zone;
@@ -222,8 +228,13 @@ void af__outreq_send_cancel(af_ctx *ctx, af__outreq *o);
 void af__reply_drop_backlog(af_ctx *ctx);
 
 /* Checks whether actors stopped since last time (epoch) and, if so, closes
- * peers whose actor is gone; with take_answers, first reads the answers
- * already in the inbox (only from the loop, never inside a handler). */
+ * local peers whose actor is gone, so that the next message to that name
+ * reaches whoever holds it now; their requests move to ctx->lost_reqs.
+ * With take_answers (only from the loop, never inside a handler) it then
+ * reads the answers already in the inbox and ends the lost requests still
+ * open with AF_EPEERDOWN; without, it wakes the loop to do so. Called
+ * before every send to a local peer: one atomic load when nothing
+ * stopped. */
 void af__ctx_check_epoch(af_ctx *ctx, bool take_answers);
 
 /* Builds one frame holding an envelope and payload. AF_EINVAL (bad type or

@@ -396,6 +396,25 @@ void af__peer_close(af__peer *p, int status)
 	p->sock = NULL;
 }
 
+/* Hands p's requests to the context: the answers their actor sent before
+ * it went may still be in the inbox, unread. */
+static void lose_requests(af__peer *p)
+{
+	af_ctx *ctx = p->ctx;
+
+	while (p->reqs != NULL) {
+		af__outreq *o = p->reqs;
+		p->reqs = o->next;
+		o->peer = NULL;
+		o->lost = true;
+		o->prev = NULL;
+		o->next = ctx->lost_reqs;
+		if (ctx->lost_reqs != NULL)
+			ctx->lost_reqs->prev = o;
+		ctx->lost_reqs = o;
+	}
+}
+
 void af__peers_revalidate(af_ctx *ctx)
 {
 	af__peer *p = ctx->peers;
@@ -404,8 +423,10 @@ void af__peers_revalidate(af_ctx *ctx)
 		af__peer *next = p->next;
 		if (!p->remote &&
 		    af__system_lookup(ctx->sys, p->key, strlen(p->key), true) !=
-			    p->incarnation)
+			    p->incarnation) {
+			lose_requests(p);
 			af__peer_close(p, AF_EPEERDOWN);
+		}
 		p = next;
 	}
 }

@@ -9,7 +9,10 @@
  *
  * A local peer remembers the incarnation of the actor it reached; when the
  * system reports that actors stopped, peers whose actor is gone are closed
- * and their outstanding requests end with AF_EPEERDOWN. A remote peer is
+ * before anything more is sent, so that a name taken again by a new actor
+ * gets a new connection (an inproc connection never follows a new bind of
+ * its endpoint). Their outstanding requests end with AF_EPEERDOWN once the
+ * answers the old actor sent are taken. A remote peer is
  * watched by a ZeroMQ socket monitor and ZMTP heartbeats: a disconnect
  * ends its outstanding requests with AF_EPEERDOWN while the socket
  * reconnects by itself.
@@ -80,7 +83,9 @@ af_err af__peer_when_writable(af__peer *p, af_timer_fn fn, void *arg);
 /* Ends the peer's outstanding requests with status, closes its sockets and
  * frees it at the end of the loop turn. */
 void af__peer_close(af__peer *p, int status);
-/* Closes local peers whose actor is gone (after a stop in the system). */
+/* Closes local peers whose actor is gone (after a stop in the system),
+ * moving their outstanding requests to ctx->lost_reqs unsettled: runs no
+ * callback, so it is safe inside a handler. */
 void af__peers_revalidate(af_ctx *ctx);
 /* Closes every peer (context teardown). */
 void af__peers_close_all(af_ctx *ctx, int status);

@@ -80,8 +80,11 @@ static af_err send_local(af_ctx *ctx, const char *name, size_t len,
 {
 	af__peer *peer;
 	zmq_msg_t part;
-	af_err err = af__peer_get(ctx, name, len, false, &peer);
+	af_err err;
 
+	/* The requester's name may belong to a new actor by now. */
+	af__ctx_check_epoch(ctx, false);
+	err = af__peer_get(ctx, name, len, false, &peer);
 	if (err == AF_ENOTFOUND)
 		return AF_EPEERDOWN;
 	if (err != AF_OK)

@@ -141,6 +141,7 @@ static bool batch_chunk(af_ctx *ctx, af_pending *p, const af__envelope *env,
 		    AF_OK ||
 	    header_len + payload_len > ctx->max_msg)
 		return false;
+	af__ctx_check_epoch(ctx, false); /* may drop last_answer_peer */
 	peer = ctx->last_answer_peer;
 	if (peer == NULL || strcmp(peer->key, p->name) != 0) {
 		*err = af__peer_get(ctx, p->name, strlen(p->name), false,

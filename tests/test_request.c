@@ -236,7 +236,9 @@ static void test_unfinished_payload_is_rejected(void **state)
 
 /* "relay" forwards a request to the actor named in "to" with type "type"
  * and answers with {"status": outcome, "n": reply's n}. With "cancel":
- * true it cancels its request at once. */
+ * true it cancels its request at once. With "tell": true it first tells
+ * the same actor "count", which the echo actor handles before the
+ * request (one sender, one pipe). */
 typedef struct relay_call {
 	af_pending *p;
 	int calls;
@@ -273,6 +275,8 @@ static af_err relay_handle(af_ctx *ctx, void *state, af_msg *m)
 	uint64_t id = 0;
 	af_err err = af_defer(ctx, m, &call->p);
 
+	if (err == AF_OK && af_value_get_bool(in, "tell", false))
+		err = af_tell(ctx, to, "count", NULL);
 	if (err == AF_OK) {
 		err = af_request(ctx, to, type, p, timeout, relay_done, call,
 				 &id);
@@ -296,15 +300,16 @@ static const af_actor_ops relay_ops = {
 	.handle = relay_handle,
 };
 
-static int64_t relay(fixture *f, const char *to, const char *type,
-		     int64_t timeout, bool cancel, int64_t *n)
+/* Asks "relay" through client c; returns the outcome relay saw. */
+static int64_t relay_via(af_client *c, const char *to, const char *type,
+			 int64_t timeout, bool cancel, bool tell, int64_t *n)
 {
 	af_payload *p = NULL;
 	af_msg *reply = NULL;
 	int64_t status;
 
 	af_payload_new(&p);
-	af_pack_map(p, 5);
+	af_pack_map(p, 6);
 	af_pack_str(p, "to");
 	af_pack_str(p, to);
 	af_pack_str(p, "type");
@@ -315,15 +320,22 @@ static int64_t relay(fixture *f, const char *to, const char *type,
 	af_pack_bool(p, cancel);
 	af_pack_str(p, "n");
 	af_pack_int(p, 41);
-	assert_int_equal(
-		af_client_request(f->client, "relay", "go", p, 5000, &reply),
-		AF_OK);
+	af_pack_str(p, "tell");
+	af_pack_bool(p, tell);
+	assert_int_equal(af_client_request(c, "relay", "go", p, 5000, &reply),
+			 AF_OK);
 	status = af_value_get_int(af_msg_payload(reply), "status", -100);
 	if (n != NULL)
 		*n = af_value_get_int(af_msg_payload(reply), "n", -100);
 	af_msg_destroy(&reply);
 	af_payload_destroy(&p);
 	return status;
+}
+
+static int64_t relay(fixture *f, const char *to, const char *type,
+		     int64_t timeout, bool cancel, int64_t *n)
+{
+	return relay_via(f->client, to, type, timeout, cancel, false, n);
 }
 
 static void test_actor_to_actor(void **state)
@@ -497,6 +509,190 @@ static void test_stop_answers_deferred(void **state)
 	test_signal_fini(&hung);
 }
 
+/* ---- a name taken again ------------------------------------------------ */
+
+/* Stops "echo" and spawns a new actor under the same name, with cfg. */
+static void respawn_echo(fixture *f, echo_config *cfg)
+{
+	assert_int_equal(af_stop(f->sys, "echo"), AF_OK);
+	assert_false(af_exists(f->sys, "echo"));
+	assert_int_equal(af_spawn(f->sys, "echo", &test_echo_ops, cfg, NULL),
+			 AF_OK);
+}
+
+static void request_echo_n(af_client *c, int64_t n)
+{
+	af_payload *p = test_payload_n(n);
+	af_msg *reply = NULL;
+
+	assert_int_equal(af_client_request(c, "echo", "echo", p, 5000, &reply),
+			 AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "n", -1), n);
+	af_msg_destroy(&reply);
+	af_payload_destroy(&p);
+}
+
+/* A client that talked to "echo" reaches the actor that takes the name
+ * after it, for requests and tells, however often the name changes
+ * hands. */
+static void test_client_reaches_respawned_actor(void **state)
+{
+	fixture *f = *state;
+	atomic_int count = 0;
+	echo_config cfg = {.count = &count};
+
+	request_echo_n(f->client, 1);
+	for (int i = 0; i < 3; i++) {
+		respawn_echo(f, &cfg);
+		request_echo_n(f->client, 2 + i);
+		/* The tell goes ahead of the request on the same pipe: once
+		 * the reply is here, the tell was handled. */
+		assert_int_equal(
+			af_client_tell(f->client, "echo", "count", NULL, 5000),
+			AF_OK);
+		request_echo_n(f->client, 10 + i);
+		assert_int_equal(atomic_load(&count), i + 1);
+	}
+}
+
+/* A stream the old actor was producing ends once, with AF_ESTOPPED, and
+ * does not take down a request the same client sends the new actor. */
+static void test_client_stream_across_respawn(void **state)
+{
+	fixture *f = *state;
+	af_payload *args = test_payload_n(0);
+	af_stream *s = NULL;
+	af_msg *m = NULL;
+	af_err err;
+
+	assert_int_equal(
+		af_client_stream(f->client, "echo", "stream", args, 20000, &s),
+		AF_OK);
+	assert_int_equal(af_stream_next(s, 10000, &m), AF_OK);
+	af_msg_destroy(&m);
+	respawn_echo(f, NULL);
+	request_echo_n(f->client, 7);
+	/* Chunks sent before the stop may still come; then its one end. */
+	while ((err = af_stream_next(s, 10000, &m)) == AF_OK)
+		af_msg_destroy(&m);
+	assert_int_equal(err, AF_ESTOPPED);
+	af_msg_destroy(&m);
+	assert_int_equal(af_stream_next(s, 0, &m), AF_ESTOPPED);
+	assert_null(m);
+	af_stream_close(&s);
+	af_payload_destroy(&args);
+	request_echo_n(f->client, 8);
+}
+
+/* An actor that requested and told "echo" reaches the new "echo". */
+static void test_actor_reaches_respawned_actor(void **state)
+{
+	fixture *f = *state;
+	atomic_int count = 0;
+	echo_config cfg = {.count = &count};
+	int64_t n = 0;
+
+	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(
+		relay_via(f->client, "echo", "echo", 5000, false, true, &n),
+		AF_OK);
+	for (int i = 0; i < 3; i++) {
+		/* A request first, then a tell and a request. */
+		respawn_echo(f, &cfg);
+		n = 0;
+		assert_int_equal(relay_via(f->client, "echo", "echo", 5000,
+					   false, false, &n),
+				 AF_OK);
+		assert_int_equal(n, 41);
+		assert_int_equal(relay_via(f->client, "echo", "echo", 5000,
+					   false, true, &n),
+				 AF_OK);
+		assert_int_equal(atomic_load(&count), 1);
+		/* A tell first. */
+		atomic_store(&count, 0);
+		respawn_echo(f, &cfg);
+		assert_int_equal(relay_via(f->client, "echo", "echo", 5000,
+					   false, true, &n),
+				 AF_OK);
+		assert_int_equal(atomic_load(&count), 1);
+		atomic_store(&count, 0);
+	}
+}
+
+/* "relay" holds a request to "slow" while the "echo" it used before is
+ * replaced: the new "echo" is reached at once, and the held request still
+ * ends exactly once, when its target stops. */
+typedef struct held {
+	af_system *sys;
+	int64_t status;
+} held;
+
+static void *relay_hang_on_slow(void *arg)
+{
+	held *h = arg;
+	af_client *c = NULL;
+
+	if (af_client_new(&c, h->sys) != AF_OK)
+		return NULL;
+	h->status = relay_via(c, "slow", "hang", 0, false, false, NULL);
+	af_client_destroy(&c);
+	return NULL;
+}
+
+static void test_actor_with_requests_outstanding_reaches_respawned(void **state)
+{
+	fixture *f = *state;
+	test_signal hung;
+	echo_config slow_cfg = {.hung = &hung};
+	held h = {.sys = f->sys, .status = -1};
+	int64_t n = 0;
+	pthread_t t;
+
+	test_signal_init(&hung);
+	assert_int_equal(
+		af_spawn(f->sys, "slow", &test_echo_ops, &slow_cfg, NULL),
+		AF_OK);
+	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(relay(f, "echo", "echo", 5000, false, &n), AF_OK);
+	pthread_create(&t, NULL, relay_hang_on_slow, &h);
+	assert_true(test_signal_wait(&hung, 1, 5000));
+	for (int i = 0; i < 3; i++) {
+		respawn_echo(f, NULL);
+		n = 0;
+		assert_int_equal(relay(f, "echo", "echo", 5000, false, &n),
+				 AF_OK);
+		assert_int_equal(n, 41);
+	}
+	assert_int_equal(af_stop(f->sys, "slow"), AF_OK);
+	pthread_join(t, NULL);
+	assert_int_equal(h.status, AF_ESTOPPED);
+	test_signal_fini(&hung);
+}
+
+/* The actor answering a requester whose name was taken again answers the
+ * new requester. */
+static void test_answer_reaches_respawned_requester(void **state)
+{
+	fixture *f = *state;
+	int64_t n = 0;
+
+	assert_int_equal(af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(relay(f, "echo", "echo", 5000, false, &n), AF_OK);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(af_stop(f->sys, "relay"), AF_OK);
+		assert_int_equal(
+			af_spawn(f->sys, "relay", &relay_ops, NULL, NULL),
+			AF_OK);
+		n = 0;
+		assert_int_equal(relay(f, "echo", "echo", 5000, false, &n),
+				 AF_OK);
+		assert_int_equal(n, 41);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -524,6 +720,18 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stop_answers_deferred,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_client_reaches_respawned_actor, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_client_stream_across_respawn, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_actor_reaches_respawned_actor, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_actor_with_requests_outstanding_reaches_respawned,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_answer_reaches_respawned_requester, setup,
+			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
