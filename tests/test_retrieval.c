@@ -982,6 +982,25 @@ static void test_embed_fails(void **state)
 	}
 }
 
+/* A vector holding a number a float cannot hold is the server's error,
+ * not a value to store (converting it would be undefined behaviour). */
+static void test_embed_huge_number(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	mockllm_opts o = {.embed_dim = 16, .fault = MOCKLLM_HUGE_NUMBER};
+	int64_t d, c, e;
+
+	embed_config(f, &cfg, "openai");
+	spawn(f, &cfg);
+	mockllm_set(f->mock, &o);
+	expect_error(f, "insert", doc("bees", bees), AF_EPROTO,
+		     "not a finite number");
+	stats(f, &d, &c, &e);
+	assert_int_equal(d, 0);
+	assert_int_equal(c, 0);
+}
+
 /* A vector retrieve whose answer is above the system's message limit gets
  * AF_EMSGSIZE at once, as a bm25 one does: the deferred request must not
  * be left unanswered, its cancel hook pointing at freed memory. */
@@ -1140,6 +1159,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vectors_openai, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_vectors_ollama, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_embed_huge_number, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_embed_fails, setup,
 						teardown),

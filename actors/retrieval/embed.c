@@ -8,6 +8,8 @@
  */
 #include "embed.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -269,8 +271,12 @@ static af_err take_vector(af_embed_job *j, size_t i, const cJSON *vec,
 	row = j->vectors + i * (size_t)dim;
 	cJSON_ArrayForEach(x, vec)
 	{
-		if (!cJSON_IsNumber(x)) {
-			*why = "an embedding holds something not a number";
+		/* Converting a double outside float's range is undefined
+		 * behaviour, and a NaN would poison every cosine. */
+		if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) ||
+		    fabs(x->valuedouble) > FLT_MAX) {
+			*why = "an embedding holds something not a finite "
+			       "number";
 			return AF_EPROTO;
 		}
 		*row++ = (float)x->valuedouble;

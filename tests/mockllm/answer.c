@@ -174,6 +174,11 @@ char *answer_embeddings(dialect d, const conf *c, const char *model,
 		vec = vector(json_string_value(t), c->o.embed_dim);
 		if (vec == NULL)
 			goto out;
+		if (c->o.fault == MOCKLLM_HUGE_NUMBER &&
+		    json_array_set_new(vec, 0, json_real(1e39)) != 0) {
+			json_decref(vec);
+			goto out;
+		}
 		if (d == DIALECT_OPENAI)
 			vec = json_pack("{s:s,s:i,s:o}", "object", "embedding",
 					"index", (int)i, "embedding", vec);

@@ -62,7 +62,10 @@ typedef enum mockllm_fault {
 	/* fault_at content chunks, then nothing while the connection stays
 	 * open until the client closes it (for timeout and cancel tests).
 	 * Not streamed: no answer at all. */
-	MOCKLLM_STALL
+	MOCKLLM_STALL,
+	/* Embeddings only: the first value of every vector is 1e39, a JSON
+	 * number beyond a float's range. */
+	MOCKLLM_HUGE_NUMBER
 } mockllm_fault;
 
 /* Options; a zeroed struct (or NULL) means every default. */
