@@ -20,6 +20,7 @@
  *
  * Only the last call of a query is streamed to a streaming requester.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,11 +210,19 @@ static void on_gather_reply(af_ctx *ctx, int status, af_msg *reply, void *arg)
 		const af_value *error = af_value_get(slot, "error");
 		const char *text = "failed";
 		size_t len = 6;
+		int64_t code;
+
 		if (af_value_get_bool(slot, "ok", false))
 			continue;
 		af_value_str(af_value_get(error, "message"), &text, &len);
+		code = af_value_get_int(error, "code", AF_EREMOTE);
+		/* A failed item always fails the query, whatever its code
+		 * says: 0 (AF_OK) would read as success. */
 		af__query_fail(ctx, q,
-			       (int)af_value_get_int(error, "code", AF_EREMOTE),
+			       code != AF_OK && code >= INT_MIN &&
+					       code <= INT_MAX
+				       ? (int)code
+				       : AF_EREMOTE,
 			       "chat: %.*s", (int)len, text);
 		return;
 	}
