@@ -1,0 +1,289 @@
+/*
+ * `actorflow node --config FILE`: a process hosting the actors its config
+ * lists, exported on ipc:// or tcp:// endpoints, until SIGTERM or SIGINT.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <actorflow/actorflow.h>
+
+#include "cli.h"
+#include "connections.h"
+#include "node_config.h"
+
+static const char node_help[] =
+	"Usage: actorflow node --config FILE\n"
+	"\n"
+	"Hosts the actors FILE lists and exports them, prints 'ready' on\n"
+	"stdout once it serves, and runs until SIGTERM or SIGINT.\n"
+	"\n"
+	"FILE is JSON:\n"
+	"  {\"name\": \"node1\",\n"
+	"   \"endpoint\": \"ipc:///run/af/node1.sock\",  whole system: "
+	"ENDPOINT#name\n"
+	"   \"ipc_dir\": \"/run/af\",       base of relative ipc:// paths\n"
+	"   \"allow_public\": false,      tcp on 0.0.0.0, * or :: only if "
+	"true\n"
+	"   \"grace_ms\": 5000,           time in-flight work gets on "
+	"SIGTERM\n"
+	"   \"max_message_size\": 16777216,\n"
+	"   \"actors\": [{\"type\": \"chat|retrieval|query|gather|offload\",\n"
+	"               \"name\": \"chat\", \"config\": {...},\n"
+	"               \"export\": \"ipc://chat.sock\", "
+	"\"mailbox_capacity\": 1000}]}\n"
+	"\n"
+	"An actor's \"config\" takes the fields of its af_<type>_config\n"
+	"struct, same names (include/actorflow/<type>.h). Unknown keys are\n"
+	"errors. Directories of ipc sockets are created owner-only (0700);\n"
+	"a directory others can write to is refused. tcp://:PORT binds\n"
+	"127.0.0.1.\n"
+	"\n"
+	"On SIGTERM or SIGINT the node removes its ipc socket files (no new\n"
+	"connection), waits up to grace_ms for the connections it has to\n"
+	"close, stops every actor (work still running is answered\n"
+	"AF_ESTOPPED) and exits 0. A second signal skips the wait.\n"
+	"\n"
+	"Exit codes: 0 stopped by a signal, 2 bad usage or config, 1 could\n"
+	"not start (an actor's init failed, an endpoint is taken).\n";
+
+/* Makes the directory of an ipc socket: missing parts are created
+ * owner-only; the last one must then belong to this user and be writable
+ * by no one else, or another user could replace the socket. */
+static int ensure_private_dir(const char *dir, char *err, size_t cap)
+{
+	char path[4096];
+	struct stat st;
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof(path)) {
+		snprintf(err, cap, "bad directory '%s'", dir);
+		return -1;
+	}
+	memcpy(path, dir, len + 1);
+	for (char *q = path + 1;; q++) {
+		if (*q == '/' || *q == '\0') {
+			char saved = *q;
+			*q = '\0';
+			if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+				snprintf(err, cap, "cannot create %s: %s", path,
+					 strerror(errno));
+				return -1;
+			}
+			*q = saved;
+			if (saved == '\0')
+				break;
+		}
+	}
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, cap, "%s is not a directory", path);
+		return -1;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
+		snprintf(err, cap,
+			 "%s is not private (owner %u, mode %03o): ipc sockets "
+			 "go in a directory only their owner can write to "
+			 "(chmod 700, or set \"ipc_dir\")",
+			 path, (unsigned)st.st_uid,
+			 (unsigned)(st.st_mode & 0777));
+		return -1;
+	}
+	return 0;
+}
+
+static int prepare_ipc(const char *endpoint, char *err, size_t cap)
+{
+	char dir[4096];
+	char *slash;
+
+	if (endpoint == NULL || strncmp(endpoint, "ipc://", 6) != 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", endpoint + 6);
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		*slash = '\0';
+	return ensure_private_dir(dir, err, cap);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for a signal of set for at most ms (forever when ms < 0). */
+static int wait_signal(const sigset_t *set, int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms < 0)
+		return sigwaitinfo(set, NULL);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long)(ms % 1000) * 1000000;
+	return sigtimedwait(set, NULL, &ts);
+}
+
+static void unlink_ipc(const char *endpoint)
+{
+	if (endpoint != NULL && strncmp(endpoint, "ipc://", 6) == 0)
+		unlink(endpoint + 6);
+}
+
+/* Stop accepting, then give what is in flight grace_ms: the node waits
+ * while clients are still connected to it, since each connection is a
+ * requester that may be waiting for an answer. */
+static void drain(const cli_node_config *c, const sigset_t *set)
+{
+	connections conns;
+	int64_t deadline = now_ms() + c->grace_ms;
+
+	connections_init(&conns);
+	connections_add(&conns, c->endpoint);
+	for (size_t i = 0; i < c->nactors; i++)
+		connections_add(&conns, c->actors[i].export_endpoint);
+	/* Removing the socket files refuses new connections at once; the
+	 * ones made stay open. tcp listeners stay until the actors stop:
+	 * the runtime has no call to unbind one. */
+	unlink_ipc(c->endpoint);
+	for (size_t i = 0; i < c->nactors; i++)
+		unlink_ipc(c->actors[i].export_endpoint);
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		if (left <= 0 || connections_count(&conns) == 0)
+			break;
+		if (wait_signal(set, left < 50 ? left : 50) > 0)
+			break; /* a second signal: stop now */
+	}
+	connections_fini(&conns);
+}
+
+static int run(const cli_node_config *c)
+{
+	af_system_opts opts = {.max_message_size = c->max_message_size};
+	af_system *sys = NULL;
+	sigset_t set;
+	char err[512];
+	af_err rc;
+
+	for (size_t i = 0; i < c->nactors; i++)
+		if (prepare_ipc(c->actors[i].export_endpoint, err,
+				sizeof(err)) != 0) {
+			fprintf(stderr, "actorflow node: %s\n", err);
+			return CLI_EXIT_OTHER;
+		}
+	if (prepare_ipc(c->endpoint, err, sizeof(err)) != 0) {
+		fprintf(stderr, "actorflow node: %s\n", err);
+		return CLI_EXIT_OTHER;
+	}
+	/* The signals are taken by sigwait on this thread only: block them
+	 * before any actor thread exists, so every thread inherits the
+	 * mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	rc = af_system_new(&sys, &opts);
+	if (rc != AF_OK) {
+		fprintf(stderr, "actorflow node: cannot start: %s\n",
+			af_strerror(rc));
+		return CLI_EXIT_OTHER;
+	}
+	for (size_t i = 0; i < c->nactors; i++) {
+		const cli_actor_spec *s = &c->actors[i];
+		af_spawn_opts so = {.mailbox_capacity = s->mailbox_capacity};
+		rc = af_spawn(sys, s->name, s->ops, s->config, &so);
+		if (rc != AF_OK) {
+			fprintf(stderr,
+				"actorflow node: actor '%s' (%s) did not "
+				"start: %s: %s\n",
+				s->name, s->type, af_errname(rc),
+				af_strerror(rc));
+			goto fail;
+		}
+		if (s->export_endpoint != NULL &&
+		    (rc = af_export(sys, s->name, s->export_endpoint)) !=
+			    AF_OK) {
+			fprintf(stderr,
+				"actorflow node: cannot export '%s' on %s: "
+				"%s\n",
+				s->name, s->export_endpoint,
+				rc == AF_EEXIST ? "in use by another process"
+						: af_strerror(rc));
+			goto fail;
+		}
+	}
+	if (c->endpoint != NULL &&
+	    (rc = af_system_export(sys, c->endpoint)) != AF_OK) {
+		fprintf(stderr, "actorflow node: cannot export on %s: %s\n",
+			c->endpoint,
+			rc == AF_EEXIST ? "in use by another process"
+					: af_strerror(rc));
+		goto fail;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (wait_signal(&set, -1) < 0) {
+	}
+	drain(c, &set);
+	af_system_destroy(&sys);
+	return CLI_EXIT_OK;
+fail:
+	af_system_destroy(&sys);
+	return CLI_EXIT_OTHER;
+}
+
+int cli_node_main(int argc, char **argv)
+{
+	const char *path = NULL;
+	cli_node_config c;
+	char err[1024];
+	af_err rc;
+	int code;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
+			fputs(node_help, stdout);
+			return CLI_EXIT_OK;
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			path = argv[i] + 9;
+		} else {
+			fprintf(stderr,
+				"actorflow node: unexpected '%s' (see "
+				"actorflow node --help)\n",
+				argv[i]);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (path == NULL) {
+		fprintf(stderr, "actorflow node: --config FILE is required "
+				"(see actorflow node --help)\n");
+		return CLI_EXIT_USAGE;
+	}
+	rc = cli_node_config_load(&c, path, err, sizeof(err));
+	if (rc != AF_OK) {
+		fprintf(stderr, "actorflow node: %s\n", err);
+		cli_node_config_free(&c);
+		return rc == AF_ENOMEM ? CLI_EXIT_OTHER : CLI_EXIT_USAGE;
+	}
+	/* Socket files and databases the node creates are its user's
+	 * alone. */
+	umask(077);
+	signal(SIGPIPE, SIG_IGN);
+	code = run(&c);
+	cli_node_config_free(&c);
+	return code;
+}

@@ -1,0 +1,787 @@
+#include "node_config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#define DEFAULT_GRACE_MS 5000
+
+/* ---- where a key is ---------------------------------------------------- */
+
+/* cJSON keeps no positions. The text does: every object key is a string
+ * followed by ':', and cJSON's tree lists members in document order, so
+ * the nth member met in a pre-order walk of the tree is the nth key of
+ * the text. */
+typedef struct parse {
+	const char *path;
+	size_t *key_lines;
+	size_t nkeys;
+	const cJSON *root;
+	char *err;
+	size_t err_cap;
+} parse;
+
+static af_err index_keys(parse *p, const char *t)
+{
+	size_t line = 1;
+	size_t cap = 0;
+	size_t i = 0;
+
+	while (t[i] != '\0') {
+		if (t[i] == '\n') {
+			line++;
+			i++;
+		} else if (t[i] == '"') {
+			size_t at = line;
+			size_t j;
+			i++;
+			while (t[i] != '\0' && t[i] != '"') {
+				if (t[i] == '\\' && t[i + 1] != '\0')
+					i++;
+				else if (t[i] == '\n')
+					line++;
+				i++;
+			}
+			if (t[i] == '"')
+				i++;
+			j = i;
+			while (t[j] == ' ' || t[j] == '\t' || t[j] == '\r' ||
+			       t[j] == '\n')
+				j++;
+			if (t[j] != ':')
+				continue;
+			if (p->nkeys == cap) {
+				size_t *k;
+				cap = cap == 0 ? 64 : cap * 2;
+				k = realloc(p->key_lines, cap * sizeof(*k));
+				if (k == NULL)
+					return AF_ENOMEM;
+				p->key_lines = k;
+			}
+			p->key_lines[p->nkeys++] = at;
+		} else {
+			i++;
+		}
+	}
+	return AF_OK;
+}
+
+static bool find_member(const cJSON *node, const cJSON *target, size_t *n)
+{
+	for (const cJSON *c = node->child; c != NULL; c = c->next) {
+		if (c == target)
+			return true;
+		if (c->string != NULL)
+			(*n)++;
+		if (find_member(c, target, n))
+			return true;
+	}
+	return false;
+}
+
+/* The line of item's key; for an array element, of its first key. 0 when
+ * unknown. */
+static size_t line_of(const parse *p, const cJSON *item)
+{
+	size_t n = 0;
+
+	if (item == NULL)
+		return 0;
+	if (item->string == NULL)
+		item = item->child;
+	if (item == NULL || item->string == NULL ||
+	    !find_member(p->root, item, &n) || n >= p->nkeys)
+		return 0;
+	return p->key_lines[n];
+}
+
+static af_err fail(parse *p, const cJSON *at, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static af_err fail(parse *p, const cJSON *at, const char *fmt, ...)
+{
+	size_t line = line_of(p, at);
+	int n;
+	va_list ap;
+
+	if (line > 0)
+		n = snprintf(p->err, p->err_cap, "%s:%zu: ", p->path, line);
+	else
+		n = snprintf(p->err, p->err_cap, "%s: ", p->path);
+	if (n < 0 || (size_t)n >= p->err_cap)
+		return AF_EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->err_cap - (size_t)n, fmt, ap);
+	va_end(ap);
+	return AF_EINVAL;
+}
+
+/* ---- fields ------------------------------------------------------------ */
+
+typedef enum fkind { F_STR, F_INT, F_I64, F_U32, F_SIZE, F_DOUBLE } fkind;
+
+typedef struct field {
+	const char *key;
+	fkind kind;
+	size_t off;
+	const char *const *choices; /* for a string: the values allowed */
+} field;
+
+static const char *const providers[] = {"openai", "ollama", "extractive", NULL};
+static const char *const embed_providers[] = {"openai", "ollama", NULL};
+static const char *const modes[] = {"bm25", "vector", "hybrid", NULL};
+static const char *const response_modes[] = {"compact", "refine",
+					     "tree_summarize", "no_text", NULL};
+
+#define FIELD(T, k, kind)                                                      \
+	{                                                                      \
+#k, kind, offsetof(T, k), NULL                                 \
+	}
+#define CHOICE(T, k, list)                                                     \
+	{                                                                      \
+#k, F_STR, offsetof(T, k), list                                \
+	}
+
+static const field chat_fields[] = {
+	CHOICE(af_chat_config, provider, providers),
+	FIELD(af_chat_config, base_url, F_STR),
+	FIELD(af_chat_config, model, F_STR),
+	FIELD(af_chat_config, api_key_env, F_STR),
+	FIELD(af_chat_config, temperature, F_DOUBLE),
+	FIELD(af_chat_config, max_tokens, F_INT),
+	FIELD(af_chat_config, timeout_ms, F_I64),
+	FIELD(af_chat_config, connect_timeout_ms, F_I64),
+	FIELD(af_chat_config, max_retries, F_INT),
+	FIELD(af_chat_config, max_concurrent, F_INT),
+	FIELD(af_chat_config, retry_base_ms, F_I64),
+	FIELD(af_chat_config, retry_max_ms, F_I64),
+	{NULL, F_STR, 0, NULL}};
+
+static const field retrieval_fields[] = {
+	FIELD(af_retrieval_config, db_path, F_STR),
+	FIELD(af_retrieval_config, chunk_size, F_INT),
+	FIELD(af_retrieval_config, chunk_overlap, F_INT),
+	FIELD(af_retrieval_config, top_k, F_INT),
+	FIELD(af_retrieval_config, max_top_k, F_INT),
+	CHOICE(af_retrieval_config, mode, modes),
+	FIELD(af_retrieval_config, max_document_bytes, F_SIZE),
+	CHOICE(af_retrieval_config, embed_provider, embed_providers),
+	FIELD(af_retrieval_config, embed_base_url, F_STR),
+	FIELD(af_retrieval_config, embed_model, F_STR),
+	FIELD(af_retrieval_config, embed_api_key_env, F_STR),
+	FIELD(af_retrieval_config, embed_batch_size, F_INT),
+	FIELD(af_retrieval_config, embed_max_concurrent, F_INT),
+	FIELD(af_retrieval_config, embed_max_retries, F_INT),
+	FIELD(af_retrieval_config, embed_timeout_ms, F_I64),
+	{NULL, F_STR, 0, NULL}};
+
+static const field query_fields[] = {
+	FIELD(af_query_config, retriever, F_STR),
+	FIELD(af_query_config, chat, F_STR),
+	FIELD(af_query_config, gather, F_STR),
+	FIELD(af_query_config, top_k, F_INT),
+	CHOICE(af_query_config, mode, modes),
+	CHOICE(af_query_config, response_mode, response_modes),
+	FIELD(af_query_config, context_words, F_INT),
+	FIELD(af_query_config, qa_template, F_STR),
+	FIELD(af_query_config, refine_template, F_STR),
+	FIELD(af_query_config, summary_template, F_STR),
+	FIELD(af_query_config, system_prompt, F_STR),
+	FIELD(af_query_config, timeout_ms, F_I64),
+	FIELD(af_query_config, excerpt_bytes, F_SIZE),
+	FIELD(af_query_config, empty_response, F_STR),
+	{NULL, F_STR, 0, NULL}};
+
+static const field gather_fields[] = {
+	FIELD(af_gather_config, concurrency, F_U32),
+	FIELD(af_gather_config, max_items, F_U32),
+	FIELD(af_gather_config, max_bytes, F_SIZE),
+	{NULL, F_STR, 0, NULL}};
+
+/* Functions are C pointers: a node from a config file hosts a pool with
+ * none, which answers "call" with AF_ENOTFOUND and "stats". */
+static const field offload_fields[] = {
+	FIELD(af_offload_config, workers, F_INT),
+	FIELD(af_offload_config, queue_capacity, F_INT),
+	{NULL, F_STR, 0, NULL}};
+
+typedef struct actor_type {
+	const char *name;
+	const af_actor_ops *ops;
+	const field *fields;
+} actor_type;
+
+static const actor_type actor_types[] = {
+	{"chat", &af_chat_ops, chat_fields},
+	{"retrieval", &af_retrieval_ops, retrieval_fields},
+	{"query", &af_query_ops, query_fields},
+	{"gather", &af_gather_ops, gather_fields},
+	{"offload", &af_offload_ops, offload_fields},
+};
+
+static const char *kind_name(fkind k)
+{
+	switch (k) {
+	case F_STR:
+		return "a string";
+	case F_DOUBLE:
+		return "a number";
+	case F_INT:
+	case F_I64:
+		return "an integer";
+	case F_U32:
+	case F_SIZE:
+	default:
+		return "a non-negative integer";
+	}
+}
+
+static const char *json_type_name(const cJSON *v)
+{
+	if (cJSON_IsString(v))
+		return "a string";
+	if (cJSON_IsNumber(v))
+		return "a number";
+	if (cJSON_IsBool(v))
+		return "a boolean";
+	if (cJSON_IsNull(v))
+		return "null";
+	if (cJSON_IsArray(v))
+		return "an array";
+	if (cJSON_IsObject(v))
+		return "an object";
+	return "something else";
+}
+
+/* An integral number within [lo, hi]. */
+static bool integral(const cJSON *v, double lo, double hi, double *out)
+{
+	double d;
+
+	if (!cJSON_IsNumber(v))
+		return false;
+	d = v->valuedouble;
+	if (!isfinite(d) || d != floor(d) || d < lo || d > hi)
+		return false;
+	*out = d;
+	return true;
+}
+
+static af_err set_field(parse *p, const char *where, const field *f,
+			const cJSON *v, void *base)
+{
+	char *at = (char *)base + f->off;
+	double d;
+
+	switch (f->kind) {
+	case F_STR:
+		if (cJSON_IsNull(v))
+			return AF_OK; /* the default */
+		if (!cJSON_IsString(v))
+			break;
+		if (f->choices != NULL) {
+			size_t i;
+			for (i = 0; f->choices[i] != NULL; i++)
+				if (strcmp(f->choices[i], v->valuestring) == 0)
+					break;
+			if (f->choices[i] == NULL) {
+				char list[160] = "";
+				for (i = 0; f->choices[i] != NULL; i++) {
+					strncat(list, i > 0 ? ", " : "",
+						sizeof(list) - strlen(list) -
+							1);
+					strncat(list, f->choices[i],
+						sizeof(list) - strlen(list) -
+							1);
+				}
+				return fail(p, v,
+					    "%s.%s: unknown value \"%s\" "
+					    "(one of %s)",
+					    where, f->key, v->valuestring,
+					    list);
+			}
+		}
+		*(const char **)(void *)at = v->valuestring;
+		return AF_OK;
+	case F_DOUBLE:
+		if (!cJSON_IsNumber(v))
+			break;
+		*(double *)(void *)at = v->valuedouble;
+		return AF_OK;
+	case F_INT:
+		if (!integral(v, INT_MIN, INT_MAX, &d))
+			break;
+		*(int *)(void *)at = (int)d;
+		return AF_OK;
+	case F_I64:
+		if (!integral(v, -9007199254740992.0, 9007199254740992.0, &d))
+			break;
+		*(int64_t *)(void *)at = (int64_t)d;
+		return AF_OK;
+	case F_U32:
+		if (!integral(v, 0, UINT32_MAX, &d))
+			break;
+		*(uint32_t *)(void *)at = (uint32_t)d;
+		return AF_OK;
+	case F_SIZE:
+		if (!integral(v, 0, 9007199254740992.0, &d))
+			break;
+		*(size_t *)(void *)at = (size_t)d;
+		return AF_OK;
+	}
+	return fail(p, v, "%s.%s: expected %s, got %s", where, f->key,
+		    kind_name(f->kind), json_type_name(v));
+}
+
+static af_err unknown_key(parse *p, const char *where, const cJSON *v,
+			  const char *const *keys, const field *fields)
+{
+	char list[512] = "";
+
+	for (size_t i = 0; keys != NULL && keys[i] != NULL; i++) {
+		strncat(list, i > 0 ? ", " : "",
+			sizeof(list) - strlen(list) - 1);
+		strncat(list, keys[i], sizeof(list) - strlen(list) - 1);
+	}
+	for (size_t i = 0; fields != NULL && fields[i].key != NULL; i++) {
+		strncat(list, i > 0 ? ", " : "",
+			sizeof(list) - strlen(list) - 1);
+		strncat(list, fields[i].key, sizeof(list) - strlen(list) - 1);
+	}
+	return fail(p, v, "%s: unknown key \"%s\" (known: %s)", where,
+		    v->string, list);
+}
+
+static af_err read_actor_config(parse *p, const char *where,
+				const actor_type *t, const cJSON *obj,
+				cli_actor_spec *s)
+{
+	void *base;
+	const cJSON *provider =
+		cJSON_GetObjectItemCaseSensitive(obj, "provider");
+
+	if (strcmp(t->name, "chat") == 0) {
+		af_chat_config_init(&s->cfg.chat,
+				    cJSON_IsString(provider)
+					    ? provider->valuestring
+					    : "extractive");
+		base = &s->cfg.chat;
+	} else if (strcmp(t->name, "retrieval") == 0) {
+		af_retrieval_config_init(&s->cfg.retrieval);
+		base = &s->cfg.retrieval;
+	} else if (strcmp(t->name, "query") == 0) {
+		af_query_config_init(&s->cfg.query);
+		base = &s->cfg.query;
+	} else {
+		base = &s->cfg;
+	}
+	s->config = base;
+	if (obj == NULL)
+		return AF_OK;
+	if (!cJSON_IsObject(obj))
+		return fail(p, obj, "%s: expected an object, got %s", where,
+			    json_type_name(obj));
+	for (const cJSON *v = obj->child; v != NULL; v = v->next) {
+		const field *f = t->fields;
+		while (f->key != NULL && strcmp(f->key, v->string) != 0)
+			f++;
+		if (f->key == NULL)
+			return unknown_key(p, where, v, NULL, t->fields);
+		if (set_field(p, where, f, v, base) != AF_OK)
+			return AF_EINVAL;
+	}
+	return AF_OK;
+}
+
+/* ---- endpoints --------------------------------------------------------- */
+
+/* The endpoint the node binds for what the file says (see the header). */
+static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
+				 const char *ipc_dir, bool allow_public,
+				 char **out)
+{
+	const char *e = v->valuestring;
+	size_t n;
+
+	if (strncmp(e, "ipc://", 6) == 0) {
+		const char *path = e + 6;
+		struct sockaddr_un sa;
+		if (path[0] == '\0')
+			return fail(p, v, "%s: an ipc endpoint needs a path",
+				    where);
+		if (path[0] == '/') {
+			*out = strdup(e);
+		} else {
+			if (ipc_dir == NULL)
+				return fail(p, v,
+					    "%s: \"%s\" is a relative path: "
+					    "give an absolute one or "
+					    "\"ipc_dir\"",
+					    where, e);
+			n = strlen(ipc_dir) + strlen(path) + 8;
+			*out = malloc(n);
+			if (*out != NULL)
+				snprintf(*out, n, "ipc://%s/%s", ipc_dir, path);
+		}
+		if (*out == NULL)
+			return AF_ENOMEM;
+		if (strlen(*out + 6) >= sizeof(sa.sun_path))
+			return fail(p, v,
+				    "%s: the socket path %s is too long (at "
+				    "most %zu bytes)",
+				    where, *out + 6, sizeof(sa.sun_path) - 1);
+		return AF_OK;
+	}
+	if (strncmp(e, "tcp://", 6) == 0) {
+		const char *hostport = e + 6;
+		const char *colon = strrchr(hostport, ':');
+		const char *host = hostport;
+		size_t host_len;
+		char *end;
+		long port;
+		if (colon == NULL)
+			return fail(p, v, "%s: \"%s\" has no port", where, e);
+		host_len = (size_t)(colon - hostport);
+		errno = 0;
+		port = strtol(colon + 1, &end, 10);
+		if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
+		    port < 1 || port > 65535)
+			return fail(p, v,
+				    "%s: \"%s\": the port must be a number "
+				    "from 1 to 65535 (clients need to know "
+				    "it)",
+				    where, e);
+		if (host_len == 0) {
+			host = "127.0.0.1";
+			host_len = strlen(host);
+		} else if (!allow_public &&
+			   ((host_len == 1 && host[0] == '*') ||
+			    (host_len == 7 &&
+			     strncmp(host, "0.0.0.0", 7) == 0) ||
+			    (host_len == 4 && strncmp(host, "[::]", 4) == 0) ||
+			    (host_len == 2 && strncmp(host, "::", 2) == 0))) {
+			return fail(p, v,
+				    "%s: \"%s\" listens on every interface; "
+				    "set \"allow_public\": true to mean it",
+				    where, e);
+		}
+		n = host_len + 32;
+		*out = malloc(n);
+		if (*out == NULL)
+			return AF_ENOMEM;
+		snprintf(*out, n, "tcp://%.*s:%ld", (int)host_len, host, port);
+		return AF_OK;
+	}
+	return fail(p, v, "%s: \"%s\" must start with ipc:// or tcp://", where,
+		    e);
+}
+
+/* ---- the file ---------------------------------------------------------- */
+
+static const char *const top_keys[] = {
+	"name",     "endpoint",         "ipc_dir", "allow_public",
+	"grace_ms", "max_message_size", "actors",  NULL};
+static const char *const actor_keys[] = {
+	"type", "name", "config", "export", "mailbox_capacity", NULL};
+
+static bool listed(const char *const *keys, const char *k)
+{
+	for (size_t i = 0; keys[i] != NULL; i++)
+		if (strcmp(keys[i], k) == 0)
+			return true;
+	return false;
+}
+
+static af_err want_string(parse *p, const cJSON *v, const char *where)
+{
+	if (v == NULL || cJSON_IsString(v))
+		return AF_OK;
+	return fail(p, v, "%s: expected a string, got %s", where,
+		    json_type_name(v));
+}
+
+static af_err read_actor(parse *p, cli_node_config *c, const cJSON *item,
+			 size_t i)
+{
+	cli_actor_spec *s = &c->actors[i];
+	char where[64];
+	char cwhere[80];
+	const cJSON *type;
+	const cJSON *name;
+	const cJSON *exp;
+	const cJSON *cap;
+	const actor_type *t = NULL;
+	af_err err;
+
+	snprintf(where, sizeof(where), "actors[%zu]", i);
+	if (!cJSON_IsObject(item))
+		return fail(p, item, "%s: expected an object, got %s", where,
+			    json_type_name(item));
+	for (const cJSON *v = item->child; v != NULL; v = v->next)
+		if (!listed(actor_keys, v->string))
+			return unknown_key(p, where, v, actor_keys, NULL);
+	type = cJSON_GetObjectItemCaseSensitive(item, "type");
+	name = cJSON_GetObjectItemCaseSensitive(item, "name");
+	exp = cJSON_GetObjectItemCaseSensitive(item, "export");
+	cap = cJSON_GetObjectItemCaseSensitive(item, "mailbox_capacity");
+	if (type == NULL)
+		return fail(p, item, "%s: no \"type\"", where);
+	snprintf(cwhere, sizeof(cwhere), "%s.type", where);
+	if ((err = want_string(p, type, cwhere)) != AF_OK)
+		return err;
+	for (size_t k = 0; k < sizeof(actor_types) / sizeof(actor_types[0]);
+	     k++)
+		if (strcmp(actor_types[k].name, type->valuestring) == 0)
+			t = &actor_types[k];
+	if (t == NULL)
+		return fail(p, type,
+			    "%s.type: unknown actor type \"%s\" (one of "
+			    "chat, retrieval, query, gather, offload)",
+			    where, type->valuestring);
+	snprintf(cwhere, sizeof(cwhere), "%s.name", where);
+	if ((err = want_string(p, name, cwhere)) != AF_OK)
+		return err;
+	s->type = t->name;
+	s->ops = t->ops;
+	s->name = name != NULL ? name->valuestring : t->name;
+	if (s->name[0] == '\0' || strlen(s->name) > 255 ||
+	    strchr(s->name, '#') != NULL || strstr(s->name, "://") != NULL)
+		return fail(p, name != NULL ? name : type,
+			    "%s.name: \"%s\" is not an actor name (1 to 255 "
+			    "bytes, no '#', no \"://\")",
+			    where, s->name);
+	for (size_t k = 0; k < i; k++)
+		if (strcmp(c->actors[k].name, s->name) == 0)
+			return fail(p, name != NULL ? name : type,
+				    "%s.name: \"%s\" is taken by actors[%zu]",
+				    where, s->name, k);
+	if (cap != NULL) {
+		double d;
+		if (!integral(cap, 1, INT_MAX, &d))
+			return fail(p, cap,
+				    "%s.mailbox_capacity: expected a positive "
+				    "integer",
+				    where);
+		s->mailbox_capacity = (int)d;
+	}
+	snprintf(cwhere, sizeof(cwhere), "%s.export", where);
+	if ((err = want_string(p, exp, cwhere)) != AF_OK)
+		return err;
+	if (exp != NULL && (err = normalise_endpoint(
+				    p, exp, cwhere, c->ipc_dir, c->allow_public,
+				    &s->export_endpoint)) != AF_OK)
+		return err;
+	snprintf(cwhere, sizeof(cwhere), "%s.config", where);
+	return read_actor_config(
+		p, cwhere, t, cJSON_GetObjectItemCaseSensitive(item, "config"),
+		s);
+}
+
+static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
+{
+	const cJSON *v;
+	const cJSON *actors;
+	double d;
+	af_err err;
+	size_t i;
+
+	if (!cJSON_IsObject(root))
+		return fail(p, NULL, "expected an object at the top, got %s",
+			    json_type_name(root));
+	for (v = root->child; v != NULL; v = v->next)
+		if (!listed(top_keys, v->string))
+			return unknown_key(p, "the top level", v, top_keys,
+					   NULL);
+	v = cJSON_GetObjectItemCaseSensitive(root, "name");
+	if ((err = want_string(p, v, "name")) != AF_OK)
+		return err;
+	c->name = v != NULL ? v->valuestring : "node";
+	v = cJSON_GetObjectItemCaseSensitive(root, "allow_public");
+	if (v != NULL && !cJSON_IsBool(v))
+		return fail(p, v, "allow_public: expected a boolean, got %s",
+			    json_type_name(v));
+	c->allow_public = cJSON_IsTrue(v);
+	v = cJSON_GetObjectItemCaseSensitive(root, "grace_ms");
+	c->grace_ms = DEFAULT_GRACE_MS;
+	if (v != NULL) {
+		if (!integral(v, 0, 86400000, &d))
+			return fail(p, v,
+				    "grace_ms: expected an integer from 0 to "
+				    "86400000");
+		c->grace_ms = (int64_t)d;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "max_message_size");
+	if (v != NULL) {
+		if (!integral(v, 1, 1099511627776.0, &d))
+			return fail(p, v,
+				    "max_message_size: expected a positive "
+				    "integer");
+		c->max_message_size = (size_t)d;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "ipc_dir");
+	if ((err = want_string(p, v, "ipc_dir")) != AF_OK)
+		return err;
+	if (v != NULL) {
+		if (v->valuestring[0] != '/')
+			return fail(p, v,
+				    "ipc_dir: \"%s\" must be an absolute path",
+				    v->valuestring);
+		c->ipc_dir = strdup(v->valuestring);
+		if (c->ipc_dir == NULL)
+			return AF_ENOMEM;
+		/* One trailing slash too many makes paths no one expects. */
+		for (i = strlen(c->ipc_dir); i > 1 && c->ipc_dir[i - 1] == '/';
+		     i--)
+			c->ipc_dir[i - 1] = '\0';
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "endpoint");
+	if ((err = want_string(p, v, "endpoint")) != AF_OK)
+		return err;
+	if (v != NULL &&
+	    (err = normalise_endpoint(p, v, "endpoint", c->ipc_dir,
+				      c->allow_public, &c->endpoint)) != AF_OK)
+		return err;
+	actors = cJSON_GetObjectItemCaseSensitive(root, "actors");
+	if (actors == NULL)
+		return fail(p, NULL,
+			    "no \"actors\": a node hosts at least one");
+	if (!cJSON_IsArray(actors) || cJSON_GetArraySize(actors) == 0)
+		return fail(p, actors,
+			    "actors: expected a non-empty array, got %s",
+			    json_type_name(actors));
+	c->nactors = (size_t)cJSON_GetArraySize(actors);
+	c->actors = calloc(c->nactors, sizeof(*c->actors));
+	if (c->actors == NULL)
+		return AF_ENOMEM;
+	i = 0;
+	for (v = actors->child; v != NULL; v = v->next, i++)
+		if ((err = read_actor(p, c, v, i)) != AF_OK)
+			return err;
+	if (c->endpoint == NULL) {
+		for (i = 0; i < c->nactors; i++)
+			if (c->actors[i].export_endpoint != NULL)
+				break;
+		if (i == c->nactors)
+			return fail(p, NULL,
+				    "nothing is exported: give \"endpoint\" "
+				    "or an actor's \"export\"");
+	}
+	return AF_OK;
+}
+
+af_err cli_node_config_parse(cli_node_config *c, const char *text,
+			     const char *path, char *err, size_t err_cap)
+{
+	parse p = {.path = path, .err = err, .err_cap = err_cap};
+	const char *end = NULL;
+	cJSON *root;
+	af_err rc;
+
+	memset(c, 0, sizeof(*c));
+	root = cJSON_ParseWithOpts(text, &end, 1);
+	if (root == NULL) {
+		size_t line = 1;
+		size_t col = 1;
+		for (const char *q = text; end != NULL && q < end && *q; q++) {
+			if (*q == '\n') {
+				line++;
+				col = 1;
+			} else {
+				col++;
+			}
+		}
+		snprintf(err, err_cap, "%s:%zu:%zu: invalid JSON", path, line,
+			 col);
+		return AF_EINVAL;
+	}
+	c->json = root;
+	p.root = root;
+	rc = index_keys(&p, text);
+	if (rc == AF_OK)
+		rc = read_top(&p, c, root);
+	if (rc == AF_ENOMEM)
+		snprintf(err, err_cap, "%s: out of memory", path);
+	free(p.key_lines);
+	return rc;
+}
+
+af_err cli_node_config_load(cli_node_config *c, const char *path, char *err,
+			    size_t err_cap)
+{
+	FILE *f;
+	char *text = NULL;
+	size_t len = 0;
+	size_t cap = 0;
+	af_err rc;
+
+	memset(c, 0, sizeof(*c));
+	f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
+		return AF_ESYS;
+	}
+	for (;;) {
+		size_t n;
+		if (len + 4096 + 1 > cap) {
+			char *t;
+			cap = cap == 0 ? 8192 : cap * 2;
+			if (cap > (64u << 20)) {
+				snprintf(err, err_cap,
+					 "%s: larger than 64 MiB: not a "
+					 "config file",
+					 path);
+				free(text);
+				fclose(f);
+				return AF_EINVAL;
+			}
+			t = realloc(text, cap);
+			if (t == NULL) {
+				free(text);
+				fclose(f);
+				snprintf(err, err_cap, "%s: out of memory",
+					 path);
+				return AF_ENOMEM;
+			}
+			text = t;
+		}
+		n = fread(text + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
+		free(text);
+		fclose(f);
+		return AF_ESYS;
+	}
+	fclose(f);
+	text[len] = '\0';
+	if (strlen(text) != len) {
+		snprintf(err, err_cap, "%s: holds a NUL byte: not JSON", path);
+		free(text);
+		return AF_EINVAL;
+	}
+	rc = cli_node_config_parse(c, text, path, err, err_cap);
+	free(text);
+	return rc;
+}
+
+void cli_node_config_free(cli_node_config *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nactors; i++)
+		free(c->actors[i].export_endpoint);
+	free(c->actors);
+	free(c->endpoint);
+	free(c->ipc_dir);
+	cJSON_Delete(c->json);
+	memset(c, 0, sizeof(*c));
+}

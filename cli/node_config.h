@@ -1,0 +1,76 @@
+/*
+ * The configuration file of `actorflow node`: JSON read with cJSON into
+ * the config structs of the built-in actors.
+ *
+ *   {"name": "node1",                      (optional, shown in messages)
+ *    "endpoint": "ipc:///run/af/node1.sock", (optional: the whole system,
+ *                                          ENDPOINT#name reaches each actor)
+ *    "ipc_dir": "/run/af",                 (optional: base of relative ipc
+ *                                          paths, created 0700)
+ *    "allow_public": false,                (tcp on 0.0.0.0, *, ::)
+ *    "grace_ms": 5000,                     (in-flight work on SIGTERM)
+ *    "max_message_size": 16777216,
+ *    "actors": [{"type": "chat" | "retrieval" | "query" | "gather" |
+ *                        "offload",
+ *                "name": "chat",           (default: the type)
+ *                "config": {...},          (the fields of af_<type>_config,
+ *                                          same names)
+ *                "export": "ipc://...",    (optional, this actor alone)
+ *                "mailbox_capacity": 1000}]}
+ *
+ * Unknown keys are errors, so a typo never passes silently. Endpoints are
+ * normalised: "ipc://x.sock" (relative) goes into ipc_dir; "tcp://:5555"
+ * binds 127.0.0.1; 0.0.0.0, * and :: are refused unless allow_public.
+ */
+#ifndef AF_CLI_NODE_CONFIG_H
+#define AF_CLI_NODE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <actorflow/actorflow.h>
+
+typedef struct cli_actor_spec {
+	const char *type;
+	const char *name;
+	char *export_endpoint; /* normalised; NULL: not exported alone */
+	int mailbox_capacity;
+	const af_actor_ops *ops;
+	const void *config; /* points into cfg, or NULL for defaults */
+	union {
+		af_chat_config chat;
+		af_retrieval_config retrieval;
+		af_query_config query;
+		af_gather_config gather;
+		af_offload_config offload;
+	} cfg;
+} cli_actor_spec;
+
+typedef struct cli_node_config {
+	/* The parsed file: the strings of the specs point into it. */
+	void *json;
+	const char *name;
+	char *endpoint; /* normalised; NULL: the system is not exported */
+	char *ipc_dir;  /* NULL: none given */
+	bool allow_public;
+	int64_t grace_ms;
+	size_t max_message_size;
+	cli_actor_spec *actors;
+	size_t nactors;
+} cli_node_config;
+
+/* Reads and checks the file at path. AF_OK; otherwise a one-line message
+ * in err ("node.json:7: actors[0].config: unknown key \"chunk_sise\"")
+ * and AF_EINVAL (the file is wrong), AF_ESYS (cannot be read) or
+ * AF_ENOMEM. cli_node_config_free frees it in every case. */
+af_err cli_node_config_load(cli_node_config *c, const char *path, char *err,
+			    size_t err_cap);
+
+/* Reads and checks config text; path is only named in messages. */
+af_err cli_node_config_parse(cli_node_config *c, const char *text,
+			     const char *path, char *err, size_t err_cap);
+
+void cli_node_config_free(cli_node_config *c);
+
+#endif

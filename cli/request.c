@@ -1,0 +1,376 @@
+/*
+ * `actorflow ask`, `stream` and `tell`: one message to an actor of another
+ * process, from a shell.
+ */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <actorflow/actorflow.h>
+
+#include "cli.h"
+#include "json_msgpack.h"
+
+#define DEFAULT_TIMEOUT_MS 60000
+
+static const char ask_help[] =
+	"Usage: actorflow ask [--timeout MS] ADDR TYPE [JSON]\n"
+	"\n"
+	"Sends a request of type TYPE with JSON as its payload (none: nil)\n"
+	"to the actor at ADDR and prints the reply as JSON on stdout.\n";
+
+static const char stream_help[] =
+	"Usage: actorflow stream [--timeout MS] [--json] ADDR TYPE [JSON]\n"
+	"\n"
+	"Sends a request whose answer is a stream and prints it as it comes:\n"
+	"by default the \"delta\" text of each chunk as it is, flushed at "
+	"once,\n"
+	"then a newline (a chunk without a \"delta\" string is printed as a\n"
+	"JSON line; a plain reply instead of a stream is printed as JSON).\n"
+	"With --json: one JSON line per chunk, {\"chunk\": PAYLOAD, \"seq\": "
+	"N},\n"
+	"and one for the end, {\"end\": PAYLOAD}.\n";
+
+static const char tell_help[] =
+	"Usage: actorflow tell [--timeout MS] ADDR TYPE [JSON]\n"
+	"\n"
+	"Sends a one-way message; no answer. Exit 0 means the message was\n"
+	"handed to the transport, waiting up to --timeout for room in a full\n"
+	"mailbox.\n";
+
+static const char common_help[] =
+	"\n"
+	"ADDR is ipc:///path/node.sock#actor or tcp://127.0.0.1:PORT#actor.\n"
+	"JSON numbers written without '.' or an exponent travel as msgpack\n"
+	"integers, others as floats; binary values print as base64 strings.\n"
+	"\n"
+	"Options:\n"
+	"  --timeout MS  deadline of the whole request (default 60000)\n"
+	"  --help        this text\n"
+	"\n" CLI_EXIT_CODES_HELP;
+
+typedef enum verb { VERB_ASK, VERB_STREAM, VERB_TELL } verb;
+
+typedef struct args {
+	const char *prog;
+	const char *addr;
+	const char *type;
+	const char *json;
+	int64_t timeout_ms;
+	bool json_lines;
+} args;
+
+const char *cli_errname(int code, char *buf, size_t cap)
+{
+	const char *name = af_errname(code);
+
+	if (name != NULL)
+		return name;
+	snprintf(buf, cap, "%d", code);
+	return buf;
+}
+
+static void print_help(verb v)
+{
+	fputs(v == VERB_ASK      ? ask_help
+	      : v == VERB_STREAM ? stream_help
+				 : tell_help,
+	      stdout);
+	fputs(common_help, stdout);
+}
+
+static int usage(const args *a, const char *fmt, const char *what)
+{
+	fprintf(stderr, "actorflow %s: ", a->prog);
+	fprintf(stderr, fmt, what);
+	fprintf(stderr, " (see actorflow %s --help)\n", a->prog);
+	return CLI_EXIT_USAGE;
+}
+
+/* -1: go on; otherwise the exit code. */
+static int parse_args(verb v, int argc, char **argv, args *a)
+{
+	const char *pos[3] = {NULL, NULL, NULL};
+	int npos = 0;
+	bool options = true;
+
+	a->prog = argv[0];
+	a->timeout_ms = DEFAULT_TIMEOUT_MS;
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+		const char *val = NULL;
+		if (options && strcmp(s, "--") == 0) {
+			options = false;
+		} else if (options &&
+			   (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0)) {
+			print_help(v);
+			return CLI_EXIT_OK;
+		} else if (options && v == VERB_STREAM &&
+			   strcmp(s, "--json") == 0) {
+			a->json_lines = true;
+		} else if (options && strncmp(s, "--timeout", 9) == 0 &&
+			   (s[9] == '\0' || s[9] == '=')) {
+			char *end;
+			long long ms;
+			if (s[9] == '=')
+				val = s + 10;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else
+				return usage(a, "%s needs a value",
+					     "--timeout");
+			ms = strtoll(val, &end, 10);
+			if (*val == '\0' || *end != '\0' || ms <= 0 ||
+			    ms > 86400000LL * 365)
+				return usage(a,
+					     "--timeout '%s' is not a number "
+					     "of milliseconds above 0",
+					     val);
+			a->timeout_ms = ms;
+		} else if (options && strncmp(s, "--", 2) == 0) {
+			return usage(a, "unknown option '%s'", s);
+		} else if (npos < 3) {
+			pos[npos++] = s;
+		} else {
+			return usage(a, "unexpected argument '%s'", s);
+		}
+	}
+	if (npos < 2)
+		return usage(a, "%s", "ADDR and TYPE are required");
+	a->addr = pos[0];
+	a->type = pos[1];
+	a->json = pos[2];
+	if ((strncmp(a->addr, "ipc://", 6) != 0 &&
+	     strncmp(a->addr, "tcp://", 6) != 0) ||
+	    strchr(a->addr, '#') == NULL || strchr(a->addr, '#')[1] == '\0')
+		return usage(a,
+			     "address '%s' is not ipc://PATH#ACTOR or "
+			     "tcp://HOST:PORT#ACTOR",
+			     a->addr);
+	return -1;
+}
+
+/* The exit code for err, after saying what happened on stderr. msg, when
+ * not NULL, is the error message the remote side sent. */
+static int report(const args *a, af_err err, const af_msg *msg)
+{
+	char num[24];
+	const char *text = NULL;
+
+	if (msg != NULL && af_msg_kind(msg) == AF_KIND_ERROR) {
+		af_msg_error(msg, &text);
+		fprintf(stderr, "error: %s: %s\n",
+			cli_errname(err, num, sizeof(num)),
+			text != NULL && text[0] != '\0' ? text
+							: af_strerror(err));
+		return CLI_EXIT_REMOTE;
+	}
+	switch (err) {
+	case AF_ETIMEDOUT:
+		fprintf(stderr,
+			"error: AF_ETIMEDOUT: no answer from %s within "
+			"%lld ms\n",
+			a->addr, (long long)a->timeout_ms);
+		return CLI_EXIT_TIMEOUT;
+	case AF_EPEERDOWN:
+		fprintf(stderr,
+			"error: AF_EPEERDOWN: the process serving %s went "
+			"away\n",
+			a->addr);
+		return CLI_EXIT_PEERDOWN;
+	case AF_EADDR:
+	case AF_EINVAL:
+	case AF_ENOTFOUND:
+	case AF_EMSGSIZE:
+		fprintf(stderr, "error: %s: %s\n",
+			cli_errname(err, num, sizeof(num)), af_strerror(err));
+		return CLI_EXIT_USAGE;
+	default:
+		fprintf(stderr, "error: %s: %s\n",
+			cli_errname(err, num, sizeof(num)), af_strerror(err));
+		return CLI_EXIT_OTHER;
+	}
+}
+
+static int print_json(const af_value *v, const char *before, const char *after)
+{
+	char *json = NULL;
+	af_err err = cli_value_to_json(v, &json, NULL);
+
+	if (err != AF_OK) {
+		fprintf(stderr, "error: cannot print the answer as JSON: %s\n",
+			af_strerror(err));
+		return CLI_EXIT_OTHER;
+	}
+	printf("%s%s%s\n", before, json, after);
+	fflush(stdout);
+	free(json);
+	return CLI_EXIT_OK;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Prints the chunk m of a raw stream; true when the output now ends with a
+ * newline. */
+static int print_raw_chunk(const af_msg *m, bool *at_line_start)
+{
+	const af_value *delta = af_value_get(af_msg_payload(m), "delta");
+	const char *s;
+	size_t len;
+
+	if (af_value_str(delta, &s, &len) == AF_OK) {
+		if (len > 0) {
+			fwrite(s, 1, len, stdout);
+			*at_line_start = s[len - 1] == '\n';
+		}
+		fflush(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (!*at_line_start)
+		putchar('\n');
+	*at_line_start = true;
+	return print_json(af_msg_payload(m), "", "");
+}
+
+static int do_stream(const args *a, af_client *c, const af_payload *p)
+{
+	af_stream *s = NULL;
+	af_msg *m = NULL;
+	bool at_line_start = true;
+	bool any_chunk = false;
+	int64_t deadline = now_ms() + a->timeout_ms;
+	int code = CLI_EXIT_OK;
+	af_err err;
+
+	err = af_client_stream(c, a->addr, a->type, p, a->timeout_ms, &s);
+	if (err != AF_OK)
+		return report(a, err, NULL);
+	for (;;) {
+		/* The stream's own deadline ends it; the margin only guards
+		 * against waiting forever should that fail. */
+		int64_t left = deadline - now_ms();
+		err = af_stream_next(s, (left > 0 ? left : 0) + 1000, &m);
+		if (err == AF_EAGAIN) {
+			if (now_ms() >= deadline + 1000) {
+				err = AF_ETIMEDOUT;
+				break;
+			}
+			continue;
+		}
+		if (err != AF_OK)
+			break;
+		any_chunk = true;
+		if (a->json_lines) {
+			char before[48];
+			snprintf(before, sizeof(before),
+				 "{\"seq\":%llu,\"chunk\":",
+				 (unsigned long long)af_msg_seq(m));
+			code = print_json(af_msg_payload(m), before, "}");
+		} else {
+			code = print_raw_chunk(m, &at_line_start);
+		}
+		af_msg_destroy(&m);
+		if (code != CLI_EXIT_OK)
+			break;
+	}
+	if (code == CLI_EXIT_OK) {
+		if (!a->json_lines && !at_line_start)
+			putchar('\n');
+		if (err == AF_EOF) {
+			if (a->json_lines)
+				code = print_json(af_msg_payload(m),
+						  "{\"end\":", "}");
+			else if (!any_chunk && af_msg_kind(m) == AF_KIND_REPLY)
+				code = print_json(af_msg_payload(m), "", "");
+		} else {
+			fflush(stdout);
+			code = report(a, err, m);
+		}
+	}
+	fflush(stdout);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	return code;
+}
+
+static int run(verb v, int argc, char **argv)
+{
+	args a = {0};
+	af_payload *p = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	char why[256];
+	int code = parse_args(v, argc, argv, &a);
+	af_err err;
+
+	if (code >= 0)
+		return code;
+	/* A reader that goes away (| head) ends the output, not the
+	 * process with a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	if (a.json != NULL) {
+		err = af_payload_new(&p);
+		if (err == AF_OK) {
+			err = cli_json_to_payload(a.json, p, why, sizeof(why));
+			if (err != AF_OK && err != AF_ENOMEM) {
+				fprintf(stderr,
+					"actorflow %s: bad JSON argument: %s\n",
+					a.prog, why);
+				af_payload_destroy(&p);
+				return CLI_EXIT_USAGE;
+			}
+		}
+		if (err != AF_OK) {
+			af_payload_destroy(&p);
+			return report(&a, err, NULL);
+		}
+	}
+	err = af_client_new(&c, NULL);
+	if (err != AF_OK) {
+		af_payload_destroy(&p);
+		return report(&a, err, NULL);
+	}
+	switch (v) {
+	case VERB_ASK:
+		err = af_client_request(c, a.addr, a.type, p, a.timeout_ms,
+					&reply);
+		code = err == AF_OK ? print_json(af_msg_payload(reply), "", "")
+				    : report(&a, err, reply);
+		break;
+	case VERB_STREAM:
+		code = do_stream(&a, c, p);
+		break;
+	case VERB_TELL:
+		err = af_client_tell(c, a.addr, a.type, p, a.timeout_ms);
+		code = err == AF_OK ? CLI_EXIT_OK : report(&a, err, NULL);
+		break;
+	}
+	af_msg_destroy(&reply);
+	af_client_destroy(&c);
+	af_payload_destroy(&p);
+	return code;
+}
+
+int cli_ask_main(int argc, char **argv)
+{
+	return run(VERB_ASK, argc, argv);
+}
+
+int cli_stream_main(int argc, char **argv)
+{
+	return run(VERB_STREAM, argc, argv);
+}
+
+int cli_tell_main(int argc, char **argv)
+{
+	return run(VERB_TELL, argc, argv);
+}
