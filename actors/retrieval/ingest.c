@@ -480,6 +480,11 @@ af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
 		r->added = v;
 		r->cap_added = in->chunks;
 	}
+	/* Room for the new vectors before anything is written: once the
+	 * commit is done, putting them in memory must not fail. */
+	if (vectors != NULL &&
+	    (err = af__vindex_reserve(r->vectors, in->chunks, dim)) != AF_OK)
+		return err;
 	r->n_removed = 0;
 	err = af__store_begin(r->store);
 	if (err != AF_OK)
@@ -512,6 +517,8 @@ af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
 	/* Added first, then removed: a document given twice in one request
 	 * added chunks that its second copy removed. */
 	for (size_t k = 0; k < in->chunks && vectors != NULL; k++) {
+		/* Cannot fail: the room is reserved and the dimension
+		 * checked. */
 		err = af__vindex_add(r->vectors, r->added[k],
 				     vectors + k * (size_t)dim, dim);
 		if (err != AF_OK)

@@ -84,6 +84,40 @@ static void compact(af_vindex *v)
 	v->dead = 0;
 }
 
+/* Makes room for at least want rows of d floats, doubling. */
+static af_err grow(af_vindex *v, size_t want, size_t d)
+{
+	size_t cap = v->cap ? v->cap : 1024;
+	int64_t *ids;
+	float *m;
+
+	while (cap < want)
+		cap *= 2;
+	if (cap == v->cap)
+		return AF_OK;
+	if (cap > SIZE_MAX / sizeof(float) / d)
+		return AF_ENOMEM;
+	ids = realloc(v->ids, cap * sizeof(*ids));
+	if (ids == NULL)
+		return AF_ENOMEM;
+	v->ids = ids;
+	m = realloc(v->m, cap * d * sizeof(*m));
+	if (m == NULL)
+		return AF_ENOMEM;
+	v->m = m;
+	v->cap = cap;
+	return AF_OK;
+}
+
+af_err af__vindex_reserve(af_vindex *v, size_t n, int dim)
+{
+	if (dim <= 0 || (v->dim != 0 && dim != v->dim))
+		return AF_EINVAL;
+	if (n > SIZE_MAX - v->rows)
+		return AF_ENOMEM;
+	return grow(v, v->rows + n, (size_t)dim);
+}
+
 af_err af__vindex_add(af_vindex *v, int64_t id, const float *vec, int dim)
 {
 	size_t d = (size_t)dim, at;
@@ -92,20 +126,8 @@ af_err af__vindex_add(af_vindex *v, int64_t id, const float *vec, int dim)
 
 	if (dim <= 0 || id < 0 || (v->dim != 0 && dim != v->dim))
 		return AF_EINVAL;
-	if (v->rows == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 1024;
-		int64_t *ids = realloc(v->ids, cap * sizeof(*ids));
-		float *m;
-
-		if (ids == NULL)
-			return AF_ENOMEM;
-		v->ids = ids;
-		m = realloc(v->m, cap * d * sizeof(*m));
-		if (m == NULL)
-			return AF_ENOMEM;
-		v->m = m;
-		v->cap = cap;
-	}
+	if (v->rows == v->cap && grow(v, v->rows + 1, d) != AF_OK)
+		return AF_ENOMEM;
 	v->dim = dim;
 	at = v->rows;
 	if (at > 0 && id_of(v->ids[at - 1]) >= id) {

@@ -37,6 +37,13 @@ size_t af__vindex_count(const af_vindex *v);
  * differs from the vectors held; AF_ENOMEM. */
 af_err af__vindex_add(af_vindex *v, int64_t id, const float *vec, int dim);
 
+/* Makes room for n more vectors of dim dimensions, so that the next n
+ * af__vindex_add calls cannot fail for want of memory: the way to update
+ * the index after a commit without a failure that could leave it out of
+ * step with the store. AF_EINVAL when dim differs from the vectors held;
+ * AF_ENOMEM. */
+af_err af__vindex_reserve(af_vindex *v, size_t n, int dim);
+
 /* Forgets chunk id's vector; nothing when it has none. */
 void af__vindex_remove(af_vindex *v, int64_t id);
 
