@@ -8,6 +8,7 @@
  * on the loop, and finished from the embedding job's end; the actor
  * serves other requests meanwhile. Everything else is answered at once.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -653,7 +654,10 @@ static af_err init(af_ctx *ctx, const void *config, void **state)
 	r->embed_timeout_ms =
 		cfg->embed_timeout_ms > 0 ? cfg->embed_timeout_ms : 60000;
 	err = AF_EINVAL;
+	/* A hybrid retrieve ranks each list to twice top_k, counted in an
+	 * int. */
 	if (r->chunk_overlap >= r->chunk_size || r->top_k > r->max_top_k ||
+	    r->max_top_k > INT_MAX / 2 ||
 	    (cfg->mode != NULL &&
 	     !mode_named(cfg->mode, strlen(cfg->mode), &r->mode)))
 		goto fail;

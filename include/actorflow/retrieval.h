@@ -76,6 +76,11 @@
  * thread, one request at a time; requests to the embeddings endpoint run
  * concurrently on its loop, so inserts and retrieves that wait for
  * vectors do not hold up the others.
+ *
+ * One retrieval actor per database file: the actor is the only writer it
+ * expects (SQLite's locks would fail a second writer at once with AF_EIO,
+ * since a handler never waits), and its vectors in memory see only its
+ * own writes. Other processes reach the index through the actor.
  */
 #ifndef ACTORFLOW_RETRIEVAL_H
 #define ACTORFLOW_RETRIEVAL_H
@@ -108,8 +113,10 @@ typedef struct af_retrieval_config {
 	/* Words; 0: 200 (a fifth of chunk_size when that is 200 or
 	 * less), < 0: none. Must be below chunk_size (else AF_EINVAL). */
 	int chunk_overlap;
-	int top_k;     /* a retrieve that gives none; 0: 2 */
-	int max_top_k; /* the largest top_k accepted; 0: 1000 */
+	int top_k; /* a retrieve that gives none; 0: 2 */
+	/* The largest top_k accepted; 0: 1000. Above INT_MAX / 2 fails
+	 * the spawn with AF_EINVAL. */
+	int max_top_k;
 	/* "bm25", "vector" or "hybrid"; NULL: "bm25". */
 	const char *mode;
 	/* The largest document accepted, in bytes; 0: 16 MiB. */
