@@ -119,6 +119,7 @@ static af_err read_node(af_reader *r, qnode *nd, size_t i, char *why,
 static af_err read_nodes(query *q, af_reader *r, char *why, size_t why_len)
 {
 	uint32_t n;
+	size_t cap = 0;
 	af_err err;
 
 	if (af_read_array(r, &n) != AF_OK) {
@@ -126,13 +127,22 @@ static af_err read_nodes(query *q, af_reader *r, char *why, size_t why_len)
 		return AF_EPROTO;
 	}
 	af__sources_free(q);
-	if (n == 0)
-		return AF_OK;
-	q->nodes = calloc(n, sizeof(*q->nodes));
-	if (q->nodes == NULL)
-		return AF_ENOMEM;
-	q->nnodes = n;
+	/* The array grows with the nodes actually read: the count in its
+	 * header is the peer's word, and a few bytes claiming millions of
+	 * nodes must not cost their memory up front. */
 	for (uint32_t i = 0; i < n; i++) {
+		if (i == cap) {
+			size_t grown = cap != 0 ? cap * 2 : 16;
+			qnode *nodes =
+				realloc(q->nodes, grown * sizeof(*nodes));
+
+			if (nodes == NULL)
+				return AF_ENOMEM;
+			q->nodes = nodes;
+			cap = grown;
+		}
+		memset(&q->nodes[i], 0, sizeof(q->nodes[i]));
+		q->nnodes = i + 1;
 		err = read_node(r, &q->nodes[i], i, why, why_len);
 		if (err != AF_OK)
 			return err;
