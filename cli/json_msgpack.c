@@ -481,17 +481,27 @@ static void emit_base64(buf *b, const unsigned char *d, size_t len)
 static void emit_double(buf *b, double d)
 {
 	char s[40];
+	int prec;
+	int exp10;
 
 	if (!isfinite(d)) {
 		buf_puts(b, "null");
 		return;
 	}
-	/* The shortest form that reads back as the same double. */
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(s, sizeof(s), "%.*g", prec, d);
+	/* The fewest significant digits that read back as the same double,
+	 * written out in full unless the exponent makes that long. */
+	for (prec = 1; prec < 17; prec++) {
+		snprintf(s, sizeof(s), "%.*e", prec - 1, d);
 		if (strtod(s, NULL) == d)
 			break;
 	}
+	snprintf(s, sizeof(s), "%.*e", prec - 1, d);
+	exp10 = atoi(strchr(s, 'e') + 1);
+	if (exp10 >= -5 && exp10 < 17)
+		snprintf(s, sizeof(s), "%.*f",
+			 prec - 1 - exp10 > 0 ? prec - 1 - exp10 : 0, d);
+	else
+		snprintf(s, sizeof(s), "%.*g", prec, d);
 	buf_puts(b, s);
 	if (strpbrk(s, ".eE") == NULL)
 		buf_puts(b, ".0");
