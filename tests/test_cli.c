@@ -1,1 +1,766 @@
-int main(void){return 0;}
+/* The actorflow command as scripts use it: `actorflow node --config` in a
+ * temporary directory, `actorflow ask/stream/tell` against it as child
+ * processes, their stdout, stderr and exit codes; config errors, SIGTERM,
+ * SIGKILL and stale socket files. Everything on ipc:// inside the
+ * directory, or tcp on 127.0.0.1. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node_config.h"
+
+extern char **environ;
+
+static char dir[64];
+
+typedef struct proc {
+	pid_t pid;
+	int out; /* its stdout, read end */
+	int err; /* its stderr, read end */
+} proc;
+
+typedef struct result {
+	int code; /* exit code, or -signal */
+	char out[65536];
+	char err[8192];
+	int64_t ms; /* how long it ran */
+} result;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void spawn(proc *p, char *const argv[])
+{
+	int out[2];
+	int err[2];
+	posix_spawn_file_actions_t fa;
+
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
+	assert_int_equal(
+		posix_spawn(&p->pid, AF_CLI_PATH, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(out[1]);
+	close(err[1]);
+	p->out = out[0];
+	p->err = err[0];
+}
+
+static int wait_code(pid_t pid)
+{
+	int status = 0;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+/* Reads the rest of p's stdout and stderr and waits for it. */
+static void finish(proc *p, result *r)
+{
+	size_t lens[2] = {strlen(r->out), strlen(r->err)};
+	char *bufs[2] = {r->out, r->err};
+	size_t caps[2] = {sizeof(r->out), sizeof(r->err)};
+	struct pollfd fds[2] = {{.fd = p->out, .events = POLLIN},
+				{.fd = p->err, .events = POLLIN}};
+	int open = 2;
+
+	while (open > 0) {
+		assert_true(poll(fds, 2, -1) > 0);
+		for (int i = 0; i < 2; i++) {
+			ssize_t n;
+			if (fds[i].fd < 0 || fds[i].revents == 0)
+				continue;
+			n = read(fds[i].fd, bufs[i] + lens[i],
+				 caps[i] - 1 - lens[i]);
+			if (n <= 0) {
+				close(fds[i].fd);
+				fds[i].fd = -1;
+				open--;
+				continue;
+			}
+			lens[i] += (size_t)n;
+			bufs[i][lens[i]] = '\0';
+		}
+	}
+	r->code = wait_code(p->pid);
+}
+
+/* Runs the command with args (NULL-terminated) and waits for it. */
+static void run(result *r, const char *first, ...)
+{
+	char *argv[16];
+	int argc = 0;
+	const char *a;
+	va_list ap;
+	proc p;
+	int64_t start = now_ms();
+
+	argv[argc++] = "actorflow";
+	va_start(ap, first);
+	for (a = first; a != NULL && argc < 15; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	argv[argc] = NULL;
+	memset(r, 0, sizeof(*r));
+	spawn(&p, argv);
+	finish(&p, r);
+	r->ms = now_ms() - start;
+}
+
+/* Reads one line of fd into line, byte by byte (so nothing after it is
+ * taken from the pipe). False at end of file. */
+static bool read_line(int fd, char *line, size_t cap)
+{
+	size_t n = 0;
+
+	while (n + 1 < cap) {
+		char c;
+		ssize_t k = read(fd, &c, 1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		line[n++] = c;
+		if (c == '\n')
+			break;
+	}
+	line[n] = '\0';
+	return n > 0;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Starts a node on the config text and waits for its "ready". */
+static void node_start(proc *n, const char *name, const char *config)
+{
+	char path[128];
+	char line[256];
+	char *argv[] = {"actorflow", "node", "--config", path, NULL};
+
+	snprintf(path, sizeof(path), "%s/%s.json", dir, name);
+	write_file(path, config);
+	spawn(n, argv);
+	if (!read_line(n->out, line, sizeof(line))) {
+		result r = {0};
+		finish(n, &r);
+		fail_msg("node did not start (exit %d): %s", r.code, r.err);
+	}
+	assert_string_equal(line, "ready\n");
+}
+
+static int node_stop(proc *n, int sig, result *r)
+{
+	kill(n->pid, sig);
+	memset(r, 0, sizeof(*r));
+	finish(n, r);
+	return r->code;
+}
+
+/* A node hosting the RAG set, exported at DIR/node.sock. */
+static char rag_config[1024];
+static char addr_retrieval[160];
+static char addr_chat[160];
+static char addr_query[160];
+static char addr_gather[160];
+static char sock_path[128];
+static char export_path[128];
+
+static int setup(void **state)
+{
+	(void)state;
+	strcpy(dir, "/tmp/af-test-cli-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%s/sock/node.sock", dir);
+	snprintf(export_path, sizeof(export_path), "%s/sock/chat.sock", dir);
+	snprintf(rag_config, sizeof(rag_config),
+		 "{\"name\": \"rag\",\n"
+		 " \"endpoint\": \"ipc://node.sock\",\n"
+		 " \"ipc_dir\": \"%s/sock\",\n"
+		 " \"grace_ms\": 5000,\n"
+		 " \"actors\": [\n"
+		 "  {\"type\": \"retrieval\",\n"
+		 "   \"config\": {\"chunk_size\": 64, \"chunk_overlap\": 8}},\n"
+		 "  {\"type\": \"chat\", \"export\": \"ipc://chat.sock\",\n"
+		 "   \"config\": {\"provider\": \"extractive\"}},\n"
+		 "  {\"type\": \"gather\"},\n"
+		 "  {\"type\": \"query\", \"config\": {\"response_mode\": "
+		 "\"compact\"}}\n"
+		 " ]}\n",
+		 dir);
+	snprintf(addr_retrieval, sizeof(addr_retrieval), "ipc://%s#retrieval",
+		 sock_path);
+	snprintf(addr_chat, sizeof(addr_chat), "ipc://%s#chat", sock_path);
+	snprintf(addr_query, sizeof(addr_query), "ipc://%s#query", sock_path);
+	snprintf(addr_gather, sizeof(addr_gather), "ipc://%s#gather",
+		 sock_path);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	/* The directory holds only what the tests made. */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static const char bees[] =
+	"{\"id\": \"bees\", \"text\": \"Honey bees dance to tell where "
+	"flowers are. The waggle dance gives the direction and the distance "
+	"of the food. Propolis is a resin that bees collect from buds.\"}";
+
+static void test_ask_retrieval_and_query(void **state)
+{
+	proc n;
+	result r;
+
+	(void)state;
+	node_start(&n, "rag", rag_config);
+	run(&r, "ask", addr_retrieval, "insert", bees, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "{\"documents\":1,\"chunks\":1}\n");
+	assert_string_equal(r.err, "");
+
+	run(&r, "ask", addr_retrieval, "retrieve",
+	    "{\"query\": \"waggle dance\", \"top_k\": 1}", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "{\"nodes\":[{\"id\":\"bees#0\""));
+	assert_non_null(strstr(r.out, "\"position\":0,"));
+
+	run(&r, "ask", "--timeout", "20000", addr_query, "query",
+	    "{\"query\": \"What does the waggle dance give?\"}", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "{\"response\":\"The waggle dance gives "
+				      "the direction and the distance"));
+	assert_non_null(strstr(r.out, "\"source_nodes\":[{\"id\":\"bees#0\""));
+
+	/* A streamed query: the deltas, then a newline. */
+	run(&r, "stream", addr_query, "stream_query",
+	    "{\"query\": \"What does the waggle dance give?\"}", NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "The waggle dance gives the direction and "
+				   "the distance of the food.\n");
+
+	/* A tell is sent and forgotten. */
+	run(&r, "tell", addr_retrieval, "stats", NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "");
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+}
+
+static void test_stream_chat(void **state)
+{
+	static const char chat[] =
+		"{\"messages\": [{\"role\": \"user\", \"content\": \"Context: "
+		"Bees make honey from nectar. The waggle dance gives the "
+		"direction of flowers. Wax comes from glands of young "
+		"workers.\\nQuestion: What does the waggle dance give?\"}]}";
+	proc n;
+	result r;
+	char content[1024];
+	char *start;
+	char *end;
+	char chat_alone[200];
+
+	(void)state;
+	node_start(&n, "rag", rag_config);
+	run(&r, "ask", addr_chat, "chat", chat, NULL);
+	assert_int_equal(r.code, 0);
+	start = strstr(r.out, "{\"content\":\"");
+	assert_non_null(start);
+	start += strlen("{\"content\":\"");
+	end = strchr(start, '"');
+	assert_non_null(end);
+	snprintf(content, sizeof(content), "%.*s\n", (int)(end - start), start);
+	assert_true(strlen(content) > 10);
+
+	/* The deltas, concatenated, are the answer. */
+	run(&r, "stream", addr_chat, "stream_chat", chat, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, content);
+
+	/* One JSON line per chunk, numbered, then the end. The actor's own
+	 * export answers the same as the system's endpoint. */
+	snprintf(chat_alone, sizeof(chat_alone), "ipc://%s", export_path);
+	run(&r, "stream", "--json", addr_chat, "stream_chat", chat, NULL);
+	assert_int_equal(r.code, 0);
+	assert_true(strncmp(r.out, "{\"seq\":1,\"chunk\":{\"delta\":\"", 27) ==
+		    0);
+	assert_non_null(strstr(r.out, "}}\n{\"end\":{\"finish_reason\":"
+				      "\"stop\",\"model\":\"extractive\""));
+	{
+		/* Every line is whole; the last one is the end. */
+		int lines = 0;
+		for (const char *q = r.out; *q; q++)
+			lines += *q == '\n';
+		assert_true(lines >= 2);
+		assert_int_equal(r.out[strlen(r.out) - 1], '\n');
+	}
+	strcat(chat_alone, "#chat");
+	run(&r, "stream", chat_alone, "stream_chat", chat, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, content);
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+}
+
+static void test_remote_error_timeout_bad_input(void **state)
+{
+	proc n;
+	result r;
+	char nowhere[160];
+
+	(void)state;
+	node_start(&n, "rag", rag_config);
+	/* The actor's error: exit 5, its code and text on stderr. */
+	run(&r, "ask", addr_retrieval, "retrieve", "{}", NULL);
+	assert_int_equal(r.code, 5);
+	assert_string_equal(r.out, "");
+	assert_non_null(strstr(r.err, "error: AF_EINVAL: "));
+	assert_non_null(strstr(r.err, "query"));
+	run(&r, "ask", addr_retrieval, "retrieve", "{\"query\": 7}", NULL);
+	assert_int_equal(r.code, 5);
+	snprintf(nowhere, sizeof(nowhere), "ipc://%s#nobody", sock_path);
+	run(&r, "ask", nowhere, "x", NULL);
+	assert_int_equal(r.code, 5);
+	assert_non_null(strstr(r.err, "error: AF_ENOTFOUND: "));
+	assert_non_null(strstr(r.err, "nobody"));
+	run(&r, "stream", addr_chat, "stream_chat", "{\"messages\": 1}", NULL);
+	assert_int_equal(r.code, 5);
+	assert_non_null(strstr(r.err, "error: AF_EINVAL: "));
+
+	/* Nobody at the address: exit 3 once --timeout passes. */
+	snprintf(nowhere, sizeof(nowhere), "ipc://%s/none.sock#x", dir);
+	run(&r, "ask", "--timeout", "200", nowhere, "x", NULL);
+	assert_int_equal(r.code, 3);
+	assert_non_null(strstr(r.err, "error: AF_ETIMEDOUT"));
+	assert_true(r.ms < 3000);
+	run(&r, "stream", "--timeout=200", nowhere, "x", NULL);
+	assert_int_equal(r.code, 3);
+
+	/* Bad input: exit 2, nothing sent. */
+	run(&r, "ask", addr_retrieval, "retrieve", "{\"query\": ", NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "bad JSON argument: line 1, column"));
+	run(&r, "ask", addr_retrieval, "retrieve", "[1.5e999]", NULL);
+	assert_int_equal(r.code, 2);
+	run(&r, "ask", "retrieval", "stats", NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "is not ipc://PATH#ACTOR"));
+	run(&r, "ask", addr_retrieval, NULL);
+	assert_int_equal(r.code, 2);
+	run(&r, "ask", "--timeout", "soon", addr_retrieval, "stats", NULL);
+	assert_int_equal(r.code, 2);
+	run(&r, "ask", "--frobnicate", addr_retrieval, "stats", NULL);
+	assert_int_equal(r.code, 2);
+	run(&r, "launch", NULL);
+	assert_int_equal(r.code, 2);
+	run(&r, NULL);
+	assert_int_equal(r.code, 2);
+
+	/* Every command has help, with the exit codes. */
+	run(&r, "--help", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "5  remote error"));
+	run(&r, "ask", "--help", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "3  timeout"));
+	run(&r, "stream", "--help", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "--json"));
+	run(&r, "tell", "--help", NULL);
+	assert_int_equal(r.code, 0);
+	run(&r, "node", "--help", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "grace_ms"));
+	run(&r, "help", "ask", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "Usage: actorflow ask"));
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+}
+
+/* A gather streaming as its items complete: the first at once, the second
+ * (to an address nobody serves) never, or after item_ms. */
+static void gather_args(char *buf, size_t cap, int item_ms)
+{
+	snprintf(buf, cap,
+		 "{\"as_completed\": true, \"items\": ["
+		 "{\"to\": \"retrieval\", \"type\": \"stats\"},"
+		 "{\"to\": \"ipc://%s/none.sock#x\", \"type\": \"t\", "
+		 "\"timeout_ms\": %d}]}",
+		 dir, item_ms);
+}
+
+static void test_node_killed_mid_stream(void **state)
+{
+	char args[512];
+	char line[1024];
+	char *argv[] = {"actorflow", "stream", "--json", addr_gather,
+			"gather",    args,     NULL};
+	proc n;
+	proc s;
+	result r;
+	int64_t start;
+
+	(void)state;
+	gather_args(args, sizeof(args), 0);
+	node_start(&n, "rag", rag_config);
+	spawn(&s, argv);
+	assert_true(read_line(s.out, line, sizeof(line)));
+	assert_non_null(strstr(line, "{\"seq\":1,\"chunk\":{\"index\":0,"));
+	start = now_ms();
+	assert_int_equal(node_stop(&n, SIGKILL, &r), -SIGKILL);
+	memset(&r, 0, sizeof(r));
+	finish(&s, &r);
+	/* Peer down, well within the heartbeat's 3 s (plus a margin for a
+	 * loaded machine), not the 60 s timeout. */
+	assert_int_equal(r.code, 4);
+	assert_non_null(strstr(r.err, "error: AF_EPEERDOWN"));
+	assert_true(now_ms() - start < 8000);
+
+	/* The SIGKILLed node left its socket file; the next one starts. */
+	assert_int_equal(access(sock_path, F_OK), 0);
+	node_start(&n, "rag", rag_config);
+	run(&r, "ask", addr_retrieval, "stats", NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out,
+			    "{\"documents\":0,\"chunks\":0,\"embedded\":0}\n");
+	/* A second node on the same endpoint is refused: it is in use. */
+	{
+		char path[128];
+		char *argv2[] = {"actorflow", "node", "--config", path, NULL};
+		proc twin;
+		snprintf(path, sizeof(path), "%s/rag.json", dir);
+		spawn(&twin, argv2);
+		memset(&r, 0, sizeof(r));
+		finish(&twin, &r);
+		assert_int_equal(r.code, 1);
+		assert_non_null(strstr(r.err, "in use"));
+	}
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+	assert_int_equal(access(sock_path, F_OK), -1);
+	assert_int_equal(access(export_path, F_OK), -1);
+}
+
+static void test_sigterm_lets_work_finish(void **state)
+{
+	char args[512];
+	char line[1024];
+	char *argv[] = {"actorflow", "stream", "--json", addr_gather,
+			"gather",    args,     NULL};
+	proc n;
+	proc s;
+	result r;
+	result nr;
+	int64_t start;
+
+	(void)state;
+	/* The second item ends (timed out) after 1 s: in-flight work that
+	 * finishes within the 5 s grace. */
+	gather_args(args, sizeof(args), 1000);
+	node_start(&n, "rag", rag_config);
+	spawn(&s, argv);
+	assert_true(read_line(s.out, line, sizeof(line)));
+	start = now_ms();
+	kill(n.pid, SIGTERM);
+	/* New connections are refused at once: the socket file goes. */
+	while (access(sock_path, F_OK) == 0 && now_ms() - start < 5000)
+		usleep(10000);
+	assert_int_equal(access(sock_path, F_OK), -1);
+	memset(&r, 0, sizeof(r));
+	finish(&s, &r);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "\"error\":{\"code\":5,"));
+	assert_non_null(
+		strstr(r.out, "{\"end\":{\"completed\":2,\"failed\":1}}"));
+	/* The node goes once its last client has: well before the grace
+	 * period ends. */
+	memset(&nr, 0, sizeof(nr));
+	finish(&n, &nr);
+	assert_int_equal(nr.code, 0);
+	assert_true(now_ms() - start < 4500);
+	assert_int_equal(access(export_path, F_OK), -1);
+
+	/* SIGINT stops it too. */
+	node_start(&n, "rag", rag_config);
+	assert_int_equal(node_stop(&n, SIGINT, &r), 0);
+	assert_int_equal(access(sock_path, F_OK), -1);
+}
+
+static void test_tcp_loopback(void **state)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	char config[512];
+	char addr[128];
+	proc n;
+	result r;
+
+	(void)state;
+	/* An ephemeral port, free a moment ago. */
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"tcp://:%u\", \"grace_ms\": 100,"
+		 " \"actors\": [{\"type\": \"offload\", \"name\": \"pool\","
+		 " \"config\": {\"workers\": 1}}]}",
+		 ntohs(sa.sin_port));
+	node_start(&n, "tcp", config);
+	snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%u#pool",
+		 ntohs(sa.sin_port));
+	run(&r, "ask", addr, "stats", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "{\"workers\":1,"));
+	run(&r, "ask", addr, "call", "{\"fn\": \"nothing\"}", NULL);
+	assert_int_equal(r.code, 5);
+	assert_non_null(strstr(r.err, "error: AF_ENOTFOUND"));
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+}
+
+/* Runs a node on config text expected to be refused; returns its
+ * stderr in r. */
+static void node_refused(result *r, const char *name, const char *config)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/%s.json", dir, name);
+	write_file(path, config);
+	run(r, "node", "--config", path, NULL);
+	assert_string_equal(r->out, "");
+}
+
+static void test_config_errors(void **state)
+{
+	result r;
+	char want[160];
+	char config[512];
+
+	(void)state;
+	node_refused(&r, "syntax",
+		     "{\"endpoint\": \"ipc://n.sock\",\n"
+		     " \"ipc_dir\": \"/tmp\",\n"
+		     " \"actors\": [{\"type\": \"chat\"},]\n"
+		     "}\n");
+	assert_int_equal(r.code, 2);
+	snprintf(want, sizeof(want), "%s/syntax.json:3:", dir);
+	assert_non_null(strstr(r.err, want));
+	assert_non_null(strstr(r.err, "invalid JSON"));
+
+	node_refused(&r, "typo",
+		     "{\"endpoint\": \"ipc://n.sock\",\n"
+		     " \"ipc_dir\": \"/tmp/x\",\n"
+		     " \"actors\": [\n"
+		     "  {\"type\": \"chat\"},\n"
+		     "  {\"type\": \"retrieval\",\n"
+		     "   \"config\": {\"chunk_sise\": 64}}]}\n");
+	assert_int_equal(r.code, 2);
+	snprintf(want, sizeof(want),
+		 "%s/typo.json:6: actors[1].config: "
+		 "unknown key \"chunk_sise\"",
+		 dir);
+	assert_non_null(strstr(r.err, want));
+	assert_non_null(strstr(r.err, "chunk_size"));
+
+	node_refused(&r, "type",
+		     "{\"endpoint\": \"ipc://n.sock\", \"ipc_dir\": \"/x\",\n"
+		     " \"actors\": [{\"type\": \"chatt\"}]}");
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, ":2: actors[0].type: unknown actor "
+				      "type \"chatt\""));
+
+	node_refused(&r, "top",
+		     "{\"endpiont\": \"ipc:///x/n.sock\", "
+		     "\"actors\": [{\"type\": \"chat\"}]}");
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "unknown key \"endpiont\""));
+
+	node_refused(&r, "kind",
+		     "{\"endpoint\": \"ipc:///x/n.sock\",\n"
+		     " \"actors\": [{\"type\": \"query\",\n"
+		     "  \"config\": {\"top_k\": \"3\"}}]}");
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, ":3: actors[0].config.top_k: expected "
+				      "an integer, got a string"));
+
+	node_refused(&r, "public",
+		     "{\"endpoint\": \"tcp://0.0.0.0:5555\", "
+		     "\"actors\": [{\"type\": \"gather\"}]}");
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "allow_public"));
+
+	node_refused(&r, "nothing", "{\"actors\": [{\"type\": \"gather\"}]}");
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "nothing is exported"));
+
+	run(&r, "node", "--config", "/nonexistent/af.json", NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "/nonexistent/af.json: No such file"));
+	run(&r, "node", NULL);
+	assert_int_equal(r.code, 2);
+
+	/* An actor whose init fails: the node says which and exits 1. */
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"ipc://n.sock\", \"ipc_dir\": \"%s/s2\","
+		 " \"actors\": [{\"type\": \"retrieval\", \"name\": \"r\","
+		 " \"config\": {\"chunk_size\": 10, \"chunk_overlap\": 20}}]}",
+		 dir);
+	node_refused(&r, "init", config);
+	assert_int_equal(r.code, 1);
+	assert_non_null(strstr(r.err, "actor 'r' (retrieval) did not start: "
+				      "AF_EINVAL"));
+
+	/* A socket directory others can write to is refused. */
+	snprintf(want, sizeof(want), "%s/shared", dir);
+	assert_int_equal(mkdir(want, 0700), 0);
+	assert_int_equal(chmod(want, 0777), 0);
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"ipc://n.sock\", \"ipc_dir\": \"%s\","
+		 " \"actors\": [{\"type\": \"gather\"}]}",
+		 want);
+	node_refused(&r, "shared", config);
+	assert_int_equal(r.code, 1);
+	assert_non_null(strstr(r.err, "is not private"));
+}
+
+/* The config reader on its own: endpoints as the node will bind them. */
+static void test_config_endpoints(void **state)
+{
+	cli_node_config c;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(
+		cli_node_config_parse(
+			&c,
+			"{\"endpoint\": \"tcp://:7000\", \"ipc_dir\": "
+			"\"/r/af/\","
+			" \"actors\": [{\"type\": \"chat\", \"name\": \"c\","
+			" \"export\": \"ipc://c.sock\", \"mailbox_capacity\": "
+			"9,"
+			" \"config\": {\"provider\": \"ollama\", \"model\": "
+			"\"m\", \"temperature\": 0.5, \"timeout_ms\": 1500}},"
+			" {\"type\": \"gather\", \"config\": {\"concurrency\": "
+			"4}}]}",
+			"t.json", err, sizeof(err)),
+		AF_OK);
+	assert_string_equal(c.endpoint, "tcp://127.0.0.1:7000");
+	assert_string_equal(c.actors[0].export_endpoint, "ipc:///r/af/c.sock");
+	assert_string_equal(c.actors[0].name, "c");
+	assert_int_equal(c.actors[0].mailbox_capacity, 9);
+	assert_string_equal(c.actors[0].cfg.chat.provider, "ollama");
+	assert_string_equal(c.actors[0].cfg.chat.model, "m");
+	assert_true(c.actors[0].cfg.chat.temperature == 0.5);
+	assert_int_equal(c.actors[0].cfg.chat.timeout_ms, 1500);
+	assert_string_equal(c.actors[1].name, "gather");
+	assert_int_equal(c.actors[1].cfg.gather.concurrency, 4);
+	assert_int_equal(c.grace_ms, 5000);
+	cli_node_config_free(&c);
+
+	assert_int_equal(
+		cli_node_config_parse(&c,
+				      "{\"endpoint\": \"tcp://*:7000\", "
+				      "\"allow_public\": true,"
+				      " \"actors\": [{\"type\": \"gather\"}]}",
+				      "t.json", err, sizeof(err)),
+		AF_OK);
+	assert_string_equal(c.endpoint, "tcp://*:7000");
+	cli_node_config_free(&c);
+
+	static const char *const refused[][2] = {
+		{"{\"endpoint\": \"ipc://rel.sock\", \"actors\": [{\"type\": "
+		 "\"gather\"}]}",
+		 "relative path"},
+		{"{\"endpoint\": \"tcp://127.0.0.1:*\", \"actors\": "
+		 "[{\"type\": \"gather\"}]}",
+		 "the port must be"},
+		{"{\"endpoint\": \"tcp://[::]:80\", \"actors\": [{\"type\": "
+		 "\"gather\"}]}",
+		 "allow_public"},
+		{"{\"endpoint\": \"udp://x:1\", \"actors\": [{\"type\": "
+		 "\"gather\"}]}",
+		 "must start with ipc:// or tcp://"},
+		{"{\"endpoint\": \"ipc:///x\", \"actors\": [{\"type\": "
+		 "\"gather\"}, {\"type\": \"gather\"}]}",
+		 "\"gather\" is taken by actors[0]"},
+		{"{\"endpoint\": \"ipc:///x\", \"actors\": [{\"type\": "
+		 "\"chat\", \"config\": {\"provider\": \"gpt\"}}]}",
+		 "unknown value \"gpt\""},
+		{"{\"endpoint\": \"ipc:///x\", \"actors\": []}",
+		 "non-empty array"},
+		{"{\"endpoint\": \"ipc:///x\", \"grace_ms\": -1, \"actors\": "
+		 "[{\"type\": \"gather\"}]}",
+		 "grace_ms"},
+		{"{\"endpoint\": \"ipc:///x\", \"actors\": [{\"type\": "
+		 "\"gather\", \"name\": \"a#b\"}]}",
+		 "not an actor name"},
+		{"[1]", "expected an object"},
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		assert_int_equal(cli_node_config_parse(&c, refused[i][0],
+						       "t.json", err,
+						       sizeof(err)),
+				 AF_EINVAL);
+		if (strstr(err, refused[i][1]) == NULL)
+			fail_msg("%s: '%s' lacks '%s'", refused[i][0], err,
+				 refused[i][1]);
+		cli_node_config_free(&c);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_endpoints),
+		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_ask_retrieval_and_query),
+		cmocka_unit_test(test_stream_chat),
+		cmocka_unit_test(test_remote_error_timeout_bad_input),
+		cmocka_unit_test(test_node_killed_mid_stream),
+		cmocka_unit_test(test_sigterm_lets_work_finish),
+		cmocka_unit_test(test_tcp_loopback),
+	};
+
+	/* A closed pipe is an error to see, not a signal to die of. */
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
