@@ -10,6 +10,7 @@ packages=(
 	python3 g++ libcaf-dev
 	libcurl4-openssl-dev libcjson-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev
 	python3-aiohttp python3-matplotlib
+	python3-zmq python3-msgpack
 )
 
 missing=()
