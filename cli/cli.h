@@ -24,7 +24,8 @@ enum {
 	"  0  ok\n"                                                            \
 	"  1  any other failure\n"                                             \
 	"  2  bad input or usage (arguments, JSON, address, config)\n"         \
-	"  3  timeout: no answer within --timeout\n"                           \
+	"  3  timeout: no answer within --timeout (also an actor's\n"          \
+	"     AF_ETIMEDOUT: the deadline travels with the request)\n"          \
 	"  4  peer down: the process serving the address went away\n"          \
 	"  5  remote error: the actor answered with an error, printed on\n"    \
 	"     stderr as 'error: AF_EINVAL: <its message>'\n"

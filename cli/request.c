@@ -166,7 +166,11 @@ static int report(const args *a, af_err err, const af_msg *msg)
 			cli_errname(err, num, sizeof(num)),
 			text != NULL && text[0] != '\0' ? text
 							: af_strerror(err));
-		return CLI_EXIT_REMOTE;
+		/* The requester's deadline travels with the request: a node's
+		 * gateway or the actor may see it pass a moment before this
+		 * process does, and answer AF_ETIMEDOUT. Either way the
+		 * deadline passed. */
+		return err == AF_ETIMEDOUT ? CLI_EXIT_TIMEOUT : CLI_EXIT_REMOTE;
 	}
 	switch (err) {
 	case AF_ETIMEDOUT:
