@@ -14,6 +14,10 @@
 
 #include "http.h"
 
+/* MAX_DEPTH of json.h, whose cJSON include path this test does
+ * not have. */
+#define MAX_DEPTH 64
+
 static void test_backoff_doubles_with_jitter_and_caps(void **state)
 {
 	/* Full jitter draws from [d/2, d]. */
@@ -74,12 +78,62 @@ static void test_error_text_is_bounded(void **state)
 	assert_string_equal(out, "");
 }
 
+/* Appends n copies of s to buf at *at. */
+static void put_times(char *buf, size_t *at, const char *s, int n)
+{
+	for (int i = 0; i < n; i++) {
+		memcpy(buf + *at, s, strlen(s));
+		*at += strlen(s);
+	}
+	buf[*at] = '\0';
+}
+
+/* {"message":"ok","x":[[...]]} with arrays nested levels deep inside the
+ * object, so that the whole text is levels + 1 deep. */
+static void nested(char *buf, int levels)
+{
+	size_t at = 0;
+
+	put_times(buf, &at, "{\"message\":\"ok\",\"x\":", 1);
+	put_times(buf, &at, "[", levels);
+	put_times(buf, &at, "]", levels);
+	put_times(buf, &at, "}", 1);
+}
+
+static void test_json_depth_is_bounded(void **state)
+{
+	char body[4096];
+	size_t at = 0;
+
+	/* A text the bound refuses is not parsed: the error text is then
+	 * the body itself. */
+	nested(body, MAX_DEPTH - 1);
+	error_text(body, "ok");
+	nested(body, MAX_DEPTH);
+	af__http_error_text(body, strlen(body), body + 2048, 256);
+	assert_memory_equal(body + 2048, "{\"message\":\"ok\"", 15);
+	/* More brackets than the bound, but not nested: the exact scan
+	 * looks past the quick count. */
+	put_times(body, &at, "{\"message\":\"ok\",\"x\":[", 1);
+	put_times(body, &at, "[],{},", 2 * MAX_DEPTH);
+	put_times(body, &at, "[]]}", 1);
+	error_text(body, "ok");
+	/* Brackets in strings, escaped quotes among them, do not nest. */
+	at = 0;
+	put_times(body, &at, "{\"message\":\"a\\\"", 1);
+	put_times(body, &at, "[{", MAX_DEPTH);
+	put_times(body, &at, "\"}", 1);
+	af__http_error_text(body, strlen(body), body + 2048, 256);
+	assert_memory_equal(body + 2048, "a\"[{[{", 6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_backoff_doubles_with_jitter_and_caps),
 		cmocka_unit_test(test_error_text_reads_every_server_shape),
 		cmocka_unit_test(test_error_text_is_bounded),
+		cmocka_unit_test(test_json_depth_is_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
