@@ -1,7 +1,8 @@
 /*
  * The Server-Sent Events parser. See sse.h.
  *
- * Each byte is looked at once. A line that ends inside the buffer being fed
+ * Line ends are found with memchr, each byte of a feed searched at most once
+ * for "\n" and once for "\r". A line that ends inside the buffer being fed
  * is read where it lies; only a line cut by the end of a feed is copied
  * into s->line, to be completed by the next one. The data of "data:" lines
  * is copied once, into s->data, because lines are joined and the callback
@@ -160,11 +161,28 @@ static int hold(af_sse *s, const char *bytes, size_t len)
 	return AF_OK;
 }
 
+/* Where the next byte c lies at or after from, or len when there is none.
+ * *at keeps the last answer (SIZE_MAX: none yet), so each byte of a feed
+ * is searched for c at most once, however many lines it holds. */
+static size_t next_of(const char *buf, size_t from, size_t len, char c,
+		      size_t *at)
+{
+	const char *p;
+
+	if (*at == SIZE_MAX || *at < from) {
+		p = memchr(buf + from, c, len - from);
+		*at = p != NULL ? (size_t)(p - buf) : len;
+	}
+	return *at;
+}
+
 int af__sse_feed(af_sse *s, const char *buf, size_t len, af_sse_event_fn fn,
 		 void *arg)
 {
 	size_t i = 0;
 	size_t j, n;
+	size_t lf = SIZE_MAX;
+	size_t cr = SIZE_MAX;
 	int rc;
 
 	while (i < len) {
@@ -176,9 +194,11 @@ int af__sse_feed(af_sse *s, const char *buf, size_t len, af_sse_event_fn fn,
 				continue;
 			}
 		}
-		for (j = i; j < len; j++)
-			if (buf[j] == '\n' || buf[j] == '\r')
-				break;
+		/* Lines are found with memchr, not byte by byte. */
+		j = next_of(buf, i, len, '\n', &lf);
+		n = next_of(buf, i, len, '\r', &cr);
+		if (n < j)
+			j = n;
 		if (j - i > room(s))
 			return AF_EMSGSIZE;
 		if (j == len)
