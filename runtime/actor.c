@@ -99,7 +99,7 @@ void af__actor_dispatch(af_ctx *ctx, af_msg *m)
 	case AF_KIND_HEARTBEAT:
 		return;
 	default:
-		ctx->counters.malformed++;
+		af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		return;
 	}
 }

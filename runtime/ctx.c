@@ -86,6 +86,13 @@ undo_zone:
 
 static void timer_free_all(af_ctx *ctx);
 
+void af__ctx_count(af_ctx *ctx, af__stat stat, uint64_t n)
+{
+	ctx->counters.stat[stat] += n;
+	if (ctx->sys != NULL)
+		atomic_fetch_add(&ctx->sys->stats[stat], n);
+}
+
 void af__ctx_fini(af_ctx *ctx, int status)
 {
 	ctx->stopping = true;
@@ -521,7 +528,7 @@ void af__ctx_on_response(af_ctx *ctx, af_msg *m)
 		o = af__idmap_get(&ctx->outreqs, m->env.id);
 		if (o == NULL) {
 			/* Settled already (deadline, cancel, peer down). */
-			ctx->counters.late++;
+			af__ctx_count(ctx, AF__STAT_LATE, 1);
 			return;
 		}
 		if (m->env.kind == AF_KIND_CHUNK ||
@@ -536,7 +543,7 @@ void af__ctx_on_response(af_ctx *ctx, af_msg *m)
 	case AF_KIND_HEARTBEAT:
 		return;
 	default:
-		ctx->counters.malformed++;
+		af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		return;
 	}
 }

@@ -92,12 +92,21 @@ struct af_pending {
 	af_pending *next;
 };
 
-/* Counters an actor or client keeps; read by statistics. */
+/* What became of messages a context could not take; the fields of
+ * af_system_stats. */
+typedef enum af__stat {
+	AF__STAT_DROPPED, /* undecodable or unexpected, nobody to answer */
+	AF__STAT_REFUSED, /* an undecodable request, answered with an error */
+	AF__STAT_LATE,    /* answers for requests already settled */
+	AF__STAT_UNROUTABLE, /* answers whose requester is gone */
+	AF__STAT_COUNT
+} af__stat;
+
+/* Counters an actor or client keeps. The af__stat ones are also added to
+ * its system's, which outlive the context (af__ctx_count). */
 typedef struct af__counters {
 	uint64_t received;
-	uint64_t malformed;  /* dropped: undecodable, no reply possible */
-	uint64_t late;       /* replies for requests already settled */
-	uint64_t unroutable; /* replies whose requester is gone */
+	uint64_t stat[AF__STAT_COUNT];
 } af__counters;
 
 struct af_ctx {
@@ -160,6 +169,9 @@ struct af_ctx {
 
 af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 		    const char *name);
+/* Counts n messages that met stat, in ctx and in its system. Called only
+ * for messages that went wrong: the system's counters are shared atomics. */
+void af__ctx_count(af_ctx *ctx, af__stat stat, uint64_t n);
 /* Settles everything outstanding (continuations get status), then frees. */
 void af__ctx_fini(af_ctx *ctx, int status);
 /* Settles every outstanding request with status. */

@@ -236,6 +236,17 @@ static af_err decode(af__envelope *env, const void *data, size_t len,
 	return AF_OK;
 }
 
+bool af__envelope_salvage(const void *data, size_t len, uint64_t *version,
+			  uint64_t *kind, uint64_t *id)
+{
+	size_t pos = 0;
+	uint64_t fields;
+
+	return data != NULL && rd_array(data, len, &pos, &fields) &&
+	       fields >= 3 && rd_uint(data, len, &pos, version) &&
+	       rd_uint(data, len, &pos, kind) && rd_uint(data, len, &pos, id);
+}
+
 af_err af__envelope_decode_header(af__envelope *env, const void *data,
 				  size_t len, size_t max_size)
 {

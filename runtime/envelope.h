@@ -25,6 +25,7 @@
 #define AF_RUNTIME_ENVELOPE_H
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,14 @@ af_err af__envelope_decode_header(af__envelope *env, const void *data,
  * more (the envelopes in a batch): *used receives its length. */
 af_err af__envelope_decode_first(af__envelope *env, const void *data,
 				 size_t len, size_t max_size, size_t *used);
+
+/* What can still be read of a message that did not decode: its version,
+ * kind and id, the three fields every protocol version keeps first.
+ * True when data starts with an array of at least three elements whose
+ * first three are unsigned integers; nothing after them is looked at.
+ * The way to answer a malformed, oversized or foreign request. */
+bool af__envelope_salvage(const void *data, size_t len, uint64_t *version,
+			  uint64_t *kind, uint64_t *id);
 
 /* Unpacks the payload of an envelope decoded by
  * af__envelope_decode_header into zone and sets env->payload. AF_OK,

@@ -68,7 +68,7 @@ static void deliver_batch(af_ctx *ctx, af_msg *batch)
 			((uint64_t)p[3] << 8) | p[4];
 		pos = 5;
 	} else {
-		ctx->counters.malformed++;
+		af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		return;
 	}
 	for (uint64_t i = 0; i < count; i++) {
@@ -79,7 +79,7 @@ static void deliver_batch(af_ctx *ctx, af_msg *batch)
 			/* Without its length, nothing after it can be
 			 * found. */
 			af__msg_clear(&m);
-			ctx->counters.malformed += count - i;
+			af__ctx_count(ctx, AF__STAT_DROPPED, count - i);
 			break;
 		}
 		m.from_remote = batch->from_remote;
@@ -87,7 +87,7 @@ static void deliver_batch(af_ctx *ctx, af_msg *batch)
 		if (m.env.kind == AF_KIND_TELL || m.env.kind == AF_KIND_CHUNK)
 			deliver(ctx, &m);
 		else
-			ctx->counters.malformed++;
+			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		af__msg_clear(&m);
 		msgpack_zone_clear(&ctx->zone);
 		pos += used;
@@ -115,25 +115,46 @@ static void deliver(af_ctx *ctx, af_msg *m)
 	else if (m->env.kind == AF_KIND_REQUEST)
 		refuse(ctx, m, AF_ENOTSUP, "a client takes no requests");
 	else
-		ctx->counters.malformed++;
+		af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 }
 
-/* A message too large to handle is still answered when it is a request
- * whose header can be read. */
-static void reject_oversized(af_ctx *ctx, af_msg *m, zmq_msg_t *body)
+/* A message that did not decode is still answered when it is a request
+ * whose id and way back can be read (the first fields of every version's
+ * envelope), so that its requester learns why at once instead of at its
+ * deadline. Anything else is dropped and counted. */
+static void refuse_undecodable(af_ctx *ctx, af_msg *m, zmq_msg_t *body,
+			       af_err err)
 {
-	char text[96];
+	char text[128];
+	uint64_t version, kind, id;
 
-	if (af__envelope_decode_header(&m->env, zmq_msg_data(body),
-				       zmq_msg_size(body), SIZE_MAX) != AF_OK ||
-	    m->env.kind != AF_KIND_REQUEST) {
-		ctx->counters.malformed++;
+	if ((m->route == NULL && m->reply_to == NULL) ||
+	    !af__envelope_salvage(zmq_msg_data(body), zmq_msg_size(body),
+				  &version, &kind, &id) ||
+	    kind != AF_KIND_REQUEST || err == AF_ENOMEM) {
+		af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		return;
 	}
-	snprintf(text, sizeof(text),
-		 "message of %zu bytes exceeds the limit of %zu",
-		 zmq_msg_size(body), ctx->max_msg);
-	refuse(ctx, m, AF_EMSGSIZE, text);
+	switch (err) {
+	case AF_EMSGSIZE:
+		snprintf(text, sizeof(text),
+			 "message of %zu bytes exceeds the limit of %zu",
+			 zmq_msg_size(body), ctx->max_msg);
+		break;
+	case AF_EVERSION:
+		snprintf(text, sizeof(text),
+			 "protocol version %llu is not supported (this "
+			 "receiver speaks version %d)",
+			 (unsigned long long)version, AF__PROTOCOL_VERSION);
+		break;
+	default:
+		err = AF_EPROTO;
+		snprintf(text, sizeof(text), "malformed request");
+		break;
+	}
+	af__ctx_count(ctx, AF__STAT_REFUSED, 1);
+	m->env.id = id;
+	refuse(ctx, m, err, text);
 }
 
 /* What a system gateway forwards came from another process: it names the
@@ -179,7 +200,7 @@ int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
 		ctx->counters.received++;
 		body = &frames[nframes - 1];
 		if (malformed || (routed && nframes < 2)) {
-			ctx->counters.malformed++;
+			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 			goto next;
 		}
 		err = af__msg_decode(&m, zmq_msg_data(body), zmq_msg_size(body),
@@ -195,10 +216,8 @@ int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
 		}
 		if (err == AF_OK)
 			deliver(ctx, &m);
-		else if (err == AF_EMSGSIZE)
-			reject_oversized(ctx, &m, body);
 		else
-			ctx->counters.malformed++;
+			refuse_undecodable(ctx, &m, body, err);
 		af__msg_clear(&m);
 	next:
 		msgpack_zone_clear(&ctx->zone);

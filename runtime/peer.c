@@ -155,7 +155,7 @@ static void peer_readable(af__watch *w, unsigned events)
 			/* Responses are single frames; anything else is not
 			 * ours to interpret. */
 			drop_rest(p->sock, &frame);
-			ctx->counters.malformed++;
+			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		} else if (af__msg_decode(&m, zmq_msg_data(&frame),
 					  zmq_msg_size(&frame), ctx->max_msg,
 					  &ctx->zone) == AF_OK) {
@@ -163,7 +163,7 @@ static void peer_readable(af__watch *w, unsigned events)
 			af__ctx_on_response(ctx, &m);
 			af__msg_clear(&m);
 		} else {
-			ctx->counters.malformed++;
+			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		}
 		msgpack_zone_clear(&ctx->zone);
 		zmq_msg_close(&frame);
@@ -362,7 +362,8 @@ void af__peer_close(af__peer *p, int status)
 	    (p->remote || af__system_lookup(ctx->sys, p->key, strlen(p->key),
 					    true) == p->incarnation) &&
 	    af__peer_flush(p, p->remote ? 0 : FLUSH_LINGER_MS) != AF_OK)
-		ctx->counters.unroutable += p->batch_count + p->has_pending;
+		af__ctx_count(ctx, AF__STAT_UNROUTABLE,
+			      p->batch_count + p->has_pending);
 	free(p->batch);
 	p->batch = NULL;
 	if (p->has_pending) {

@@ -128,7 +128,7 @@ static void backlog_flush_cb(af_ctx *ctx, void *arg)
 			return;
 		}
 		if (err != AF_OK)
-			ctx->counters.unroutable++;
+			af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
 		ctx->backlog_head = b->next;
 		if (ctx->backlog_head == NULL)
 			ctx->backlog_tail = NULL;
@@ -183,7 +183,7 @@ af_err af__answer(af_ctx *ctx, const af__reply_to *to, const af__envelope *env,
 		return backlog_push(ctx, to, &body);
 	zmq_msg_close(&body);
 	if (err == AF_EPEERDOWN)
-		ctx->counters.unroutable++;
+		af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
 	return err;
 }
 
@@ -212,7 +212,7 @@ void af__reply_drop_backlog(af_ctx *ctx)
 	while (ctx->backlog_head != NULL) {
 		af__backlog *b = ctx->backlog_head;
 		ctx->backlog_head = b->next;
-		ctx->counters.unroutable++;
+		af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
 		backlog_free(b);
 	}
 	ctx->backlog_tail = NULL;

@@ -73,7 +73,7 @@ void af__stream_taken(af_ctx *ctx, uint64_t id, uint64_t n)
 /* Ends o with a protocol error: the producer broke the stream's order. */
 static void stream_broken(af_ctx *ctx, af__outreq *o)
 {
-	ctx->counters.malformed++;
+	af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 	af__outreq_send_cancel(ctx, o);
 	af__outreq_settle(o, AF_EPROTO, NULL);
 }
@@ -212,7 +212,7 @@ void af__stream_on_credit(af_ctx *ctx, af_msg *m)
 		return; /* answered already, or not a stream */
 	if (m->env.seq > p->sent || m->env.seq <= p->acked) {
 		if (m->env.seq > p->sent)
-			ctx->counters.malformed++;
+			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		return;
 	}
 	p->acked = m->env.seq;

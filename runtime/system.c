@@ -45,6 +45,8 @@ af_err af_system_new(af_system **out, const af_system_opts *opts)
 	if (pthread_cond_init(&sys->cv, NULL) != 0)
 		goto undo_mutex;
 	atomic_init(&sys->epoch, 1);
+	for (int i = 0; i < AF__STAT_COUNT; i++)
+		atomic_init(&sys->stats[i], 0);
 	*out = sys;
 	return AF_OK;
 undo_mutex:
@@ -375,6 +377,17 @@ bool af_exists(af_system *sys, const char *name)
 {
 	return sys != NULL && name != NULL &&
 	       af__system_lookup(sys, name, strlen(name), false) != 0;
+}
+
+af_err af_system_get_stats(af_system *sys, af_system_stats *out)
+{
+	if (sys == NULL || out == NULL)
+		return AF_EINVAL;
+	out->dropped = atomic_load(&sys->stats[AF__STAT_DROPPED]);
+	out->refused = atomic_load(&sys->stats[AF__STAT_REFUSED]);
+	out->late = atomic_load(&sys->stats[AF__STAT_LATE]);
+	out->unroutable = atomic_load(&sys->stats[AF__STAT_UNROUTABLE]);
+	return AF_OK;
 }
 
 void af_system_destroy(af_system **sp)

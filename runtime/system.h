@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "actorflow/actor.h"
+#include "ctx.h"
 #include "envelope.h"
 #include "loop.h"
 
@@ -85,6 +86,8 @@ struct af_system {
 	uint64_t next_client;
 	uint64_t next_gateway;
 	atomic_uint_fast64_t epoch;
+	/* af_system_stats, summed over every context of the system. */
+	atomic_uint_fast64_t stats[AF__STAT_COUNT];
 };
 
 /* The incarnation of the running actor called name, or 0. */

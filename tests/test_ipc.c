@@ -283,6 +283,196 @@ static void test_garbage_is_survived(void **state)
 	assert_int_equal(node_stop(&n), 0);
 }
 
+/* ---- raw sockets against a system of this process ------------------- */
+
+/* A system of this process whose echo actor is exported at endpoint, and
+ * the whole system at sys_endpoint: what it counted is readable here. */
+static af_system *raw_target(echo_config *cfg)
+{
+	af_system *sys = NULL;
+	af_system_opts opts = {.max_message_size = 1u << 20};
+
+	assert_int_equal(af_system_new(&sys, &opts), AF_OK);
+	assert_int_equal(af_spawn(sys, "echo", &test_echo_ops, cfg, NULL),
+			 AF_OK);
+	assert_int_equal(af_export(sys, "echo", endpoint), AF_OK);
+	assert_int_equal(af_system_export(sys, sys_endpoint), AF_OK);
+	return sys;
+}
+
+/* A DEALER of its own ZeroMQ context connected to ep, as a program in
+ * another language would use. */
+static void *raw_dealer(void **zctx, const char *ep)
+{
+	void *raw;
+	int linger = 0;
+
+	*zctx = zmq_ctx_new();
+	raw = zmq_socket(*zctx, ZMQ_DEALER);
+	zmq_setsockopt(raw, ZMQ_LINGER, &linger, sizeof(linger));
+	assert_int_equal(zmq_connect(raw, ep), 0);
+	return raw;
+}
+
+static void raw_close(void *zctx, void *raw)
+{
+	zmq_close(raw);
+	zmq_ctx_term(zctx);
+}
+
+static void raw_send(void *raw, const void *data, size_t len)
+{
+	assert_int_equal(zmq_send(raw, data, len, 0), (int)len);
+}
+
+/* Waits up to timeout_ms for one frame on raw; its length, or -1. */
+static int raw_recv(void *raw, void *buf, size_t cap, int timeout_ms)
+{
+	zmq_pollitem_t item = {.socket = raw, .events = ZMQ_POLLIN};
+
+	if (zmq_poll(&item, 1, timeout_ms) != 1)
+		return -1;
+	return zmq_recv(raw, buf, cap, 0);
+}
+
+/* Receives the answer to request id on raw, which must be an error, and
+ * returns its code; its text goes to text. */
+static int raw_error(void *raw, uint64_t id, char *text, size_t cap)
+{
+	unsigned char buf[512];
+	int n = raw_recv(raw, buf, sizeof(buf), 5000);
+	msgpack_zone zone;
+	af__envelope env;
+	const char *s;
+	size_t len;
+	int code;
+
+	assert_true(n > 0);
+	assert_true(msgpack_zone_init(&zone, 1024));
+	assert_int_equal(
+		af__envelope_decode(&env, buf, (size_t)n, SIZE_MAX, &zone),
+		AF_OK);
+	assert_int_equal(env.kind, AF_KIND_ERROR);
+	assert_int_equal(env.id, id);
+	assert_int_equal(af__error_read(env.payload, &code, &s, &len), AF_OK);
+	snprintf(text, cap, "%.*s", (int)len, s);
+	msgpack_zone_destroy(&zone);
+	return code;
+}
+
+/* A raw echo request on raw (id 99) is answered. */
+static void raw_echo_ok(void *raw, const char *to)
+{
+	unsigned char buf[512];
+	unsigned char req[64] = {0x98, 0x01, 0x02, 99,  0x00, 0xa4,
+				 'e',  'c',  'h',  'o', 0x00};
+	size_t len = 11;
+	msgpack_zone zone;
+	af__envelope env;
+	int n;
+
+	if (to == NULL) {
+		req[len++] = 0xc0;
+	} else {
+		req[len++] = (unsigned char)(0xa0 | strlen(to));
+		memcpy(req + len, to, strlen(to));
+		len += strlen(to);
+	}
+	req[len++] = 0x2a;
+	raw_send(raw, req, len);
+	n = raw_recv(raw, buf, sizeof(buf), 5000);
+	assert_true(n > 0);
+	assert_true(msgpack_zone_init(&zone, 1024));
+	assert_int_equal(
+		af__envelope_decode(&env, buf, (size_t)n, SIZE_MAX, &zone),
+		AF_OK);
+	assert_int_equal(env.kind, AF_KIND_REPLY);
+	assert_int_equal(env.id, 99);
+	msgpack_zone_destroy(&zone);
+}
+
+/* A request the receiver cannot take is answered with an error when its
+ * id and way back can be read; what cannot be answered is counted. */
+static void test_bad_requests_are_answered(void **state)
+{
+	/* [2, request, 42, 0, "echo", 0, nil, nil]: a version-2 request. */
+	static const unsigned char v2[] = {0x98, 0x02, 0x02, 0x2a, 0x00,
+					   0xa4, 'e',  'c',  'h',  'o',
+					   0x00, 0xc0, 0xc0};
+	/* A version-2 request of another shape: [2, request, 43]. */
+	static const unsigned char v2_short[] = {0x93, 0x02, 0x02, 0x2b};
+	/* A version-1 request cut short inside its type. */
+	static const unsigned char truncated[] = {0x98, 0x01, 0x02, 0x2c,
+						  0x00, 0xa4, 'e',  'c'};
+	/* A request whose payload is the byte msgpack never uses. */
+	static const unsigned char bad_payload[] = {
+		0x98, 0x01, 0x02, 0x2d, 0x00, 0xa4, 'e',
+		'c',  'h',  'o',  0x00, 0xc0, 0xc1};
+	/* Garbage with no id to answer: not msgpack, an envelope cut before
+	 * its id, a malformed tell (no answer is due to a tell), a request of
+	 * an unknown kind. */
+	static const unsigned char no_id[][6] = {
+		{0xc1},
+		{0x98, 0x01, 0x02},
+		{0x98, 0x01, 0x01, 0x00, 0x00, 0xa5},
+		{0x98, 0x01, 0x2a, 0x07, 0x00, 0xc1}};
+	static const size_t no_id_len[] = {1, 3, 6, 6};
+	char text[256];
+	unsigned char buf[64];
+	af_system_stats stats;
+	af_system *sys = raw_target(NULL);
+	void *zctx;
+	void *raw = raw_dealer(&zctx, endpoint);
+
+	raw_send(raw, v2, sizeof(v2));
+	assert_int_equal(raw_error(raw, 42, text, sizeof(text)), AF_EVERSION);
+	assert_non_null(strstr(text, "version 2"));
+	raw_send(raw, v2_short, sizeof(v2_short));
+	assert_int_equal(raw_error(raw, 43, text, sizeof(text)), AF_EVERSION);
+	raw_send(raw, truncated, sizeof(truncated));
+	assert_int_equal(raw_error(raw, 44, text, sizeof(text)), AF_EPROTO);
+	raw_send(raw, bad_payload, sizeof(bad_payload));
+	assert_int_equal(raw_error(raw, 45, text, sizeof(text)), AF_EPROTO);
+	/* Over the limit: answered as before from its header alone. */
+	{
+		size_t big = (1u << 20) + 16;
+		unsigned char *req = calloc(1, big);
+		memcpy(req, v2, sizeof(v2) - 1);
+		req[1] = 0x01;
+		req[3] = 0x2e;
+		req[sizeof(v2) - 1] = 0xc6; /* bin32 */
+		req[sizeof(v2) + 1] = 0x10; /* of 1 MiB */
+		raw_send(raw, req, sizeof(v2) + 4 + (1u << 20));
+		free(req);
+		assert_int_equal(raw_error(raw, 46, text, sizeof(text)),
+				 AF_EMSGSIZE);
+		assert_non_null(strstr(text, "exceeds the limit"));
+	}
+	for (size_t i = 0; i < sizeof(no_id_len) / sizeof(no_id_len[0]); i++)
+		raw_send(raw, no_id[i], no_id_len[i]);
+	/* No answer to those; the actor keeps serving. */
+	raw_echo_ok(raw, NULL);
+	assert_int_equal(raw_recv(raw, buf, sizeof(buf), 100), -1);
+	assert_int_equal(af_system_get_stats(sys, &stats), AF_OK);
+	assert_int_equal(stats.refused, 5);
+	assert_int_equal(stats.dropped, 4);
+	raw_close(zctx, raw);
+
+	/* The same through the system gateway. */
+	raw = raw_dealer(&zctx, sys_endpoint);
+	raw_send(raw, v2, sizeof(v2));
+	assert_int_equal(raw_error(raw, 42, text, sizeof(text)), AF_EVERSION);
+	raw_send(raw, truncated, sizeof(truncated));
+	assert_int_equal(raw_error(raw, 44, text, sizeof(text)), AF_EPROTO);
+	raw_send(raw, no_id[0], no_id_len[0]);
+	raw_echo_ok(raw, "echo");
+	assert_int_equal(af_system_get_stats(sys, &stats), AF_OK);
+	assert_int_equal(stats.refused, 7);
+	assert_int_equal(stats.dropped, 5);
+	raw_close(zctx, raw);
+	af_system_destroy(&sys);
+}
+
 typedef struct killer {
 	node *n;
 	char line[64];
@@ -599,6 +789,8 @@ int main(void)
 			test_whole_system_on_one_endpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_is_survived, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_bad_requests_are_answered,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_death_and_restart,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_across_processes,

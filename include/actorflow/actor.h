@@ -104,6 +104,31 @@ af_err af_system_new(af_system **out, const af_system_opts *opts);
  * called from an actor of the system. */
 void af_system_destroy(af_system **sys);
 
+/* What a system's actors and clients did with messages they could not
+ * take, counted since af_system_new over every actor and client of the
+ * system, stopped ones included. */
+typedef struct af_system_stats {
+	/* Received and dropped without an answer: not msgpack, a malformed
+	 * envelope, another protocol version or an unknown kind, when it
+	 * was not a request or its id or way back could not be read; also
+	 * what a message of its kind may not carry (a request in a batch, a
+	 * credit beyond the chunks sent). */
+	uint64_t dropped;
+	/* Requests that could not be taken, answered with an error instead:
+	 * AF_EPROTO (malformed), AF_EVERSION (another protocol version),
+	 * AF_EMSGSIZE (over the limit). */
+	uint64_t refused;
+	/* Answers that arrived for requests already settled (timed out,
+	 * cancelled, or sent by an earlier actor of the same name), dropped. */
+	uint64_t late;
+	/* Answers and tells not delivered because their receiver was gone. */
+	uint64_t unroutable;
+} af_system_stats;
+
+/* Fills *out with sys's counters. AF_OK, or AF_EINVAL when an argument is
+ * NULL. Any thread; the counters are read one by one, each exact. */
+af_err af_system_get_stats(af_system *sys, af_system_stats *out);
+
 /* ---- actors ------------------------------------------------------------ */
 
 typedef struct af_actor_ops {
