@@ -55,23 +55,20 @@ static void deliver_batch(af_ctx *ctx, af_msg *batch)
 	const uint8_t *p = batch->env.payload_data;
 	size_t len = batch->env.payload_len;
 	size_t pos;
-	uint64_t count = 0;
+	uint32_t count;
+	af_reader r;
 
-	/* The payload was checked to be one well-formed array. */
-	if (len < 1)
-		return;
-	if (p[0] >= 0x90 && p[0] <= 0x9f) {
-		count = p[0] & 0x0f;
-		pos = 1;
-	} else if (p[0] == 0xdd && len >= 5) {
-		count = ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) |
-			((uint64_t)p[3] << 8) | p[4];
-		pos = 5;
-	} else {
+	/* Any array header will do (fixarray, array16 or array32): the C
+	 * sender writes array32, other msgpack writers the smallest. */
+	af_reader_init(&r, p, len);
+	if (af_read_array(&r, &count) != AF_OK) {
 		af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 		return;
 	}
-	for (uint64_t i = 0; i < count; i++) {
+	/* The envelopes follow the header; each is decoded where it lies.
+	 * (The reader is the runtime's own: its place may be read here.) */
+	pos = r.pos;
+	for (uint32_t i = 0; i < count; i++) {
 		size_t used;
 		af_msg m;
 		if (af__msg_decode_first(&m, p + pos, len - pos, ctx->max_msg,

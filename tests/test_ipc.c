@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,6 +474,89 @@ static void test_bad_requests_are_answered(void **state)
 	af_system_destroy(&sys);
 }
 
+/* Packs a batch of n "count" tells to (nil when NULL) with msgpack-c, as
+ * a sender in another language would: its array of envelopes is array16
+ * from 16 elements on. */
+static void pack_count_batch(msgpack_sbuffer *sb, int n, const char *to)
+{
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 8);
+	msgpack_pack_uint64(&pk, 1);
+	msgpack_pack_uint64(&pk, AF_KIND_BATCH);
+	msgpack_pack_uint64(&pk, 0);
+	msgpack_pack_uint64(&pk, 0);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_uint64(&pk, 0);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_array(&pk, (size_t)n);
+	for (int i = 0; i < n; i++) {
+		msgpack_pack_array(&pk, 8);
+		msgpack_pack_uint64(&pk, 1);
+		msgpack_pack_uint64(&pk, AF_KIND_TELL);
+		msgpack_pack_uint64(&pk, 0);
+		msgpack_pack_uint64(&pk, 0);
+		msgpack_pack_str_with_body(&pk, "count", 5);
+		msgpack_pack_uint64(&pk, 0);
+		if (to != NULL)
+			msgpack_pack_str_with_body(&pk, to, strlen(to));
+		else
+			msgpack_pack_nil(&pk);
+		msgpack_pack_int(&pk, i);
+	}
+}
+
+static bool count_reaches(atomic_int *count, int n, int timeout_ms)
+{
+	int64_t end = af__now_ms() + timeout_ms;
+
+	while (atomic_load(count) < n && af__now_ms() < end)
+		usleep(1000);
+	return atomic_load(count) == n;
+}
+
+/* A batch of tells as any msgpack writer packs it (array16 for 16 to
+ * 65535 envelopes) delivers every tell, to an exported actor and through
+ * the system gateway. */
+static void test_batch_of_array16_tells(void **state)
+{
+	atomic_int count = 0;
+	echo_config cfg = {.count = &count};
+	af_system *sys = raw_target(&cfg);
+	af_system_stats stats;
+	msgpack_sbuffer sb;
+	void *zctx;
+	void *raw = raw_dealer(&zctx, endpoint);
+
+	pack_count_batch(&sb, 20, NULL);
+	/* The envelope's 8 header bytes, then the array16 header. */
+	assert_int_equal((unsigned char)sb.data[8], 0xdc);
+	raw_send(raw, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	raw_echo_ok(raw, NULL);
+	assert_true(count_reaches(&count, 20, 5000));
+	raw_close(zctx, raw);
+
+	raw = raw_dealer(&zctx, sys_endpoint);
+	pack_count_batch(&sb, 20, "echo");
+	raw_send(raw, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	raw_echo_ok(raw, "echo");
+	assert_true(count_reaches(&count, 40, 5000));
+	/* Small batches (fixarray) as before. */
+	pack_count_batch(&sb, 3, "echo");
+	assert_int_equal((unsigned char)sb.data[8], 0x93);
+	raw_send(raw, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	assert_true(count_reaches(&count, 43, 5000));
+	raw_close(zctx, raw);
+	assert_int_equal(af_system_get_stats(sys, &stats), AF_OK);
+	assert_int_equal(stats.dropped, 0);
+	af_system_destroy(&sys);
+}
+
 typedef struct killer {
 	node *n;
 	char line[64];
@@ -790,6 +874,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_garbage_is_survived, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_requests_are_answered,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_of_array16_tells,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_death_and_restart,
 						setup, teardown),
