@@ -36,32 +36,40 @@ static af_err server_error(chat_call *c, const cJSON *err)
  * (delta_key "message"). */
 static af_err read_answer(chat_call *c, const cJSON *obj, const char *delta_key)
 {
-	const cJSON *choices = cJSON_GetObjectItemCaseSensitive(obj, "choices");
-	const cJSON *choice = cJSON_GetArrayItem(choices, 0);
-	const cJSON *err = cJSON_GetObjectItemCaseSensitive(obj, "error");
-	const cJSON *usage = cJSON_GetObjectItemCaseSensitive(obj, "usage");
+	static const char *const keys[] = {"choices", "error", "usage",
+					   "model"};
+	const char *const choice_keys[] = {delta_key, "finish_reason"};
+	const cJSON *top[4];
+	const cJSON *in_choice[2];
+	const cJSON *choices, *err, *usage, *model, *choice;
 	const char *text;
-	const char *reason;
 
 	if (!cJSON_IsObject(obj))
 		return af__chat_fail(c, AF_EPROTO,
 				     "openai: an answer that is not an object");
+	/* Every chunk is read: its members are found in one walk. */
+	af__json_members(obj, keys, top, 4);
+	choices = top[0];
+	err = top[1];
+	usage = top[2];
+	model = top[3];
 	if (err != NULL && !cJSON_IsNull(err))
 		return server_error(c, err);
-	af__chat_set_model(c, af__json_str(obj, "model"));
+	if (cJSON_IsString(model))
+		af__chat_set_model(c, model->valuestring);
 	if (cJSON_IsObject(usage))
 		read_usage(c, usage);
+	choice = cJSON_GetArrayItem(choices, 0);
 	if (choice == NULL) {
 		if (cJSON_IsObject(usage) || cJSON_IsArray(choices))
 			return AF_OK;
 		return af__chat_fail(c, AF_EPROTO,
 				     "openai: an answer without choices");
 	}
-	text = af__json_str(cJSON_GetObjectItemCaseSensitive(choice, delta_key),
-			    "content");
-	reason = af__json_str(choice, "finish_reason");
-	if (reason != NULL)
-		af__chat_set_finish(c, reason);
+	af__json_members(choice, choice_keys, in_choice, 2);
+	text = af__json_str(in_choice[0], "content");
+	if (cJSON_IsString(in_choice[1]))
+		af__chat_set_finish(c, in_choice[1]->valuestring);
 	if (text != NULL)
 		return af__chat_delta(c, text, strlen(text));
 	return AF_OK;

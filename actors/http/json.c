@@ -77,3 +77,29 @@ const char *af__json_str(const cJSON *obj, const char *key)
 
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
+
+void af__json_members(const cJSON *obj, const char *const *keys,
+		      const cJSON **out, size_t n)
+{
+	size_t left = n;
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = NULL;
+	if (!cJSON_IsObject(obj))
+		return;
+	for (const cJSON *m = obj->child; m != NULL && left > 0; m = m->next) {
+		const char *name = m->string;
+
+		if (name == NULL)
+			continue;
+		/* The first byte rules out most keys without a call. */
+		for (size_t i = 0; i < n; i++) {
+			if (out[i] == NULL && name[0] == keys[i][0] &&
+			    strcmp(name, keys[i]) == 0) {
+				out[i] = m;
+				left--;
+				break;
+			}
+		}
+	}
+}

@@ -28,4 +28,12 @@ cJSON *af__json_parse(const char *text, size_t len, const char **why);
 /* The string under key in obj, or NULL (missing, or not a string). */
 const char *af__json_str(const cJSON *obj, const char *key);
 
+/* Several members of obj found in one walk over its keys, for the paths
+ * that read one object per chunk: cJSON's lookup walks the keys again for
+ * each, with a strcmp per key. out[i] becomes the first member named
+ * keys[i] (as cJSON_GetObjectItemCaseSensitive would find), or NULL; all
+ * NULL when obj is not an object. */
+void af__json_members(const cJSON *obj, const char *const *keys,
+		      const cJSON **out, size_t n);
+
 #endif
