@@ -150,8 +150,33 @@ static void check_envelope(const uint8_t *data, size_t size)
 	err = af__envelope_decode(&env, data, size, 1u << 20, &zone);
 	require(err == AF_OK || err == AF_EPROTO || err == AF_EVERSION ||
 		err == AF_EMSGSIZE);
+	/* What a receiver reads of a request it cannot take, to answer it:
+	 * of a message that decodes, the same kind and id. */
+	{
+		uint64_t version, kind, id;
+		bool salvaged =
+			af__envelope_salvage(data, size, &version, &kind, &id);
+		if (salvaged)
+			sink += version + kind + id;
+		require(err != AF_OK || (salvaged && version == 1 &&
+					 kind == env.kind && id == env.id));
+	}
 	if (err != AF_OK)
 		return;
+	/* Any ttl_ms is a deadline after now and at most AF__TTL_MAX_MS
+	 * ahead, at any monotonic clock reading (UBSan checks the sum). */
+	{
+		static const int64_t nows[] = {0, INT64_C(1) << 50};
+		for (size_t i = 0; i < sizeof(nows) / sizeof(nows[0]); i++) {
+			int64_t d = af__envelope_deadline_us(&env, nows[i]);
+			require(env.ttl_ms == 0
+					? d == -1
+					: d > nows[i] &&
+						  d - nows[i] <=
+							  (int64_t)AF__TTL_MAX_MS *
+								  1000);
+		}
+	}
 
 	require(env.kind >= AF_KIND_TELL && env.kind <= AF_KIND_CREDIT);
 	require(env.type_len <= AF__TYPE_MAX && env.to_len <= AF__NAME_MAX);

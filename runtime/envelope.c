@@ -236,6 +236,18 @@ static af_err decode(af__envelope *env, const void *data, size_t len,
 	return AF_OK;
 }
 
+int64_t af__envelope_deadline_us(const af__envelope *env, int64_t now_us)
+{
+	uint64_t ttl = env->ttl_ms;
+
+	if (ttl == 0)
+		return -1;
+	/* A peer may send any uint64; times are int64 microseconds. */
+	if (ttl > AF__TTL_MAX_MS)
+		ttl = AF__TTL_MAX_MS;
+	return now_us + (int64_t)ttl * 1000;
+}
+
 bool af__envelope_salvage(const void *data, size_t len, uint64_t *version,
 			  uint64_t *kind, uint64_t *id)
 {

@@ -34,6 +34,10 @@
 #define AF__PROTOCOL_VERSION 1
 #define AF__TYPE_MAX 255
 #define AF__NAME_MAX 255
+/* The furthest deadline a message can set: 2^40 ms, about 35 years. A
+ * larger ttl_ms (up to UINT64_MAX on the wire) counts as this much, so
+ * that turning it into a time of the monotonic clock cannot overflow. */
+#define AF__TTL_MAX_MS (UINT64_C(1) << 40)
 /* Header bytes never exceed this (array, version, kind, id, seq, two strings
  * of at most 255 bytes with their 2-byte headers, ttl). */
 #define AF__HEADER_MAX 600
@@ -77,6 +81,12 @@ af_err af__envelope_decode_header(af__envelope *env, const void *data,
  * more (the envelopes in a batch): *used receives its length. */
 af_err af__envelope_decode_first(af__envelope *env, const void *data,
 				 size_t len, size_t max_size, size_t *used);
+
+/* The deadline env's ttl_ms sets, as a time of the monotonic clock
+ * (af__now_us) given the time now_us it was received: -1 for none (ttl_ms
+ * 0), else now_us plus ttl_ms, clamped to AF__TTL_MAX_MS. now_us must be
+ * a reading of that clock (well below INT64_MAX - AF__TTL_MAX_MS * 1000). */
+int64_t af__envelope_deadline_us(const af__envelope *env, int64_t now_us);
 
 /* What can still be read of a message that did not decode: its version,
  * kind and id, the three fields every protocol version keeps first.

@@ -37,9 +37,10 @@ static af_err decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 	if (m->env.type_len > 0)
 		memcpy(m->type, m->env.type, m->env.type_len);
 	m->type[m->env.type_len] = '\0';
-	m->deadline_us = m->env.ttl_ms > 0
-				 ? af__now_us() + (int64_t)m->env.ttl_ms * 1000
-				 : -1;
+	m->deadline_us =
+		m->env.ttl_ms > 0
+			? af__envelope_deadline_us(&m->env, af__now_us())
+			: -1;
 	if (m->env.kind == AF_KIND_ERROR) {
 		const char *text;
 		size_t text_len;

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "envelope.h"
+#include "msg.h"
 #include "payload_internal.h"
 
 #define MAX_SIZE (1u << 20)
@@ -183,6 +185,53 @@ static void test_nil_fields_and_extremes(void **state)
 	assert_non_null(out.type);
 	assert_int_equal(out.type_len, 0);
 	assert_non_null(out.to);
+}
+
+/* A received deadline as far off as the wire can say (ttl_ms up to
+ * UINT64_MAX) is a deadline far in the future: neither past, nor "none",
+ * nor an overflow (undefined behaviour, which UBSan reports). */
+static void test_huge_ttl(void **state)
+{
+	static const uint64_t ttls[] = {UINT64_MAX, INT64_MAX,
+					INT64_MAX / 1000 + 1, AF__TTL_MAX_MS,
+					AF__TTL_MAX_MS + 1};
+	struct msg m;
+	af_msg msg;
+
+	for (size_t i = 0; i < sizeof(ttls) / sizeof(ttls[0]); i++) {
+		af__envelope in = {.kind = AF_KIND_REQUEST,
+				   .id = 1,
+				   .type = "x",
+				   .type_len = 1,
+				   .ttl_ms = ttls[i]};
+		int64_t before = af__now_us();
+		build(&m, &in, NULL);
+		msgpack_zone_clear(&zone);
+		assert_int_equal(
+			af__msg_decode(&msg, m.data, m.len, MAX_SIZE, &zone),
+			AF_OK);
+		assert_true(msg.env.ttl_ms == ttls[i]);
+		/* Clamped to AF__TTL_MAX_MS: about 35 years. */
+		assert_true(msg.deadline_us >=
+			    before + (int64_t)AF__TTL_MAX_MS * 1000);
+		assert_true(af_msg_remaining_ms(&msg) >
+			    (int64_t)AF__TTL_MAX_MS - 60000);
+		assert_true(af_msg_remaining_ms(&msg) <=
+			    (int64_t)AF__TTL_MAX_MS);
+		af__msg_clear(&msg);
+		/* The same rule, at any clock reading the monotonic clock
+		 * can give. */
+		assert_true(af__envelope_deadline_us(&msg.env, 0) ==
+			    (int64_t)AF__TTL_MAX_MS * 1000);
+	}
+	/* A small one is what it says; 0 is none. */
+	{
+		af__envelope env = {.ttl_ms = 1500};
+		assert_true(af__envelope_deadline_us(&env, 1000) ==
+			    1000 + 1500000);
+		env.ttl_ms = 0;
+		assert_true(af__envelope_deadline_us(&env, 1000) == -1);
+	}
 }
 
 static void test_header_rejects(void **state)
@@ -943,6 +992,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_every_kind),
 		cmocka_unit_test(test_nil_fields_and_extremes),
+		cmocka_unit_test(test_huge_ttl),
 		cmocka_unit_test(test_header_rejects),
 		cmocka_unit_test(test_truncated_every_prefix),
 		cmocka_unit_test(test_trailing_bytes),
