@@ -355,6 +355,29 @@ void af__ctx_run_orphan_waits(af__timer *t)
 
 /* ---- requests ---------------------------------------------------------- */
 
+/* Ids per block a context draws from its system: a context that makes few
+ * requests leaves the ids small (a short encoding on the wire), one that
+ * makes many pays one atomic operation per block. */
+#define AF__ID_BLOCK 1024
+
+uint64_t af__ctx_next_id(af_ctx *ctx)
+{
+	/* An answer carries only the id, and reaches whoever holds the
+	 * requester's name now: ids unique across the system are what keeps
+	 * an answer meant for an actor that stopped from matching a request
+	 * of the next actor of that name. */
+	if (ctx->next_id == ctx->id_end) {
+		if (ctx->sys == NULL) {
+			ctx->id_end = UINT64_MAX;
+		} else {
+			ctx->next_id = atomic_fetch_add(&ctx->sys->next_ids,
+							AF__ID_BLOCK);
+			ctx->id_end = ctx->next_id + AF__ID_BLOCK;
+		}
+	}
+	return ++ctx->next_id;
+}
+
 void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 {
 	af_ctx *ctx = o->ctx;
@@ -426,7 +449,7 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 	o = calloc(1, sizeof(*o));
 	if (o == NULL)
 		return AF_ENOMEM;
-	o->id = ++ctx->next_id;
+	o->id = af__ctx_next_id(ctx);
 	o->fn = fn;
 	o->arg = arg;
 	o->on_chunk = opts->on_chunk;
@@ -594,7 +617,7 @@ af_err af_timer_start(af_ctx *ctx, int64_t delay_ms, int64_t repeat_ms,
 	ut = calloc(1, sizeof(*ut));
 	if (ut == NULL)
 		return AF_ENOMEM;
-	ut->id = ++ctx->next_id;
+	ut->id = ++ctx->next_timer_id;
 	ut->repeat_us = repeat_ms * 1000;
 	ut->fn = fn;
 	ut->arg = arg;

@@ -121,7 +121,11 @@ struct af_ctx {
 	 * inbox have been taken (af__ctx_check_epoch). */
 	af__outreq *lost_reqs;
 	af__idmap timers;
+	/* Request ids: the last one used, and the end of the block of ids
+	 * the context drew from its system (af__ctx_next_id). */
 	uint64_t next_id;
+	uint64_t id_end;
+	uint64_t next_timer_id;
 	msgpack_zone zone;
 	size_t max_msg;
 	uint64_t epoch;
@@ -174,6 +178,11 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 void af__ctx_count(af_ctx *ctx, af__stat stat, uint64_t n);
 /* Settles everything outstanding (continuations get status), then frees. */
 void af__ctx_fini(af_ctx *ctx, int status);
+/* A new request id, unique in the system: ids are drawn from the system
+ * in blocks (one atomic operation per AF__ID_BLOCK requests), so no two
+ * contexts of a system, and no two incarnations of an actor, ever use the
+ * same one. A standalone client counts from 1. */
+uint64_t af__ctx_next_id(af_ctx *ctx);
 /* Settles every outstanding request with status. */
 void af__ctx_fail_requests(af_ctx *ctx, int status);
 /* Ends an outstanding request: removes it from every index, calls its

@@ -45,6 +45,7 @@ af_err af_system_new(af_system **out, const af_system_opts *opts)
 	if (pthread_cond_init(&sys->cv, NULL) != 0)
 		goto undo_mutex;
 	atomic_init(&sys->epoch, 1);
+	atomic_init(&sys->next_ids, 0);
 	for (int i = 0; i < AF__STAT_COUNT; i++)
 		atomic_init(&sys->stats[i], 0);
 	*out = sys;

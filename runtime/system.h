@@ -86,6 +86,9 @@ struct af_system {
 	uint64_t next_client;
 	uint64_t next_gateway;
 	atomic_uint_fast64_t epoch;
+	/* The first request id not yet handed to a context (af__ctx_next_id).
+	 */
+	atomic_uint_fast64_t next_ids;
 	/* af_system_stats, summed over every context of the system. */
 	atomic_uint_fast64_t stats[AF__STAT_COUNT];
 };

@@ -693,6 +693,129 @@ static void test_answer_reaches_respawned_requester(void **state)
 	}
 }
 
+/* An answer meant for a requester that stopped, delayed until a new
+ * actor of the same name has requests of its own, must not be taken by
+ * the new one as its own. "slowpoke" holds its first request in the
+ * handler until the gate opens, then echoes; "asker" requests it from
+ * init and keeps what it gets. */
+typedef struct slowpoke {
+	test_signal entered;
+	test_signal gate;
+} slowpoke;
+
+static af_err slowpoke_init(af_ctx *ctx, const void *config, void **state)
+{
+	*state = (void *)config;
+	return AF_OK;
+}
+
+static af_err slowpoke_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	slowpoke *s = state;
+	af_payload *p = NULL;
+	af_err err;
+
+	if (strcmp(af_msg_type(m), "block") == 0) {
+		/* Slow work, done in the handler: the cancel of the
+		 * requester that gives up waits in the mailbox meanwhile. */
+		test_signal_add(&s->entered);
+		test_signal_wait(&s->gate, 1, 10000);
+	}
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_value(p, af_msg_payload(m));
+	err = af_reply(ctx, m, p);
+	af_payload_destroy(&p);
+	return err;
+}
+
+static const af_actor_ops slowpoke_ops = {
+	.type_name = "slowpoke",
+	.init = slowpoke_init,
+	.handle = slowpoke_handle,
+};
+
+typedef struct asker {
+	const char *type; /* what to ask "slowpoke" */
+	int64_t n;        /* and with what */
+	test_signal done;
+	int status;
+	int64_t got; /* the n of the answer taken */
+} asker;
+
+static void asker_answered(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	asker *a = arg;
+
+	a->status = status;
+	if (status == AF_OK)
+		a->got = af_value_get_int(af_msg_payload(reply), "n", -1);
+	test_signal_add(&a->done);
+}
+
+static af_err asker_init(af_ctx *ctx, const void *config, void **state)
+{
+	asker *a = (asker *)config;
+	af_payload *p = test_payload_n(a->n);
+	af_err err = af_request(ctx, "slowpoke", a->type, p, 10000,
+				asker_answered, a, NULL);
+
+	af_payload_destroy(&p);
+	*state = a;
+	return err;
+}
+
+static const af_actor_ops asker_ops = {
+	.type_name = "asker",
+	.init = asker_init,
+};
+
+static void test_answer_to_old_requester_is_not_taken_by_new(void **state)
+{
+	fixture *f = *state;
+	slowpoke s;
+	asker old = {.type = "block", .n = 1, .status = -1};
+	asker young = {.type = "echo", .n = 2, .status = -1};
+	af_system_stats stats;
+
+	test_signal_init(&s.entered);
+	test_signal_init(&s.gate);
+	test_signal_init(&old.done);
+	test_signal_init(&young.done);
+	assert_int_equal(af_spawn(f->sys, "slowpoke", &slowpoke_ops, &s, NULL),
+			 AF_OK);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(
+			af_spawn(f->sys, "asker", &asker_ops, &old, NULL),
+			AF_OK);
+		assert_true(test_signal_wait(&s.entered, round + 1, 5000));
+		/* The old asker goes while its answer is being made. */
+		assert_int_equal(af_stop(f->sys, "asker"), AF_OK);
+		assert_true(test_signal_wait(&old.done, round + 1, 5000));
+		assert_int_equal(old.status, AF_ECANCELED);
+		assert_int_equal(
+			af_spawn(f->sys, "asker", &asker_ops, &young, NULL),
+			AF_OK);
+		/* The old answer goes out first, to the name "asker". */
+		test_signal_add(&s.gate);
+		assert_true(test_signal_wait(&young.done, round + 1, 5000));
+		assert_int_equal(young.status, AF_OK);
+		assert_int_equal(young.got, 2);
+		assert_int_equal(af_stop(f->sys, "asker"), AF_OK);
+		/* Reopen nothing: the next round's old asker blocks again. */
+		pthread_mutex_lock(&s.gate.mu);
+		s.gate.count = 0;
+		pthread_mutex_unlock(&s.gate.mu);
+	}
+	/* The stray answers were seen, and dropped as late. */
+	assert_int_equal(af_system_get_stats(f->sys, &stats), AF_OK);
+	assert_true(stats.late >= 2);
+	assert_int_equal(af_stop(f->sys, "slowpoke"), AF_OK);
+	test_signal_fini(&s.entered);
+	test_signal_fini(&s.gate);
+	test_signal_fini(&old.done);
+	test_signal_fini(&young.done);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -731,6 +854,9 @@ int main(void)
 			setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_answer_reaches_respawned_requester, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_answer_to_old_requester_is_not_taken_by_new, setup,
 			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
