@@ -36,6 +36,8 @@ int cli_node_main(int argc, char **argv);
 int cli_ask_main(int argc, char **argv);
 int cli_stream_main(int argc, char **argv);
 int cli_tell_main(int argc, char **argv);
+int cli_run_main(int argc, char **argv);
+int cli_gather_main(int argc, char **argv);
 
 /* The symbolic name of an error code ("AF_EINVAL"), or its number as text
  * for application codes; buf holds the number. */

@@ -17,6 +17,8 @@ static const char usage_text[] =
 	"JSON\n"
 	"  stream ADDR TYPE [JSON]     send a request, print its stream\n"
 	"  tell ADDR TYPE [JSON]       send a one-way message\n"
+	"  run FLOW                    run the steps of a flow file\n"
+	"  gather FILE                 send a gather request, print results\n"
 	"  help COMMAND                the help of COMMAND (or COMMAND "
 	"--help)\n"
 	"\n"
@@ -33,6 +35,8 @@ static const command commands[] = {
 	{"ask", cli_ask_main},
 	{"stream", cli_stream_main},
 	{"tell", cli_tell_main},
+	{"run", cli_run_main},
+	{"gather", cli_gather_main},
 };
 
 static const command *find(const char *name)

@@ -1,6 +1,5 @@
 #include "node_config.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -10,117 +9,12 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "functions.h"
+
 #define DEFAULT_GRACE_MS 5000
 
-/* ---- where a key is ---------------------------------------------------- */
-
-/* cJSON keeps no positions. The text does: every object key is a string
- * followed by ':', and cJSON's tree lists members in document order, so
- * the nth member met in a pre-order walk of the tree is the nth key of
- * the text. */
-typedef struct parse {
-	const char *path;
-	size_t *key_lines;
-	size_t nkeys;
-	const cJSON *root;
-	char *err;
-	size_t err_cap;
-} parse;
-
-static af_err index_keys(parse *p, const char *t)
-{
-	size_t line = 1;
-	size_t cap = 0;
-	size_t i = 0;
-
-	while (t[i] != '\0') {
-		if (t[i] == '\n') {
-			line++;
-			i++;
-		} else if (t[i] == '"') {
-			size_t at = line;
-			size_t j;
-			i++;
-			while (t[i] != '\0' && t[i] != '"') {
-				if (t[i] == '\\' && t[i + 1] != '\0')
-					i++;
-				else if (t[i] == '\n')
-					line++;
-				i++;
-			}
-			if (t[i] == '"')
-				i++;
-			j = i;
-			while (t[j] == ' ' || t[j] == '\t' || t[j] == '\r' ||
-			       t[j] == '\n')
-				j++;
-			if (t[j] != ':')
-				continue;
-			if (p->nkeys == cap) {
-				size_t *k;
-				cap = cap == 0 ? 64 : cap * 2;
-				k = realloc(p->key_lines, cap * sizeof(*k));
-				if (k == NULL)
-					return AF_ENOMEM;
-				p->key_lines = k;
-			}
-			p->key_lines[p->nkeys++] = at;
-		} else {
-			i++;
-		}
-	}
-	return AF_OK;
-}
-
-static bool find_member(const cJSON *node, const cJSON *target, size_t *n)
-{
-	for (const cJSON *c = node->child; c != NULL; c = c->next) {
-		if (c == target)
-			return true;
-		if (c->string != NULL)
-			(*n)++;
-		if (find_member(c, target, n))
-			return true;
-	}
-	return false;
-}
-
-/* The line of item's key; for an array element, of its first key. 0 when
- * unknown. */
-static size_t line_of(const parse *p, const cJSON *item)
-{
-	size_t n = 0;
-
-	if (item == NULL)
-		return 0;
-	if (item->string == NULL)
-		item = item->child;
-	if (item == NULL || item->string == NULL ||
-	    !find_member(p->root, item, &n) || n >= p->nkeys)
-		return 0;
-	return p->key_lines[n];
-}
-
-static af_err fail(parse *p, const cJSON *at, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static af_err fail(parse *p, const cJSON *at, const char *fmt, ...)
-{
-	size_t line = line_of(p, at);
-	int n;
-	va_list ap;
-
-	if (line > 0)
-		n = snprintf(p->err, p->err_cap, "%s:%zu: ", p->path, line);
-	else
-		n = snprintf(p->err, p->err_cap, "%s: ", p->path);
-	if (n < 0 || (size_t)n >= p->err_cap)
-		return AF_EINVAL;
-	va_start(ap, fmt);
-	vsnprintf(p->err + n, p->err_cap - (size_t)n, fmt, ap);
-	va_end(ap);
-	return AF_EINVAL;
-}
+/* The reader of the file, where messages about it are written. */
+typedef cli_json_file parse;
 
 /* ---- fields ------------------------------------------------------------ */
 
@@ -204,8 +98,8 @@ static const field gather_fields[] = {
 	FIELD(af_gather_config, max_bytes, F_SIZE),
 	{NULL, F_STR, 0, NULL}};
 
-/* Functions are C pointers: a node from a config file hosts a pool with
- * none, which answers "call" with AF_ENOTFOUND and "stats". */
+/* Functions are C pointers: a config cannot name its own, so an offload
+ * actor of the command runs the built-in ones of functions.h. */
 static const field offload_fields[] = {
 	FIELD(af_offload_config, workers, F_INT),
 	FIELD(af_offload_config, queue_capacity, F_INT),
@@ -242,37 +136,6 @@ static const char *kind_name(fkind k)
 	}
 }
 
-static const char *json_type_name(const cJSON *v)
-{
-	if (cJSON_IsString(v))
-		return "a string";
-	if (cJSON_IsNumber(v))
-		return "a number";
-	if (cJSON_IsBool(v))
-		return "a boolean";
-	if (cJSON_IsNull(v))
-		return "null";
-	if (cJSON_IsArray(v))
-		return "an array";
-	if (cJSON_IsObject(v))
-		return "an object";
-	return "something else";
-}
-
-/* An integral number within [lo, hi]. */
-static bool integral(const cJSON *v, double lo, double hi, double *out)
-{
-	double d;
-
-	if (!cJSON_IsNumber(v))
-		return false;
-	d = v->valuedouble;
-	if (!isfinite(d) || d != floor(d) || d < lo || d > hi)
-		return false;
-	*out = d;
-	return true;
-}
-
 static af_err set_field(parse *p, const char *where, const field *f,
 			const cJSON *v, void *base)
 {
@@ -300,11 +163,11 @@ static af_err set_field(parse *p, const char *where, const field *f,
 						sizeof(list) - strlen(list) -
 							1);
 				}
-				return fail(p, v,
-					    "%s.%s: unknown value \"%s\" "
-					    "(one of %s)",
-					    where, f->key, v->valuestring,
-					    list);
+				return cli_json_fail(
+					p, v,
+					"%s.%s: unknown value \"%s\" "
+					"(one of %s)",
+					where, f->key, v->valuestring, list);
 			}
 		}
 		*(const char **)(void *)at = v->valuestring;
@@ -315,47 +178,44 @@ static af_err set_field(parse *p, const char *where, const field *f,
 		*(double *)(void *)at = v->valuedouble;
 		return AF_OK;
 	case F_INT:
-		if (!integral(v, INT_MIN, INT_MAX, &d))
+		if (!cli_json_integral(v, INT_MIN, INT_MAX, &d))
 			break;
 		*(int *)(void *)at = (int)d;
 		return AF_OK;
 	case F_I64:
-		if (!integral(v, -9007199254740992.0, 9007199254740992.0, &d))
+		if (!cli_json_integral(v, -9007199254740992.0,
+				       9007199254740992.0, &d))
 			break;
 		*(int64_t *)(void *)at = (int64_t)d;
 		return AF_OK;
 	case F_U32:
-		if (!integral(v, 0, UINT32_MAX, &d))
+		if (!cli_json_integral(v, 0, UINT32_MAX, &d))
 			break;
 		*(uint32_t *)(void *)at = (uint32_t)d;
 		return AF_OK;
 	case F_SIZE:
-		if (!integral(v, 0, 9007199254740992.0, &d))
+		if (!cli_json_integral(v, 0, 9007199254740992.0, &d))
 			break;
 		*(size_t *)(void *)at = (size_t)d;
 		return AF_OK;
 	}
-	return fail(p, v, "%s.%s: expected %s, got %s", where, f->key,
-		    kind_name(f->kind), json_type_name(v));
+	return cli_json_fail(p, v, "%s.%s: expected %s, got %s", where, f->key,
+			     kind_name(f->kind), cli_json_type_name(v));
 }
 
-static af_err unknown_key(parse *p, const char *where, const cJSON *v,
-			  const char *const *keys, const field *fields)
+static af_err unknown_field(parse *p, const char *where, const cJSON *v,
+			    const field *fields)
 {
-	char list[512] = "";
+	const char *keys[48];
+	size_t n = 0;
 
-	for (size_t i = 0; keys != NULL && keys[i] != NULL; i++) {
-		strncat(list, i > 0 ? ", " : "",
-			sizeof(list) - strlen(list) - 1);
-		strncat(list, keys[i], sizeof(list) - strlen(list) - 1);
+	while (fields[n].key != NULL &&
+	       n + 1 < sizeof(keys) / sizeof(keys[0])) {
+		keys[n] = fields[n].key;
+		n++;
 	}
-	for (size_t i = 0; fields != NULL && fields[i].key != NULL; i++) {
-		strncat(list, i > 0 ? ", " : "",
-			sizeof(list) - strlen(list) - 1);
-		strncat(list, fields[i].key, sizeof(list) - strlen(list) - 1);
-	}
-	return fail(p, v, "%s: unknown key \"%s\" (known: %s)", where,
-		    v->string, list);
+	keys[n] = NULL;
+	return cli_json_unknown_key(p, where, v, keys);
 }
 
 static af_err read_actor_config(parse *p, const char *where,
@@ -378,6 +238,10 @@ static af_err read_actor_config(parse *p, const char *where,
 	} else if (strcmp(t->name, "query") == 0) {
 		af_query_config_init(&s->cfg.query);
 		base = &s->cfg.query;
+	} else if (strcmp(t->name, "offload") == 0) {
+		s->cfg.offload.functions = cli_functions;
+		s->cfg.offload.nfunctions = cli_nfunctions;
+		base = &s->cfg.offload;
 	} else {
 		base = &s->cfg;
 	}
@@ -385,14 +249,14 @@ static af_err read_actor_config(parse *p, const char *where,
 	if (obj == NULL)
 		return AF_OK;
 	if (!cJSON_IsObject(obj))
-		return fail(p, obj, "%s: expected an object, got %s", where,
-			    json_type_name(obj));
+		return cli_json_fail(p, obj, "%s: expected an object, got %s",
+				     where, cli_json_type_name(obj));
 	for (const cJSON *v = obj->child; v != NULL; v = v->next) {
 		const field *f = t->fields;
 		while (f->key != NULL && strcmp(f->key, v->string) != 0)
 			f++;
 		if (f->key == NULL)
-			return unknown_key(p, where, v, NULL, t->fields);
+			return unknown_field(p, where, v, t->fields);
 		if (set_field(p, where, f, v, base) != AF_OK)
 			return AF_EINVAL;
 	}
@@ -413,17 +277,19 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 		const char *path = e + 6;
 		struct sockaddr_un sa;
 		if (path[0] == '\0')
-			return fail(p, v, "%s: an ipc endpoint needs a path",
-				    where);
+			return cli_json_fail(p, v,
+					     "%s: an ipc endpoint needs a path",
+					     where);
 		if (path[0] == '/') {
 			*out = strdup(e);
 		} else {
 			if (ipc_dir == NULL)
-				return fail(p, v,
-					    "%s: \"%s\" is a relative path: "
-					    "give an absolute one or "
-					    "\"ipc_dir\"",
-					    where, e);
+				return cli_json_fail(
+					p, v,
+					"%s: \"%s\" is a relative path: "
+					"give an absolute one or "
+					"\"ipc_dir\"",
+					where, e);
 			n = strlen(ipc_dir) + strlen(path) + 8;
 			*out = malloc(n);
 			if (*out != NULL)
@@ -432,10 +298,11 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 		if (*out == NULL)
 			return AF_ENOMEM;
 		if (strlen(*out + 6) >= sizeof(sa.sun_path))
-			return fail(p, v,
-				    "%s: the socket path %s is too long (at "
-				    "most %zu bytes)",
-				    where, *out + 6, sizeof(sa.sun_path) - 1);
+			return cli_json_fail(
+				p, v,
+				"%s: the socket path %s is too long (at "
+				"most %zu bytes)",
+				where, *out + 6, sizeof(sa.sun_path) - 1);
 		return AF_OK;
 	}
 	if (strncmp(e, "tcp://", 6) == 0) {
@@ -446,17 +313,19 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 		char *end;
 		long port;
 		if (colon == NULL)
-			return fail(p, v, "%s: \"%s\" has no port", where, e);
+			return cli_json_fail(p, v, "%s: \"%s\" has no port",
+					     where, e);
 		host_len = (size_t)(colon - hostport);
 		errno = 0;
 		port = strtol(colon + 1, &end, 10);
 		if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
 		    port < 1 || port > 65535)
-			return fail(p, v,
-				    "%s: \"%s\": the port must be a number "
-				    "from 1 to 65535 (clients need to know "
-				    "it)",
-				    where, e);
+			return cli_json_fail(
+				p, v,
+				"%s: \"%s\": the port must be a number "
+				"from 1 to 65535 (clients need to know "
+				"it)",
+				where, e);
 		if (host_len == 0) {
 			host = "127.0.0.1";
 			host_len = strlen(host);
@@ -466,10 +335,11 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 			     strncmp(host, "0.0.0.0", 7) == 0) ||
 			    (host_len == 4 && strncmp(host, "[::]", 4) == 0) ||
 			    (host_len == 2 && strncmp(host, "::", 2) == 0))) {
-			return fail(p, v,
-				    "%s: \"%s\" listens on every interface; "
-				    "set \"allow_public\": true to mean it",
-				    where, e);
+			return cli_json_fail(
+				p, v,
+				"%s: \"%s\" listens on every interface; "
+				"set \"allow_public\": true to mean it",
+				where, e);
 		}
 		n = host_len + 32;
 		*out = malloc(n);
@@ -478,8 +348,8 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 		snprintf(*out, n, "tcp://%.*s:%ld", (int)host_len, host, port);
 		return AF_OK;
 	}
-	return fail(p, v, "%s: \"%s\" must start with ipc:// or tcp://", where,
-		    e);
+	return cli_json_fail(
+		p, v, "%s: \"%s\" must start with ipc:// or tcp://", where, e);
 }
 
 /* ---- the file ---------------------------------------------------------- */
@@ -490,26 +360,10 @@ static const char *const top_keys[] = {
 static const char *const actor_keys[] = {
 	"type", "name", "config", "export", "mailbox_capacity", NULL};
 
-static bool listed(const char *const *keys, const char *k)
+static af_err read_actor(parse *p, cli_actor_spec *specs, const cJSON *item,
+			 size_t i, const char *ipc_dir, bool allow_public)
 {
-	for (size_t i = 0; keys[i] != NULL; i++)
-		if (strcmp(keys[i], k) == 0)
-			return true;
-	return false;
-}
-
-static af_err want_string(parse *p, const cJSON *v, const char *where)
-{
-	if (v == NULL || cJSON_IsString(v))
-		return AF_OK;
-	return fail(p, v, "%s: expected a string, got %s", where,
-		    json_type_name(v));
-}
-
-static af_err read_actor(parse *p, cli_node_config *c, const cJSON *item,
-			 size_t i)
-{
-	cli_actor_spec *s = &c->actors[i];
+	cli_actor_spec *s = &specs[i];
 	char where[64];
 	char cwhere[80];
 	const cJSON *type;
@@ -521,66 +375,104 @@ static af_err read_actor(parse *p, cli_node_config *c, const cJSON *item,
 
 	snprintf(where, sizeof(where), "actors[%zu]", i);
 	if (!cJSON_IsObject(item))
-		return fail(p, item, "%s: expected an object, got %s", where,
-			    json_type_name(item));
+		return cli_json_fail(p, item, "%s: expected an object, got %s",
+				     where, cli_json_type_name(item));
 	for (const cJSON *v = item->child; v != NULL; v = v->next)
-		if (!listed(actor_keys, v->string))
-			return unknown_key(p, where, v, actor_keys, NULL);
+		if (!cli_json_listed(actor_keys, v->string))
+			return cli_json_unknown_key(p, where, v, actor_keys);
 	type = cJSON_GetObjectItemCaseSensitive(item, "type");
 	name = cJSON_GetObjectItemCaseSensitive(item, "name");
 	exp = cJSON_GetObjectItemCaseSensitive(item, "export");
 	cap = cJSON_GetObjectItemCaseSensitive(item, "mailbox_capacity");
 	if (type == NULL)
-		return fail(p, item, "%s: no \"type\"", where);
+		return cli_json_fail(p, item, "%s: no \"type\"", where);
 	snprintf(cwhere, sizeof(cwhere), "%s.type", where);
-	if ((err = want_string(p, type, cwhere)) != AF_OK)
+	if ((err = cli_json_want_string(p, type, cwhere)) != AF_OK)
 		return err;
 	for (size_t k = 0; k < sizeof(actor_types) / sizeof(actor_types[0]);
 	     k++)
 		if (strcmp(actor_types[k].name, type->valuestring) == 0)
 			t = &actor_types[k];
 	if (t == NULL)
-		return fail(p, type,
-			    "%s.type: unknown actor type \"%s\" (one of "
-			    "chat, retrieval, query, gather, offload)",
-			    where, type->valuestring);
+		return cli_json_fail(
+			p, type,
+			"%s.type: unknown actor type \"%s\" (one of "
+			"chat, retrieval, query, gather, offload)",
+			where, type->valuestring);
 	snprintf(cwhere, sizeof(cwhere), "%s.name", where);
-	if ((err = want_string(p, name, cwhere)) != AF_OK)
+	if ((err = cli_json_want_string(p, name, cwhere)) != AF_OK)
 		return err;
 	s->type = t->name;
 	s->ops = t->ops;
 	s->name = name != NULL ? name->valuestring : t->name;
 	if (s->name[0] == '\0' || strlen(s->name) > 255 ||
 	    strchr(s->name, '#') != NULL || strstr(s->name, "://") != NULL)
-		return fail(p, name != NULL ? name : type,
-			    "%s.name: \"%s\" is not an actor name (1 to 255 "
-			    "bytes, no '#', no \"://\")",
-			    where, s->name);
+		return cli_json_fail(
+			p, name != NULL ? name : type,
+			"%s.name: \"%s\" is not an actor name (1 to 255 "
+			"bytes, no '#', no \"://\")",
+			where, s->name);
 	for (size_t k = 0; k < i; k++)
-		if (strcmp(c->actors[k].name, s->name) == 0)
-			return fail(p, name != NULL ? name : type,
-				    "%s.name: \"%s\" is taken by actors[%zu]",
-				    where, s->name, k);
+		if (strcmp(specs[k].name, s->name) == 0)
+			return cli_json_fail(
+				p, name != NULL ? name : type,
+				"%s.name: \"%s\" is taken by actors[%zu]",
+				where, s->name, k);
 	if (cap != NULL) {
 		double d;
-		if (!integral(cap, 1, INT_MAX, &d))
-			return fail(p, cap,
-				    "%s.mailbox_capacity: expected a positive "
-				    "integer",
-				    where);
+		if (!cli_json_integral(cap, 1, INT_MAX, &d))
+			return cli_json_fail(
+				p, cap,
+				"%s.mailbox_capacity: expected a positive "
+				"integer",
+				where);
 		s->mailbox_capacity = (int)d;
 	}
 	snprintf(cwhere, sizeof(cwhere), "%s.export", where);
-	if ((err = want_string(p, exp, cwhere)) != AF_OK)
+	if ((err = cli_json_want_string(p, exp, cwhere)) != AF_OK)
 		return err;
-	if (exp != NULL && (err = normalise_endpoint(
-				    p, exp, cwhere, c->ipc_dir, c->allow_public,
-				    &s->export_endpoint)) != AF_OK)
+	if (exp != NULL &&
+	    (err = normalise_endpoint(p, exp, cwhere, ipc_dir, allow_public,
+				      &s->export_endpoint)) != AF_OK)
 		return err;
 	snprintf(cwhere, sizeof(cwhere), "%s.config", where);
 	return read_actor_config(
 		p, cwhere, t, cJSON_GetObjectItemCaseSensitive(item, "config"),
 		s);
+}
+
+af_err cli_actor_specs_read(cli_json_file *f, const cJSON *actors,
+			    const char *ipc_dir, bool allow_public,
+			    cli_actor_spec **out, size_t *n)
+{
+	const cJSON *v;
+	size_t i = 0;
+	af_err err;
+
+	*out = NULL;
+	*n = 0;
+	if (!cJSON_IsArray(actors) || cJSON_GetArraySize(actors) == 0)
+		return cli_json_fail(
+			f, actors, "actors: expected a non-empty array, got %s",
+			cli_json_type_name(actors));
+	*n = (size_t)cJSON_GetArraySize(actors);
+	*out = calloc(*n, sizeof(**out));
+	if (*out == NULL) {
+		*n = 0;
+		return AF_ENOMEM;
+	}
+	for (v = actors->child; v != NULL; v = v->next, i++)
+		if ((err = read_actor(f, *out, v, i, ipc_dir, allow_public)) !=
+		    AF_OK)
+			return err;
+	return AF_OK;
+}
+
+void cli_actor_specs_free(cli_actor_spec *specs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(specs[i].export_endpoint);
+	free(specs);
 }
 
 static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
@@ -592,46 +484,51 @@ static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
 	size_t i;
 
 	if (!cJSON_IsObject(root))
-		return fail(p, NULL, "expected an object at the top, got %s",
-			    json_type_name(root));
+		return cli_json_fail(p, NULL,
+				     "expected an object at the top, got %s",
+				     cli_json_type_name(root));
 	for (v = root->child; v != NULL; v = v->next)
-		if (!listed(top_keys, v->string))
-			return unknown_key(p, "the top level", v, top_keys,
-					   NULL);
+		if (!cli_json_listed(top_keys, v->string))
+			return cli_json_unknown_key(p, "the top level", v,
+						    top_keys);
 	v = cJSON_GetObjectItemCaseSensitive(root, "name");
-	if ((err = want_string(p, v, "name")) != AF_OK)
+	if ((err = cli_json_want_string(p, v, "name")) != AF_OK)
 		return err;
 	c->name = v != NULL ? v->valuestring : "node";
 	v = cJSON_GetObjectItemCaseSensitive(root, "allow_public");
 	if (v != NULL && !cJSON_IsBool(v))
-		return fail(p, v, "allow_public: expected a boolean, got %s",
-			    json_type_name(v));
+		return cli_json_fail(p, v,
+				     "allow_public: expected a boolean, got %s",
+				     cli_json_type_name(v));
 	c->allow_public = cJSON_IsTrue(v);
 	v = cJSON_GetObjectItemCaseSensitive(root, "grace_ms");
 	c->grace_ms = DEFAULT_GRACE_MS;
 	if (v != NULL) {
-		if (!integral(v, 0, 86400000, &d))
-			return fail(p, v,
-				    "grace_ms: expected an integer from 0 to "
-				    "86400000");
+		if (!cli_json_integral(v, 0, 86400000, &d))
+			return cli_json_fail(
+				p, v,
+				"grace_ms: expected an integer from 0 to "
+				"86400000");
 		c->grace_ms = (int64_t)d;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "max_message_size");
 	if (v != NULL) {
-		if (!integral(v, 1, 1099511627776.0, &d))
-			return fail(p, v,
-				    "max_message_size: expected a positive "
-				    "integer");
+		if (!cli_json_integral(v, 1, 1099511627776.0, &d))
+			return cli_json_fail(
+				p, v,
+				"max_message_size: expected a positive "
+				"integer");
 		c->max_message_size = (size_t)d;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "ipc_dir");
-	if ((err = want_string(p, v, "ipc_dir")) != AF_OK)
+	if ((err = cli_json_want_string(p, v, "ipc_dir")) != AF_OK)
 		return err;
 	if (v != NULL) {
 		if (v->valuestring[0] != '/')
-			return fail(p, v,
-				    "ipc_dir: \"%s\" must be an absolute path",
-				    v->valuestring);
+			return cli_json_fail(
+				p, v,
+				"ipc_dir: \"%s\" must be an absolute path",
+				v->valuestring);
 		c->ipc_dir = strdup(v->valuestring);
 		if (c->ipc_dir == NULL)
 			return AF_ENOMEM;
@@ -641,7 +538,7 @@ static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
 			c->ipc_dir[i - 1] = '\0';
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "endpoint");
-	if ((err = want_string(p, v, "endpoint")) != AF_OK)
+	if ((err = cli_json_want_string(p, v, "endpoint")) != AF_OK)
 		return err;
 	if (v != NULL &&
 	    (err = normalise_endpoint(p, v, "endpoint", c->ipc_dir,
@@ -649,28 +546,20 @@ static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
 		return err;
 	actors = cJSON_GetObjectItemCaseSensitive(root, "actors");
 	if (actors == NULL)
-		return fail(p, NULL,
-			    "no \"actors\": a node hosts at least one");
-	if (!cJSON_IsArray(actors) || cJSON_GetArraySize(actors) == 0)
-		return fail(p, actors,
-			    "actors: expected a non-empty array, got %s",
-			    json_type_name(actors));
-	c->nactors = (size_t)cJSON_GetArraySize(actors);
-	c->actors = calloc(c->nactors, sizeof(*c->actors));
-	if (c->actors == NULL)
-		return AF_ENOMEM;
-	i = 0;
-	for (v = actors->child; v != NULL; v = v->next, i++)
-		if ((err = read_actor(p, c, v, i)) != AF_OK)
-			return err;
+		return cli_json_fail(
+			p, NULL, "no \"actors\": a node hosts at least one");
+	if ((err = cli_actor_specs_read(p, actors, c->ipc_dir, c->allow_public,
+					&c->actors, &c->nactors)) != AF_OK)
+		return err;
 	if (c->endpoint == NULL) {
 		for (i = 0; i < c->nactors; i++)
 			if (c->actors[i].export_endpoint != NULL)
 				break;
 		if (i == c->nactors)
-			return fail(p, NULL,
-				    "nothing is exported: give \"endpoint\" "
-				    "or an actor's \"export\"");
+			return cli_json_fail(
+				p, NULL,
+				"nothing is exported: give \"endpoint\" "
+				"or an actor's \"export\"");
 	}
 	return AF_OK;
 }
@@ -678,98 +567,28 @@ static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
 af_err cli_node_config_parse(cli_node_config *c, const char *text,
 			     const char *path, char *err, size_t err_cap)
 {
-	parse p = {.path = path, .err = err, .err_cap = err_cap};
-	const char *end = NULL;
-	cJSON *root;
 	af_err rc;
 
 	memset(c, 0, sizeof(*c));
-	root = cJSON_ParseWithOpts(text, &end, 1);
-	if (root == NULL) {
-		size_t line = 1;
-		size_t col = 1;
-		for (const char *q = text; end != NULL && q < end && *q; q++) {
-			if (*q == '\n') {
-				line++;
-				col = 1;
-			} else {
-				col++;
-			}
-		}
-		snprintf(err, err_cap, "%s:%zu:%zu: invalid JSON", path, line,
-			 col);
-		return AF_EINVAL;
-	}
-	c->json = root;
-	p.root = root;
-	rc = index_keys(&p, text);
+	rc = cli_json_file_parse(&c->file, text, path, err, err_cap);
 	if (rc == AF_OK)
-		rc = read_top(&p, c, root);
+		rc = read_top(&c->file, c, c->file.root);
 	if (rc == AF_ENOMEM)
 		snprintf(err, err_cap, "%s: out of memory", path);
-	free(p.key_lines);
 	return rc;
 }
 
 af_err cli_node_config_load(cli_node_config *c, const char *path, char *err,
 			    size_t err_cap)
 {
-	FILE *f;
-	char *text = NULL;
-	size_t len = 0;
-	size_t cap = 0;
 	af_err rc;
 
 	memset(c, 0, sizeof(*c));
-	f = fopen(path, "r");
-	if (f == NULL) {
-		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
-		return AF_ESYS;
-	}
-	for (;;) {
-		size_t n;
-		if (len + 4096 + 1 > cap) {
-			char *t;
-			cap = cap == 0 ? 8192 : cap * 2;
-			if (cap > (64u << 20)) {
-				snprintf(err, err_cap,
-					 "%s: larger than 64 MiB: not a "
-					 "config file",
-					 path);
-				free(text);
-				fclose(f);
-				return AF_EINVAL;
-			}
-			t = realloc(text, cap);
-			if (t == NULL) {
-				free(text);
-				fclose(f);
-				snprintf(err, err_cap, "%s: out of memory",
-					 path);
-				return AF_ENOMEM;
-			}
-			text = t;
-		}
-		n = fread(text + len, 1, cap - len - 1, f);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	if (ferror(f)) {
-		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
-		free(text);
-		fclose(f);
-		return AF_ESYS;
-	}
-	fclose(f);
-	text[len] = '\0';
-	if (strlen(text) != len) {
-		snprintf(err, err_cap, "%s: holds a NUL byte: not JSON", path);
-		free(text);
-		return AF_EINVAL;
-	}
-	rc = cli_node_config_parse(c, text, path, err, err_cap);
-	free(text);
+	rc = cli_json_file_load(&c->file, path, err, err_cap);
+	if (rc == AF_OK)
+		rc = read_top(&c->file, c, c->file.root);
+	if (rc == AF_ENOMEM)
+		snprintf(err, err_cap, "%s: out of memory", path);
 	return rc;
 }
 
@@ -777,11 +596,9 @@ void cli_node_config_free(cli_node_config *c)
 {
 	if (c == NULL)
 		return;
-	for (size_t i = 0; i < c->nactors; i++)
-		free(c->actors[i].export_endpoint);
-	free(c->actors);
+	cli_actor_specs_free(c->actors, c->nactors);
 	free(c->endpoint);
 	free(c->ipc_dir);
-	cJSON_Delete(c->json);
+	cli_json_file_free(&c->file);
 	memset(c, 0, sizeof(*c));
 }

@@ -31,6 +31,8 @@
 
 #include <actorflow/actorflow.h>
 
+#include "json_file.h"
+
 typedef struct cli_actor_spec {
 	const char *type;
 	const char *name;
@@ -49,7 +51,7 @@ typedef struct cli_actor_spec {
 
 typedef struct cli_node_config {
 	/* The parsed file: the strings of the specs point into it. */
-	void *json;
+	cli_json_file file;
 	const char *name;
 	char *endpoint; /* normalised; NULL: the system is not exported */
 	char *ipc_dir;  /* NULL: none given */
@@ -72,5 +74,17 @@ af_err cli_node_config_parse(cli_node_config *c, const char *text,
 			     const char *path, char *err, size_t err_cap);
 
 void cli_node_config_free(cli_node_config *c);
+
+/* Reads an "actors" array (the same entries in a node config and a flow)
+ * into *out, *n specs, whose strings point into f's tree. ipc_dir (may be
+ * NULL) is the base of relative ipc:// exports; allow_public as in a node
+ * config. An offload actor gets the built-in functions of functions.h.
+ * AF_OK; AF_EINVAL with the message in f's err; AF_ENOMEM. Free *out with
+ * cli_actor_specs_free in every case. */
+af_err cli_actor_specs_read(cli_json_file *f, const cJSON *actors,
+			    const char *ipc_dir, bool allow_public,
+			    cli_actor_spec **out, size_t *n);
+
+void cli_actor_specs_free(cli_actor_spec *specs, size_t n);
 
 #endif
