@@ -436,14 +436,14 @@ static void test_bad_requests_are_answered(void **state)
 	assert_int_equal(raw_error(raw, 45, text, sizeof(text)), AF_EPROTO);
 	/* Over the limit: answered as before from its header alone. */
 	{
-		size_t big = (1u << 20) + 16;
+		size_t big = sizeof(v2) + 4 + (1u << 20);
 		unsigned char *req = calloc(1, big);
 		memcpy(req, v2, sizeof(v2) - 1);
 		req[1] = 0x01;
 		req[3] = 0x2e;
 		req[sizeof(v2) - 1] = 0xc6; /* bin32 */
 		req[sizeof(v2) + 1] = 0x10; /* of 1 MiB */
-		raw_send(raw, req, sizeof(v2) + 4 + (1u << 20));
+		raw_send(raw, req, big);
 		free(req);
 		assert_int_equal(raw_error(raw, 46, text, sizeof(text)),
 				 AF_EMSGSIZE);

@@ -192,6 +192,9 @@ static af_err echo_handle(af_ctx *ctx, void *state, af_msg *m)
 	if (s->cfg != NULL && s->cfg->handled != NULL)
 		test_signal_add(s->cfg->handled);
 	if (strcmp(type, "echo") == 0) {
+		/* Read before replying: once the reply is out, the test may
+		 * return, and a config on its stack is gone. */
+		test_signal *replied = s->cfg != NULL ? s->cfg->replied : NULL;
 		af_payload *p = NULL;
 		af_err err = af_payload_new(&p);
 		if (err == AF_OK)
@@ -199,8 +202,8 @@ static af_err echo_handle(af_ctx *ctx, void *state, af_msg *m)
 		if (err == AF_OK)
 			err = af_reply(ctx, m, p);
 		af_payload_destroy(&p);
-		if (err == AF_OK && s->cfg != NULL && s->cfg->replied != NULL)
-			test_signal_add(s->cfg->replied);
+		if (err == AF_OK && replied != NULL)
+			test_signal_add(replied);
 		return err;
 	}
 	if (strcmp(type, "where") == 0) {
