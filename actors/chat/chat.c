@@ -439,6 +439,7 @@ af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 					   "application/json"
 					 : "application/json",
 		.timeout_ms = a->timeout_ms,
+		.stream = c->http_stream,
 	};
 	af_err err;
 

@@ -17,11 +17,23 @@
 /* An error body is kept only to quote the server's message. */
 #define ERROR_BODY_MAX 65536
 
+#define CONTENT_TYPE "Content-Type: application/json"
+#define BEARER "Authorization: Bearer "
+
+/* A list of request headers, shared by the transfers that send the same
+ * ones (an actor sends one or two kinds) rather than built for each. */
+typedef struct header_set {
+	struct curl_slist *list;
+	size_t users;
+	struct header_set *next;
+} header_set;
+
 struct af_http_xfer {
 	af_http *h;
 	CURL *easy;
-	struct curl_slist *headers;
-	char *url;
+	header_set *headers;
+	/* The POSTed body, for each attempt: freed once the answer's body
+	 * arrives, since no attempt follows that. */
 	char *body;
 	size_t body_len;
 	af_http_cbs cbs;
@@ -51,12 +63,15 @@ struct af_http {
 	/* Every transfer, so destroy can find them; the queued ones also
 	 * wait in order in a ring of pointers. */
 	af_http_xfer *all;
+	header_set *header_sets;
 	af_http_xfer **queue;
 	size_t queue_head;
 	size_t queue_len;
 	size_t queue_cap;
 	uint32_t rnd;
 };
+
+static void release_headers(af_http *h, header_set *set);
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_status = CURLE_FAILED_INIT;
@@ -258,6 +273,23 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* Frees the request body once libcurl has sent all of it: the answer's
+ * body is arriving, so no attempt will send it again. A long
+ * conversation's body is often larger than the whole streamed answer. */
+static void drop_body(af_http_xfer *x)
+{
+	curl_off_t sent = 0;
+
+	if (x->body == NULL ||
+	    curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &sent) !=
+		    CURLE_OK ||
+	    sent < (curl_off_t)x->body_len)
+		return;
+	/* libcurl keeps the pointer but reads no more of it. */
+	free(x->body);
+	x->body = NULL;
+}
+
 static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 {
 	af_http_xfer *x = arg;
@@ -286,7 +318,10 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 		x->err_body = grown;
 		return len;
 	}
-	x->delivered = true;
+	if (!x->delivered) {
+		x->delivered = true;
+		drop_body(x);
+	}
 	err = x->cbs.on_data(x->arg, buf, len);
 	if (err != AF_OK) {
 		x->abort_code = err;
@@ -335,8 +370,7 @@ static void free_xfer(af_http *h, af_http_xfer *x)
 	}
 	unlink_xfer(h, x);
 	curl_easy_cleanup(x->easy);
-	curl_slist_free_all(x->headers);
-	free(x->url);
+	release_headers(h, x->headers);
 	free(x->body);
 	free(x->err_body);
 	free(x);
@@ -585,30 +619,50 @@ static af_err enqueue(af_http *h, af_http_xfer *x)
 	return AF_OK;
 }
 
-static af_err set_headers(af_http_xfer *x, const af_http_req *r)
+/* Whether list holds exactly the headers of r, as build_headers makes
+ * them. */
+static bool headers_match(const struct curl_slist *l, const char *accept,
+			  const af_http_req *r)
 {
-	char line[64];
-	struct curl_slist *l = NULL;
+	if (l == NULL || strcmp(l->data, accept) != 0)
+		return false;
+	l = l->next;
+	if (r->body != NULL) {
+		if (l == NULL || strcmp(l->data, CONTENT_TYPE) != 0)
+			return false;
+		l = l->next;
+	}
+	if (r->bearer != NULL) {
+		if (l == NULL ||
+		    strncmp(l->data, BEARER, strlen(BEARER)) != 0 ||
+		    strcmp(l->data + strlen(BEARER), r->bearer) != 0)
+			return false;
+		l = l->next;
+	}
+	return l == NULL;
+}
+
+static struct curl_slist *build_headers(const char *accept,
+					const af_http_req *r)
+{
+	struct curl_slist *l = curl_slist_append(NULL, accept);
 	struct curl_slist *t;
 
-	snprintf(line, sizeof(line), "Accept: %s",
-		 r->accept != NULL ? r->accept : "application/json");
-	l = curl_slist_append(l, line);
 	if (l == NULL)
-		return AF_ENOMEM;
+		return NULL;
 	if (r->body != NULL) {
-		t = curl_slist_append(l, "Content-Type: application/json");
+		t = curl_slist_append(l, CONTENT_TYPE);
 		if (t == NULL)
 			goto free_list;
 		l = t;
 	}
 	if (r->bearer != NULL) {
-		size_t n = strlen(r->bearer) + 32;
+		size_t n = strlen(BEARER) + strlen(r->bearer) + 1;
 		char *auth = malloc(n);
 
 		if (auth == NULL)
 			goto free_list;
-		snprintf(auth, n, "Authorization: Bearer %s", r->bearer);
+		snprintf(auth, n, "%s%s", BEARER, r->bearer);
 		t = curl_slist_append(l, auth);
 		/* The key is copied into the list: wipe this copy. */
 		memset(auth, 0, n);
@@ -617,11 +671,55 @@ static af_err set_headers(af_http_xfer *x, const af_http_req *r)
 			goto free_list;
 		l = t;
 	}
-	x->headers = l;
-	return AF_OK;
+	return l;
 free_list:
 	curl_slist_free_all(l);
-	return AF_ENOMEM;
+	return NULL;
+}
+
+/* The shared header set for r, with one more user; NULL when memory ran
+ * out. */
+static header_set *take_headers(af_http *h, const af_http_req *r)
+{
+	char accept[64];
+	header_set *set;
+
+	snprintf(accept, sizeof(accept), "Accept: %s",
+		 r->accept != NULL ? r->accept : "application/json");
+	for (set = h->header_sets; set != NULL; set = set->next) {
+		if (headers_match(set->list, accept, r)) {
+			set->users++;
+			return set;
+		}
+	}
+	set = calloc(1, sizeof(*set));
+	if (set == NULL)
+		return NULL;
+	set->list = build_headers(accept, r);
+	if (set->list == NULL) {
+		free(set);
+		return NULL;
+	}
+	set->users = 1;
+	set->next = h->header_sets;
+	h->header_sets = set;
+	return set;
+}
+
+static void release_headers(af_http *h, header_set *set)
+{
+	header_set **at;
+
+	if (set == NULL || --set->users > 0)
+		return;
+	for (at = &h->header_sets; *at != set; at = &(*at)->next)
+		;
+	*at = set->next;
+	/* The list may hold an API key. */
+	for (struct curl_slist *l = set->list; l != NULL; l = l->next)
+		memset(l->data, 0, strlen(l->data));
+	curl_slist_free_all(set->list);
+	free(set);
 }
 
 af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
@@ -641,13 +739,10 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	x->arg = arg;
 	if (r->timeout_ms > 0)
 		x->deadline_ns = now_ns() + r->timeout_ms * 1000000;
-	x->url = strdup(r->url);
-	if (x->url == NULL)
-		goto free_x;
 	if (r->body != NULL) {
 		x->body = malloc(r->body_len + 1);
 		if (x->body == NULL)
-			goto free_url;
+			goto free_x;
 		memcpy(x->body, r->body, r->body_len);
 		x->body[r->body_len] = '\0';
 		x->body_len = r->body_len;
@@ -655,13 +750,14 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	x->easy = curl_easy_init();
 	if (x->easy == NULL)
 		goto free_body;
-	err = set_headers(x, r);
-	if (err != AF_OK)
+	x->headers = take_headers(h, r);
+	if (x->headers == NULL)
 		goto free_easy;
-
-	curl_easy_setopt(x->easy, CURLOPT_URL, x->url);
+	/* libcurl keeps its own copy of the URL. */
+	if (curl_easy_setopt(x->easy, CURLOPT_URL, r->url) != CURLE_OK)
+		goto free_headers;
 	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers->list);
 	curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "actorflow/0.1");
 	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
 	/* Several threads may run actors: libcurl must not use signals. */
@@ -675,11 +771,13 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION,
 			 (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(x->easy, CURLOPT_TCP_NODELAY, 1L);
-	/* Model servers stream events of a few hundred bytes: a 2 KiB
-	 * receive buffer instead of libcurl's 16 KiB holds several, and at
-	 * 10,000 open streams took bench_chat from 202 to 175 MB; a large
-	 * body only takes more reads. */
-	curl_easy_setopt(x->easy, CURLOPT_BUFFERSIZE, 2048L);
+	/* Model servers stream events of a few hundred bytes, and a stream
+	 * holds its receive buffer all along: 1 KiB (libcurl's least) holds
+	 * several events, where libcurl's default is 16 KiB (at 10,000 open
+	 * streams, 2 KiB took bench_chat from 202 to 175 MB). A whole answer
+	 * is read in 2 KiB reads. */
+	curl_easy_setopt(x->easy, CURLOPT_BUFFERSIZE,
+			 r->stream ? 1024L : 2048L);
 	/* No CURLOPT_PIPEWAIT: it holds each new transfer until an earlier
 	 * connection shows whether it multiplexes, which cost an HTTP/1.1
 	 * server's first chunk 250 ms in bench_chat. HTTP/2 connections
@@ -709,13 +807,11 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	return AF_OK;
 
 free_headers:
-	curl_slist_free_all(x->headers);
+	release_headers(h, x->headers);
 free_easy:
 	curl_easy_cleanup(x->easy);
 free_body:
 	free(x->body);
-free_url:
-	free(x->url);
 free_x:
 	free(x);
 	return err;

@@ -45,6 +45,9 @@ typedef struct af_http_req {
 	 * logged, never put in an error message. */
 	const char *bearer;
 	const char *accept; /* Accept header; NULL: application/json */
+	/* The answer is a stream of small events (SSE, NDJSON) that lasts:
+	 * it is read with a smaller buffer, held all the while. */
+	bool stream;
 	/* The whole transfer, retries and backoff included; 0: none. */
 	int64_t timeout_ms;
 } af_http_req;
