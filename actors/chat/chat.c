@@ -99,13 +99,22 @@ static char *normalise_url(const char *url)
 
 /* ---- a call ------------------------------------------------------------ */
 
+/* What c->err says when there was no memory for the message. */
+static char no_memory[] = "out of memory";
+
 af_err af__chat_fail(chat_call *c, af_err code, const char *fmt, ...)
 {
+	char text[256];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	if (c->err != no_memory)
+		free(c->err);
+	c->err = strdup(text);
+	if (c->err == NULL)
+		c->err = no_memory;
 	c->err_code = code;
 	return code;
 }
@@ -152,6 +161,9 @@ static void free_call(chat_call *c)
 	free(c->held);
 	free(c->held_len);
 	free(c->model);
+	free(c->answer_model);
+	if (c->err != no_memory)
+		free(c->err);
 	free(c->content);
 	free(c->body);
 	free(c);
@@ -290,8 +302,9 @@ void af__chat_set_finish(chat_call *c, const char *reason)
 
 void af__chat_set_model(chat_call *c, const char *model)
 {
-	if (model != NULL && c->answer_model[0] == '\0')
-		snprintf(c->answer_model, sizeof(c->answer_model), "%s", model);
+	/* A failed copy only leaves the model asked for in the ending. */
+	if (model != NULL && c->answer_model == NULL)
+		c->answer_model = strndup(model, 127);
 }
 
 void af__chat_set_usage(chat_call *c, int64_t prompt, int64_t completion)
@@ -312,7 +325,7 @@ static void pack_ending(chat_call *c, af_payload *out, bool with_content)
 	af_pack_str(out, "finish_reason");
 	af_pack_str(out, c->finish_reason[0] ? c->finish_reason : NULL);
 	af_pack_str(out, "model");
-	af_pack_str(out, c->answer_model[0] ? c->answer_model : c->model);
+	af_pack_str(out, c->answer_model != NULL ? c->answer_model : c->model);
 	af_pack_str(out, "usage");
 	if (c->has_usage) {
 		af_pack_map(out, 3);
@@ -341,7 +354,7 @@ void af__chat_finish(chat_call *c, af_err err)
 		return; /* the cancel hook frees the call */
 	if (err != AF_OK) {
 		af_pending_error(a->ctx, &c->p, err, "%s",
-				 c->err[0] ? c->err : af_strerror(err));
+				 c->err != NULL ? c->err : af_strerror(err));
 	} else {
 		af_payload_reset(a->out);
 		pack_ending(c, a->out, !c->stream);
@@ -414,7 +427,7 @@ static void on_http_done(af_ctx *ctx, void *arg, af_err err, long status,
 	c->xfer = NULL;
 	if (err == AF_OK)
 		err = c->a->provider->end(c);
-	else if (c->err_code != err || c->err[0] == '\0')
+	else if (c->err_code != err || c->err == NULL)
 		af__chat_fail(c, err, "%s: %s", c->a->provider->name, msg);
 	af__chat_finish(c, err);
 }
@@ -628,7 +641,7 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 
 	err = a->provider->start(c, messages);
 	if (err != AF_OK) {
-		if (c->err[0] == '\0')
+		if (c->err == NULL)
 			af__chat_fail(c, err, "%s", af_strerror(err));
 		af__chat_finish(c, err);
 	}

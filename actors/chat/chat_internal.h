@@ -99,7 +99,7 @@ struct chat_call {
 	size_t held_cap;
 	/* How the answer ended. */
 	char finish_reason[32];
-	char answer_model[128];
+	char *answer_model; /* as the server names it; NULL: not told */
 	bool has_usage;
 	int64_t prompt_tokens;
 	int64_t completion_tokens;
@@ -108,9 +108,10 @@ struct chat_call {
 		af_sse sse;
 		af_ndjson ndjson;
 	} parse;
-	/* Why the call failed: code and a one-line message. */
+	/* Why the call failed: code and a one-line message (NULL until
+	 * then). Allocated when it fails, not held by every call. */
 	af_err err_code;
-	char err[256];
+	char *err;
 	chat_call *prev;
 	chat_call *next;
 };
@@ -137,7 +138,8 @@ void af__chat_set_finish(chat_call *c, const char *reason);
 void af__chat_set_model(chat_call *c, const char *model);
 void af__chat_set_usage(chat_call *c, int64_t prompt, int64_t completion);
 
-/* Fills c->err with a printf-style message and returns code. */
+/* Sets c->err to a printf-style message (at most 255 bytes) and returns
+ * code. */
 af_err af__chat_fail(chat_call *c, af_err code, const char *fmt, ...)
 #if defined(__GNUC__)
 	__attribute__((format(printf, 3, 4)))

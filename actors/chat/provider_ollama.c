@@ -73,7 +73,7 @@ static af_err feed(chat_call *c, const char *buf, size_t len)
 {
 	int rc = af__ndjson_feed(&c->parse.ndjson, buf, len, on_line, c);
 
-	if (rc != AF_OK && c->err[0] == '\0')
+	if (rc != AF_OK && c->err == NULL)
 		af__chat_fail(c, rc, "ollama: reading the stream: %s",
 			      af_strerror(rc));
 	return rc;
@@ -85,7 +85,7 @@ static af_err end(chat_call *c)
 
 	if (c->http_stream) {
 		rc = af__ndjson_finish(&c->parse.ndjson, on_line, c);
-		if (rc != AF_OK && c->err[0] == '\0')
+		if (rc != AF_OK && c->err == NULL)
 			af__chat_fail(c, rc, "ollama: reading the stream: %s",
 				      af_strerror(rc));
 		if (rc != AF_OK)

@@ -102,7 +102,7 @@ static af_err feed(chat_call *c, const char *buf, size_t len)
 {
 	int rc = af__sse_feed(&c->parse.sse, buf, len, on_event, c);
 
-	if (rc != AF_OK && c->err[0] == '\0')
+	if (rc != AF_OK && c->err == NULL)
 		af__chat_fail(c, rc, "openai: reading the stream: %s",
 			      af_strerror(rc));
 	return rc;
