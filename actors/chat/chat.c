@@ -470,18 +470,52 @@ af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 	return AF_OK;
 }
 
+bool af__chat_add(cJSON *obj, const char *key, cJSON *item)
+{
+	if (item == NULL)
+		return false;
+	if (!cJSON_AddItemToObjectCS(obj, key, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
+}
+
+/* A string item of len bytes of s (not NUL-terminated), copied once, into
+ * memory of cJSON's allocator that cJSON_Delete frees: not first into a
+ * temporary that cJSON would copy again, which for a long conversation
+ * is kilobytes per message. */
+static cJSON *string_item(const char *s, size_t len)
+{
+	char *copy = cJSON_malloc(len + 1);
+	cJSON *item;
+
+	if (copy == NULL)
+		return NULL;
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	item = cJSON_CreateStringReference(copy);
+	if (item == NULL) {
+		cJSON_free(copy);
+		return NULL;
+	}
+	/* No longer a reference: the item owns the copy. */
+	item->type &= ~cJSON_IsReference;
+	return item;
+}
+
 cJSON *af__chat_body(const chat_call *c, cJSON *messages)
 {
 	cJSON *body = cJSON_CreateObject();
 
 	if (body == NULL ||
-	    cJSON_AddStringToObject(body, "model", c->model) == NULL ||
-	    !cJSON_AddItemToObject(body, "messages", messages)) {
+	    !af__chat_add(body, "model", cJSON_CreateString(c->model))) {
 		cJSON_Delete(messages);
 		cJSON_Delete(body);
 		return NULL;
 	}
-	if (cJSON_AddBoolToObject(body, "stream", c->http_stream) == NULL) {
+	if (!af__chat_add(body, "messages", messages) ||
+	    !af__chat_add(body, "stream", cJSON_CreateBool(c->http_stream))) {
 		cJSON_Delete(body);
 		return NULL;
 	}
@@ -510,21 +544,15 @@ static af_err add_message(cJSON *list, const char *role, size_t role_len,
 			  const char *content, size_t len)
 {
 	cJSON *m;
-	char *r;
-	char *t;
 	bool ok;
 
 	if (!af__utf8_text_ok(role, role_len) ||
 	    !af__utf8_text_ok(content, len))
 		return AF_EINVAL;
 	m = cJSON_CreateObject();
-	r = strndup(role, role_len);
-	t = strndup(content, len);
-	ok = m != NULL && r != NULL && t != NULL &&
-	     cJSON_AddStringToObject(m, "role", r) != NULL &&
-	     cJSON_AddStringToObject(m, "content", t) != NULL;
-	free(r);
-	free(t);
+	ok = m != NULL &&
+	     af__chat_add(m, "role", string_item(role, role_len)) &&
+	     af__chat_add(m, "content", string_item(content, len));
 	if (!ok || !cJSON_AddItemToArray(list, m)) {
 		cJSON_Delete(m);
 		return AF_ENOMEM;

@@ -121,6 +121,11 @@ struct chat_call {
 af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 			   size_t len);
 
+/* Adds item to obj under key, a string constant (not copied): the
+ * providers' keys. Takes item: on failure (item NULL, or no memory) it is
+ * freed. False then. */
+bool af__chat_add(cJSON *obj, const char *key, cJSON *item);
+
 /* A request body with what both APIs share: "model", "messages" (taken:
  * freed with the body, or at once when this fails) and "stream". NULL
  * when memory ran out. */

@@ -138,18 +138,19 @@ static af_err start(chat_call *c, cJSON *messages)
 	if (body == NULL)
 		goto nomem;
 	if (c->http_stream) {
-		options = cJSON_AddObjectToObject(body, "stream_options");
-		if (options == NULL ||
-		    cJSON_AddTrueToObject(options, "include_usage") == NULL)
+		options = cJSON_CreateObject();
+		if (!af__chat_add(body, "stream_options", options) ||
+		    !af__chat_add(options, "include_usage", cJSON_CreateTrue()))
 			goto nomem;
 		af__sse_init(&c->parse.sse, 0);
 	}
 	if (c->temperature >= 0 &&
-	    cJSON_AddNumberToObject(body, "temperature", c->temperature) ==
-		    NULL)
+	    !af__chat_add(body, "temperature",
+			  cJSON_CreateNumber(c->temperature)))
 		goto nomem;
 	if (c->max_tokens > 0 &&
-	    cJSON_AddNumberToObject(body, "max_tokens", c->max_tokens) == NULL)
+	    !af__chat_add(body, "max_tokens",
+			  cJSON_CreateNumber(c->max_tokens)))
 		goto nomem;
 	return af__chat_post(c, "/chat/completions", body);
 nomem:
