@@ -19,6 +19,8 @@ static const char usage_text[] =
 	"  tell ADDR TYPE [JSON]       send a one-way message\n"
 	"  run FLOW                    run the steps of a flow file\n"
 	"  gather FILE                 send a gather request, print results\n"
+	"  up FILE                     run the nodes FILE lists, restart "
+	"failed ones\n"
 	"  help COMMAND                the help of COMMAND (or COMMAND "
 	"--help)\n"
 	"\n"
@@ -37,6 +39,7 @@ static const command commands[] = {
 	{"tell", cli_tell_main},
 	{"run", cli_run_main},
 	{"gather", cli_gather_main},
+	{"up", cli_up_main},
 };
 
 static const command *find(const char *name)
