@@ -432,6 +432,25 @@ static void on_http_done(af_ctx *ctx, void *arg, af_err err, long status,
 	af__chat_finish(c, err);
 }
 
+/* The base URL followed by path, built once and kept: a provider posts
+ * every request to the same path. NULL when memory ran out. */
+static const char *url_of(chat_actor *a, const char *path)
+{
+	size_t base = strlen(a->base_url);
+	size_t n = base + strlen(path) + 1;
+	char *url;
+
+	if (a->url != NULL && strcmp(a->url + base, path) == 0)
+		return a->url;
+	url = malloc(n);
+	if (url == NULL)
+		return NULL;
+	snprintf(url, n, "%s%s", a->base_url, path);
+	free(a->url);
+	a->url = url;
+	return url;
+}
+
 af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 			   size_t len)
 {
@@ -440,8 +459,6 @@ af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 		.on_done = on_http_done,
 	};
 	chat_actor *a = c->a;
-	size_t n = strlen(a->base_url) + strlen(path) + 1;
-	char *url = malloc(n);
 	int64_t left = af_pending_remaining_ms(c->p);
 	af_http_req r = {
 		.body = body,
@@ -456,14 +473,12 @@ af_err af__chat_http_start(chat_call *c, const char *path, const char *body,
 	};
 	af_err err;
 
-	if (url == NULL)
+	r.url = url_of(a, path);
+	if (r.url == NULL)
 		return af__chat_fail(c, AF_ENOMEM, "out of memory");
-	snprintf(url, n, "%s%s", a->base_url, path);
-	r.url = url;
 	if (left >= 0 && (r.timeout_ms == 0 || left < r.timeout_ms))
 		r.timeout_ms = left > 0 ? left : 1;
 	err = af__http_start(a->http, &r, &cbs, c, &c->xfer);
-	free(url);
 	if (err != AF_OK)
 		return af__chat_fail(c, err, "starting the request: %s",
 				     af_strerror(err));
@@ -683,6 +698,7 @@ static void free_actor(chat_actor *a)
 	af__http_destroy(&a->http);
 	af_payload_destroy(&a->out);
 	free(a->base_url);
+	free(a->url);
 	free(a->model);
 	if (a->api_key != NULL) {
 		memset(a->api_key, 0, strlen(a->api_key));

@@ -60,6 +60,7 @@ struct chat_actor {
 	af_ctx *ctx;
 	const chat_provider *provider;
 	char *base_url; /* without a trailing '/' */
+	char *url;      /* base_url and the path posted to last; NULL: none */
 	char *model;
 	char *api_key; /* NULL: none */
 	double temperature;
