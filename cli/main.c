@@ -19,6 +19,8 @@ static const char usage_text[] =
 	"  tell ADDR TYPE [JSON]       send a one-way message\n"
 	"  run FLOW                    run the steps of a flow file\n"
 	"  gather FILE                 send a gather request, print results\n"
+	"  stats ADDR                  an actor's or a node's statistics as "
+	"JSON\n"
 	"  up FILE                     run the nodes FILE lists, restart "
 	"failed ones\n"
 	"  help COMMAND                the help of COMMAND (or COMMAND "
@@ -39,6 +41,7 @@ static const command commands[] = {
 	{"tell", cli_tell_main},
 	{"run", cli_run_main},
 	{"gather", cli_gather_main},
+	{"stats", cli_stats_main},
 	{"up", cli_up_main},
 };
 

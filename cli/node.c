@@ -15,7 +15,6 @@
 #include <actorflow/actorflow.h>
 
 #include "cli.h"
-#include "connections.h"
 #include "node_config.h"
 
 static const char node_help[] =
@@ -45,10 +44,12 @@ static const char node_help[] =
 	"a directory others can write to is refused. tcp://:PORT binds\n"
 	"127.0.0.1.\n"
 	"\n"
-	"On SIGTERM or SIGINT the node removes its ipc socket files (no new\n"
-	"connection), waits up to grace_ms for the connections it has to\n"
-	"close, stops every actor (work still running is answered\n"
-	"AF_ESTOPPED) and exits 0. A second signal skips the wait.\n"
+	"On SIGTERM or SIGINT the node stops taking new requests (its ipc\n"
+	"socket files go at once; a request arriving on a connection made\n"
+	"before is answered AF_ESTOPPED), waits up to grace_ms for the\n"
+	"requests in flight to be answered, stops every actor (work still\n"
+	"running is answered AF_ESTOPPED) and exits 0. A second signal skips\n"
+	"the wait.\n"
 	"\n"
 	"Exit codes: 0 stopped by a signal, 2 bad usage or config, 1 could\n"
 	"not start (an actor's init failed, an endpoint is taken).\n";
@@ -133,38 +134,25 @@ static int wait_signal(const sigset_t *set, int64_t ms)
 	return sigtimedwait(set, NULL, &ts);
 }
 
-static void unlink_ipc(const char *endpoint)
+/* Stops taking new requests, then gives those in flight grace_ms to be
+ * answered, looking for a second signal between slices of the wait. */
+static void drain(af_system *sys, const cli_node_config *c,
+		  const sigset_t *set)
 {
-	if (endpoint != NULL && strncmp(endpoint, "ipc://", 6) == 0)
-		unlink(endpoint + 6);
-}
-
-/* Stop accepting, then give what is in flight grace_ms: the node waits
- * while clients are still connected to it, since each connection is a
- * requester that may be waiting for an answer. */
-static void drain(const cli_node_config *c, const sigset_t *set)
-{
-	connections conns;
 	int64_t deadline = now_ms() + c->grace_ms;
+	uint64_t left = 0;
 
-	connections_init(&conns);
-	connections_add(&conns, c->endpoint);
-	for (size_t i = 0; i < c->nactors; i++)
-		connections_add(&conns, c->actors[i].export_endpoint);
-	/* Removing the socket files refuses new connections at once; the
-	 * ones made stay open. tcp listeners stay until the actors stop:
-	 * the runtime has no call to unbind one. */
-	unlink_ipc(c->endpoint);
-	for (size_t i = 0; i < c->nactors; i++)
-		unlink_ipc(c->actors[i].export_endpoint);
 	for (;;) {
-		int64_t left = deadline - now_ms();
-		if (left <= 0 || connections_count(&conns) == 0)
+		int64_t wait = deadline - now_ms();
+		if (wait < 0)
+			wait = 0;
+		if (af_system_drain(sys, wait < 50 ? wait : 50, &left) !=
+			    AF_OK ||
+		    left == 0 || wait == 0)
 			break;
-		if (wait_signal(set, left < 50 ? left : 50) > 0)
+		if (wait_signal(set, 0) > 0)
 			break; /* a second signal: stop now */
 	}
-	connections_fini(&conns);
 }
 
 static int run(const cli_node_config *c)
@@ -235,7 +223,7 @@ static int run(const cli_node_config *c)
 	fflush(stdout);
 	while (wait_signal(&set, -1) < 0) {
 	}
-	drain(c, &set);
+	drain(sys, c, &set);
 	af_system_destroy(&sys);
 	return CLI_EXIT_OK;
 fail:

@@ -1,6 +1,6 @@
 /*
- * `actorflow ask`, `stream` and `tell`: one message to an actor of another
- * process, from a shell.
+ * `actorflow ask`, `stream`, `tell` and `stats`: one message to an actor of
+ * another process, from a shell.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -41,6 +41,20 @@ static const char tell_help[] =
 	"handed to the transport, waiting up to --timeout for room in a full\n"
 	"mailbox.\n";
 
+static const char stats_help[] =
+	"Usage: actorflow stats [--timeout MS] ADDR\n"
+	"\n"
+	"Prints the statistics of the actor at ADDR as JSON (it answers the\n"
+	"reserved request type \"af.stats\" itself): tells and requests it\n"
+	"took, errors it answered, requests in flight, mailbox depth and\n"
+	"latency percentiles in microseconds:\n"
+	"  {\"name\":\"chat\",\"type\":\"chat\",\"tells\":0,\"requests\":3,\n"
+	"   \"errors\":0,\"in_flight\":1,\"mailbox_depth\":0,\"answered\":2,\n"
+	"   \"latency_us\":{\"p50\":...,\"p90\":...,\"p99\":...,\"max\":...}}\n"
+	"ADDR without #actor (or ending in #) names a node's endpoint: every\n"
+	"actor of the node, {\"system\": {\"dropped\",\"refused\",\"late\",\n"
+	"\"unroutable\"}, \"actors\": [...]}.\n";
+
 static const char common_help[] =
 	"\n"
 	"ADDR is ipc:///path/node.sock#actor or tcp://127.0.0.1:PORT#actor.\n"
@@ -52,7 +66,7 @@ static const char common_help[] =
 	"  --help        this text\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
-typedef enum verb { VERB_ASK, VERB_STREAM, VERB_TELL } verb;
+typedef enum verb { VERB_ASK, VERB_STREAM, VERB_TELL, VERB_STATS } verb;
 
 typedef struct args {
 	const char *prog;
@@ -61,6 +75,7 @@ typedef struct args {
 	const char *json;
 	int64_t timeout_ms;
 	bool json_lines;
+	char addr_buf[1024]; /* stats: ADDR less a trailing '#' */
 } args;
 
 const char *cli_errname(int code, char *buf, size_t cap)
@@ -77,6 +92,7 @@ static void print_help(verb v)
 {
 	fputs(v == VERB_ASK      ? ask_help
 	      : v == VERB_STREAM ? stream_help
+	      : v == VERB_STATS  ? stats_help
 				 : tell_help,
 	      stdout);
 	fputs(common_help, stdout);
@@ -88,6 +104,31 @@ static int usage(const args *a, const char *fmt, const char *what)
 	fprintf(stderr, fmt, what);
 	fprintf(stderr, " (see actorflow %s --help)\n", a->prog);
 	return CLI_EXIT_USAGE;
+}
+
+/* stats takes ADDR alone, with or without an actor's name. */
+static int parse_stats_addr(args *a, int npos, const char **pos)
+{
+	size_t len;
+
+	if (npos != 1)
+		return usage(a, "%s",
+			     npos == 0 ? "ADDR is required"
+				       : "only ADDR is taken");
+	len = strlen(pos[0]);
+	if ((strncmp(pos[0], "ipc://", 6) != 0 &&
+	     strncmp(pos[0], "tcp://", 6) != 0) ||
+	    len >= sizeof(a->addr_buf))
+		return usage(a,
+			     "address '%s' is not ipc://PATH[#ACTOR] or "
+			     "tcp://HOST:PORT[#ACTOR]",
+			     pos[0]);
+	memcpy(a->addr_buf, pos[0], len + 1);
+	if (a->addr_buf[len - 1] == '#')
+		a->addr_buf[len - 1] = '\0';
+	a->addr = a->addr_buf;
+	a->type = "af.stats";
+	return -1;
 }
 
 /* -1: go on; otherwise the exit code. */
@@ -138,6 +179,8 @@ static int parse_args(verb v, int argc, char **argv, args *a)
 			return usage(a, "unexpected argument '%s'", s);
 		}
 	}
+	if (v == VERB_STATS)
+		return parse_stats_addr(a, npos, pos);
 	if (npos < 2)
 		return usage(a, "%s", "ADDR and TYPE are required");
 	a->addr = pos[0];
@@ -357,6 +400,12 @@ static int run(verb v, int argc, char **argv)
 		err = af_client_tell(c, a.addr, a.type, p, a.timeout_ms);
 		code = err == AF_OK ? CLI_EXIT_OK : report(&a, err, NULL);
 		break;
+	case VERB_STATS:
+		err = af_client_request(c, a.addr, a.type, NULL, a.timeout_ms,
+					&reply);
+		code = err == AF_OK ? print_json(af_msg_payload(reply), "", "")
+				    : report(&a, err, reply);
+		break;
 	}
 	af_msg_destroy(&reply);
 	af_client_destroy(&c);
@@ -377,4 +426,9 @@ int cli_stream_main(int argc, char **argv)
 int cli_tell_main(int argc, char **argv)
 {
 	return run(VERB_TELL, argc, argv);
+}
+
+int cli_stats_main(int argc, char **argv)
+{
+	return run(VERB_STATS, argc, argv);
 }

@@ -46,13 +46,49 @@ static bool name_is(const af_ctx *ctx, const char *s, size_t len)
 	return strlen(ctx->name) == len && memcmp(ctx->name, s, len) == 0;
 }
 
+/* A message of a reserved type ("af.stats") meant for this actor: a
+ * gateway's own are those that name no actor behind it. */
+static bool reserved_here(const af__actor *a, const af_msg *m)
+{
+	return af__stats_reserved(m) && (!a->gateway || m->env.to == NULL);
+}
+
+/* A request taken (and counted) by the actor. */
+static void handle_request(af_ctx *ctx, af__actor *a, af_msg *m)
+{
+	af_err err;
+
+	/* A draining system takes no new work from other processes. */
+	if (a->draining && m->route != NULL) {
+		af_reply_error(ctx, m, AF_ESTOPPED,
+			       "draining: no new requests are taken");
+		return;
+	}
+	if (a->ops->handle == NULL) {
+		af_reply_error(ctx, m, AF_ENOTSUP, "%s takes no requests",
+			       a->ops->type_name);
+		return;
+	}
+	err = a->ops->handle(ctx, a->state, m);
+	if (!m->answered && !m->deferred) {
+		if (err != AF_OK)
+			af_reply_error(ctx, m, err, NULL);
+		else
+			af_reply_error(ctx, m, AF_ENOREPLY,
+				       "%s handled '%s' without replying",
+				       a->ops->type_name, m->type);
+	}
+}
+
 void af__actor_dispatch(af_ctx *ctx, af_msg *m)
 {
 	af__actor *a = ctx->actor;
-	af_err err;
 
 	switch (m->env.kind) {
 	case AF_KIND_TELL:
+		if (reserved_here(a, m))
+			return;
+		af__stat_add(&a->stats.tells, 1);
 		if (a->ops->handle != NULL && !ctx->stopping)
 			(void)a->ops->handle(ctx, a->state, m);
 		return;
@@ -68,22 +104,15 @@ void af__actor_dispatch(af_ctx *ctx, af_msg *m)
 				       (int)m->env.to_len, m->env.to);
 			return;
 		}
-		if (a->ops->handle == NULL) {
-			af_reply_error(ctx, m, AF_ENOTSUP,
-				       "%s takes no requests",
-				       a->ops->type_name);
+		if (reserved_here(a, m)) {
+			af__stats_answer_reserved(ctx, m);
 			return;
 		}
-		err = a->ops->handle(ctx, a->state, m);
-		if (!m->answered && !m->deferred) {
-			if (err != AF_OK)
-				af_reply_error(ctx, m, err, NULL);
-			else
-				af_reply_error(
-					ctx, m, AF_ENOREPLY,
-					"%s handled '%s' without replying",
-					a->ops->type_name, m->type);
-		}
+		af__stats_request_taken(ctx, m);
+		handle_request(ctx, a, m);
+		/* A deferred one stays in flight until its pending goes. */
+		if (!m->deferred)
+			af__stats_request_done(ctx);
 		return;
 	case AF_KIND_CANCEL:
 		if (!ctx->stopping) {
@@ -258,6 +287,34 @@ static void on_wake(af_ctx *ctx)
 
 /* ---- the thread -------------------------------------------------------- */
 
+/* af_system_drain asked the actor to take no new connections: the socket
+ * files go. The listeners stay, since ZeroMQ would close the connections
+ * they made with them, and answers in flight travel on those. */
+static void take_drain(af__actor *a)
+{
+	af_system *sys = a->sys;
+	bool drain;
+
+	pthread_mutex_lock(&sys->mu);
+	drain = a->drain_requested && !a->drain_done;
+	pthread_mutex_unlock(&sys->mu);
+	if (!drain)
+		return;
+	a->draining = true;
+	remove_ipc_files(a);
+	pthread_mutex_lock(&sys->mu);
+	a->drain_done = true;
+	pthread_cond_broadcast(&sys->cv);
+	pthread_mutex_unlock(&sys->mu);
+}
+
+/* The actor's wake-up: a drain, an export handed to its thread. */
+static void on_actor_wake(af_ctx *ctx)
+{
+	take_drain(ctx->actor);
+	on_wake(ctx);
+}
+
 static void set_phase(af__actor *a, af__actor_state phase, af_err init)
 {
 	af_system *sys = a->sys;
@@ -358,7 +415,7 @@ void *af__actor_main(void *arg)
 	}
 	a->ctx = ctx;
 	ctx->actor = a;
-	ctx->on_wake = on_wake;
+	ctx->on_wake = on_actor_wake;
 	snprintf(ctx->inbox_name, sizeof(ctx->inbox_name), "%s", a->name);
 	pthread_mutex_lock(&a->sys->mu);
 	a->wake_fd = ctx->waker->fd;

@@ -70,6 +70,8 @@ struct af_pending {
 	uint64_t key;
 	bool indexed; /* false after a hash collision: found by a scan */
 	int64_t deadline_us;
+	/* When the actor took the request (af_msg's arrived_us). */
+	int64_t arrived_us;
 	zmq_msg_t route[AF__MAX_ROUTE];
 	int nroute;
 	char *name; /* a local requester's inbox */

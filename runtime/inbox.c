@@ -195,6 +195,10 @@ int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
 			nframes++;
 		}
 		ctx->counters.received++;
+		/* Local senders counted what they pushed into the inbox: what
+		 * is taken makes the difference, the mailbox depth. */
+		if (!routed && ctx->actor != NULL)
+			af__stat_add(&ctx->actor->stats.taken, 1);
 		body = &frames[nframes - 1];
 		if (malformed || (routed && nframes < 2)) {
 			af__ctx_count(ctx, AF__STAT_DROPPED, 1);

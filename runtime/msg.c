@@ -27,6 +27,7 @@ static af_err decode(af_msg *m, const void *raw, size_t len, size_t max_size,
 	m->reply_to_len = 0;
 	m->answered = false;
 	m->deferred = false;
+	m->arrived_us = 0;
 	m->from_remote = false;
 	m->error_code = AF_OK;
 	m->error_text = NULL;

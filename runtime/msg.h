@@ -30,6 +30,9 @@ struct af_msg {
 	size_t reply_to_len;
 	bool answered;
 	bool deferred;
+	/* When an actor took the request from its mailbox (af__now_us), for
+	 * its latency; 0 otherwise. */
+	int64_t arrived_us;
 	bool from_remote; /* came over ipc or tcp */
 	/* An error message's code and description. */
 	int error_code;

@@ -44,6 +44,7 @@ static void peer_release(af__watch *w)
 {
 	af__peer *p = AF__CONTAINER(w, af__peer, watch);
 
+	af__gauge_release(p->gauge);
 	free(p->key);
 	free(p);
 }
@@ -246,8 +247,8 @@ static af_err connect_local(af__peer *p)
 	 * receiver's mailbox capacity the bound. */
 	if (zmq_setsockopt(p->sock, ZMQ_SNDHWM, &one, sizeof(one)) != 0)
 		return AF_ESYS;
-	p->incarnation =
-		af__system_lookup(p->ctx->sys, p->key, strlen(p->key), false);
+	p->incarnation = af__system_lookup_gauge(p->ctx->sys, p->key,
+						 strlen(p->key), &p->gauge);
 	if (p->incarnation == 0)
 		return AF_ENOTFOUND;
 	af__inproc_endpoint(endpoint, sizeof(endpoint), p->key);
@@ -338,6 +339,7 @@ fail:
 	if (p->sock != NULL)
 		zmq_close(p->sock);
 	if (p->mon_watch.cb == NULL) {
+		af__gauge_release(p->gauge);
 		free(p->key);
 		free(p);
 	}
@@ -512,6 +514,7 @@ af_err af__peer_send(af__peer *p, void *frame, const char *reply_to,
 		      : send_part(p, frame, 0, block_ms);
 	if (err != AF_OK)
 		return err;
+	af__gauge_add(p->gauge);
 	/* A send may have consumed the socket's readiness signal. */
 	af__loop_kick(&p->ctx->loop, &p->watch);
 	return AF_OK;
@@ -542,6 +545,7 @@ static af_err send_pending(af__peer *p, int64_t block_ms)
 		return err;
 	/* ZeroMQ took the message and left p->pending empty. */
 	p->has_pending = false;
+	af__gauge_add(p->gauge);
 	af__loop_kick(&p->ctx->loop, &p->watch);
 	return AF_OK;
 }

@@ -45,6 +45,9 @@ typedef struct af__peer {
 	void *mon;
 	af__watch mon_watch;
 	uint64_t incarnation;
+	/* The mailbox gauge of a local actor, counting what is pushed into
+	 * its inbox (stats.h); NULL for others. */
+	struct af__gauge *gauge;
 	bool remote;
 	bool closed;
 	af__outreq *reqs; /* outstanding requests sent through this peer */

@@ -253,8 +253,10 @@ af_err af_reply(af_ctx *ctx, af_msg *m, const af_payload *payload)
 	err = delivered(af__answer(ctx, &to, &env, payload));
 	/* A reply that could not be built (too large, unfinished payload)
 	 * leaves the request open so the handler can answer with an error. */
-	if (err == AF_OK)
+	if (err == AF_OK) {
 		m->answered = true;
+		af__stats_answered(ctx, m->arrived_us, false);
+	}
 	return err;
 }
 
@@ -279,8 +281,10 @@ af_err af_reply_error(af_ctx *ctx, af_msg *m, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	err = delivered(answer_vfmt(ctx, &to, m->env.id, code, fmt, ap));
 	va_end(ap);
-	if (err == AF_OK)
+	if (err == AF_OK) {
 		m->answered = true;
+		af__stats_answered(ctx, m->arrived_us, true);
+	}
 	return err;
 }
 
@@ -438,6 +442,7 @@ af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out)
 	p->id = m->env.id;
 	p->key = request_key(&to, m->env.id);
 	p->deadline_us = m->deadline_us;
+	p->arrived_us = m->arrived_us;
 	/* A request's seq is the stream window its sender grants. */
 	p->window = m->env.seq;
 	p->soon.index = SIZE_MAX;
@@ -479,6 +484,8 @@ static void pending_free(af_ctx *ctx, af_pending *p)
 	for (int i = 0; i < p->nroute; i++)
 		zmq_msg_close(&p->route[i]);
 	free(p->name);
+	if (p->arrived_us != 0)
+		af__stats_request_done(ctx);
 	free(p);
 }
 
@@ -516,6 +523,7 @@ static af_err pending_answer(af_ctx *ctx, af_pending **pp, af_kind kind,
 		if (err != AF_OK)
 			return err;
 	}
+	af__stats_answered(ctx, p->arrived_us, kind == AF_KIND_ERROR);
 	pending_done(ctx, pp);
 	return AF_OK;
 }
@@ -613,8 +621,10 @@ void af__reply_settle_deferred(af_ctx *ctx)
 		bool cancelled = p->cancelled;
 		p->cancelled = true;
 		run_cancel_hook(ctx, p);
-		if (!cancelled)
+		if (!cancelled) {
 			af__answer_error(ctx, &to, p->id, AF_ESTOPPED, NULL);
+			af__stats_answered(ctx, p->arrived_us, true);
+		}
 		pending_free(ctx, p);
 	}
 }

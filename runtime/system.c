@@ -46,6 +46,7 @@ af_err af_system_new(af_system **out, const af_system_opts *opts)
 		goto undo_mutex;
 	atomic_init(&sys->epoch, 1);
 	atomic_init(&sys->next_ids, 0);
+	atomic_init(&sys->draining, false);
 	for (int i = 0; i < AF__STAT_COUNT; i++)
 		atomic_init(&sys->stats[i], 0);
 	*out = sys;
@@ -57,6 +58,14 @@ undo_zctx:
 undo_sys:
 	free(sys);
 	return AF_ESYS;
+}
+
+/* Frees an entry and lets go of its mailbox gauge, which peers connected
+ * to it may hold a while longer. */
+static void actor_free(af__actor *a)
+{
+	af__gauge_release(a->gauge);
+	free(a);
 }
 
 /* The live entry called name: an actor, or with inboxes also a client's
@@ -106,7 +115,7 @@ static void reap_exited(af_system *sys)
 		if (a == NULL)
 			return;
 		pthread_join(a->thread, NULL);
-		free(a);
+		actor_free(a);
 	}
 }
 
@@ -124,6 +133,27 @@ uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
 	    (a->phase == AF__ACTOR_RUNNING || a->phase == AF__ACTOR_STARTING ||
 	     (include_stopping && a->phase == AF__ACTOR_STOPPING)))
 		incarnation = a->incarnation;
+	pthread_mutex_unlock(&sys->mu);
+	return incarnation;
+}
+
+uint64_t af__system_lookup_gauge(af_system *sys, const char *name, size_t len,
+				 af__gauge **gauge)
+{
+	uint64_t incarnation = 0;
+	af__actor *a;
+
+	*gauge = NULL;
+	pthread_mutex_lock(&sys->mu);
+	a = find_entry(sys, name, len, true);
+	if (a != NULL &&
+	    (a->phase == AF__ACTOR_RUNNING || a->phase == AF__ACTOR_STARTING)) {
+		incarnation = a->incarnation;
+		if (a->gauge != NULL) {
+			af__gauge_hold(a->gauge);
+			*gauge = a->gauge;
+		}
+	}
 	pthread_mutex_unlock(&sys->mu);
 	return incarnation;
 }
@@ -163,7 +193,7 @@ void af__system_remove_inbox(af_system *sys, const char *name)
 		a = NULL;
 	}
 	pthread_mutex_unlock(&sys->mu);
-	free(a);
+	actor_free(a);
 }
 
 void af__system_add_waker(af_system *sys, af__waker *w)
@@ -249,6 +279,11 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	a->config = config;
 	a->gateway = gateway;
 	a->wake_fd = -1;
+	a->gauge = af__gauge_new();
+	if (a->gauge == NULL) {
+		free(a);
+		return AF_ENOMEM;
+	}
 	a->opts.mailbox_capacity = opts != NULL && opts->mailbox_capacity > 0
 					   ? opts->mailbox_capacity
 					   : DEFAULT_MAILBOX_CAPACITY;
@@ -259,7 +294,7 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	pthread_mutex_lock(&sys->mu);
 	if (find(sys, name, strlen(name)) != NULL) {
 		pthread_mutex_unlock(&sys->mu);
-		free(a);
+		actor_free(a);
 		return AF_EEXIST;
 	}
 	a->phase = AF__ACTOR_STARTING;
@@ -280,7 +315,7 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	if (rc != 0) {
 		unlink_actor(sys, a);
 		pthread_mutex_unlock(&sys->mu);
-		free(a);
+		actor_free(a);
 		return AF_ESYS;
 	}
 	while (!a->init_done)
@@ -295,7 +330,7 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	pthread_mutex_unlock(&sys->mu);
 	if (err != AF_OK) {
 		pthread_join(a->thread, NULL);
-		free(a);
+		actor_free(a);
 	}
 	return err;
 }
@@ -333,7 +368,7 @@ af_err af_stop(af_system *sys, const char *name)
 	pthread_mutex_lock(&sys->mu);
 	unlink_actor(sys, a);
 	pthread_mutex_unlock(&sys->mu);
-	free(a);
+	actor_free(a);
 	return AF_OK;
 }
 
@@ -419,7 +454,7 @@ void af_system_destroy(af_system **sp)
 	while (sys->actors != NULL) {
 		af__actor *a = sys->actors;
 		sys->actors = a->next;
-		free(a);
+		actor_free(a);
 	}
 	zmq_ctx_term(sys->zctx);
 	pthread_cond_destroy(&sys->cv);

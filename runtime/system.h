@@ -14,6 +14,7 @@
 #include "ctx.h"
 #include "envelope.h"
 #include "loop.h"
+#include "stats.h"
 
 /* System gateways are named with this prefix, which af_spawn refuses: a
  * message whose sender's inbox bears it came from another process through
@@ -61,6 +62,16 @@ typedef struct af__actor {
 	const char *export_endpoint;
 	bool export_done;
 	int export_result;
+	/* af_system_drain asked this actor to refuse new remote requests
+	 * and remove its socket files (under sys->mu); done once its thread
+	 * has. draining is the thread's own copy. */
+	bool drain_requested;
+	bool drain_done;
+	bool draining;
+	/* Counters kept by the actor's thread, read by anyone under sys->mu
+	 * (stats.c), and its mailbox gauge (NULL for a client's inbox). */
+	af__actor_stats stats;
+	af__gauge *gauge;
 	struct af__actor *next;
 } af__actor;
 
@@ -91,6 +102,9 @@ struct af_system {
 	atomic_uint_fast64_t next_ids;
 	/* af_system_stats, summed over every context of the system. */
 	atomic_uint_fast64_t stats[AF__STAT_COUNT];
+	/* Set by af_system_drain: actors whose requests in flight drop to
+	 * none broadcast cv. */
+	atomic_bool draining;
 };
 
 /* The incarnation of the running actor called name, or 0. */
@@ -98,6 +112,10 @@ struct af_system {
  * connections made before it began to stop). */
 uint64_t af__system_lookup(af_system *sys, const char *name, size_t len,
 			   bool include_stopping);
+/* As af__system_lookup (running actors and inboxes only), also taking a
+ * hold on the mailbox gauge of what it finds (*gauge NULL for none). */
+uint64_t af__system_lookup_gauge(af_system *sys, const char *name, size_t len,
+				 af__gauge **gauge);
 /* Bumps the epoch and wakes every context so they revalidate their peers.
  * Called with sys->mu held. */
 void af__system_bump_epoch(af_system *sys);

@@ -524,6 +524,46 @@ static void test_sigterm_lets_work_finish(void **state)
 	assert_int_equal(access(sock_path, F_OK), -1);
 }
 
+static void test_stats(void **state)
+{
+	char node_addr[160];
+	proc n;
+	result r;
+
+	(void)state;
+	node_start(&n, "rag", rag_config);
+	run(&r, "ask", addr_retrieval, "stats", NULL);
+	assert_int_equal(r.code, 0);
+	/* One actor: its counters, the stats request itself not counted. */
+	run(&r, "stats", addr_retrieval, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.err, "");
+	assert_non_null(strstr(r.out, "{\"name\":\"retrieval\","
+				      "\"type\":\"retrieval\",\"tells\":0,"
+				      "\"requests\":1,\"errors\":0,"
+				      "\"in_flight\":0,\"mailbox_depth\":0,"
+				      "\"answered\":1,\"latency_us\":{\"p50\":"));
+	/* The node: every actor, and the system's counters. */
+	snprintf(node_addr, sizeof(node_addr), "ipc://%s", sock_path);
+	run(&r, "stats", node_addr, NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "{\"system\":{\"dropped\":0,"));
+	assert_non_null(strstr(r.out, "\"name\":\"query\""));
+	assert_non_null(strstr(r.out, "\"name\":\"chat\""));
+	strcat(node_addr, "#");
+	run(&r, "stats", node_addr, NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "\"actors\":["));
+	/* Usage errors, and a node that is not there. */
+	run(&r, "stats", NULL);
+	assert_int_equal(r.code, 2);
+	run(&r, "stats", "chat", NULL);
+	assert_int_equal(r.code, 2);
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+	run(&r, "stats", "--timeout", "300", addr_retrieval, NULL);
+	assert_int_equal(r.code, 3);
+}
+
 static void test_tcp_loopback(void **state)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -758,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_node_killed_mid_stream),
 		cmocka_unit_test(test_sigterm_lets_work_finish),
 		cmocka_unit_test(test_tcp_loopback),
+		cmocka_unit_test(test_stats),
 	};
 
 	/* A closed pipe is an error to see, not a signal to die of. */

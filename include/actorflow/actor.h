@@ -129,6 +129,73 @@ typedef struct af_system_stats {
  * NULL. Any thread; the counters are read one by one, each exact. */
 af_err af_system_get_stats(af_system *sys, af_system_stats *out);
 
+/* What one actor did, counted by the actor itself since it was spawned
+ * (af_actor_get_stats). Requests of reserved types ("af.stats") are not
+ * counted. */
+typedef struct af_actor_stats {
+	char name[256];
+	/* ops->type_name as given to af_spawn ("" when NULL). */
+	const char *type_name;
+	/* Tells and requests taken from the mailbox (a stopping actor's
+	 * refused ones included). */
+	uint64_t tells;
+	uint64_t requests;
+	/* Requests answered with an error, by the handler or the runtime
+	 * (AF_ENOREPLY, AF_ENOTSUP, AF_ESTOPPED...). */
+	uint64_t errors;
+	/* Requests taken and not yet answered: being handled, or deferred
+	 * (af_defer) and not yet answered or given up by the runtime. */
+	uint64_t in_flight;
+	/* Messages pushed into the actor's inbox by actors and clients of
+	 * its own system and not yet taken: a batch of tells (one sender's
+	 * tells of one turn) counts as one. Messages from other processes
+	 * waiting in an exported endpoint's queues are not counted: ZeroMQ
+	 * does not report them. */
+	uint64_t mailbox_depth;
+	/* Requests answered; the latencies below are over these. */
+	uint64_t answered;
+	/* Time from a request's being taken from the mailbox to its answer
+	 * (the end, for a stream), in microseconds: 50th, 90th and 99th
+	 * percentiles, each the upper bound of a histogram bucket at most
+	 * 12.5% wide, and the largest. 0 while nothing was answered. */
+	uint64_t latency_p50_us;
+	uint64_t latency_p90_us;
+	uint64_t latency_p99_us;
+	uint64_t latency_max_us;
+} af_actor_stats;
+
+/* Fills *out with the counters of the actor called name. AF_OK,
+ * AF_ENOTFOUND, AF_EINVAL. Any thread; each counter is exact, the set is
+ * not read at one instant. The same answer, as a payload, comes to any
+ * request of type "af.stats" sent to the actor (docs/protocol.md). */
+af_err af_actor_get_stats(af_system *sys, const char *name,
+			  af_actor_stats *out);
+
+/* Fills out[0..cap) with the counters of sys's running actors (system
+ * gateways included), newest first, and sets *count to how many there
+ * are (possibly more than cap). AF_OK or AF_EINVAL. Any thread. */
+af_err af_system_list_stats(af_system *sys, af_actor_stats *out, size_t cap,
+			    size_t *count);
+
+/* Stops taking new requests from other processes and waits for the work
+ * in flight to finish: the first step of a graceful shutdown.
+ *
+ * Every actor's exported endpoints stop taking new connections: ipc
+ * socket files are removed at once. Connections already made stay open,
+ * so that answers reach their requesters; a new request arriving on one
+ * (or still queued on it) is answered AF_ESTOPPED. A tcp listener stays
+ * bound until its actor stops (ZeroMQ closes a listener's connections
+ * with it), refusing requests the same way. Requests between the actors
+ * of sys, and tells, go on as before: in-flight work may need them.
+ *
+ * Then waits until no actor has a request in flight (af_actor_stats
+ * in_flight summed over the system), or timeout_ms passes (0: does not
+ * wait). Sets *in_flight (may be NULL) to the requests still in flight.
+ * Calling it again waits again. AF_OK or AF_EINVAL. Any thread but an
+ * actor's of sys. Actors spawned after the call are not drained. */
+af_err af_system_drain(af_system *sys, int64_t timeout_ms,
+		       uint64_t *in_flight);
+
 /* ---- actors ------------------------------------------------------------ */
 
 typedef struct af_actor_ops {
