@@ -753,14 +753,16 @@ static void test_stream_consumer_dies(void **state)
 	out = fdopen(from_child[0], "r");
 	assert_non_null(fgets(line, sizeof(line), out));
 	assert_string_equal(line, "streaming\n");
-	/* The consumer reads no more: the producer waits for credit. */
-	assert_true(test_signal_wait(&blocked, 1, 10000));
+	/* The consumer reads no more: the producer waits for credit. The
+	 * bounds are generous: 1024 chunks cross ipc in milliseconds, but
+	 * a sanitizer build on a loaded machine once took over 10 s. */
+	assert_true(test_signal_wait(&blocked, 1, 30000));
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	fclose(out);
 	/* Nothing is sent to a dead consumer that waits for credit, yet the
 	 * producer hears of its death. */
-	assert_true(test_signal_wait(&cancelled, 1, 10000));
+	assert_true(test_signal_wait(&cancelled, 1, 30000));
 	af_system_destroy(&sys);
 	test_signal_fini(&cancelled);
 	test_signal_fini(&blocked);
