@@ -668,6 +668,224 @@ static void test_load_dir(void **state)
 	expect_stats(f, 4, 4);
 }
 
+/* ---- load_dir in slices ------------------------------------------------ */
+
+/* A folder f->dir/name of n files, prefix00000.txt and on, each naming
+ * word; with a file that is not UTF-8 sorted after them all when
+ * bad_last. */
+static void make_many(fixture *f, char *root, size_t size, const char *name,
+		      const char *prefix, int n, const char *word,
+		      bool bad_last)
+{
+	char file[64], text[256];
+
+	snprintf(root, size, "%s/%s", f->dir, name);
+	assert_int_equal(mkdir(root, 0700), 0);
+	for (int i = 0; i < n; i++) {
+		snprintf(file, sizeof(file), "%s%05d.txt", prefix, i);
+		snprintf(text, sizeof(text),
+			 "Note %d of the folder is about the %s. It has a "
+			 "second sentence, for the splitter to find.",
+			 i, word);
+		write_file(root, file, text);
+	}
+	if (bad_last)
+		write_file(root, "zz_bad.txt", "caf\xe9 cr\xe8me");
+}
+
+static af_stream *load_dir_stream(fixture *f, const char *root)
+{
+	af_payload *p = load_dir_payload(root, -1);
+	af_stream *s = NULL;
+
+	assert_int_equal(af_client_stream(f->client, "retrieval", "load_dir", p,
+					  WAIT_MS, &s),
+			 AF_OK);
+	af_payload_destroy(&p);
+	return s;
+}
+
+/* Checks a progress chunk against the one before it (files and bytes
+ * grow, the totals stay) and returns its "files". */
+static int64_t check_progress(af_msg *m, int64_t total, int64_t *last_files,
+			      int64_t *last_bytes, int64_t *bytes_total)
+{
+	const af_value *v = af_msg_payload(m);
+	int64_t files = af_value_get_int(v, "files", -1);
+	int64_t bytes = af_value_get_int(v, "bytes", -1);
+	int64_t bt = af_value_get_int(v, "bytes_total", -1);
+
+	assert_int_equal(af_msg_kind(m), AF_KIND_CHUNK);
+	assert_int_equal(af_value_get_int(v, "files_total", -1), total);
+	assert_true(files > *last_files && files <= total);
+	assert_true(bytes > *last_bytes && bytes <= bt);
+	if (*bytes_total >= 0)
+		assert_int_equal(bt, *bytes_total);
+	*bytes_total = bt;
+	*last_files = files;
+	*last_bytes = bytes;
+	return files;
+}
+
+/* A stream of load_dir: a progress chunk per slice, in order, the last
+ * at files_total, then the counts as the end. A plain request gets the
+ * plain reply. */
+static void test_load_dir_progress(void **state)
+{
+	fixture *f = *state;
+	char root[128];
+	int64_t files = 0, bytes = 0, bytes_total = -1;
+	uint64_t chunks = 0;
+	af_stream *s;
+	af_msg *m = NULL;
+	af_err err;
+
+	spawn(f, NULL);
+	make_many(f, root, sizeof(root), "many", "n", 300, "zebrafish", false);
+	s = load_dir_stream(f, root);
+	while ((err = af_stream_next(s, WAIT_MS, &m)) == AF_OK) {
+		check_progress(m, 300, &files, &bytes, &bytes_total);
+		chunks++;
+		af_msg_destroy(&m);
+	}
+	assert_int_equal(err, AF_EOF);
+	/* 300 files take several slices of at most 64. */
+	assert_true(chunks >= 5);
+	assert_int_equal(files, 300);
+	assert_int_equal(bytes, bytes_total);
+	assert_int_equal(af_msg_kind(m), AF_KIND_END);
+	assert_int_equal(af_msg_seq(m), chunks);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 300);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "chunks", -1),
+			 300);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "bytes", -1),
+			 bytes_total);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	expect_stats(f, 300, 300);
+
+	assert_int_equal(request(f, "load_dir", load_dir_payload(root, -1), &m),
+			 AF_OK);
+	assert_int_equal(af_msg_kind(m), AF_KIND_REPLY);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 300);
+	af_msg_destroy(&m);
+	expect_stats(f, 300, 300);
+}
+
+/* Requests sent while a large load_dir reads its files are answered
+ * between its slices: they see nothing of the folder, which is stored
+ * only at its end, so they were answered before it. */
+static void test_served_during_load_dir(void **state)
+{
+	fixture *f = *state;
+	char root[128];
+	int64_t files = 0, bytes = 0, bytes_total = -1;
+	af_stream *s;
+	af_msg *m = NULL;
+	af_err err;
+
+	spawn(f, NULL);
+	insert(f, "bees", bees);
+	make_many(f, root, sizeof(root), "big", "n", 4000, "zebrafish", false);
+	s = load_dir_stream(f, root);
+	/* Its first slice is read: the load runs. */
+	assert_int_equal(af_stream_next(s, WAIT_MS, &m), AF_OK);
+	assert_true(check_progress(m, 4000, &files, &bytes, &bytes_total) <
+		    4000);
+	af_msg_destroy(&m);
+	for (int i = 0; i < 3; i++) {
+		m = retrieve(f, "zebrafish", 0, NULL);
+		assert_int_equal(af_value_len(nodes(m)), 0);
+		af_msg_destroy(&m);
+		expect_top(f, "waggle", NULL, "bees");
+		expect_stats(f, 1, 1);
+	}
+	while ((err = af_stream_next(s, WAIT_MS, &m)) == AF_OK) {
+		check_progress(m, 4000, &files, &bytes, &bytes_total);
+		af_msg_destroy(&m);
+	}
+	assert_int_equal(err, AF_EOF);
+	assert_int_equal(files, 4000);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 4000);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	expect_stats(f, 4001, 4001);
+	m = retrieve(f, "zebrafish", 3, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 3);
+	af_msg_destroy(&m);
+}
+
+/* A load_dir given up half-way stops and stores nothing. The second
+ * folder takes as many slices as the first: had the first gone on, being
+ * ahead it would have been stored before the second's end. */
+static void test_load_dir_cancel(void **state)
+{
+	fixture *f = *state;
+	char a[128], b[128];
+	int64_t files = 0, bytes = 0, bytes_total = -1;
+	af_stream *s;
+	af_msg *m = NULL;
+
+	spawn(f, NULL);
+	insert(f, "bees", bees);
+	make_many(f, a, sizeof(a), "a", "a", 2000, "axolotl", false);
+	make_many(f, b, sizeof(b), "b", "b", 2000, "zebrafish", false);
+	s = load_dir_stream(f, a);
+	assert_int_equal(af_stream_next(s, WAIT_MS, &m), AF_OK);
+	assert_true(check_progress(m, 2000, &files, &bytes, &bytes_total) <
+		    2000);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	expect_stats(f, 1, 1);
+	assert_int_equal(request(f, "load_dir", load_dir_payload(b, -1), &m),
+			 AF_OK);
+	af_msg_destroy(&m);
+	expect_stats(f, 2001, 2001);
+	m = retrieve(f, "axolotl", 0, NULL);
+	assert_int_equal(af_value_len(nodes(m)), 0);
+	af_msg_destroy(&m);
+}
+
+/* A bad file found after many good ones fails the folder, naming it,
+ * after progress was reported; nothing is stored. */
+static void test_load_dir_bad_late(void **state)
+{
+	fixture *f = *state;
+	char root[128];
+	int64_t files = 0, bytes = 0, bytes_total = -1;
+	uint64_t chunks = 0;
+	const char *text = NULL;
+	af_stream *s;
+	af_msg *m = NULL;
+	af_err err;
+
+	spawn(f, NULL);
+	insert(f, "bees", bees);
+	make_many(f, root, sizeof(root), "late", "n", 500, "zebrafish", true);
+	s = load_dir_stream(f, root);
+	while ((err = af_stream_next(s, WAIT_MS, &m)) == AF_OK) {
+		check_progress(m, 501, &files, &bytes, &bytes_total);
+		chunks++;
+		af_msg_destroy(&m);
+	}
+	assert_int_equal(err, AF_EINVAL);
+	assert_true(chunks >= 7);
+	assert_true(files >= 448 && files < 501);
+	assert_non_null(m);
+	af_msg_error(m, &text);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "zz_bad.txt"));
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	expect_stats(f, 1, 1);
+	expect_error(f, "load_dir", load_dir_payload(root, -1), AF_EINVAL,
+		     "zz_bad.txt");
+	expect_stats(f, 1, 1);
+}
+
 /* ---- storage ----------------------------------------------------------- */
 
 /* A named pipe called like a text file is not a file: opening it must not
@@ -1147,6 +1365,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_dir_fifo, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir_bad_name, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_load_dir_progress, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_served_during_load_dir,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_dir_cancel, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_load_dir_bad_late, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup,
 						teardown),

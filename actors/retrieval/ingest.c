@@ -1,17 +1,15 @@
 /*
- * Ingest: documents from a request or a folder are checked (UTF-8, size,
- * shape), split into chunks, and written in one transaction, so a
- * request that fails anywhere stores nothing.
+ * Ingest: documents from a request or the files of a folder are checked
+ * (UTF-8, size, shape), split into chunks, and written in one
+ * transaction, so a request that fails anywhere stores nothing. The
+ * folder's walk and its work in slices are in load_dir.c.
  */
-#define _GNU_SOURCE /* asprintf */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -223,25 +221,10 @@ af_err af__ingest_parse(retrieval *r, const af_value *payload, ringest *in,
 	return AF_OK;
 }
 
-/* ---- load_dir ---------------------------------------------------------- */
+/* ---- files of load_dir ------------------------------------------------ */
 
-static int by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool wanted(const char *name)
-{
-	const char *dot = strrchr(name, '.');
-
-	return dot != NULL && dot != name &&
-	       (strcasecmp(dot, ".txt") == 0 || strcasecmp(dot, ".md") == 0);
-}
-
-/* Reads the file at path (id: its path under the folder) into a
- * document. */
-static af_err read_file(retrieval *r, ringest *in, const char *path,
-			const char *id, char *why)
+af_err af__ingest_file(retrieval *r, ringest *in, const char *path,
+		       const char *id, char *why)
 {
 	const char *name = strrchr(id, '/');
 	char *text = NULL;
@@ -334,111 +317,6 @@ close_fd:
 	if (fd >= 0)
 		close(fd);
 	return err;
-}
-
-/* Walks root/rel (rel "" for root itself). */
-static af_err walk(retrieval *r, ringest *in, const char *root, const char *rel,
-		   bool recursive, char *why)
-{
-	char *dir_path = NULL;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *ent;
-	DIR *dir;
-	af_err err = AF_OK;
-
-	if (asprintf(&dir_path, "%s%s%s", root, *rel ? "/" : "", rel) < 0)
-		return AF_ENOMEM;
-	dir = opendir(dir_path);
-	if (dir == NULL) {
-		err = why_err(why, AF_ESYS, "cannot read the folder %s: %s",
-			      *rel ? rel : root, strerror(errno));
-		goto free_path;
-	}
-	/* Sorted, so ids and their order do not depend on the disk. Names
-	 * starting with '.' (.git, editors' files) are not documents. */
-	while ((ent = readdir(dir)) != NULL) {
-		if (ent->d_name[0] == '.')
-			continue;
-		if (n == cap) {
-			size_t c = cap ? cap * 2 : 32;
-			char **v = realloc(names, c * sizeof(*v));
-
-			if (v == NULL) {
-				err = AF_ENOMEM;
-				goto free_names;
-			}
-			names = v;
-			cap = c;
-		}
-		if ((names[n] = strdup(ent->d_name)) == NULL) {
-			err = AF_ENOMEM;
-			goto free_names;
-		}
-		n++;
-	}
-	if (n > 0)
-		qsort(names, n, sizeof(*names), by_name);
-	for (size_t i = 0; i < n && err == AF_OK; i++) {
-		char *id = NULL, *path = NULL;
-		struct stat st;
-
-		if (asprintf(&id, "%s%s%s", rel, *rel ? "/" : "", names[i]) <
-			    0 ||
-		    asprintf(&path, "%s/%s", root, id) < 0) {
-			free(id);
-			err = AF_ENOMEM;
-			break;
-		}
-		if (lstat(path, &st) != 0) {
-			err = why_err(why, AF_ESYS, "cannot read %s: %s", id,
-				      strerror(errno));
-		} else if ((S_ISDIR(st.st_mode) ? recursive
-						: wanted(names[i])) &&
-			   !af__utf8_text_ok(names[i], strlen(names[i]))) {
-			/* The name would become an id and metadata, strings
-			 * that are UTF-8 on the wire; the error names the
-			 * folder, as the name itself is not text. */
-			err = why_err(why, AF_EINVAL,
-				      "a name in the folder %s is not UTF-8",
-				      *rel ? rel : "given");
-		} else if (S_ISDIR(st.st_mode)) {
-			if (recursive)
-				err = walk(r, in, root, id, true, why);
-		} else if (wanted(names[i])) {
-			/* Symbolic links to files are followed (a dangling
-			 * one cannot be read); links to folders are not, so
-			 * a loop cannot trap the walk. */
-			err = read_file(r, in, path, id, why);
-		}
-		free(path);
-		free(id);
-	}
-free_names:
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	closedir(dir);
-free_path:
-	free(dir_path);
-	return err;
-}
-
-af_err af__ingest_dir(retrieval *r, const char *path, bool recursive,
-		      ringest *in, char *why)
-{
-	struct stat st;
-
-	if (stat(path, &st) != 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return why_err(why, AF_ENOTFOUND, "no folder %s", path);
-		return why_err(why, AF_ESYS, "cannot read the folder %s: %s",
-			       path, strerror(errno));
-	}
-	if (!S_ISDIR(st.st_mode))
-		return why_err(why, AF_EINVAL, "%s is not a folder", path);
-	in->from_dir = true;
-	return walk(r, in, path, "", recursive, why);
 }
 
 /* ---- writing ----------------------------------------------------------- */

@@ -6,7 +6,9 @@
  * A request that needs embeddings (an insert with an endpoint configured,
  * a vector or hybrid retrieve) is deferred while its texts are embedded
  * on the loop, and finished from the embedding job's end; the actor
- * serves other requests meanwhile. Everything else is answered at once.
+ * serves other requests meanwhile. A load_dir reads its files in slices
+ * between other requests (load_dir.c). Everything else is answered at
+ * once.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -28,6 +30,7 @@ typedef struct rwait {
 	af_pending *p;
 	af_embed_job *job;
 	bool retrieve;
+	bool end; /* answered with af_pending_end: a load_dir's stream */
 	/* An ingest: its documents and the chunk texts being embedded. */
 	ringest in;
 	const char **texts;
@@ -316,7 +319,8 @@ static void on_embedded(af_ctx *ctx, void *arg, af_err err, const char *msg,
 			err = pack_counts(r, &w->in);
 	}
 	if (err == AF_OK &&
-	    (err = af_pending_reply(ctx, &w->p, r->out)) != AF_OK)
+	    (err = w->end ? af_pending_end(ctx, &w->p, r->out)
+			  : af_pending_reply(ctx, &w->p, r->out)) != AF_OK)
 		snprintf(why, sizeof(why), "cannot send the answer: %s",
 			 af_strerror(err));
 	if (err != AF_OK)
@@ -325,13 +329,15 @@ static void on_embedded(af_ctx *ctx, void *arg, af_err err, const char *msg,
 	free_wait(w);
 }
 
-/* Defers m and starts embedding n texts for it. On failure nothing is
- * deferred and w is freed. */
-static af_err start_wait(retrieval *r, af_msg *m, rwait *w,
+/* Starts embedding n texts for m, which it defers, or for the request
+ * p already deferred (m NULL), which w then holds. On failure nothing is
+ * deferred, p stays the caller's, and w is freed. */
+static af_err start_wait(retrieval *r, af_msg *m, af_pending *p, rwait *w,
 			 const char *const *texts, const size_t *lens, size_t n)
 {
 	int64_t timeout = r->embed_timeout_ms;
-	int64_t left = af_msg_remaining_ms(m);
+	int64_t left =
+		m != NULL ? af_msg_remaining_ms(m) : af_pending_remaining_ms(p);
 	af_err err;
 
 	if (left >= 0 && left < timeout)
@@ -343,12 +349,14 @@ static af_err start_wait(retrieval *r, af_msg *m, rwait *w,
 	r->waits = w;
 	err = af__embed_start(r->embed, texts, lens, n, timeout, on_embedded, w,
 			      &w->job);
-	if (err == AF_OK)
+	if (err == AF_OK && m != NULL)
 		err = af_defer(r->ctx, m, &w->p);
 	if (err != AF_OK) {
 		free_wait(w);
 		return err;
 	}
+	if (m == NULL)
+		w->p = p;
 	af_pending_on_cancel(w->p, on_cancel, w);
 	return AF_OK;
 }
@@ -391,7 +399,56 @@ static af_err ingest(retrieval *r, af_msg *m, ringest *in)
 		free(w);
 		return err;
 	}
-	return start_wait(r, m, w, w->texts, w->lens, w->in.chunks);
+	return start_wait(r, m, NULL, w, w->texts, w->lens, w->in.chunks);
+}
+
+void af__retrieval_store(retrieval *r, af_pending **p, ringest *in)
+{
+	char why[RETRIEVAL_WHY] = "";
+	bool end = af_pending_is_stream(*p);
+	rwait *w;
+	af_err err = AF_OK;
+
+	if (in->n > 0 && r->embed != NULL) {
+		w = calloc(1, sizeof(*w));
+		if (w == NULL) {
+			err = AF_ENOMEM;
+			goto answer;
+		}
+		w->end = end;
+		w->in = *in;
+		memset(in, 0, sizeof(*in));
+		err = af__ingest_texts(&w->in, &w->texts, &w->lens);
+		if (err != AF_OK) {
+			af__ingest_free(&w->in);
+			free(w);
+			goto answer;
+		}
+		err = start_wait(r, NULL, *p, w, w->texts, w->lens,
+				 w->in.chunks);
+		if (err == AF_OK) {
+			*p = NULL; /* the wait answers it */
+			return;
+		}
+		goto answer;
+	}
+	/* A folder of files with no words stores nothing: there is nothing
+	 * to write. */
+	if (in->n > 0)
+		err = af__ingest_commit(r, in, NULL, 0, why);
+	if (err == AF_OK)
+		err = pack_counts(r, in);
+	if (err == AF_OK)
+		err = end ? af_pending_end(r->ctx, p, r->out)
+			  : af_pending_reply(r->ctx, p, r->out);
+	if (err != AF_OK && why[0] == '\0')
+		snprintf(why, sizeof(why), "cannot send the answer: %s",
+			 af_strerror(err));
+answer:
+	if (err != AF_OK)
+		af_pending_error(r->ctx, p, err, "%s",
+				 why[0] ? why : af_strerror(err));
+	af__ingest_free(in);
 }
 
 static af_err handle_insert(retrieval *r, af_msg *m)
@@ -412,8 +469,6 @@ static af_err handle_load_dir(retrieval *r, af_msg *m)
 {
 	const af_value *payload = af_msg_payload(m);
 	const af_value *rec = af_value_get(payload, "recursive");
-	ringest in = {0};
-	char why[RETRIEVAL_WHY] = "";
 	bool recursive = true;
 	char *path;
 	af_err err;
@@ -434,16 +489,9 @@ static af_err handle_load_dir(retrieval *r, af_msg *m)
 				      "\"path\" must be a non-empty string "
 				      "without NUL");
 	}
-	err = af__ingest_dir(r, path, recursive, &in, why);
+	err = af__load_dir_start(r, m, path, recursive);
 	free(path);
-	if (err == AF_OK && in.n == 0)
-		return reply_counts(r, m, &in);
-	if (err != AF_OK) {
-		af__ingest_free(&in);
-		return af_reply_error(r->ctx, m, err, "%s",
-				      why[0] ? why : af_strerror(err));
-	}
-	return ingest(r, m, &in);
+	return err;
 }
 
 static af_err handle_delete(retrieval *r, af_msg *m)
@@ -549,7 +597,7 @@ static af_err handle_retrieve(retrieval *r, af_msg *m)
 	w->query_len = query_len;
 	w->top_k = (int)top_k;
 	w->mode = mode;
-	return start_wait(r, m, w, (const char *const *)&w->query,
+	return start_wait(r, m, NULL, w, (const char *const *)&w->query,
 			  &w->query_len, 1);
 }
 
@@ -611,6 +659,7 @@ static void free_actor(retrieval *r)
 		r->waits->p = NULL;
 		free_wait(r->waits);
 	}
+	af__load_dir_free_all(r);
 	af__embedder_destroy(&r->embed);
 	af__vindex_destroy(&r->vectors);
 	af__store_close(&r->store);

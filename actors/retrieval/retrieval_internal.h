@@ -2,8 +2,10 @@
  * The retrieval actor's parts, shared by its files:
  *   retrieval.c  the actor: config, requests, retrieve (bm25, vector,
  *                hybrid) and the replies;
- *   ingest.c     documents from insert and load_dir requests: checked,
+ *   ingest.c     documents from insert requests and files: checked,
  *                split, and written in one transaction;
+ *   load_dir.c   load_dir: the folder's walk, then its files read in
+ *                slices between other requests, with progress;
  *   splitter.c   the sentence-aware chunker;
  *   store.c      SQLite: documents, chunks, FTS5;
  *   vectors.c    the normalised vectors in memory, cosine top-k;
@@ -73,6 +75,7 @@ struct retrieval {
 	af_payload *out;  /* reused to encode replies */
 	af_payload *meta; /* reused to encode metadata */
 	struct rwait *waits;
+	struct rload *loads; /* load_dir requests reading their files */
 	/* The chunk ids the write in progress removed and added, applied to
 	 * the vectors in memory once it commits. */
 	int64_t *removed;
@@ -88,11 +91,28 @@ struct retrieval {
 af_err af__ingest_parse(retrieval *r, const af_value *payload, ringest *in,
 			char *why);
 
-/* Appends every .txt and .md file under path (recursively when
- * recursive), in sorted order, to in. AF_OK; AF_ENOTFOUND, AF_ESYS,
+/* Reads the file at path (id: its path under the folder) and appends it
+ * to in as a document, with metadata {"file_path": id, "file_name": its
+ * last part}; a file with no words is passed over. AF_OK; AF_ESYS,
  * AF_EINVAL, AF_EMSGSIZE with why filled; AF_ENOMEM. */
-af_err af__ingest_dir(retrieval *r, const char *path, bool recursive,
-		      ringest *in, char *why);
+af_err af__ingest_file(retrieval *r, ringest *in, const char *path,
+		       const char *id, char *why);
+
+/* Starts the load_dir request m for the folder path: walks it at once
+ * (an error is answered at once), then reads its files in slices, one per
+ * turn of the loop, and stores them with af__retrieval_store. Returns
+ * what the handler returns. */
+af_err af__load_dir_start(retrieval *r, af_msg *m, const char *path,
+			  bool recursive);
+
+/* Frees the load_dir requests still reading, when the actor stops (the
+ * runtime answered them and settled their timers). */
+void af__load_dir_free_all(retrieval *r);
+
+/* Stores in (taken) and answers *p with the counts, now or once the
+ * chunks are embedded: with af_pending_end when p is a stream, else
+ * af_pending_reply; with an error when storing fails. Sets *p to NULL. */
+void af__retrieval_store(retrieval *r, af_pending **p, ringest *in);
 
 /* Writes in's documents in one transaction, replacing those of the same
  * ids, each chunk with its vector from vectors (chunk i of the whole

@@ -35,7 +35,26 @@
  *              folders not (so a loop cannot trap the walk). A
  *              name it would use that is not UTF-8 fails it
  *              (AF_EINVAL), as does a file that is not UTF-8 text.
- *              Reply {"documents": int, "chunks": int, "bytes": int}.
+ *              Reply {"documents": int, "chunks": int, "bytes": int
+ *              (of text)}.
+ *              The folder is walked when the request arrives; its
+ *              files are then read, checked and split in slices of at
+ *              most 64 files or 8 MiB, one per turn of the actor's
+ *              loop, so other requests are answered between slices.
+ *              Nothing is stored until every file has been read (the
+ *              documents are then written in one transaction, as an
+ *              insert's): a bad file anywhere, or a requester that
+ *              gives up (af_cancel, af_stream_close, its deadline),
+ *              stores nothing, and stops the work.
+ *              Sent as a stream (af_request_stream, af_client_stream,
+ *              `actorflow ask`), it answers with a progress chunk after
+ *              each slice, {"files": int, "files_total": int, "bytes":
+ *              int, "bytes_total": int} (files read of those the walk
+ *              found, and their sizes as it found them; the last chunk
+ *              has files == files_total), then ends with the reply
+ *              above as the end's payload. A chunk the consumer has no
+ *              credit for is left out, not waited for. A folder with
+ *              no files, or a plain request, gets the plain reply.
  *   delete     {"id": str}. Reply {"deleted": int (0 or 1), "chunks": int}.
  *   retrieve   {"query": str, "top_k": int (default the config's, 2),
  *              "mode": "bm25" | "vector" | "hybrid" (default the
@@ -75,7 +94,8 @@
  * The actor's own work (splitting, SQLite, cosine ranking) runs on its
  * thread, one request at a time; requests to the embeddings endpoint run
  * concurrently on its loop, so inserts and retrieves that wait for
- * vectors do not hold up the others.
+ * vectors do not hold up the others. A load_dir's reading is cut into
+ * slices the same way; its final write, and an insert's, are one step.
  *
  * One retrieval actor per database file: the actor is the only writer it
  * expects (SQLite's locks would fail a second writer at once with AF_EIO,
