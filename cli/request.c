@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <actorflow/actorflow.h>
 
@@ -17,10 +18,17 @@
 #define DEFAULT_TIMEOUT_MS 60000
 
 static const char ask_help[] =
-	"Usage: actorflow ask [--timeout MS] ADDR TYPE [JSON]\n"
+	"Usage: actorflow ask [--timeout MS] [--quiet] ADDR TYPE [JSON]\n"
 	"\n"
 	"Sends a request of type TYPE with JSON as its payload (none: nil)\n"
-	"to the actor at ADDR and prints the reply as JSON on stdout.\n";
+	"to the actor at ADDR and prints the reply as JSON on stdout.\n"
+	"The request is sent as a stream: an actor that reports progress\n"
+	"(the retrieval actor's load_dir) sends chunks before its answer,\n"
+	"printed on stderr, on a terminal as one line rewritten in place,\n"
+	"else one line each: \"load_dir: 12/40 files, 3.1/9.8 MB\" for\n"
+	"{\"files\", \"files_total\", \"bytes\", \"bytes_total\"}, any other\n"
+	"chunk as a JSON line. The stream's end is printed as a reply is.\n"
+	"  --quiet       no progress on stderr\n";
 
 static const char stream_help[] =
 	"Usage: actorflow stream [--timeout MS] [--json] ADDR TYPE [JSON]\n"
@@ -75,6 +83,8 @@ typedef struct args {
 	const char *json;
 	int64_t timeout_ms;
 	bool json_lines;
+	/* ask --quiet: no progress on stderr */
+	bool quiet;
 	char addr_buf[1024]; /* stats: ADDR less a trailing '#' */
 } args;
 
@@ -152,6 +162,10 @@ static int parse_args(verb v, int argc, char **argv, args *a)
 		} else if (options && v == VERB_STREAM &&
 			   strcmp(s, "--json") == 0) {
 			a->json_lines = true;
+		} else if (options && v == VERB_ASK &&
+			   (strcmp(s, "--quiet") == 0 ||
+			    strcmp(s, "-q") == 0)) {
+			a->quiet = true;
 		} else if (options && strncmp(s, "--timeout", 9) == 0 &&
 			   (s[9] == '\0' || s[9] == '=')) {
 			char *end;
@@ -288,6 +302,22 @@ static int print_raw_chunk(const af_msg *m, bool *at_line_start)
 	return print_json(af_msg_payload(m), "", "");
 }
 
+/* The next part of s, waiting until deadline (ms, now_ms's clock). The
+ * stream's own deadline ends it; the margin only guards against waiting
+ * forever should that fail. */
+static af_err next_part(af_stream *s, int64_t deadline, af_msg **m)
+{
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		af_err err = af_stream_next(s, (left > 0 ? left : 0) + 1000, m);
+
+		if (err != AF_EAGAIN)
+			return err;
+		if (now_ms() >= deadline + 1000)
+			return AF_ETIMEDOUT;
+	}
+}
+
 static int do_stream(const args *a, af_client *c, const af_payload *p)
 {
 	af_stream *s = NULL;
@@ -302,17 +332,7 @@ static int do_stream(const args *a, af_client *c, const af_payload *p)
 	if (err != AF_OK)
 		return report(a, err, NULL);
 	for (;;) {
-		/* The stream's own deadline ends it; the margin only guards
-		 * against waiting forever should that fail. */
-		int64_t left = deadline - now_ms();
-		err = af_stream_next(s, (left > 0 ? left : 0) + 1000, &m);
-		if (err == AF_EAGAIN) {
-			if (now_ms() >= deadline + 1000) {
-				err = AF_ETIMEDOUT;
-				break;
-			}
-			continue;
-		}
+		err = next_part(s, deadline, &m);
 		if (err != AF_OK)
 			break;
 		any_chunk = true;
@@ -344,6 +364,111 @@ static int do_stream(const args *a, af_client *c, const af_payload *p)
 		}
 	}
 	fflush(stdout);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	return code;
+}
+
+/* Where a progress line on stderr stands. */
+typedef struct progress {
+	bool tty;   /* one line, rewritten with \r */
+	size_t len; /* of the line shown (tty), 0: none */
+} progress;
+
+/* n and total in one unit, chosen by total: "3.1/9.8 MB". */
+static void format_bytes(char *buf, size_t cap, uint64_t n, uint64_t total)
+{
+	static const char *const units[] = {"kB", "MB", "GB", "TB"};
+	double div = 1000;
+	size_t u = 0;
+
+	if (total < 1000) {
+		snprintf(buf, cap, "%llu/%llu B", (unsigned long long)n,
+			 (unsigned long long)total);
+		return;
+	}
+	while (u + 1 < sizeof(units) / sizeof(units[0]) &&
+	       (double)total >= div * 1000) {
+		div *= 1000;
+		u++;
+	}
+	snprintf(buf, cap, "%.1f/%.1f %s", (double)n / div, (double)total / div,
+		 units[u]);
+}
+
+/* Shows a progress chunk: "TYPE: 12/40 files, 3.1/9.8 MB" for the
+ * retrieval actor's shape, else the chunk as JSON. One that cannot be
+ * printed is left out: progress only informs. */
+static void show_progress(const args *a, progress *pr, const af_msg *m)
+{
+	const af_value *v = af_msg_payload(m);
+	int64_t files = af_value_get_int(v, "files", -1);
+	int64_t files_total = af_value_get_int(v, "files_total", -1);
+	int64_t bytes = af_value_get_int(v, "bytes", -1);
+	int64_t bytes_total = af_value_get_int(v, "bytes_total", -1);
+	char *json = NULL;
+	char buf[512];
+	char sizes[64];
+	const char *line = buf;
+	size_t len;
+
+	if (files >= 0 && files_total >= 0 && bytes >= 0 && bytes_total >= 0) {
+		format_bytes(sizes, sizeof(sizes), (uint64_t)bytes,
+			     (uint64_t)bytes_total);
+		snprintf(buf, sizeof(buf), "%.200s: %lld/%lld files, %s",
+			 a->type, (long long)files, (long long)files_total,
+			 sizes);
+	} else if (cli_value_to_json(v, &json, NULL) == AF_OK) {
+		line = json;
+	} else {
+		return;
+	}
+	len = strlen(line);
+	if (pr->tty) {
+		/* Spaces cover what a longer line before left. */
+		fprintf(stderr, "\r%s%*s", line,
+			pr->len > len ? (int)(pr->len - len) : 0, "");
+		pr->len = len > pr->len ? len : pr->len;
+		if (pr->len == 0)
+			pr->len = 1;
+	} else {
+		fprintf(stderr, "%s\n", line);
+	}
+	fflush(stderr);
+	free(json);
+}
+
+/* Ends the progress line on a terminal, before anything else is said. */
+static void end_progress(progress *pr)
+{
+	if (pr->len > 0)
+		fputc('\n', stderr);
+	pr->len = 0;
+}
+
+/* ask: a request sent as a stream, so that an actor may report progress
+ * before its answer; an actor that answers plainly is printed as
+ * before. */
+static int do_ask(const args *a, af_client *c, const af_payload *p)
+{
+	progress pr = {.tty = isatty(STDERR_FILENO) == 1};
+	af_stream *s = NULL;
+	af_msg *m = NULL;
+	int64_t deadline = now_ms() + a->timeout_ms;
+	int code;
+	af_err err;
+
+	err = af_client_stream(c, a->addr, a->type, p, a->timeout_ms, &s);
+	if (err != AF_OK)
+		return report(a, err, NULL);
+	while ((err = next_part(s, deadline, &m)) == AF_OK) {
+		if (!a->quiet)
+			show_progress(a, &pr, m);
+		af_msg_destroy(&m);
+	}
+	end_progress(&pr);
+	code = err == AF_EOF ? print_json(af_msg_payload(m), "", "")
+			     : report(a, err, m);
 	af_msg_destroy(&m);
 	af_stream_close(&s);
 	return code;
@@ -388,10 +513,7 @@ static int run(verb v, int argc, char **argv)
 	}
 	switch (v) {
 	case VERB_ASK:
-		err = af_client_request(c, a.addr, a.type, p, a.timeout_ms,
-					&reply);
-		code = err == AF_OK ? print_json(af_msg_payload(reply), "", "")
-				    : report(&a, err, reply);
+		code = do_ask(&a, c, p);
 		break;
 	case VERB_STREAM:
 		code = do_stream(&a, c, p);

@@ -286,6 +286,56 @@ static void test_ask_retrieval_and_query(void **state)
 	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
 }
 
+/* ask sends its request as a stream: the retrieval actor's load_dir
+ * reports progress, one line per slice on stderr (not a terminal here),
+ * and the reply goes to stdout as ever; --quiet shows no progress. */
+static void test_ask_load_dir_progress(void **state)
+{
+	char folder[128], path[192], json[256];
+	proc n;
+	result r;
+	int lines = 0;
+	const char *last = NULL;
+
+	(void)state;
+	snprintf(folder, sizeof(folder), "%s/docs", dir);
+	assert_int_equal(mkdir(folder, 0700), 0);
+	for (int i = 0; i < 200; i++) {
+		snprintf(path, sizeof(path), "%s/note%03d.txt", folder, i);
+		write_file(path, "Bees carry pollen between the flowers of "
+				 "one kind on each trip.");
+	}
+	snprintf(json, sizeof(json), "{\"path\": \"%s\"}", folder);
+	node_start(&n, "rag", rag_config);
+	run(&r, "ask", addr_retrieval, "load_dir", json, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "{\"documents\":200,\"chunks\":200,"
+				   "\"bytes\":12600}\n");
+	/* A line per slice of at most 64 files, in order, the last at 200
+	 * of 200. */
+	for (const char *q = r.err; *q; q = strchr(q, '\n') + 1) {
+		assert_true(strncmp(q, "load_dir: ", 10) == 0);
+		assert_non_null(strchr(q, '\n'));
+		last = q;
+		lines++;
+	}
+	assert_true(lines >= 4);
+	assert_non_null(strstr(r.err, "load_dir: 64/200 files, "));
+	assert_string_equal(last, "load_dir: 200/200 files, 12.6/12.6 kB\n");
+
+	run(&r, "ask", "--quiet", addr_retrieval, "load_dir", json, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "{\"documents\":200,\"chunks\":200,"
+				   "\"bytes\":12600}\n");
+	assert_string_equal(r.err, "");
+	run(&r, "ask", addr_retrieval, "stats", NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(
+		r.out, "{\"documents\":200,\"chunks\":200,\"embedded\":0}\n");
+	assert_string_equal(r.err, "");
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+}
+
 static void test_stream_chat(void **state)
 {
 	static const char chat[] =
@@ -793,6 +843,7 @@ int main(void)
 		cmocka_unit_test(test_config_endpoints),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_ask_retrieval_and_query),
+		cmocka_unit_test(test_ask_load_dir_progress),
 		cmocka_unit_test(test_stream_chat),
 		cmocka_unit_test(test_remote_error_timeout_bad_input),
 		cmocka_unit_test(test_node_killed_mid_stream),
