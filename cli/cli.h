@@ -38,6 +38,7 @@ int cli_stream_main(int argc, char **argv);
 int cli_tell_main(int argc, char **argv);
 int cli_run_main(int argc, char **argv);
 int cli_gather_main(int argc, char **argv);
+int cli_keygen_main(int argc, char **argv);
 int cli_stats_main(int argc, char **argv);
 int cli_up_main(int argc, char **argv);
 

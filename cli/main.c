@@ -19,6 +19,7 @@ static const char usage_text[] =
 	"  tell ADDR TYPE [JSON]       send a one-way message\n"
 	"  run FLOW                    run the steps of a flow file\n"
 	"  gather FILE                 send a gather request, print results\n"
+	"  keygen NAME [--dir DIR]     write a CURVE keypair to key files\n"
 	"  stats ADDR                  an actor's or a node's statistics as "
 	"JSON\n"
 	"  up FILE                     run the nodes FILE lists, restart "
@@ -41,6 +42,7 @@ static const command commands[] = {
 	{"tell", cli_tell_main},
 	{"run", cli_run_main},
 	{"gather", cli_gather_main},
+	{"keygen", cli_keygen_main},
 	{"stats", cli_stats_main},
 	{"up", cli_up_main},
 };

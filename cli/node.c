@@ -15,6 +15,7 @@
 #include <actorflow/actorflow.h>
 
 #include "cli.h"
+#include "curve_config.h"
 #include "node_config.h"
 
 static const char node_help[] =
@@ -33,6 +34,12 @@ static const char node_help[] =
 	"   \"grace_ms\": 5000,           time in-flight work gets on "
 	"SIGTERM\n"
 	"   \"max_message_size\": 16777216,\n"
+	"   \"curve\": {\"secret_key_file\": \"k/node.key_secret\",\n"
+	"             \"allowed_keys_dir\": \"k/clients\"},  CURVE on every "
+	"endpoint\n"
+	"   \"remotes\": [{\"endpoint\": \"tcp://10.0.0.2:5555\",\n"
+	"                \"curve_key\": \"k/node.key_secret\",\n"
+	"                \"server_key\": \"k/node2.key\"}],\n"
 	"   \"actors\": [{\"type\": \"chat|retrieval|query|gather|offload\",\n"
 	"               \"name\": \"chat\", \"config\": {...},\n"
 	"               \"export\": \"ipc://chat.sock\", "
@@ -43,6 +50,14 @@ static const char node_help[] =
 	"errors. Directories of ipc sockets are created owner-only (0700);\n"
 	"a directory others can write to is refused. tcp://:PORT binds\n"
 	"127.0.0.1.\n"
+	"\n"
+	"With \"curve\", every endpoint speaks CURVE and admits only clients\n"
+	"whose public key is allowed (\"allowed_keys_dir\": each NAME.key in\n"
+	"it; \"allowed_keys\": a list of files); others are refused at the\n"
+	"handshake. \"remotes\" gives the keys the node's actors use to\n"
+	"reach CURVE endpoints of other nodes (no \"endpoint\": any remote).\n"
+	"Key files come from `actorflow keygen`; a secret file that group or\n"
+	"others can read is refused.\n"
 	"\n"
 	"On SIGTERM or SIGINT the node stops taking new requests (its ipc\n"
 	"socket files go at once; a request arriving on a connection made\n"
@@ -187,6 +202,13 @@ static int run(const cli_node_config *c)
 			af_strerror(rc));
 		return CLI_EXIT_OTHER;
 	}
+	/* Before any actor runs: its first connection may be to a remote. */
+	rc = cli_curve_apply_remotes(c->curve, sys);
+	if (rc != AF_OK) {
+		fprintf(stderr, "actorflow node: remotes: %s\n",
+			af_strerror(rc));
+		goto fail;
+	}
 	for (size_t i = 0; i < c->nactors; i++) {
 		const cli_actor_spec *s = &c->actors[i];
 		af_spawn_opts so = {.mailbox_capacity = s->mailbox_capacity};
@@ -200,7 +222,8 @@ static int run(const cli_node_config *c)
 			goto fail;
 		}
 		if (s->export_endpoint != NULL &&
-		    (rc = af_export(sys, s->name, s->export_endpoint)) !=
+		    (rc = af_export_with(sys, s->name, s->export_endpoint,
+					 cli_curve_export_opts(c->curve))) !=
 			    AF_OK) {
 			fprintf(stderr,
 				"actorflow node: cannot export '%s' on %s: "
@@ -212,7 +235,9 @@ static int run(const cli_node_config *c)
 		}
 	}
 	if (c->endpoint != NULL &&
-	    (rc = af_system_export(sys, c->endpoint)) != AF_OK) {
+	    (rc = af_system_export_with(sys, c->endpoint,
+					cli_curve_export_opts(c->curve))) !=
+		    AF_OK) {
 		fprintf(stderr, "actorflow node: cannot export on %s: %s\n",
 			c->endpoint,
 			rc == AF_EEXIST ? "in use by another process"

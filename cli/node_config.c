@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "curve_config.h"
 #include "functions.h"
 
 #define DEFAULT_GRACE_MS 5000
@@ -356,7 +357,8 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 
 static const char *const top_keys[] = {
 	"name",     "endpoint",         "ipc_dir", "allow_public",
-	"grace_ms", "max_message_size", "actors",  NULL};
+	"grace_ms", "max_message_size", "actors",  "curve",
+	"remotes",  NULL};
 static const char *const actor_keys[] = {
 	"type", "name", "config", "export", "mailbox_capacity", NULL};
 
@@ -544,6 +546,8 @@ static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
 	    (err = normalise_endpoint(p, v, "endpoint", c->ipc_dir,
 				      c->allow_public, &c->endpoint)) != AF_OK)
 		return err;
+	if ((err = cli_curve_config_read(p, root, &c->curve)) != AF_OK)
+		return err;
 	actors = cJSON_GetObjectItemCaseSensitive(root, "actors");
 	if (actors == NULL)
 		return cli_json_fail(
@@ -597,6 +601,7 @@ void cli_node_config_free(cli_node_config *c)
 	if (c == NULL)
 		return;
 	cli_actor_specs_free(c->actors, c->nactors);
+	cli_curve_config_free(c->curve);
 	free(c->endpoint);
 	free(c->ipc_dir);
 	cli_json_file_free(&c->file);

@@ -10,6 +10,8 @@
  *    "allow_public": false,                (tcp on 0.0.0.0, *, ::)
  *    "grace_ms": 5000,                     (in-flight work on SIGTERM)
  *    "max_message_size": 16777216,
+ *    "curve": {...}, "remotes": [...],     (optional: CURVE, see
+ *                                          curve_config.h)
  *    "actors": [{"type": "chat" | "retrieval" | "query" | "gather" |
  *                        "offload",
  *                "name": "chat",           (default: the type)
@@ -60,6 +62,8 @@ typedef struct cli_node_config {
 	size_t max_message_size;
 	cli_actor_spec *actors;
 	size_t nactors;
+	/* "curve" and "remotes" (curve_config.h); NULL: neither given. */
+	struct cli_curve_config *curve;
 } cli_node_config;
 
 /* Reads and checks the file at path. AF_OK; otherwise a one-line message

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "json_msgpack.h"
+#include "keys.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
 
@@ -71,6 +72,10 @@ static const char common_help[] =
 	"\n"
 	"Options:\n"
 	"  --timeout MS  deadline of the whole request (default 60000)\n"
+	"  --curve-key FILE   this side's CURVE secret key file (NAME.key or\n"
+	"                     NAME.key_secret of `actorflow keygen`)\n"
+	"  --server-key FILE  the node's CURVE public key file (NAME.key);\n"
+	"                     both are needed to reach a node with \"curve\"\n"
 	"  --help        this text\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
@@ -85,6 +90,8 @@ typedef struct args {
 	bool json_lines;
 	/* ask --quiet: no progress on stderr */
 	bool quiet;
+	const char *curve_key;  /* --curve-key: own secret key file */
+	const char *server_key; /* --server-key: the node's public key */
 	char addr_buf[1024]; /* stats: ADDR less a trailing '#' */
 } args;
 
@@ -141,6 +148,14 @@ static int parse_stats_addr(args *a, int npos, const char **pos)
 	return -1;
 }
 
+/* True when s is the option name, alone or as name=VALUE. */
+static bool option_is(const char *s, const char *name)
+{
+	size_t n = strlen(name);
+
+	return strncmp(s, name, n) == 0 && (s[n] == '\0' || s[n] == '=');
+}
+
 /* -1: go on; otherwise the exit code. */
 static int parse_args(verb v, int argc, char **argv, args *a)
 {
@@ -185,6 +200,20 @@ static int parse_args(verb v, int argc, char **argv, args *a)
 					     "of milliseconds above 0",
 					     val);
 			a->timeout_ms = ms;
+		} else if (options && (option_is(s, "--curve-key") ||
+				       option_is(s, "--server-key"))) {
+			const char *name = s[2] == 'c' ? "--curve-key"
+						       : "--server-key";
+			if (strchr(s, '=') != NULL)
+				val = strchr(s, '=') + 1;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else
+				return usage(a, "%s needs a file", name);
+			if (s[2] == 'c')
+				a->curve_key = val;
+			else
+				a->server_key = val;
 		} else if (options && strncmp(s, "--", 2) == 0) {
 			return usage(a, "unknown option '%s'", s);
 		} else if (npos < 3) {
@@ -236,6 +265,13 @@ static int report(const args *a, af_err err, const af_msg *msg)
 			"%lld ms\n",
 			a->addr, (long long)a->timeout_ms);
 		return CLI_EXIT_TIMEOUT;
+	case AF_EAUTH:
+		fprintf(stderr,
+			"error: AF_EAUTH: %s refused the connection: CURVE "
+			"keys missing, wrong or not allowed (--curve-key, "
+			"--server-key)\n",
+			a->addr);
+		return CLI_EXIT_OTHER;
 	case AF_EPEERDOWN:
 		fprintf(stderr,
 			"error: AF_EPEERDOWN: the process serving %s went "
@@ -474,6 +510,39 @@ static int do_ask(const args *a, af_client *c, const af_payload *p)
 	return code;
 }
 
+/* The client, with CURVE keys when given. -1, or the exit code after
+ * saying why there is none. */
+static int client_new(const args *a, af_client **c)
+{
+	char secret[AF_CURVE_KEY_LEN + 1];
+	char server[AF_CURVE_KEY_LEN + 1];
+	char why[512];
+	af_curve_keys keys = {.server_key = server, .secret_key = secret};
+	af_client_opts opts = {.curve = &keys};
+	af_err err;
+
+	if ((a->curve_key == NULL) != (a->server_key == NULL)) {
+		fprintf(stderr,
+			"actorflow %s: --curve-key and --server-key go "
+			"together\n",
+			a->prog);
+		return CLI_EXIT_USAGE;
+	}
+	if (a->curve_key == NULL)
+		err = af_client_new(c, NULL);
+	else if ((err = cli_key_read_secret(a->curve_key, secret, why,
+					    sizeof(why))) != AF_OK ||
+		 (err = cli_key_read_public(a->server_key, server, why,
+					    sizeof(why))) != AF_OK) {
+		fprintf(stderr, "actorflow %s: %s\n", a->prog, why);
+		return err == AF_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_OTHER;
+	} else {
+		err = af_client_new_opts(c, NULL, &opts);
+	}
+	memset(secret, 0, sizeof(secret));
+	return err == AF_OK ? -1 : report(a, err, NULL);
+}
+
 static int run(verb v, int argc, char **argv)
 {
 	args a = {0};
@@ -506,10 +575,10 @@ static int run(verb v, int argc, char **argv)
 			return report(&a, err, NULL);
 		}
 	}
-	err = af_client_new(&c, NULL);
-	if (err != AF_OK) {
+	code = client_new(&a, &c);
+	if (code >= 0) {
 		af_payload_destroy(&p);
-		return report(&a, err, NULL);
+		return code;
 	}
 	switch (v) {
 	case VERB_ASK:

@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "ctx.h"
+#include "curve.h"
 #include "system.h"
 
 /* How long closing sockets keep answers not yet taken by their requesters
@@ -264,20 +265,44 @@ af_err af__actor_bind(af__actor *a, const char *endpoint)
 	}
 }
 
+af_err af__actor_bind_with(af__actor *a, const char *endpoint,
+			   const struct af__curve_bind *curve)
+{
+	af_err err;
+
+	if (curve == NULL)
+		return af__actor_bind(a, endpoint);
+	if (a->ctx == NULL)
+		return AF_ESTOPPED;
+	/* ZeroMQ copies a socket's options at each bind: set CURVE for this
+	 * one, and take it off again for the endpoints bound later. */
+	err = open_router(a);
+	if (err == AF_OK) {
+		err = af__curve_bind_on(a->router, curve);
+		if (err == AF_OK)
+			err = af__actor_bind(a, endpoint);
+		af__curve_bind_off(a->router);
+	}
+	return err;
+}
+
 static void on_wake(af_ctx *ctx)
 {
 	af__actor *a = ctx->actor;
 	af_system *sys = a->sys;
 	const char *endpoint = NULL;
+	const struct af__curve_bind *curve = NULL;
 	af_err err;
 
 	pthread_mutex_lock(&sys->mu);
-	if (a->export_endpoint != NULL && !a->export_done)
+	if (a->export_endpoint != NULL && !a->export_done) {
 		endpoint = a->export_endpoint;
+		curve = a->export_curve;
+	}
 	pthread_mutex_unlock(&sys->mu);
 	if (endpoint == NULL)
 		return;
-	err = af__actor_bind(a, endpoint);
+	err = af__actor_bind_with(a, endpoint, curve);
 	pthread_mutex_lock(&sys->mu);
 	a->export_result = err;
 	a->export_done = true;

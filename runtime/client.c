@@ -8,6 +8,7 @@
 
 #include "actorflow/client.h"
 #include "clock.h"
+#include "curve.h"
 #include "ctx.h"
 #include "system.h"
 
@@ -17,6 +18,7 @@
 struct af_client {
 	af_ctx ctx;
 	void *own_zctx; /* a standalone client's ZeroMQ context */
+	af__curve_client curve; /* its own keys, when ctx.curve is set */
 	bool done;
 	int status;
 	af_msg *reply;
@@ -44,12 +46,31 @@ struct af_stream {
 
 af_err af_client_new(af_client **out, af_system *sys)
 {
-	af_client *c = calloc(1, sizeof(*c));
+	return af_client_new_opts(out, sys, NULL);
+}
+
+af_err af_client_new_opts(af_client **out, af_system *sys,
+			  const af_client_opts *opts)
+{
+	af_client *c;
 	void *zctx;
 	af_err err;
 
+	if (out == NULL)
+		return AF_EINVAL;
+	if (opts != NULL && opts->curve != NULL && !af_curve_available())
+		return AF_ENOTSUP;
+	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return AF_ENOMEM;
+	if (opts != NULL && opts->curve != NULL) {
+		err = af__curve_client_set(&c->curve, opts->curve);
+		if (err != AF_OK) {
+			af__curve_wipe(&c->curve, sizeof(c->curve));
+			free(c);
+			return err;
+		}
+	}
 	if (sys != NULL) {
 		zctx = sys->zctx;
 	} else {
@@ -79,9 +100,12 @@ af_err af_client_new(af_client **out, af_system *sys)
 	if (err != AF_OK) {
 		if (c->own_zctx != NULL)
 			zmq_ctx_term(c->own_zctx);
+		af__curve_wipe(&c->curve, sizeof(c->curve));
 		free(c);
 		return err;
 	}
+	if (opts != NULL && opts->curve != NULL)
+		c->ctx.curve = &c->curve;
 	*out = c;
 	return AF_OK;
 }
@@ -110,6 +134,7 @@ void af_client_destroy(af_client **cp)
 		af__system_remove_inbox(c->ctx.sys, c->ctx.inbox_name);
 	if (c->own_zctx != NULL)
 		zmq_ctx_term(c->own_zctx);
+	af__curve_wipe(&c->curve, sizeof(c->curve));
 	free(c);
 }
 

@@ -18,6 +18,7 @@
 #include "peer.h"
 
 struct af__actor;
+struct af__curve_client;
 
 struct af__outreq {
 	uint64_t id;
@@ -132,6 +133,9 @@ struct af_ctx {
 	size_t max_msg;
 	uint64_t epoch;
 	struct af__actor *actor; /* NULL for a client */
+	/* A client's own CURVE keys for every remote endpoint (curve.c), or
+	 * NULL: the system's, if any. */
+	const struct af__curve_client *curve;
 	const char *name;
 	af__fdwatch **fds;
 	int fds_cap;

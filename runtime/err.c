@@ -32,6 +32,7 @@ static const struct err_info err_table[] = {
 	{AF_EOF, "AF_EOF", "stream ended"},
 	{AF_EHTTP, "AF_EHTTP", "HTTP error status"},
 	{AF_EIO, "AF_EIO", "storage error"},
+	{AF_EAUTH, "AF_EAUTH", "authentication refused"},
 	{AF_EUSER, "AF_EUSER", "application error"},
 };
 

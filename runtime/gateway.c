@@ -229,6 +229,12 @@ static const af_actor_ops gateway_ops = {
 
 af_err af_system_export(af_system *sys, const char *endpoint)
 {
+	return af__system_export(sys, endpoint, NULL);
+}
+
+af_err af__system_export(af_system *sys, const char *endpoint,
+			 const struct af__curve_bind *curve)
+{
 	char name[64];
 	af_err err;
 
@@ -240,7 +246,7 @@ af_err af_system_export(af_system *sys, const char *endpoint)
 	pthread_mutex_unlock(&sys->mu);
 	err = af__spawn_gateway(sys, name, &gateway_ops);
 	if (err == AF_OK) {
-		err = af_export(sys, name, endpoint);
+		err = af__export(sys, name, endpoint, curve);
 		if (err != AF_OK)
 			af_stop(sys, name);
 	}

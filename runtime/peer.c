@@ -1,6 +1,7 @@
 #include "peer.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <zmq.h>
 
 #include "ctx.h"
+#include "curve.h"
 #include "system.h"
 
 /* Messages read from one socket per loop turn before others get a turn. */
@@ -25,6 +27,14 @@
 /* ZMTP heartbeats: a remote peer silent this long is declared down. */
 #define HEARTBEAT_IVL_MS 1000
 #define HEARTBEAT_TIMEOUT_MS 3000
+
+#define HANDSHAKE_FAILED                                                       \
+	(ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |                                \
+	 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                                 \
+	 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+
+/* Names the monitors of remote peers (connect_remote). */
+static atomic_ullong monitor_seq;
 
 static uint64_t hash_key(const char *key, size_t len)
 {
@@ -190,8 +200,21 @@ static void monitor_readable(af__watch *w, unsigned events)
 			memcpy(&event, zmq_msg_data(&frame), sizeof(event));
 		drop_rest(p->mon, &frame);
 		zmq_msg_close(&frame);
-		if (event == ZMQ_EVENT_DISCONNECTED)
+		if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+			p->handshaken = true;
+		} else if ((event & HANDSHAKE_FAILED) ||
+			   (event == ZMQ_EVENT_DISCONNECTED && p->curve &&
+			    !p->handshaken)) {
+			/* Refused: a mechanism or keys the server does not
+			 * take (ZeroMQ gives such a connection up for good),
+			 * or a CURVE connection dropped before its handshake
+			 * ended (the server could not read our hello: a
+			 * wrong server key). The next message makes a new
+			 * connection, to be refused or not afresh. */
+			af__peer_close(p, AF_EAUTH);
+		} else if (event == ZMQ_EVENT_DISCONNECTED) {
 			fail_requests(p, AF_EPEERDOWN);
+		}
 	}
 	if (!p->closed)
 		af__loop_kick(&p->ctx->loop, &p->mon_watch);
@@ -216,9 +239,21 @@ static af_err connect_remote(af__peer *p, const char *endpoint)
 	    set_int(p->sock, ZMQ_RECONNECT_IVL, 100) != AF_OK ||
 	    zmq_setsockopt(p->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) != 0)
 		return AF_ESYS;
-	snprintf(mon_addr, sizeof(mon_addr), "inproc://af.monitor.%p",
-		 (void *)p);
-	if (zmq_socket_monitor(p->sock, mon_addr, ZMQ_EVENT_DISCONNECTED) != 0)
+	/* A closed peer's monitor endpoint is released by ZeroMQ a moment
+	 * later, and a new peer may get the same address: a sequence number
+	 * keeps the names apart. */
+	snprintf(mon_addr, sizeof(mon_addr), "inproc://af.monitor.%p.%llu",
+		 (void *)p,
+		 (unsigned long long)atomic_fetch_add(&monitor_seq, 1));
+	/* Keys go before the connect (curve.c). A failed handshake (a
+	 * mechanism the server does not speak, keys it refuses) is reported
+	 * for every peer: it costs nothing until it happens. */
+	if (af__curve_connect(p->ctx, p->sock, endpoint, &p->curve) != AF_OK)
+		return AF_ESYS;
+	if (zmq_socket_monitor(p->sock, mon_addr,
+			       ZMQ_EVENT_DISCONNECTED | HANDSHAKE_FAILED |
+				       (p->curve ? ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+						 : 0)) != 0)
 		return AF_ESYS;
 	p->mon = zmq_socket(p->ctx->zctx, ZMQ_PAIR);
 	if (p->mon == NULL)

@@ -50,6 +50,10 @@ typedef struct af__peer {
 	struct af__gauge *gauge;
 	bool remote;
 	bool closed;
+	/* A remote peer speaking CURVE, and whether its current connection
+	 * finished its handshake: one that drops before it did was refused. */
+	bool curve;
+	bool handshaken;
 	af__outreq *reqs; /* outstanding requests sent through this peer */
 	af__writable_wait *writable_waits;
 	/* Tells an actor sends this (local) peer during one turn of its loop

@@ -1,5 +1,6 @@
 #include "system.h"
 
+#include "curve.h"
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -374,6 +375,12 @@ af_err af_stop(af_system *sys, const char *name)
 
 af_err af_export(af_system *sys, const char *name, const char *endpoint)
 {
+	return af__export(sys, name, endpoint, NULL);
+}
+
+af_err af__export(af_system *sys, const char *name, const char *endpoint,
+		  const struct af__curve_bind *curve)
+{
 	af__actor *a;
 	af_err err;
 
@@ -387,7 +394,7 @@ af_err af_export(af_system *sys, const char *name, const char *endpoint)
 	}
 	if (pthread_equal(a->thread, pthread_self())) {
 		pthread_mutex_unlock(&sys->mu);
-		return af__actor_bind(a, endpoint);
+		return af__actor_bind_with(a, endpoint, curve);
 	}
 	/* The mailbox socket belongs to the actor's thread: hand the bind to
 	 * it, one export at a time. */
@@ -398,12 +405,14 @@ af_err af_export(af_system *sys, const char *name, const char *endpoint)
 		return AF_ENOTFOUND;
 	}
 	a->export_endpoint = endpoint;
+	a->export_curve = curve;
 	a->export_done = false;
 	af__wake_fd(a->wake_fd);
 	while (!a->export_done)
 		pthread_cond_wait(&sys->cv, &sys->mu);
 	err = a->export_result;
 	a->export_endpoint = NULL;
+	a->export_curve = NULL;
 	pthread_cond_broadcast(&sys->cv);
 	pthread_mutex_unlock(&sys->mu);
 	return err;
@@ -456,6 +465,9 @@ void af_system_destroy(af_system **sp)
 		sys->actors = a->next;
 		actor_free(a);
 	}
+	/* The ZAP handler's socket is the last one of the context. */
+	af__zap_stop(sys);
+	af__curve_routes_free(sys);
 	zmq_ctx_term(sys->zctx);
 	pthread_cond_destroy(&sys->cv);
 	pthread_mutex_destroy(&sys->mu);

@@ -60,6 +60,7 @@ typedef struct af__actor {
 	struct af__ipc_file *ipc_files;
 	/* A pending export, handed to the actor's thread (under sys->mu). */
 	const char *export_endpoint;
+	const struct af__curve_bind *export_curve; /* NULL: plain */
 	bool export_done;
 	int export_result;
 	/* af_system_drain asked this actor to refuse new remote requests
@@ -102,6 +103,10 @@ struct af_system {
 	atomic_uint_fast64_t next_ids;
 	/* af_system_stats, summed over every context of the system. */
 	atomic_uint_fast64_t stats[AF__STAT_COUNT];
+	/* CURVE (curve.c, zap.c), under mu: the ZAP handler, started by the
+	 * first CURVE export, and the keys of outgoing connections. */
+	struct af__zap *zap;
+	struct af__curve_route *curve_routes;
 	/* Set by af_system_drain: actors whose requests in flight drop to
 	 * none broadcast cv. */
 	atomic_bool draining;
@@ -137,5 +142,14 @@ af_err af__spawn_gateway(af_system *sys, const char *name,
 void *af__actor_main(void *arg);
 /* Binds a's mailbox to endpoint; on a's own thread only (actor.c). */
 af_err af__actor_bind(af__actor *a, const char *endpoint);
+/* The same with CURVE when curve is not NULL (actor.c). */
+af_err af__actor_bind_with(af__actor *a, const char *endpoint,
+			   const struct af__curve_bind *curve);
+/* af_export and af_system_export, with CURVE when curve is not NULL
+ * (system.c, gateway.c). */
+af_err af__export(af_system *sys, const char *name, const char *endpoint,
+		  const struct af__curve_bind *curve);
+af_err af__system_export(af_system *sys, const char *endpoint,
+			 const struct af__curve_bind *curve);
 
 #endif

@@ -837,6 +837,212 @@ static void test_config_endpoints(void **state)
 	}
 }
 
+/* ---- CURVE: keygen, a node with "curve", clients with and without keys */
+
+static unsigned curve_free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+/* `actorflow keygen NAME --dir DIR`: the public key on stdout, the files
+ * with their modes. */
+static void curve_keygen(const char *kdir, const char *name)
+{
+	char path[256];
+	struct stat st;
+	result r;
+
+	run(&r, "keygen", name, "--dir", kdir, NULL);
+	if (r.code != 0)
+		fail_msg("keygen %s: %s", name, r.err);
+	assert_int_equal(strlen(r.out), 41);
+	snprintf(path, sizeof(path), "%s/%s.key_secret", kdir, name);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof(path), "%s/%s.key", kdir, name);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0644);
+}
+
+static void test_curve_keygen_and_ask(void **state)
+{
+	char kdir[128], cdir[128], config[1024], addr[128];
+	char node_pub[200], client_sec[200], client_pub[200], other_sec[200];
+	unsigned port = curve_free_port();
+	proc n;
+	result r;
+
+	(void)state;
+	snprintf(kdir, sizeof(kdir), "%s/keys", dir);
+	snprintf(cdir, sizeof(cdir), "%s/keys/clients", dir);
+	curve_keygen(kdir, "node");
+	curve_keygen(cdir, "client");
+	curve_keygen(kdir, "other");
+	/* Never overwritten. */
+	run(&r, "keygen", "node", "--dir", kdir, NULL);
+	assert_int_equal(r.code, 1);
+	assert_non_null(strstr(r.err, "not overwritten"));
+	run(&r, "keygen", NULL);
+	assert_int_equal(r.code, 2);
+
+	snprintf(node_pub, sizeof(node_pub), "%s/node.key", kdir);
+	snprintf(client_sec, sizeof(client_sec), "%s/client.key_secret", cdir);
+	snprintf(client_pub, sizeof(client_pub), "%s/client.key", cdir);
+	snprintf(other_sec, sizeof(other_sec), "%s/other.key_secret", kdir);
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"tcp://:%u\", \"grace_ms\": 100,\n"
+		 " \"curve\": {\"secret_key_file\": \"%s/node.key_secret\",\n"
+		 "           \"allowed_keys_dir\": \"%s\"},\n"
+		 " \"actors\": [{\"type\": \"offload\", \"name\": \"pool\","
+		 " \"config\": {\"workers\": 1}}]}",
+		 port, kdir, cdir);
+	node_start(&n, "curve", config);
+	snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%u#pool", port);
+
+	/* The allowed key (its secret file, or its .key beside it). */
+	run(&r, "ask", "--curve-key", client_sec, "--server-key", node_pub,
+	    addr, "stats", NULL);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "{\"workers\":1,"));
+	run(&r, "ask", "--curve-key=" , NULL);
+	assert_int_equal(r.code, 2);
+	run(&r, "ask", "--curve-key", client_pub, "--server-key", node_pub,
+	    addr, "stats", NULL);
+	assert_int_equal(r.code, 0);
+
+	/* No keys, a key not allowed, the wrong server key: refused well
+	 * before the timeout. */
+	run(&r, "ask", "--timeout", "20000", addr, "stats", NULL);
+	assert_int_equal(r.code, 1);
+	assert_non_null(strstr(r.err, "error: AF_EAUTH"));
+	assert_true(r.ms < 10000);
+	run(&r, "ask", "--timeout", "20000", "--curve-key", other_sec,
+	    "--server-key", node_pub, addr, "stats", NULL);
+	assert_int_equal(r.code, 1);
+	assert_non_null(strstr(r.err, "error: AF_EAUTH"));
+	run(&r, "ask", "--timeout", "20000", "--curve-key", client_sec,
+	    "--server-key", client_pub, addr, "stats", NULL);
+	assert_int_equal(r.code, 1);
+	assert_non_null(strstr(r.err, "error: AF_EAUTH"));
+	/* One key without the other. */
+	run(&r, "ask", "--curve-key", client_sec, addr, "stats", NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "go together"));
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+}
+
+static void test_curve_secret_mode_refused(void **state)
+{
+	char kdir[128], sec[200], pub[200], config[1024], path[200];
+	proc n;
+	result r;
+
+	(void)state;
+	snprintf(kdir, sizeof(kdir), "%s/keys644", dir);
+	curve_keygen(kdir, "node");
+	snprintf(sec, sizeof(sec), "%s/node.key_secret", kdir);
+	snprintf(pub, sizeof(pub), "%s/node.key", kdir);
+	assert_int_equal(chmod(sec, 0644), 0);
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"tcp://:%u\",\n"
+		 " \"curve\": {\"secret_key_file\": \"%s\",\n"
+		 "           \"allowed_keys\": [\"%s\"]},\n"
+		 " \"actors\": [{\"type\": \"gather\"}]}",
+		 curve_free_port(), sec, pub);
+	snprintf(path, sizeof(path), "%s/mode.json", dir);
+	write_file(path, config);
+	run(&r, "node", "--config", path, NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "mode 0644"));
+	assert_non_null(strstr(r.err, "refused"));
+	assert_null(strstr(r.out, "ready"));
+	/* A client's secret file alike. */
+	run(&r, "ask", "--curve-key", sec, "--server-key", pub,
+	    "tcp://127.0.0.1:1#x", "stats", NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "mode 0644"));
+	/* Back to 0600, the node starts. */
+	assert_int_equal(chmod(sec, 0600), 0);
+	node_start(&n, "mode", config);
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+}
+
+/* A query node reaches a retrieval node that speaks CURVE, with the keys
+ * of its "remotes". */
+static void test_curve_query_to_remote_retrieval(void **state)
+{
+	char kdir[128], config[2048], addr_r[128], addr_q[128];
+	char qsec[200], npub[200], nsec[200], qpub[200];
+	unsigned port_r = curve_free_port();
+	unsigned port_q = curve_free_port();
+	proc rn, qn;
+	result r;
+
+	(void)state;
+	snprintf(kdir, sizeof(kdir), "%s/keysq", dir);
+	curve_keygen(kdir, "retrieval");
+	curve_keygen(kdir, "query");
+	curve_keygen(kdir, "me");
+	snprintf(nsec, sizeof(nsec), "%s/retrieval.key_secret", kdir);
+	snprintf(npub, sizeof(npub), "%s/retrieval.key", kdir);
+	snprintf(qsec, sizeof(qsec), "%s/query.key_secret", kdir);
+	snprintf(qpub, sizeof(qpub), "%s/query.key", kdir);
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"tcp://:%u\", \"grace_ms\": 100,\n"
+		 " \"curve\": {\"secret_key_file\": \"%s\",\n"
+		 "           \"allowed_keys\": [\"%s\", \"%s/me.key\"]},\n"
+		 " \"actors\": [{\"type\": \"retrieval\"}]}",
+		 port_r, nsec, qpub, kdir);
+	node_start(&rn, "retr", config);
+	snprintf(addr_r, sizeof(addr_r), "tcp://127.0.0.1:%u#retrieval",
+		 port_r);
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"tcp://:%u\", \"grace_ms\": 100,\n"
+		 " \"remotes\": [{\"endpoint\": \"tcp://127.0.0.1:%u\",\n"
+		 "               \"curve_key\": \"%s\",\n"
+		 "               \"server_key\": \"%s\"}],\n"
+		 " \"actors\": [{\"type\": \"chat\"},\n"
+		 "  {\"type\": \"query\", \"config\": {\"retriever\": \"%s\","
+		 " \"timeout_ms\": 10000}}]}",
+		 port_q, port_r, qsec, npub, addr_r);
+	node_start(&qn, "query", config);
+	snprintf(addr_q, sizeof(addr_q), "tcp://127.0.0.1:%u#query", port_q);
+
+	snprintf(config, sizeof(config), "%s/me.key_secret", kdir);
+	run(&r, "ask", "--curve-key", config, "--server-key", npub, addr_r,
+	    "insert", bees, NULL);
+	assert_int_equal(r.code, 0);
+	run(&r, "ask", "--timeout", "20000", addr_q, "query",
+	    "{\"query\": \"What does the waggle dance give?\"}", NULL);
+	if (r.code != 0)
+		fail_msg("query: %d %s", r.code, r.err);
+	assert_non_null(strstr(r.out, "\"source_nodes\":[{\"id\":\"bees#0\""));
+	assert_int_equal(node_stop(&qn, SIGTERM, &r), 0);
+
+	/* Without "remotes" the query node is refused. */
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"tcp://:%u\", \"grace_ms\": 100,\n"
+		 " \"actors\": [{\"type\": \"chat\"},\n"
+		 "  {\"type\": \"query\", \"config\": {\"retriever\": \"%s\","
+		 " \"timeout_ms\": 10000}}]}",
+		 port_q, addr_r);
+	node_start(&qn, "query2", config);
+	run(&r, "ask", "--timeout", "20000", addr_q, "query",
+	    "{\"query\": \"What does the waggle dance give?\"}", NULL);
+	assert_int_equal(r.code, 5);
+	assert_non_null(strstr(r.err, "AF_EAUTH"));
+	assert_int_equal(node_stop(&qn, SIGTERM, &r), 0);
+	assert_int_equal(node_stop(&rn, SIGTERM, &r), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -850,6 +1056,9 @@ int main(void)
 		cmocka_unit_test(test_sigterm_lets_work_finish),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_curve_keygen_and_ask),
+		cmocka_unit_test(test_curve_secret_mode_refused),
+		cmocka_unit_test(test_curve_query_to_remote_retrieval),
 	};
 
 	/* A closed pipe is an error to see, not a signal to die of. */

@@ -78,6 +78,7 @@ AF_EREMOTE = 19
 AF_EOF = 20
 AF_EHTTP = 21
 AF_EIO = 22
+AF_EAUTH = 23
 AF_EUSER = 1000  # the first code free for applications
 
 ERROR_NAMES = {code: name for name, code in list(globals().items())

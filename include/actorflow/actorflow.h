@@ -7,6 +7,7 @@
 #include "actorflow/actor.h"
 #include "actorflow/chat.h"
 #include "actorflow/client.h"
+#include "actorflow/curve.h"
 #include "actorflow/err.h"
 #include "actorflow/gather.h"
 #include "actorflow/offload.h"

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "actorflow/actor.h"
+#include "actorflow/curve.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +25,18 @@ typedef struct af_client af_client;
  * tcp://) addresses, for programs that host no actors. Caller owns *out.
  * AF_OK, AF_ENOMEM, AF_ESYS. */
 af_err af_client_new(af_client **out, af_system *sys);
+
+typedef struct af_client_opts {
+	/* CURVE keys (copied) for every remote endpoint the client connects
+	 * to (see actorflow/curve.h); NULL: those af_system_set_curve set in
+	 * sys, if any, else none. */
+	const af_curve_keys *curve;
+} af_client_opts;
+
+/* af_client_new with options; opts may be NULL. Also AF_EINVAL (a key is
+ * not Z85) and AF_ENOTSUP (no CURVE in libzmq). */
+af_err af_client_new_opts(af_client **out, af_system *sys,
+			  const af_client_opts *opts);
 
 /* Frees the client; outstanding requests are abandoned. Accepts NULL; sets
  * *c to NULL. Destroy clients before their system. */
