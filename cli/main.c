@@ -36,14 +36,10 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-	{"node", cli_node_main},
-	{"ask", cli_ask_main},
-	{"stream", cli_stream_main},
-	{"tell", cli_tell_main},
-	{"run", cli_run_main},
-	{"gather", cli_gather_main},
-	{"keygen", cli_keygen_main},
-	{"stats", cli_stats_main},
+	{"node", cli_node_main},     {"ask", cli_ask_main},
+	{"stream", cli_stream_main}, {"tell", cli_tell_main},
+	{"run", cli_run_main},       {"gather", cli_gather_main},
+	{"keygen", cli_keygen_main}, {"stats", cli_stats_main},
 	{"up", cli_up_main},
 };
 

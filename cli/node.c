@@ -151,8 +151,7 @@ static int wait_signal(const sigset_t *set, int64_t ms)
 
 /* Stops taking new requests, then gives those in flight grace_ms to be
  * answered, looking for a second signal between slices of the wait. */
-static void drain(af_system *sys, const cli_node_config *c,
-		  const sigset_t *set)
+static void drain(af_system *sys, const cli_node_config *c, const sigset_t *set)
 {
 	int64_t deadline = now_ms() + c->grace_ms;
 	uint64_t left = 0;

@@ -355,10 +355,11 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 
 /* ---- the file ---------------------------------------------------------- */
 
-static const char *const top_keys[] = {
-	"name",     "endpoint",         "ipc_dir", "allow_public",
-	"grace_ms", "max_message_size", "actors",  "curve",
-	"remotes",  NULL};
+static const char *const top_keys[] = {"name",     "endpoint",
+				       "ipc_dir",  "allow_public",
+				       "grace_ms", "max_message_size",
+				       "actors",   "curve",
+				       "remotes",  NULL};
 static const char *const actor_keys[] = {
 	"type", "name", "config", "export", "mailbox_capacity", NULL};
 

@@ -92,7 +92,7 @@ typedef struct args {
 	bool quiet;
 	const char *curve_key;  /* --curve-key: own secret key file */
 	const char *server_key; /* --server-key: the node's public key */
-	char addr_buf[1024]; /* stats: ADDR less a trailing '#' */
+	char addr_buf[1024];    /* stats: ADDR less a trailing '#' */
 } args;
 
 const char *cli_errname(int code, char *buf, size_t cap)
@@ -202,8 +202,8 @@ static int parse_args(verb v, int argc, char **argv, args *a)
 			a->timeout_ms = ms;
 		} else if (options && (option_is(s, "--curve-key") ||
 				       option_is(s, "--server-key"))) {
-			const char *name = s[2] == 'c' ? "--curve-key"
-						       : "--server-key";
+			const char *name =
+				s[2] == 'c' ? "--curve-key" : "--server-key";
 			if (strchr(s, '=') != NULL)
 				val = strchr(s, '=') + 1;
 			else if (i + 1 < argc)

@@ -8,8 +8,8 @@
 
 #include "actorflow/client.h"
 #include "clock.h"
-#include "curve.h"
 #include "ctx.h"
+#include "curve.h"
 #include "system.h"
 
 /* Answers a client may have waiting per actor; more wait in the actor. */
@@ -17,7 +17,7 @@
 
 struct af_client {
 	af_ctx ctx;
-	void *own_zctx; /* a standalone client's ZeroMQ context */
+	void *own_zctx;         /* a standalone client's ZeroMQ context */
 	af__curve_client curve; /* its own keys, when ctx.curve is set */
 	bool done;
 	int status;

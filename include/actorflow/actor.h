@@ -193,8 +193,7 @@ af_err af_system_list_stats(af_system *sys, af_actor_stats *out, size_t cap,
  * wait). Sets *in_flight (may be NULL) to the requests still in flight.
  * Calling it again waits again. AF_OK or AF_EINVAL. Any thread but an
  * actor's of sys. Actors spawned after the call are not drained. */
-af_err af_system_drain(af_system *sys, int64_t timeout_ms,
-		       uint64_t *in_flight);
+af_err af_system_drain(af_system *sys, int64_t timeout_ms, uint64_t *in_flight);
 
 /* ---- actors ------------------------------------------------------------ */
 

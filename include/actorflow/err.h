@@ -37,8 +37,9 @@ typedef enum af_err {
 	AF_EOF = 20,      /* the stream has ended */
 	AF_EHTTP = 21,    /* an HTTP server answered with an error status */
 	AF_EIO = 22,      /* storage failed: a corrupt or unwritable database */
-	AF_EAUTH = 23,    /* refused by CURVE: keys missing, wrong or not allowed */
-	AF_EUSER = 1000   /* first code free for applications */
+	AF_EAUTH =
+		23, /* refused by CURVE: keys missing, wrong or not allowed */
+	AF_EUSER = 1000 /* first code free for applications */
 } af_err;
 
 /* A one-line English description of err. Never NULL; unknown codes give
