@@ -234,6 +234,26 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
+/* The supervisors a test started and has not stopped: a test that fails
+ * leaves them to teardown, which stops them (and so their nodes). */
+static pid_t live_ups[4];
+
+static void live_add(pid_t pid)
+{
+	for (size_t i = 0; i < sizeof(live_ups) / sizeof(live_ups[0]); i++)
+		if (live_ups[i] == 0) {
+			live_ups[i] = pid;
+			return;
+		}
+}
+
+static void live_remove(pid_t pid)
+{
+	for (size_t i = 0; i < sizeof(live_ups) / sizeof(live_ups[0]); i++)
+		if (live_ups[i] == pid)
+			live_ups[i] = 0;
+}
+
 /* Starts `actorflow up` on text and waits for its 'ready'. */
 static proc *up_start(const char *name, const char *text)
 {
@@ -246,6 +266,7 @@ static proc *up_start(const char *name, const char *text)
 	snprintf(path, sizeof(path), "%s/%s.json", dir, name);
 	write_file(path, text);
 	spawn(p, argv);
+	live_add(p->pid);
 	while (strstr(p->outbuf, "ready\n") == NULL) {
 		if (now_ms() > deadline || !pump(p, 1000) ||
 		    (p->out < 0 && strstr(p->outbuf, "ready\n") == NULL))
@@ -261,6 +282,7 @@ static int up_stop(proc *p, char *log, size_t cap)
 
 	kill(p->pid, SIGTERM);
 	code = finish(p);
+	live_remove(p->pid);
 	if (log != NULL)
 		copy_str(log, cap, p->log);
 	free(p);
@@ -380,6 +402,13 @@ static int teardown(void **state)
 	char cmd[128];
 
 	(void)state;
+	for (size_t i = 0; i < sizeof(live_ups) / sizeof(live_ups[0]); i++) {
+		if (live_ups[i] == 0)
+			continue;
+		kill(live_ups[i], SIGTERM);
+		waitpid(live_ups[i], NULL, 0);
+		live_ups[i] = 0;
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);
 	return 0;
@@ -498,6 +527,7 @@ static void test_gives_up_after_limit(void **state)
 	p = malloc(sizeof(*p));
 	assert_non_null(p);
 	spawn(p, argv);
+	live_add(p->pid);
 	assert_true(wait_log(p,
 			     "node bad: gave up: 3 restarts within 60000 "
 			     "ms",
