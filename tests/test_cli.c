@@ -28,142 +28,23 @@
 #include <unistd.h>
 
 #include "node_config.h"
+#include "testlib.h"
 
 extern char **environ;
 
 static char dir[64];
 
-typedef struct proc {
-	pid_t pid;
-	int out; /* its stdout, read end */
-	int err; /* its stderr, read end */
-} proc;
+typedef test_proc proc;
+typedef test_output result;
 
-typedef struct result {
-	int code; /* exit code, or -signal */
-	char out[65536];
-	char err[8192];
-	int64_t ms; /* how long it ran */
-} result;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void spawn(proc *p, char *const argv[])
-{
-	int out[2];
-	int err[2];
-	posix_spawn_file_actions_t fa;
-
-	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-	assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
-	assert_int_equal(
-		posix_spawn(&p->pid, AF_CLI_PATH, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	close(out[1]);
-	close(err[1]);
-	p->out = out[0];
-	p->err = err[0];
-}
-
-static int wait_code(pid_t pid)
-{
-	int status = 0;
-
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-/* Reads the rest of p's stdout and stderr and waits for it. */
-static void finish(proc *p, result *r)
-{
-	size_t lens[2] = {strlen(r->out), strlen(r->err)};
-	char *bufs[2] = {r->out, r->err};
-	size_t caps[2] = {sizeof(r->out), sizeof(r->err)};
-	struct pollfd fds[2] = {{.fd = p->out, .events = POLLIN},
-				{.fd = p->err, .events = POLLIN}};
-	int open = 2;
-
-	while (open > 0) {
-		assert_true(poll(fds, 2, -1) > 0);
-		for (int i = 0; i < 2; i++) {
-			ssize_t n;
-			if (fds[i].fd < 0 || fds[i].revents == 0)
-				continue;
-			n = read(fds[i].fd, bufs[i] + lens[i],
-				 caps[i] - 1 - lens[i]);
-			if (n <= 0) {
-				close(fds[i].fd);
-				fds[i].fd = -1;
-				open--;
-				continue;
-			}
-			lens[i] += (size_t)n;
-			bufs[i][lens[i]] = '\0';
-		}
-	}
-	r->code = wait_code(p->pid);
-}
-
-/* Runs the command with args (NULL-terminated) and waits for it. */
-static void run(result *r, const char *first, ...)
-{
-	char *argv[16];
-	int argc = 0;
-	const char *a;
-	va_list ap;
-	proc p;
-	int64_t start = now_ms();
-
-	argv[argc++] = "actorflow";
-	va_start(ap, first);
-	for (a = first; a != NULL && argc < 15; a = va_arg(ap, const char *))
-		argv[argc++] = (char *)a;
-	va_end(ap);
-	argv[argc] = NULL;
-	memset(r, 0, sizeof(*r));
-	spawn(&p, argv);
-	finish(&p, r);
-	r->ms = now_ms() - start;
-}
-
-/* Reads one line of fd into line, byte by byte (so nothing after it is
- * taken from the pipe). False at end of file. */
-static bool read_line(int fd, char *line, size_t cap)
-{
-	size_t n = 0;
-
-	while (n + 1 < cap) {
-		char c;
-		ssize_t k = read(fd, &c, 1);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		line[n++] = c;
-		if (c == '\n')
-			break;
-	}
-	line[n] = '\0';
-	return n > 0;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
+/* The helpers of testlib.h, for the actorflow command. */
+#define now_ms test_now_ms
+#define spawn(p, argv) test_spawn((p), AF_CLI_PATH, (argv))
+#define wait_code test_wait_code
+#define finish test_finish
+#define run(r, ...) test_run((r), AF_CLI_PATH, __VA_ARGS__)
+#define read_line test_read_line
+#define write_file test_write_file
 
 /* Starts a node on the config text and waits for its "ready". */
 static void node_start(proc *n, const char *name, const char *config)

@@ -23,91 +23,17 @@
 
 #include "json_msgpack.h"
 #include "ref.h"
+#include "testlib.h"
 
 extern char **environ;
 
 static char dir[64];
 
-typedef struct result {
-	int code; /* exit code, or -signal */
-	char out[65536];
-	char err[8192];
-	int64_t ms; /* how long it ran, measured */
-} result;
+typedef test_output result;
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Runs the command with args (NULL-terminated), collects its output and
- * waits for it. */
-static void run(result *r, const char *first, ...)
-{
-	char *argv[16];
-	int argc = 0;
-	const char *a;
-	va_list ap;
-	int out[2];
-	int err[2];
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int status = 0;
-	size_t lens[2] = {0, 0};
-	char *bufs[2];
-	size_t caps[2];
-	struct pollfd fds[2];
-	int open = 2;
-	int64_t start = now_ms();
-
-	memset(r, 0, sizeof(*r));
-	bufs[0] = r->out;
-	bufs[1] = r->err;
-	caps[0] = sizeof(r->out);
-	caps[1] = sizeof(r->err);
-	argv[argc++] = "actorflow";
-	va_start(ap, first);
-	for (a = first; a != NULL && argc < 15; a = va_arg(ap, const char *))
-		argv[argc++] = (char *)a;
-	va_end(ap);
-	argv[argc] = NULL;
-	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-	assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
-	assert_int_equal(
-		posix_spawn(&pid, AF_CLI_PATH, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	close(out[1]);
-	close(err[1]);
-	fds[0] = (struct pollfd){.fd = out[0], .events = POLLIN};
-	fds[1] = (struct pollfd){.fd = err[0], .events = POLLIN};
-	while (open > 0) {
-		assert_true(poll(fds, 2, -1) > 0);
-		for (int i = 0; i < 2; i++) {
-			ssize_t n;
-			if (fds[i].fd < 0 || fds[i].revents == 0)
-				continue;
-			n = read(fds[i].fd, bufs[i] + lens[i],
-				 caps[i] - 1 - lens[i]);
-			if (n <= 0) {
-				close(fds[i].fd);
-				fds[i].fd = -1;
-				open--;
-				continue;
-			}
-			lens[i] += (size_t)n;
-			bufs[i][lens[i]] = '\0';
-		}
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	r->code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-	r->ms = now_ms() - start;
-}
+/* The helpers of testlib.h, for the actorflow command. */
+#define now_ms test_now_ms
+#define run(r, ...) test_run((r), AF_CLI_PATH, __VA_ARGS__)
 
 static void show(const result *r)
 {

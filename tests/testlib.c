@@ -1,3 +1,5 @@
+#define _GNU_SOURCE /* pipe2 */
+
 #include "testlib.h"
 
 #include <setjmp.h>
@@ -6,10 +8,16 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A "hang" request held; with a cancel hook it forgets p when its
  * requester gives up. */
@@ -349,4 +357,125 @@ char *test_mock_text(const char *t, int n)
 	for (int i = 0; i < n; i++)
 		len += (size_t)snprintf(s + len, cap - len, "%s%d ", t, i);
 	return s;
+}
+
+/* ---- child processes --------------------------------------------------- */
+
+extern char **environ;
+
+int64_t test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void test_spawn(test_proc *p, const char *path, char *const argv[])
+{
+	int out[2];
+	int err[2];
+	posix_spawn_file_actions_t fa;
+
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
+	assert_int_equal(posix_spawn(&p->pid, path, &fa, NULL, argv, environ),
+			 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(out[1]);
+	close(err[1]);
+	p->out = out[0];
+	p->err = err[0];
+}
+
+int test_wait_code(pid_t pid)
+{
+	int status = 0;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+void test_finish(test_proc *p, test_output *r)
+{
+	size_t lens[2] = {strlen(r->out), strlen(r->err)};
+	char *bufs[2] = {r->out, r->err};
+	size_t caps[2] = {sizeof(r->out), sizeof(r->err)};
+	struct pollfd fds[2] = {{.fd = p->out, .events = POLLIN},
+				{.fd = p->err, .events = POLLIN}};
+	int open = 2;
+
+	while (open > 0) {
+		assert_true(poll(fds, 2, -1) > 0);
+		for (int i = 0; i < 2; i++) {
+			ssize_t n;
+
+			if (fds[i].fd < 0 || fds[i].revents == 0)
+				continue;
+			n = read(fds[i].fd, bufs[i] + lens[i],
+				 caps[i] - 1 - lens[i]);
+			if (n <= 0) {
+				close(fds[i].fd);
+				fds[i].fd = -1;
+				open--;
+				continue;
+			}
+			lens[i] += (size_t)n;
+			bufs[i][lens[i]] = '\0';
+		}
+	}
+	r->code = test_wait_code(p->pid);
+}
+
+void test_run(test_output *r, const char *path, const char *first, ...)
+{
+	char *argv[16];
+	int argc = 0;
+	const char *a;
+	va_list ap;
+	test_proc p;
+	int64_t start = test_now_ms();
+
+	argv[argc++] = "actorflow";
+	va_start(ap, first);
+	for (a = first; a != NULL && argc < 15; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	argv[argc] = NULL;
+	memset(r, 0, sizeof(*r));
+	test_spawn(&p, path, argv);
+	test_finish(&p, r);
+	r->ms = test_now_ms() - start;
+}
+
+bool test_read_line(int fd, char *line, size_t cap)
+{
+	size_t n = 0;
+
+	while (n + 1 < cap) {
+		char c;
+		ssize_t k = read(fd, &c, 1);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		line[n++] = c;
+		if (c == '\n')
+			break;
+	}
+	line[n] = '\0';
+	return n > 0;
+}
+
+void test_write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
 }

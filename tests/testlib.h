@@ -22,6 +22,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* A counter other threads can wait on. */
 typedef struct test_signal {
@@ -72,5 +75,47 @@ char *test_str_of(const af_value *v);
 /* The text the mock model server (tests/mockllm) streams in n chunks of
  * text t: "t0 t1 ... t(n-1) ". Caller frees. */
 char *test_mock_text(const char *t, int n);
+
+/* ---- child processes (the actorflow command, test nodes) ------------- */
+
+/* A child with its stdout and stderr on pipes (read ends). */
+typedef struct test_proc {
+	pid_t pid;
+	int out;
+	int err;
+} test_proc;
+
+/* What a child wrote and how it ended. */
+typedef struct test_output {
+	int code; /* exit code, or -signal */
+	char out[65536];
+	char err[8192];
+	int64_t ms; /* how long test_run's child ran */
+} test_output;
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t test_now_ms(void);
+
+/* Starts path with argv (NULL-terminated; argv[0] is its name), its
+ * stdout and stderr on pipes; asserts on failure. */
+void test_spawn(test_proc *p, const char *path, char *const argv[]);
+
+/* Waits for pid; its exit code, or -signal. */
+int test_wait_code(pid_t pid);
+
+/* Reads the rest of p's stdout and stderr into r (after what r holds
+ * already), closes them and waits for p: r->code. */
+void test_finish(test_proc *p, test_output *r);
+
+/* Runs path with the arguments after it (NULL-terminated, at most 14;
+ * argv[0] is "actorflow"), collects its output and waits for it. */
+void test_run(test_output *r, const char *path, const char *first, ...);
+
+/* Reads one line of fd into line, byte by byte (so nothing after it is
+ * taken from the pipe). False at end of file. */
+bool test_read_line(int fd, char *line, size_t cap);
+
+/* Writes text to a new file at path; asserts on failure. */
+void test_write_file(const char *path, const char *text);
 
 #endif
