@@ -280,6 +280,14 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af__envelope *env,
 	err = af__frame_build(&frame, env, payload, ctx->max_msg);
 	if (err != AF_OK)
 		return err;
+	/* A request to a remote peer is registered against the connection's
+	 * state of now: an idle client has not read its monitor since the
+	 * last call, and the death of a connection long gone, read after the
+	 * request went out, would be taken for the death of the new one. So
+	 * the monitor is read before the send: a disconnect read later
+	 * happened after it. */
+	if (peer->remote && env->kind == AF_KIND_REQUEST)
+		af__peer_sync(peer);
 	err = af__peer_send(peer, &frame,
 			    env->kind == AF_KIND_REQUEST || gateway
 				    ? ctx->inbox_name
@@ -429,8 +437,49 @@ static void outreq_expired(af__timer *t)
 {
 	af__outreq *o = AF__CONTAINER(t, af__outreq, deadline);
 
+	if (o->in_grace) {
+		/* Sent while its peer was down: the grace is over. */
+		o->in_grace = false;
+		if (o->peer != NULL)
+			af__peer_sync(o->peer);
+		if (o->peer != NULL && !o->peer->down) {
+			/* The peer came back and has the request; it has
+			 * the rest of the time to answer. */
+			if (o->deadline_us == INT64_MAX)
+				return;
+			if (o->deadline_us > af__now_us() &&
+			    af__loop_timer_add(&o->ctx->loop, &o->deadline,
+					       o->deadline_us) == AF_OK)
+				return;
+		} else if (o->deadline_us > af__now_us()) {
+			/* The request may still be queued for the peer:
+			 * the cancel follows it, should it come back. */
+			af__outreq_send_cancel(o->ctx, o);
+			af__outreq_settle(o, AF_EPEERDOWN, NULL);
+			return;
+		}
+	}
 	af__outreq_send_cancel(o->ctx, o);
 	af__outreq_settle(o, AF_ETIMEDOUT, NULL);
+}
+
+/* A request sent to a remote peer that is down gets a grace to see it
+ * come back, shorter than its deadline: its timer fires at the end of the
+ * grace first (outreq_expired). */
+static void start_grace(af_ctx *ctx, af__outreq *o)
+{
+	int64_t grace_us = af__now_us() + AF__PEER_DOWN_GRACE_MS * 1000;
+
+	if (!o->peer->remote || !o->peer->down || grace_us >= o->deadline_us)
+		return;
+	/* Deleting the deadline made room for the new one: the add cannot
+	 * fail; were it to, the deadline is put back. */
+	af__loop_timer_del(&ctx->loop, &o->deadline);
+	if (af__loop_timer_add(&ctx->loop, &o->deadline, grace_us) == AF_OK)
+		o->in_grace = true;
+	else if (o->deadline_us != INT64_MAX)
+		(void)af__loop_timer_add(&ctx->loop, &o->deadline,
+					 o->deadline_us);
 }
 
 af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
@@ -463,13 +512,15 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 	o->ctx = ctx;
 	o->deadline.index = SIZE_MAX;
 	o->deadline.cb = outreq_expired;
+	o->deadline_us =
+		timeout_ms > 0 ? af__now_us() + timeout_ms * 1000 : INT64_MAX;
 	/* Index first: once the message is out, nothing may fail. */
 	err = af__idmap_put(&ctx->outreqs, o->id, o);
 	if (err == AF_OK && ctx->outreqs.len == 1)
 		af__ctx_update_waiting(ctx);
 	if (err == AF_OK && timeout_ms > 0)
 		err = af__loop_timer_add(&ctx->loop, &o->deadline,
-					 af__now_us() + timeout_ms * 1000);
+					 o->deadline_us);
 	if (err == AF_OK)
 		err = af__ctx_send(ctx, addr, &env, type, payload,
 				   opts->block_ms, &peer);
@@ -481,10 +532,12 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 		return err;
 	}
 	o->peer = peer;
+	o->disconnects = peer->disconnects;
 	o->next = peer->reqs;
 	if (peer->reqs != NULL)
 		peer->reqs->prev = o;
 	peer->reqs = o;
+	start_grace(ctx, o);
 	if (id != NULL)
 		*id = o->id;
 	return AF_OK;

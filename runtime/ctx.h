@@ -36,8 +36,15 @@ struct af__outreq {
 	bool manual_credit;
 	bool credit_owed; /* a credit met a full mailbox and waits */
 	af__timer deadline;
+	/* When the request times out (INT64_MAX: never). Sent to a remote
+	 * peer that was down, the deadline timer first fires at the end of
+	 * the grace the peer has to come back (in_grace). */
+	int64_t deadline_us;
+	bool in_grace;
 	af_ctx *ctx;
 	af__peer *peer;
+	/* Its remote peer's disconnect count when it was sent (peer.h). */
+	uint64_t disconnects;
 	/* On ctx->lost_reqs: its peer's actor is gone (peer is NULL). */
 	bool lost;
 	af__outreq *prev;

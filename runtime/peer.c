@@ -183,18 +183,51 @@ static void peer_readable(af__watch *w, unsigned events)
 		af__loop_kick(&ctx->loop, &p->watch);
 }
 
-static void monitor_readable(af__watch *w, unsigned events)
+/* Settles the requests sent before the last disconnect read. They are
+ * detached first, so a continuation that sends a new request through p
+ * does not see it fail. */
+static void fail_stale_requests(af__peer *p)
 {
-	af__peer *p = AF__CONTAINER(w, af__peer, mon_watch);
+	af__outreq *list = NULL;
+	af__outreq *o = p->reqs;
 
-	for (int n = 0; n < READ_BUDGET && !p->closed; n++) {
+	while (o != NULL) {
+		af__outreq *next = o->next;
+		if (o->disconnects < p->disconnects) {
+			if (o->prev != NULL)
+				o->prev->next = o->next;
+			else
+				p->reqs = o->next;
+			if (o->next != NULL)
+				o->next->prev = o->prev;
+			o->peer = NULL;
+			o->prev = NULL;
+			o->next = list;
+			list = o;
+		}
+		o = next;
+	}
+	while (list != NULL) {
+		o = list;
+		list = o->next;
+		o->next = NULL;
+		af__outreq_settle(o, AF_EPEERDOWN, NULL);
+	}
+}
+
+/* Reads up to budget monitor events, noting what they say. True when
+ * events may remain. Every message received is closed, on every path:
+ * libzmq allocates the address frame of an event on the heap. */
+static bool read_events(af__peer *p, int budget)
+{
+	for (int n = 0; n < budget; n++) {
 		zmq_msg_t frame;
 		uint16_t event = 0;
 
 		zmq_msg_init(&frame);
 		if (zmq_msg_recv(&frame, p->mon, ZMQ_DONTWAIT) < 0) {
 			zmq_msg_close(&frame);
-			return;
+			return false;
 		}
 		if (zmq_msg_size(&frame) >= sizeof(event))
 			memcpy(&event, zmq_msg_data(&frame), sizeof(event));
@@ -202,6 +235,7 @@ static void monitor_readable(af__watch *w, unsigned events)
 		zmq_msg_close(&frame);
 		if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
 			p->handshaken = true;
+			p->down = false;
 		} else if ((event & HANDSHAKE_FAILED) ||
 			   (event == ZMQ_EVENT_DISCONNECTED && p->curve &&
 			    !p->handshaken)) {
@@ -211,12 +245,43 @@ static void monitor_readable(af__watch *w, unsigned events)
 			 * ended (the server could not read our hello: a
 			 * wrong server key). The next message makes a new
 			 * connection, to be refused or not afresh. */
-			af__peer_close(p, AF_EAUTH);
+			p->refused = true;
 		} else if (event == ZMQ_EVENT_DISCONNECTED) {
-			fail_requests(p, AF_EPEERDOWN);
+			p->disconnects++;
+			p->down = true;
+			p->handshaken = false;
 		}
 	}
-	if (!p->closed)
+	return true;
+}
+
+void af__peer_sync(af__peer *p)
+{
+	uint64_t disconnects = p->disconnects;
+
+	if (p->mon == NULL || p->closed)
+		return;
+	(void)read_events(p, INT32_MAX);
+	/* What the events call for is done on the loop, never inside the
+	 * send that asked (it may run in a handler). */
+	if (p->refused || p->disconnects != disconnects)
+		af__loop_kick(&p->ctx->loop, &p->mon_watch);
+}
+
+static void monitor_readable(af__watch *w, unsigned events)
+{
+	af__peer *p = AF__CONTAINER(w, af__peer, mon_watch);
+	bool more;
+
+	if (p->closed)
+		return;
+	more = read_events(p, READ_BUDGET);
+	if (p->refused) {
+		af__peer_close(p, AF_EAUTH);
+		return;
+	}
+	fail_stale_requests(p);
+	if (more && !p->closed)
 		af__loop_kick(&p->ctx->loop, &p->mon_watch);
 }
 
@@ -250,10 +315,10 @@ static af_err connect_remote(af__peer *p, const char *endpoint)
 	 * for every peer: it costs nothing until it happens. */
 	if (af__curve_connect(p->ctx, p->sock, endpoint, &p->curve) != AF_OK)
 		return AF_ESYS;
+	/* A handshake that succeeds tells that a connection is up again. */
 	if (zmq_socket_monitor(p->sock, mon_addr,
 			       ZMQ_EVENT_DISCONNECTED | HANDSHAKE_FAILED |
-				       (p->curve ? ZMQ_EVENT_HANDSHAKE_SUCCEEDED
-						 : 0)) != 0)
+				       ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
 		return AF_ESYS;
 	p->mon = zmq_socket(p->ctx->zctx, ZMQ_PAIR);
 	if (p->mon == NULL)

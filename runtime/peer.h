@@ -14,8 +14,10 @@
  * its endpoint). Their outstanding requests end with AF_EPEERDOWN once the
  * answers the old actor sent are taken. A remote peer is
  * watched by a ZeroMQ socket monitor and ZMTP heartbeats: a disconnect
- * ends its outstanding requests with AF_EPEERDOWN while the socket
- * reconnects by itself.
+ * ends the requests sent before it with AF_EPEERDOWN while the socket
+ * reconnects by itself. A request sent while the peer is down waits up to
+ * AF__PEER_DOWN_GRACE_MS for the connection to come back (it goes out when
+ * it does), then ends with AF_EPEERDOWN.
  */
 #ifndef AF_RUNTIME_PEER_H
 #define AF_RUNTIME_PEER_H
@@ -28,6 +30,11 @@
 #include "loop.h"
 
 typedef struct af__outreq af__outreq;
+
+/* How long a request sent to a remote peer that is down waits for the
+ * connection to come back before it fails with AF_EPEERDOWN: a restarted
+ * process is reconnected to within ZeroMQ's reconnect interval. */
+#define AF__PEER_DOWN_GRACE_MS 3000
 
 /* Someone waiting for room in the peer's mailbox. */
 typedef struct af__writable_wait {
@@ -54,6 +61,15 @@ typedef struct af__peer {
 	 * finished its handshake: one that drops before it did was refused. */
 	bool curve;
 	bool handshaken;
+	/* A remote peer's connection as its monitor told it: down from a
+	 * disconnect until the next handshake, refused by the server (to be
+	 * closed). disconnects counts the disconnects read; a request keeps
+	 * the count it was sent at, so that a disconnect read later ends only
+	 * requests sent before it (a request the old connection could not
+	 * have carried is not failed by that connection's death). */
+	bool down;
+	bool refused;
+	uint64_t disconnects;
 	af__outreq *reqs; /* outstanding requests sent through this peer */
 	af__writable_wait *writable_waits;
 	/* Tells an actor sends this (local) peer during one turn of its loop
@@ -94,6 +110,11 @@ void af__peer_close(af__peer *p, int status);
  * moving their outstanding requests to ctx->lost_reqs unsettled: runs no
  * callback, so it is safe inside a handler. */
 void af__peers_revalidate(af_ctx *ctx);
+/* Reads what a remote peer's monitor has to say now, so that a request
+ * about to be sent sees the connection's state of this moment, not the one
+ * of the last loop turn (an idle client runs none). Only notes it: the
+ * requests a disconnect ends are settled on the next loop turn. */
+void af__peer_sync(af__peer *p);
 /* Closes every peer (context teardown). */
 void af__peers_close_all(af_ctx *ctx, int status);
 /* Sends frame on p without blocking, or waiting up to block_ms for room.

@@ -24,6 +24,7 @@
 
 #include "clock.h"
 #include "envelope.h"
+#include "peer.h"
 #include "testlib.h"
 
 extern char **environ;
@@ -619,6 +620,76 @@ static void test_peer_death_and_restart(void **state)
 	assert_int_equal(node_stop(&again), 0);
 }
 
+/* Kills the node and reaps it. */
+static void node_kill(node *n)
+{
+	int status;
+
+	kill(n->pid, SIGKILL);
+	waitpid(n->pid, &status, 0);
+	close(n->in);
+	fclose(n->out);
+	assert_true(WIFSIGNALED(status));
+}
+
+/* A client idle while its peer process was killed: the disconnect waits
+ * unread in its monitor, and must not be taken for the death of the
+ * connection to the new process on the same endpoint. */
+static void test_first_request_after_restart(void **state)
+{
+	node n;
+	char line[64];
+	af_client *c = NULL;
+
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	request_ok(c, endpoint);
+	node_kill(&n);
+	/* Time for the client's I/O thread to see the connection go. */
+	usleep(200 * 1000);
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	request_ok(c, endpoint);
+	request_ok(c, endpoint);
+	af_client_destroy(&c);
+	assert_int_equal(node_stop(&n), 0);
+}
+
+/* A request sent while the peer process is down fails with AF_EPEERDOWN
+ * once the peer had its grace to come back, not at its deadline; when the
+ * process comes back, requests go through again. */
+static void test_request_while_peer_down(void **state)
+{
+	node n;
+	char line[64];
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	int64_t start;
+	int64_t took;
+
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	assert_int_equal(af_client_new(&c, NULL), AF_OK);
+	request_ok(c, endpoint);
+	node_kill(&n);
+	usleep(200 * 1000);
+	for (int i = 0; i < 2; i++) {
+		start = af__now_ms();
+		assert_int_equal(af_client_request(c, endpoint, "echo", NULL,
+						   30000, &reply),
+				 AF_EPEERDOWN);
+		took = af__now_ms() - start;
+		assert_null(reply);
+		assert_true(took < AF__PEER_DOWN_GRACE_MS + 5000);
+	}
+	node_start(&n, "1048576", line, sizeof(line));
+	assert_string_equal(line, "ready\n");
+	request_ok(c, endpoint);
+	af_client_destroy(&c);
+	assert_int_equal(node_stop(&n), 0);
+}
+
 /* Reads a whole stream of n chunks from addr. */
 static void stream_all(af_client *c, const char *addr, int64_t n)
 {
@@ -878,6 +949,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_requests_are_answered,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_of_array16_tells,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_first_request_after_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_while_peer_down,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_death_and_restart,
 						setup, teardown),

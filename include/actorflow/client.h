@@ -48,7 +48,11 @@ void af_client_destroy(af_client **c);
  * (read its text with af_msg_error), owned by the caller.
  * AF_ETIMEDOUT (including a mailbox still full at the deadline),
  * AF_EPEERDOWN, AF_ENOTFOUND, AF_EADDR, AF_EINVAL, AF_EMSGSIZE: *reply is
- * NULL. payload may be NULL and is copied. */
+ * NULL. payload may be NULL and is copied. AF_EPEERDOWN for a remote
+ * address: its process died while the request was out, or it was down
+ * when the request was sent and did not come back within 3 s (a process
+ * that comes back in time gets the request; later requests reach it once
+ * it is back). */
 af_err af_client_request(af_client *c, const char *addr, const char *type,
 			 const af_payload *payload, int64_t timeout_ms,
 			 af_msg **reply);
