@@ -378,22 +378,6 @@ static int setup(void **state)
 	strcpy(dir, "/tmp/af-test-deploy-XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	snprintf(sock_dir, sizeof(sock_dir), "%s/sock", dir);
-#if defined(__SANITIZE_ADDRESS__)
-	/* Known runtime bug (reported): a node whose remote peer died and
-	 * came back sometimes leaks one message allocated inside libzmq
-	 * (87 bytes, the stack ends in libzmq), so LeakSanitizer aborts it
-	 * at exit, about one run in five. The nodes started here leave
-	 * leaks allocated by libzmq itself unreported until it is fixed;
-	 * every other leak still fails them. */
-	{
-		static char opts[256];
-		char supp[128];
-		snprintf(supp, sizeof(supp), "%s/lsan.supp", dir);
-		write_file(supp, "leak:libzmq.so\n");
-		snprintf(opts, sizeof(opts), "suppressions=%s", supp);
-		setenv("LSAN_OPTIONS", opts, 1);
-	}
-#endif
 	return 0;
 }
 
