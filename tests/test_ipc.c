@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -791,6 +792,30 @@ static void test_stream_producer_dies(void **state)
 	fclose(n.out);
 }
 
+/* Reads one line from fd into line, waiting at most timeout_ms in all.
+ * False on a timeout or an end before the newline. */
+static bool read_line_within(int fd, char *line, size_t cap, int timeout_ms)
+{
+	int64_t deadline = af__now_ms() + timeout_ms;
+	size_t len = 0;
+
+	line[0] = '\0';
+	while (len + 1 < cap) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int64_t left = deadline - af__now_ms();
+		char ch;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0 ||
+		    read(fd, &ch, 1) != 1)
+			return false;
+		line[len++] = ch;
+		line[len] = '\0';
+		if (ch == '\n')
+			return true;
+	}
+	return false;
+}
+
 static void test_stream_consumer_dies(void **state)
 {
 	af_system *sys = NULL;
@@ -800,8 +825,8 @@ static void test_stream_consumer_dies(void **state)
 	echo_config cfg = {.streams = &watch};
 	char *argv[] = {TEST_NODE_PATH, "--consume", endpoint, NULL};
 	posix_spawn_file_actions_t fa;
+	int to_child[2];
 	int from_child[2];
-	FILE *out;
 	char line[64];
 	pid_t pid;
 	int status;
@@ -813,16 +838,29 @@ static void test_stream_consumer_dies(void **state)
 			 AF_OK);
 	assert_int_equal(af_export(sys, "producer", endpoint), AF_OK);
 
+	/* The consumer reads until its standard input closes: it gets one
+	 * of its own, not this process's (which may be at its end). */
+	assert_int_equal(pipe(to_child), 0);
 	assert_int_equal(pipe(from_child), 0);
 	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, to_child[0], STDIN_FILENO);
 	posix_spawn_file_actions_adddup2(&fa, from_child[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addclose(&fa, to_child[1]);
 	posix_spawn_file_actions_addclose(&fa, from_child[0]);
 	assert_int_equal(
 		posix_spawn(&pid, TEST_NODE_PATH, &fa, NULL, argv, environ), 0);
 	posix_spawn_file_actions_destroy(&fa);
+	close(to_child[0]);
 	close(from_child[1]);
-	out = fdopen(from_child[0], "r");
-	assert_non_null(fgets(line, sizeof(line), out));
+	/* Bounded: a consumer that never gets its first chunk (it gives up
+	 * after 10 s and says so) must not hang the test. */
+	if (!read_line_within(from_child[0], line, sizeof(line), 30000)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		close(to_child[1]);
+		close(from_child[0]);
+		fail_msg("the consumer said nothing in 30 s: '%s'", line);
+	}
 	assert_string_equal(line, "streaming\n");
 	/* The consumer reads no more: the producer waits for credit. The
 	 * bounds are generous: 1024 chunks cross ipc in milliseconds, but
@@ -830,7 +868,8 @@ static void test_stream_consumer_dies(void **state)
 	assert_true(test_signal_wait(&blocked, 1, 30000));
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
-	fclose(out);
+	close(to_child[1]);
+	close(from_child[0]);
 	/* Nothing is sent to a dead consumer that waits for credit, yet the
 	 * producer hears of its death. */
 	assert_true(test_signal_wait(&cancelled, 1, 30000));
