@@ -454,7 +454,8 @@ af_err cli_flow_load(cli_flow *f, const char *path, char *err, size_t err_cap)
 	af_err rc;
 
 	memset(f, 0, sizeof(*f));
-	rc = cli_json_file_load(&f->file, path, err, err_cap);
+	rc = cli_json_file_load(&f->file, path, 64, "a config file", err,
+				err_cap);
 	if (rc == AF_OK)
 		rc = set_dir(f);
 	if (rc == AF_OK)
@@ -528,7 +529,8 @@ af_err cli_flow_load_gather(cli_flow *f, const char *path, const char *to,
 	af_err rc;
 
 	memset(f, 0, sizeof(*f));
-	rc = cli_json_file_load(&f->file, path, err, err_cap);
+	rc = cli_json_file_load(&f->file, path, 64, "a config file", err,
+				err_cap);
 	if (rc == AF_OK)
 		rc = set_dir(f);
 	if (rc == AF_OK)

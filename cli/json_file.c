@@ -7,7 +7,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The line of every key of the text, in document order. */
+/* The offset of the end of the string starting at t[i] == '"', counting
+ * the newlines in it into *line. */
+static size_t skip_string(const char *t, size_t i, size_t *line)
+{
+	i++;
+	while (t[i] != '\0' && t[i] != '"') {
+		if (t[i] == '\\' && t[i + 1] != '\0')
+			i++;
+		else if (t[i] == '\n')
+			(*line)++;
+		i++;
+	}
+	return t[i] == '"' ? i + 1 : i;
+}
+
+/* The place of every key of the text, in document order. */
 static af_err index_keys(cli_json_file *f, const char *t)
 {
 	size_t line = 1;
@@ -15,40 +30,33 @@ static af_err index_keys(cli_json_file *f, const char *t)
 	size_t i = 0;
 
 	while (t[i] != '\0') {
-		if (t[i] == '\n') {
+		size_t at;
+		size_t j;
+		if (t[i] == '\n')
 			line++;
+		if (t[i] != '"') {
 			i++;
-		} else if (t[i] == '"') {
-			size_t at = line;
-			size_t j;
-			i++;
-			while (t[i] != '\0' && t[i] != '"') {
-				if (t[i] == '\\' && t[i + 1] != '\0')
-					i++;
-				else if (t[i] == '\n')
-					line++;
-				i++;
-			}
-			if (t[i] == '"')
-				i++;
-			j = i;
-			while (t[j] == ' ' || t[j] == '\t' || t[j] == '\r' ||
-			       t[j] == '\n')
-				j++;
-			if (t[j] != ':')
-				continue;
-			if (f->nkeys == cap) {
-				size_t *k;
-				cap = cap == 0 ? 64 : cap * 2;
-				k = realloc(f->key_lines, cap * sizeof(*k));
-				if (k == NULL)
-					return AF_ENOMEM;
-				f->key_lines = k;
-			}
-			f->key_lines[f->nkeys++] = at;
-		} else {
-			i++;
+			continue;
 		}
+		at = line;
+		i = skip_string(t, i, &line);
+		j = i;
+		while (t[j] == ' ' || t[j] == '\t' || t[j] == '\r' ||
+		       t[j] == '\n')
+			j++;
+		if (t[j] != ':')
+			continue;
+		if (f->nkeys == cap) {
+			cli_json_key *k;
+			cap = cap == 0 ? 64 : cap * 2;
+			k = realloc(f->keys, cap * sizeof(*k));
+			if (k == NULL)
+				return AF_ENOMEM;
+			f->keys = k;
+		}
+		f->keys[f->nkeys].line = at;
+		f->keys[f->nkeys].offset = j + 1;
+		f->nkeys++;
 	}
 	return AF_OK;
 }
@@ -66,18 +74,69 @@ static bool find_member(const cJSON *node, const cJSON *target, size_t *n)
 	return false;
 }
 
-size_t cli_json_line(const cli_json_file *f, const cJSON *item)
+/* The place of item's key; for an array element, of its first key. NULL
+ * when unknown. */
+static const cli_json_key *key_of(const cli_json_file *f, const cJSON *item)
 {
 	size_t n = 0;
 
 	if (item == NULL || f->root == NULL)
-		return 0;
+		return NULL;
 	if (item->string == NULL)
 		item = item->child;
 	if (item == NULL || item->string == NULL ||
 	    !find_member(f->root, item, &n) || n >= f->nkeys)
-		return 0;
-	return f->key_lines[n];
+		return NULL;
+	return &f->keys[n];
+}
+
+size_t cli_json_line(const cli_json_file *f, const cJSON *item)
+{
+	const cli_json_key *k = key_of(f, item);
+
+	return k != NULL ? k->line : 0;
+}
+
+af_err cli_json_cut(const cli_json_file *f, const cJSON *item, char **out)
+{
+	const cli_json_key *k = key_of(f, item);
+	const char *t = f->text;
+	size_t line;
+	size_t i;
+	size_t start;
+	int depth = 0;
+	char *s;
+
+	if (k == NULL)
+		return AF_EINVAL;
+	line = k->line;
+	i = k->offset;
+	while (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n') {
+		if (t[i] == '\n')
+			line++;
+		i++;
+	}
+	start = i;
+	for (; t[i] != '\0'; i++) {
+		if (t[i] == '"') {
+			size_t ignored = 0;
+			i = skip_string(t, i, &ignored) - 1;
+		} else if (t[i] == '{' || t[i] == '[') {
+			depth++;
+		} else if ((t[i] == '}' || t[i] == ']') && --depth == 0) {
+			break;
+		}
+	}
+	if ((t[start] != '{' && t[start] != '[') || t[i] == '\0')
+		return AF_EINVAL;
+	s = malloc(line - 1 + (i + 1 - start) + 1);
+	if (s == NULL)
+		return AF_ENOMEM;
+	memset(s, '\n', line - 1);
+	memcpy(s + line - 1, t + start, i + 1 - start);
+	s[line - 1 + i + 1 - start] = '\0';
+	*out = s;
+	return AF_OK;
 }
 
 af_err cli_json_fail(cli_json_file *f, const cJSON *at, const char *fmt, ...)
@@ -198,9 +257,10 @@ af_err cli_json_file_parse(cli_json_file *f, const char *text, const char *path,
 	return rc;
 }
 
-af_err cli_json_file_load(cli_json_file *f, const char *path, char *err,
-			  size_t err_cap)
+af_err cli_json_file_load(cli_json_file *f, const char *path, size_t max_mib,
+			  const char *what, char *err, size_t err_cap)
 {
+	size_t max = max_mib << 20;
 	FILE *fp;
 	char *text = NULL;
 	size_t len = 0;
@@ -215,25 +275,26 @@ af_err cli_json_file_load(cli_json_file *f, const char *path, char *err,
 	}
 	for (;;) {
 		size_t n;
-		if (len + 4096 + 1 > cap) {
+		if (len > max) {
+			snprintf(err, err_cap,
+				 "%s: larger than %zu MiB: not %s", path,
+				 max_mib, what);
+			rc = AF_EINVAL;
+			goto free_text;
+		}
+		/* Room for a byte past max, to see the file is larger, and
+		 * for the NUL. */
+		if (len + 1 >= cap) {
 			char *t;
 			cap = cap == 0 ? 8192 : cap * 2;
-			if (cap > (64u << 20)) {
-				snprintf(err, err_cap,
-					 "%s: larger than 64 MiB: not a "
-					 "config file",
-					 path);
-				free(text);
-				fclose(fp);
-				return AF_EINVAL;
-			}
+			if (cap > max + 2)
+				cap = max + 2;
 			t = realloc(text, cap);
 			if (t == NULL) {
-				free(text);
-				fclose(fp);
 				snprintf(err, err_cap, "%s: out of memory",
 					 path);
-				return AF_ENOMEM;
+				rc = AF_ENOMEM;
+				goto free_text;
 			}
 			text = t;
 		}
@@ -244,19 +305,19 @@ af_err cli_json_file_load(cli_json_file *f, const char *path, char *err,
 	}
 	if (ferror(fp)) {
 		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
-		free(text);
-		fclose(fp);
-		return AF_ESYS;
+		rc = AF_ESYS;
+		goto free_text;
 	}
-	fclose(fp);
 	text[len] = '\0';
 	if (strlen(text) != len) {
 		snprintf(err, err_cap, "%s: holds a NUL byte: not JSON", path);
-		free(text);
-		return AF_EINVAL;
+		rc = AF_EINVAL;
+		goto free_text;
 	}
 	rc = cli_json_file_parse(f, text, path, err, err_cap);
+free_text:
 	free(text);
+	fclose(fp);
 	return rc;
 }
 
@@ -265,7 +326,7 @@ void cli_json_file_free(cli_json_file *f)
 	if (f == NULL)
 		return;
 	cJSON_Delete(f->root);
-	free(f->key_lines);
+	free(f->keys);
 	free(f->text);
 	memset(f, 0, sizeof(*f));
 }

@@ -589,7 +589,8 @@ af_err cli_node_config_load(cli_node_config *c, const char *path, char *err,
 	af_err rc;
 
 	memset(c, 0, sizeof(*c));
-	rc = cli_json_file_load(&c->file, path, err, err_cap);
+	rc = cli_json_file_load(&c->file, path, 64, "a config file", err,
+				err_cap);
 	if (rc == AF_OK)
 		rc = read_top(&c->file, c, c->file.root);
 	if (rc == AF_ENOMEM)

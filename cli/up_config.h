@@ -33,6 +33,8 @@
 
 #include <actorflow/err.h>
 
+#include "json_file.h"
+
 typedef enum cli_up_policy {
 	CLI_UP_ON_FAILURE,
 	CLI_UP_ALWAYS,
@@ -59,14 +61,14 @@ typedef struct cli_up_node {
 } cli_up_node;
 
 typedef struct cli_up_config {
-	void *json; /* the parsed file: names point into it */
+	cli_json_file file; /* the parsed file: names point into it */
 	const char *name;
 	cli_up_node *nodes;
 	size_t nnodes;
 } cli_up_config;
 
-/* Reads and checks the file at path and every node config it names.
- * AF_OK; otherwise a one-line message in err ("up.json:7:
+/* Reads and checks the file at path (at most 16 MiB) and every node
+ * config it names. AF_OK; otherwise a one-line message in err ("up.json:7:
  * nodes[1].restart: unknown key \"backof_ms\"") and AF_EINVAL (a file is
  * wrong), AF_ESYS (cannot be read) or AF_ENOMEM. cli_up_config_free frees
  * it in every case. */
