@@ -19,13 +19,7 @@
 /* Longest document id accepted, in bytes. */
 #define ID_MAX 4096
 
-static af_err why_err(char *why, af_err err, const char *fmt, ...)
-#if defined(__GNUC__)
-	__attribute__((format(printf, 3, 4)))
-#endif
-	;
-
-static af_err why_err(char *why, af_err err, const char *fmt, ...)
+af_err af__ingest_why(char *why, af_err err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -81,7 +75,7 @@ static af_err add_doc(retrieval *r, ringest *in, const char *id, size_t id_len,
 	}
 	if (d->n_spans == 0) {
 		free(text);
-		return why_err(why, AF_EINVAL, "%s has no words", what);
+		return af__ingest_why(why, AF_EINVAL, "%s has no words", what);
 	}
 	d->id = malloc(id_len + 1);
 	d->metadata = malloc(metadata_len);
@@ -151,40 +145,46 @@ static af_err parse_doc(retrieval *r, const af_value *doc, const char *where,
 	af_err err;
 
 	if (af_value_type(doc) != AF_TYPE_MAP)
-		return why_err(why, AF_EINVAL, "%s must be a map", where);
+		return af__ingest_why(why, AF_EINVAL, "%s must be a map",
+				      where);
 	if (af_value_str(af_value_get(doc, "id"), &id, &id_len) != AF_OK)
-		return why_err(why, AF_EINVAL, "%s: \"id\" must be a string",
-			       where);
+		return af__ingest_why(why, AF_EINVAL,
+				      "%s: \"id\" must be a string", where);
 	if (id_len == 0 || id_len > ID_MAX || !af__utf8_text_ok(id, id_len))
-		return why_err(why, AF_EINVAL,
-			       "%s: \"id\" must be 1 to %d bytes of UTF-8",
-			       where, ID_MAX);
+		return af__ingest_why(
+			why, AF_EINVAL,
+			"%s: \"id\" must be 1 to %d bytes of UTF-8", where,
+			ID_MAX);
 	snprintf(what, sizeof(what), "%s \"%.*s\"", where,
 		 id_len > 100 ? 100 : (int)id_len, id);
 	if (af_value_str(af_value_get(doc, "text"), &text, &text_len) != AF_OK)
-		return why_err(why, AF_EINVAL, "%s: \"text\" must be a string",
-			       what);
+		return af__ingest_why(why, AF_EINVAL,
+				      "%s: \"text\" must be a string", what);
 	if (text_len == 0)
-		return why_err(why, AF_EINVAL, "%s: \"text\" is empty", what);
+		return af__ingest_why(why, AF_EINVAL, "%s: \"text\" is empty",
+				      what);
 	if (text_len > r->max_document_bytes)
-		return why_err(why, AF_EMSGSIZE,
-			       "%s: %zu bytes of text, above the limit of %zu",
-			       what, text_len, r->max_document_bytes);
+		return af__ingest_why(
+			why, AF_EMSGSIZE,
+			"%s: %zu bytes of text, above the limit of %zu", what,
+			text_len, r->max_document_bytes);
 	if (!af__utf8_text_ok(text, text_len))
-		return why_err(why, AF_EINVAL,
-			       "%s: \"text\" is not valid UTF-8 (or holds a "
-			       "NUL)",
-			       what);
+		return af__ingest_why(
+			why, AF_EINVAL,
+			"%s: \"text\" is not valid UTF-8 (or holds a "
+			"NUL)",
+			what);
 	af_payload_reset(r->meta);
 	if (meta == NULL || af_value_type(meta) == AF_TYPE_NIL) {
 		af_pack_map(r->meta, 0);
 	} else if (metadata_ok(meta)) {
 		af_pack_value(r->meta, meta);
 	} else {
-		return why_err(why, AF_EINVAL,
-			       "%s: \"metadata\" must map strings to strings, "
-			       "numbers, booleans or nil",
-			       what);
+		return af__ingest_why(
+			why, AF_EINVAL,
+			"%s: \"metadata\" must map strings to strings, "
+			"numbers, booleans or nil",
+			what);
 	}
 	if ((err = af_payload_status(r->meta)) != AF_OK)
 		return err;
@@ -206,12 +206,14 @@ af_err af__ingest_parse(retrieval *r, const af_value *payload, ringest *in,
 	af_err err;
 
 	if (af_value_type(payload) != AF_TYPE_MAP)
-		return why_err(why, AF_EINVAL, "an insert request is a map");
+		return af__ingest_why(why, AF_EINVAL,
+				      "an insert request is a map");
 	if (docs == NULL)
 		return parse_doc(r, payload, "document", in, why);
 	if (af_value_type(docs) != AF_TYPE_ARRAY || af_value_len(docs) == 0)
-		return why_err(why, AF_EINVAL,
-			       "\"documents\" must be a non-empty array");
+		return af__ingest_why(
+			why, AF_EINVAL,
+			"\"documents\" must be a non-empty array");
 	for (size_t i = 0; i < af_value_len(docs); i++) {
 		snprintf(where, sizeof(where), "documents[%zu]", i);
 		err = parse_doc(r, af_value_at(docs, i), where, in, why);
@@ -242,18 +244,20 @@ af_err af__ingest_file(retrieval *r, ringest *in, const char *path,
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0 || fstat(fd, &st) != 0) {
-		err = why_err(why, AF_ESYS, "cannot read %s: %s", id,
-			      strerror(errno));
+		err = af__ingest_why(why, AF_ESYS, "cannot read %s: %s", id,
+				     strerror(errno));
 		goto close_fd;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		err = why_err(why, AF_ESYS, "cannot read %s: not a file", id);
+		err = af__ingest_why(why, AF_ESYS, "cannot read %s: not a file",
+				     id);
 		goto close_fd;
 	}
 	if ((uint64_t)st.st_size > r->max_document_bytes) {
-		err = why_err(why, AF_EMSGSIZE,
-			      "%s: %lld bytes, above the limit of %zu", id,
-			      (long long)st.st_size, r->max_document_bytes);
+		err = af__ingest_why(why, AF_EMSGSIZE,
+				     "%s: %lld bytes, above the limit of %zu",
+				     id, (long long)st.st_size,
+				     r->max_document_bytes);
 		goto close_fd;
 	}
 	cap = (size_t)st.st_size + 1;
@@ -269,8 +273,8 @@ af_err af__ingest_file(retrieval *r, ringest *in, const char *path,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			err = why_err(why, AF_ESYS, "cannot read %s: %s", id,
-				      strerror(errno));
+			err = af__ingest_why(why, AF_ESYS, "cannot read %s: %s",
+					     id, strerror(errno));
 			goto free_text;
 		}
 		if (n == 0)
@@ -281,8 +285,9 @@ af_err af__ingest_file(retrieval *r, ringest *in, const char *path,
 	close(fd);
 	fd = -1;
 	if (!af__utf8_text_ok(text, len)) {
-		err = why_err(why, AF_EINVAL,
-			      "%s is not UTF-8 text (or holds a NUL)", id);
+		err = af__ingest_why(why, AF_EINVAL,
+				     "%s is not UTF-8 text (or holds a NUL)",
+				     id);
 		goto free_text;
 	}
 	/* A byte order mark is not text. */
@@ -346,10 +351,11 @@ af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
 	af_err err;
 
 	if (vectors != NULL && have != 0 && dim != have)
-		return why_err(why, AF_EPROTO,
-			       "the embeddings have %d dimensions; the index "
-			       "holds vectors of %d",
-			       dim, have);
+		return af__ingest_why(
+			why, AF_EPROTO,
+			"the embeddings have %d dimensions; the index "
+			"holds vectors of %d",
+			dim, have);
 	if (in->chunks > r->cap_added) {
 		int64_t *v = realloc(r->added, in->chunks * sizeof(*v));
 
@@ -400,10 +406,11 @@ af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
 		err = af__vindex_add(r->vectors, r->added[k],
 				     vectors + k * (size_t)dim, dim);
 		if (err != AF_OK)
-			return why_err(why, err,
-				       "stored, but the vectors in memory are "
-				       "incomplete: %s",
-				       af_strerror(err));
+			return af__ingest_why(
+				why, err,
+				"stored, but the vectors in memory are "
+				"incomplete: %s",
+				af_strerror(err));
 	}
 	for (size_t k = 0; k < r->n_removed; k++)
 		af__vindex_remove(r->vectors, r->removed[k]);
@@ -411,9 +418,9 @@ af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
 rollback:
 	af__store_rollback(r->store);
 failed:
-	return why_err(why, err, "storing: %s",
-		       err == AF_ENOMEM ? "out of memory"
-					: af__store_errmsg(r->store));
+	return af__ingest_why(why, err, "storing: %s",
+			      err == AF_ENOMEM ? "out of memory"
+					       : af__store_errmsg(r->store));
 }
 
 af_err af__ingest_texts(const ringest *in, const char ***texts, size_t **lens)

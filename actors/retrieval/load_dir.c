@@ -16,7 +16,6 @@
 #define _GNU_SOURCE /* asprintf */
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,22 +55,6 @@ typedef struct rload {
 	struct rload *prev;
 	struct rload *next;
 } rload;
-
-static af_err why_err(char *why, af_err err, const char *fmt, ...)
-#if defined(__GNUC__)
-	__attribute__((format(printf, 3, 4)))
-#endif
-	;
-
-static af_err why_err(char *why, af_err err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, RETRIEVAL_WHY, fmt, ap);
-	va_end(ap);
-	return err;
-}
 
 /* ---- the walk ---------------------------------------------------------- */
 
@@ -132,8 +115,9 @@ static af_err walk(rload *l, const char *root, const char *rel, bool recursive,
 		return AF_ENOMEM;
 	dir = opendir(dir_path);
 	if (dir == NULL) {
-		err = why_err(why, AF_ESYS, "cannot read the folder %s: %s",
-			      *rel ? rel : root, strerror(errno));
+		err = af__ingest_why(why, AF_ESYS,
+				     "cannot read the folder %s: %s",
+				     *rel ? rel : root, strerror(errno));
 		goto free_path;
 	}
 	/* Names starting with '.' (.git, editors' files) are not
@@ -172,17 +156,18 @@ static af_err walk(rload *l, const char *root, const char *rel, bool recursive,
 			break;
 		}
 		if (lstat(path, &st) != 0) {
-			err = why_err(why, AF_ESYS, "cannot read %s: %s", id,
-				      strerror(errno));
+			err = af__ingest_why(why, AF_ESYS, "cannot read %s: %s",
+					     id, strerror(errno));
 		} else if ((S_ISDIR(st.st_mode) ? recursive
 						: wanted(names[i])) &&
 			   !af__utf8_text_ok(names[i], strlen(names[i]))) {
 			/* The name would become an id and metadata, strings
 			 * that are UTF-8 on the wire; the error names the
 			 * folder, as the name itself is not text. */
-			err = why_err(why, AF_EINVAL,
-				      "a name in the folder %s is not UTF-8",
-				      *rel ? rel : "given");
+			err = af__ingest_why(
+				why, AF_EINVAL,
+				"a name in the folder %s is not UTF-8",
+				*rel ? rel : "given");
 		} else if (S_ISDIR(st.st_mode)) {
 			if (recursive)
 				err = walk(l, root, id, true, why);

@@ -85,6 +85,14 @@ struct retrieval {
 	size_t cap_added;
 };
 
+/* Writes the reason for a failure, from fmt, into why (RETRIEVAL_WHY
+ * bytes) and returns err, so that a check fails in one statement. */
+af_err af__ingest_why(char *why, af_err err, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 3, 4)))
+#endif
+	;
+
 /* Appends the documents of an insert request's payload (one document, or
  * "documents": [...]) to in. AF_OK; AF_EINVAL, AF_EMSGSIZE with why
  * filled; AF_ENOMEM. */
