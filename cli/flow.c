@@ -449,22 +449,6 @@ static af_err read_flow(cli_flow *f)
 	return AF_OK;
 }
 
-af_err cli_flow_load(cli_flow *f, const char *path, char *err, size_t err_cap)
-{
-	af_err rc;
-
-	memset(f, 0, sizeof(*f));
-	rc = cli_json_file_load(&f->file, path, 64, "a config file", err,
-				err_cap);
-	if (rc == AF_OK)
-		rc = set_dir(f);
-	if (rc == AF_OK)
-		rc = read_flow(f);
-	if (rc == AF_ENOMEM)
-		snprintf(err, err_cap, "%s: out of memory", path);
-	return rc;
-}
-
 static af_err read_gather_file(cli_flow *f, const char *to)
 {
 	const cJSON *root = f->file.root;
@@ -523,8 +507,10 @@ static af_err read_gather_file(cli_flow *f, const char *to)
 	return AF_OK;
 }
 
-af_err cli_flow_load_gather(cli_flow *f, const char *path, const char *to,
-			    char *err, size_t err_cap)
+/* Reads the file at path: a flow, or with gather, the items of one
+ * gather step. */
+static af_err load(cli_flow *f, const char *path, bool gather, const char *to,
+		   char *err, size_t err_cap)
 {
 	af_err rc;
 
@@ -534,10 +520,21 @@ af_err cli_flow_load_gather(cli_flow *f, const char *path, const char *to,
 	if (rc == AF_OK)
 		rc = set_dir(f);
 	if (rc == AF_OK)
-		rc = read_gather_file(f, to);
+		rc = gather ? read_gather_file(f, to) : read_flow(f);
 	if (rc == AF_ENOMEM)
 		snprintf(err, err_cap, "%s: out of memory", path);
 	return rc;
+}
+
+af_err cli_flow_load(cli_flow *f, const char *path, char *err, size_t err_cap)
+{
+	return load(f, path, false, NULL, err, err_cap);
+}
+
+af_err cli_flow_load_gather(cli_flow *f, const char *path, const char *to,
+			    char *err, size_t err_cap)
+{
+	return load(f, path, true, to, err, err_cap);
 }
 
 void cli_flow_free(cli_flow *f)

@@ -824,45 +824,43 @@ static int load_failed(const char *prog, af_err rc, const char *err)
 	return rc == AF_ENOMEM ? CLI_EXIT_OTHER : CLI_EXIT_USAGE;
 }
 
-int cli_run_main(int argc, char **argv)
+/* actorflow run and actorflow gather: the same but for how the file is
+ * read and what is printed. */
+static int run_main(const char *prog, const char *help, bool gather, int argc,
+		    char **argv)
 {
 	options o = {0};
 	cli_flow f;
 	char err[1024];
-	int code = parse_options("run", run_help, false, argc, argv, &o);
+	char title[32];
+	int code = parse_options(prog, help, gather, argc, argv, &o);
 	af_err rc;
 
 	if (code >= 0)
 		return code;
 	signal(SIGPIPE, SIG_IGN);
-	rc = cli_flow_load(&f, o.file, err, sizeof(err));
-	if (rc != AF_OK)
-		code = load_failed("run", rc, err);
+	if (gather)
+		rc = cli_flow_load_gather(&f, o.file, o.to, err, sizeof(err));
 	else
-		code = run_flow("actorflow run", &f, o.timeout_ms, true);
+		rc = cli_flow_load(&f, o.file, err, sizeof(err));
+	if (rc != AF_OK) {
+		code = load_failed(prog, rc, err);
+	} else {
+		if (o.as_completed)
+			f.steps[0].as_completed = true;
+		snprintf(title, sizeof(title), "actorflow %s", prog);
+		code = run_flow(title, &f, o.timeout_ms, !gather);
+	}
 	cli_flow_free(&f);
 	return code;
 }
 
+int cli_run_main(int argc, char **argv)
+{
+	return run_main("run", run_help, false, argc, argv);
+}
+
 int cli_gather_main(int argc, char **argv)
 {
-	options o = {0};
-	cli_flow f;
-	char err[1024];
-	int code = parse_options("gather", gather_help, true, argc, argv, &o);
-	af_err rc;
-
-	if (code >= 0)
-		return code;
-	signal(SIGPIPE, SIG_IGN);
-	rc = cli_flow_load_gather(&f, o.file, o.to, err, sizeof(err));
-	if (rc != AF_OK) {
-		code = load_failed("gather", rc, err);
-	} else {
-		if (o.as_completed)
-			f.steps[0].as_completed = true;
-		code = run_flow("actorflow gather", &f, o.timeout_ms, false);
-	}
-	cli_flow_free(&f);
-	return code;
+	return run_main("gather", gather_help, true, argc, argv);
 }
