@@ -19,6 +19,10 @@
 #include "mockllm.h"
 #include "testlib.h"
 
+/* Streams read through testlib's helper. */
+typedef test_streamed streamed;
+#define read_stream(st, s) test_read_stream((st), WAIT_MS, (s))
+#define streamed_free test_streamed_free
 #define WAIT_MS 20000
 
 typedef struct fixture {
@@ -110,61 +114,6 @@ static af_err ask(fixture *f, const char *type, const char *text, af_msg **out)
 
 	af_payload_destroy(&p);
 	return err;
-}
-
-typedef struct streamed {
-	char *text;
-	size_t len;
-	int chunks;
-	af_err status;
-	char *error; /* the error's text */
-	af_msg *end; /* the end message */
-} streamed;
-
-static void streamed_free(streamed *s)
-{
-	free(s->text);
-	free(s->error);
-	af_msg_destroy(&s->end);
-}
-
-/* Reads a whole stream; chunks are appended to s->text. */
-static void read_stream(af_stream *st, streamed *s)
-{
-	af_msg *m = NULL;
-	af_err err;
-
-	memset(s, 0, sizeof(*s));
-	s->text = calloc(1, 1);
-	for (;;) {
-		const char *d;
-		size_t n;
-
-		err = af_stream_next(st, WAIT_MS, &m);
-		if (err != AF_OK)
-			break;
-		assert_int_equal(
-			af_value_str(af_value_get(af_msg_payload(m), "delta"),
-				     &d, &n),
-			AF_OK);
-		s->text = realloc(s->text, s->len + n + 1);
-		memcpy(s->text + s->len, d, n);
-		s->len += n;
-		s->text[s->len] = '\0';
-		s->chunks++;
-		af_msg_destroy(&m);
-	}
-	s->status = err == AF_EOF ? AF_OK : err;
-	if (err == AF_EOF) {
-		s->end = m;
-	} else if (m != NULL) {
-		const char *text = NULL;
-
-		af_msg_error(m, &text);
-		s->error = strdup(text != NULL ? text : "");
-		af_msg_destroy(&m);
-	}
-	assert_int_not_equal(err, AF_EAGAIN);
 }
 
 static void stream_text(fixture *f, const char *text, streamed *s)

@@ -20,6 +20,10 @@
 #include "mockllm.h"
 #include "testlib.h"
 
+/* Streams read through testlib's helper. */
+typedef test_streamed streamed;
+#define read_stream(st, s) test_read_stream((st), WAIT_MS, (s))
+#define streamed_free test_streamed_free
 #define WAIT_MS 30000
 
 /* ---- the stub retrieval actor ------------------------------------------ */
@@ -310,58 +314,6 @@ static const char *error_text(af_msg *m)
 	assert_non_null(m);
 	af_msg_error(m, &text);
 	return text;
-}
-
-typedef struct streamed {
-	char *text;
-	size_t len;
-	int chunks;
-	af_err status;
-	char *error;
-	af_msg *end;
-} streamed;
-
-static void streamed_free(streamed *s)
-{
-	free(s->text);
-	free(s->error);
-	af_msg_destroy(&s->end);
-}
-
-static void read_stream(af_stream *st, streamed *s)
-{
-	af_msg *m = NULL;
-	af_err err;
-
-	memset(s, 0, sizeof(*s));
-	s->text = calloc(1, 1);
-	assert_non_null(s->text);
-	for (;;) {
-		const char *d;
-		size_t n;
-		err = af_stream_next(st, WAIT_MS, &m);
-		if (err != AF_OK)
-			break;
-		assert_int_equal(
-			af_value_str(af_value_get(af_msg_payload(m), "delta"),
-				     &d, &n),
-			AF_OK);
-		s->text = realloc(s->text, s->len + n + 1);
-		assert_non_null(s->text);
-		memcpy(s->text + s->len, d, n);
-		s->len += n;
-		s->text[s->len] = '\0';
-		s->chunks++;
-		af_msg_destroy(&m);
-	}
-	assert_int_not_equal(err, AF_EAGAIN);
-	s->status = err == AF_EOF ? AF_OK : err;
-	if (err == AF_EOF) {
-		s->end = m;
-	} else if (m != NULL) {
-		s->error = strdup(error_text(m));
-		af_msg_destroy(&m);
-	}
 }
 
 static void stream_ask(fixture *f, const char *text, const char *mode,

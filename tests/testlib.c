@@ -359,6 +359,55 @@ char *test_mock_text(const char *t, int n)
 	return s;
 }
 
+/* ---- streams of {"delta": text} chunks ---------------------------------- */
+
+void test_read_stream(af_stream *st, int64_t timeout_ms, test_streamed *s)
+{
+	af_msg *m = NULL;
+	af_err err;
+
+	memset(s, 0, sizeof(*s));
+	s->text = calloc(1, 1);
+	assert_non_null(s->text);
+	for (;;) {
+		const char *d;
+		size_t n;
+
+		err = af_stream_next(st, timeout_ms, &m);
+		if (err != AF_OK)
+			break;
+		assert_int_equal(
+			af_value_str(af_value_get(af_msg_payload(m), "delta"),
+				     &d, &n),
+			AF_OK);
+		s->text = realloc(s->text, s->len + n + 1);
+		assert_non_null(s->text);
+		memcpy(s->text + s->len, d, n);
+		s->len += n;
+		s->text[s->len] = '\0';
+		s->chunks++;
+		af_msg_destroy(&m);
+	}
+	assert_int_not_equal(err, AF_EAGAIN);
+	s->status = err == AF_EOF ? AF_OK : err;
+	if (err == AF_EOF) {
+		s->end = m;
+	} else if (m != NULL) {
+		const char *text = NULL;
+
+		af_msg_error(m, &text);
+		s->error = strdup(text != NULL ? text : "");
+		af_msg_destroy(&m);
+	}
+}
+
+void test_streamed_free(test_streamed *s)
+{
+	free(s->text);
+	free(s->error);
+	af_msg_destroy(&s->end);
+}
+
 /* ---- child processes --------------------------------------------------- */
 
 extern char **environ;

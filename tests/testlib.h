@@ -76,6 +76,25 @@ char *test_str_of(const af_value *v);
  * text t: "t0 t1 ... t(n-1) ". Caller frees. */
 char *test_mock_text(const char *t, int n);
 
+/* ---- streams of {"delta": text} chunks (chat, query) ----------------- */
+
+/* A whole stream as test_read_stream read it. */
+typedef struct test_streamed {
+	char *text; /* the deltas, joined; NUL-terminated */
+	size_t len;
+	int chunks;
+	af_err status; /* AF_OK when it ended, else its error */
+	char *error;   /* the error's text, or NULL */
+	af_msg *end;   /* the end message, or NULL */
+} test_streamed;
+
+/* Reads st to its end (each next waiting up to timeout_ms), asserting that
+ * every chunk holds a "delta" string. */
+void test_read_stream(af_stream *st, int64_t timeout_ms, test_streamed *s);
+
+/* Frees what s holds. */
+void test_streamed_free(test_streamed *s);
+
 /* ---- child processes (the actorflow command, test nodes) ------------- */
 
 /* A child with its stdout and stderr on pipes (read ends). */
