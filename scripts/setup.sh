@@ -8,7 +8,7 @@ packages=(
 	libzmq3-dev libmsgpack-dev libcmocka-dev
 	clang libclang-rt-14-dev clang-format valgrind
 	python3 g++ libcaf-dev
-	libcurl4-openssl-dev libcjson-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev
+	libcurl4-openssl-dev libcjson-dev libyajl-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev
 	python3-aiohttp python3-matplotlib
 	python3-zmq python3-msgpack
 )

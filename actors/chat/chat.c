@@ -307,6 +307,16 @@ void af__chat_set_model(chat_call *c, const char *model)
 		c->answer_model = strndup(model, 127);
 }
 
+int64_t af__chat_count(const af_json_pick *v)
+{
+	/* A count from a server is untrusted: out of range, the conversion
+	 * would be undefined. */
+	if (v->kind != AF_JSON_NUMBER || !(v->number >= 0) ||
+	    !(v->number < 9.2e18))
+		return 0;
+	return (int64_t)v->number;
+}
+
 void af__chat_set_usage(chat_call *c, int64_t prompt, int64_t completion)
 {
 	c->has_usage = true;
@@ -696,6 +706,7 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 static void free_actor(chat_actor *a)
 {
 	af__http_destroy(&a->http);
+	af__json_reader_destroy(&a->reader);
 	af_payload_destroy(&a->out);
 	free(a->base_url);
 	free(a->url);
@@ -745,6 +756,9 @@ static af_err init(af_ctx *ctx, const void *config, void **state)
 	    (key != NULL && *key != '\0' && a->api_key == NULL))
 		goto fail;
 	err = af_payload_new(&a->out);
+	if (err == AF_OK && a->provider->npicks > 0)
+		err = af__json_reader_new(&a->reader, a->provider->picks,
+					  a->provider->npicks);
 	if (err != AF_OK)
 		goto fail;
 	http = (af_http_opts){

@@ -22,6 +22,7 @@
 
 #include "../http/http.h"
 #include "../http/json.h"
+#include "../http/json_reader.h"
 #include "ndjson.h"
 #include "sse.h"
 
@@ -34,6 +35,10 @@ struct chat_provider {
 	const char *name;
 	const char *default_base_url;
 	const char *default_model;
+	/* The paths feed and end read in the server's JSON objects, one
+	 * reader for them per actor (a->reader); none for npicks 0. */
+	const char *const *picks;
+	size_t npicks;
 	/* Starts call c while its request is being handled, and takes
 	 * messages (it frees them): an HTTP provider builds its body around
 	 * them (af__chat_body) and starts the transfer (af__chat_post); an
@@ -67,7 +72,8 @@ struct chat_actor {
 	int max_tokens;
 	int64_t timeout_ms;
 	af_http *http;
-	af_payload *out; /* reused to encode chunks and replies */
+	af_json_reader *reader; /* the provider's picks; NULL: none */
+	af_payload *out;        /* reused to encode chunks and replies */
 	chat_call *calls;
 };
 
@@ -143,6 +149,9 @@ af_err af__chat_delta(chat_call *c, const char *text, size_t len);
 void af__chat_set_finish(chat_call *c, const char *reason);
 void af__chat_set_model(chat_call *c, const char *model);
 void af__chat_set_usage(chat_call *c, int64_t prompt, int64_t completion);
+
+/* A token count the server sent: a finite number in range, else 0. */
+int64_t af__chat_count(const af_json_pick *v);
 
 /* Sets c->err to a printf-style message (at most 255 bytes) and returns
  * code. */

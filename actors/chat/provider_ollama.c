@@ -11,62 +11,73 @@
 
 #include "chat_internal.h"
 
-static af_err read_line_object(chat_call *c, const cJSON *obj)
-{
-	const cJSON *err = cJSON_GetObjectItemCaseSensitive(obj, "error");
-	const char *text = af__json_str(
-		cJSON_GetObjectItemCaseSensitive(obj, "message"), "content");
-	af_err rc = AF_OK;
+/* What a line, or the whole answer, is read for. */
+enum {
+	ERROR,
+	ERROR_MESSAGE,
+	CONTENT,
+	MODEL,
+	DONE,
+	DONE_REASON,
+	PROMPT_COUNT,
+	EVAL_COUNT,
+	NPICKS
+};
 
-	if (!cJSON_IsObject(obj))
-		return af__chat_fail(c, AF_EPROTO,
-				     "ollama: an answer that is not an object");
-	if (err != NULL && !cJSON_IsNull(err)) {
-		const char *msg = cJSON_IsString(err)
-					  ? err->valuestring
-					  : af__json_str(err, "message");
-
-		return af__chat_fail(c, AF_EREMOTE,
-				     "ollama: error in the stream: %s",
-				     msg != NULL ? msg : "(no message)");
-	}
-	af__chat_set_model(c, af__json_str(obj, "model"));
-	if (text != NULL)
-		rc = af__chat_delta(c, text, strlen(text));
-	if (rc == AF_OK &&
-	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "done"))) {
-		const cJSON *p = cJSON_GetObjectItemCaseSensitive(
-			obj, "prompt_eval_count");
-		const cJSON *k =
-			cJSON_GetObjectItemCaseSensitive(obj, "eval_count");
-		const char *reason = af__json_str(obj, "done_reason");
-
-		c->done_seen = true;
-		af__chat_set_finish(c, reason != NULL ? reason : "stop");
-		if (cJSON_IsNumber(p) || cJSON_IsNumber(k))
-			af__chat_set_usage(c, (int64_t)cJSON_GetNumberValue(p),
-					   (int64_t)cJSON_GetNumberValue(k));
-	}
-	return rc;
-}
+static const char *const picks[NPICKS] = {
+	[ERROR] = "error",
+	[ERROR_MESSAGE] = "error.message",
+	[CONTENT] = "message.content",
+	[MODEL] = "model",
+	[DONE] = "done",
+	[DONE_REASON] = "done_reason",
+	[PROMPT_COUNT] = "prompt_eval_count",
+	[EVAL_COUNT] = "eval_count",
+};
 
 static int on_line(void *arg, const char *line, size_t len)
 {
 	chat_call *c = arg;
+	af_json_pick v[NPICKS];
 	const char *why;
-	cJSON *obj;
 	af_err err;
 
 	if (c->done_seen)
 		return AF_OK;
-	obj = af__json_parse(line, len, &why);
-	if (obj == NULL)
-		return af__chat_fail(c, AF_EPROTO,
+	err = af__json_read(c->a->reader, line, len, v, &why);
+	if (err == AF_ENOMEM)
+		return af__chat_fail(c, err, "ollama: out of memory");
+	if (err != AF_OK)
+		return af__chat_fail(c, err,
 				     "ollama: malformed JSON in the stream: %s",
 				     why);
-	err = read_line_object(c, obj);
-	cJSON_Delete(obj);
-	return err;
+	if (v[ERROR].kind != AF_JSON_ABSENT && v[ERROR].kind != AF_JSON_NULL) {
+		const af_json_pick *m = v[ERROR].kind == AF_JSON_STRING
+						? &v[ERROR]
+						: &v[ERROR_MESSAGE];
+
+		return af__chat_fail(
+			c, AF_EREMOTE, "ollama: error in the stream: %s",
+			m->kind == AF_JSON_STRING ? m->str : "(no message)");
+	}
+	if (v[MODEL].kind == AF_JSON_STRING)
+		af__chat_set_model(c, v[MODEL].str);
+	if (v[CONTENT].kind == AF_JSON_STRING) {
+		err = af__chat_delta(c, v[CONTENT].str, v[CONTENT].len);
+		if (err != AF_OK)
+			return err;
+	}
+	if (v[DONE].kind == AF_JSON_TRUE) {
+		c->done_seen = true;
+		af__chat_set_finish(c, v[DONE_REASON].kind == AF_JSON_STRING
+					       ? v[DONE_REASON].str
+					       : "stop");
+		if (v[PROMPT_COUNT].kind == AF_JSON_NUMBER ||
+		    v[EVAL_COUNT].kind == AF_JSON_NUMBER)
+			af__chat_set_usage(c, af__chat_count(&v[PROMPT_COUNT]),
+					   af__chat_count(&v[EVAL_COUNT]));
+	}
+	return AF_OK;
 }
 
 static af_err feed(chat_call *c, const char *buf, size_t len)
@@ -138,6 +149,8 @@ const chat_provider chat__ollama = {
 	.name = "ollama",
 	.default_base_url = "http://127.0.0.1:11434",
 	.default_model = "llama3.2",
+	.picks = picks,
+	.npicks = NPICKS,
 	.start = start,
 	.feed = feed,
 	.end = end,

@@ -11,76 +11,82 @@
 
 #include "chat_internal.h"
 
-static void read_usage(chat_call *c, const cJSON *usage)
+/* What a chunk, or a whole answer, is read for. */
+enum {
+	CHOICES,
+	CHOICE,
+	DELTA,
+	MESSAGE,
+	FINISH,
+	ERROR,
+	ERROR_MESSAGE,
+	USAGE,
+	PROMPT_TOKENS,
+	COMPLETION_TOKENS,
+	MODEL,
+	NPICKS
+};
+
+static const char *const picks[NPICKS] = {
+	[CHOICES] = "choices",
+	[CHOICE] = "choices.0",
+	[DELTA] = "choices.0.delta.content",
+	[MESSAGE] = "choices.0.message.content",
+	[FINISH] = "choices.0.finish_reason",
+	[ERROR] = "error",
+	[ERROR_MESSAGE] = "error.message",
+	[USAGE] = "usage",
+	[PROMPT_TOKENS] = "usage.prompt_tokens",
+	[COMPLETION_TOKENS] = "usage.completion_tokens",
+	[MODEL] = "model",
+};
+
+/* One chunk of a stream (text at DELTA), or the whole answer (text at
+ * MESSAGE). */
+static af_err read_answer(chat_call *c, const char *json, size_t len,
+			  int text_at)
 {
-	const cJSON *p =
-		cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
-	const cJSON *k =
-		cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
+	af_json_pick v[NPICKS];
+	const char *why;
+	af_err err = af__json_read(c->a->reader, json, len, v, &why);
 
-	if (cJSON_IsNumber(p) || cJSON_IsNumber(k))
-		af__chat_set_usage(c, (int64_t)cJSON_GetNumberValue(p),
-				   (int64_t)cJSON_GetNumberValue(k));
-}
+	if (err == AF_ENOMEM)
+		return af__chat_fail(c, err, "openai: out of memory");
+	if (err != AF_OK)
+		return af__chat_fail(
+			c, err, "openai: malformed JSON %s: %s",
+			c->http_stream ? "in the stream" : "answer", why);
+	if (v[ERROR].kind != AF_JSON_ABSENT && v[ERROR].kind != AF_JSON_NULL) {
+		const af_json_pick *m = v[ERROR].kind == AF_JSON_STRING
+						? &v[ERROR]
+						: &v[ERROR_MESSAGE];
 
-static af_err server_error(chat_call *c, const cJSON *err)
-{
-	const char *text = cJSON_IsString(err) ? err->valuestring
-					       : af__json_str(err, "message");
-
-	return af__chat_fail(c, AF_EREMOTE, "openai: error in the stream: %s",
-			     text != NULL ? text : "(no message)");
-}
-
-/* One chunk object of a stream (delta_key "delta"), or the whole answer
- * (delta_key "message"). */
-static af_err read_answer(chat_call *c, const cJSON *obj, const char *delta_key)
-{
-	static const char *const keys[] = {"choices", "error", "usage",
-					   "model"};
-	const char *const choice_keys[] = {delta_key, "finish_reason"};
-	const cJSON *top[4];
-	const cJSON *in_choice[2];
-	const cJSON *choices, *err, *usage, *model, *choice;
-	const char *text;
-
-	if (!cJSON_IsObject(obj))
-		return af__chat_fail(c, AF_EPROTO,
-				     "openai: an answer that is not an object");
-	/* Every chunk is read: its members are found in one walk. */
-	af__json_members(obj, keys, top, 4);
-	choices = top[0];
-	err = top[1];
-	usage = top[2];
-	model = top[3];
-	if (err != NULL && !cJSON_IsNull(err))
-		return server_error(c, err);
-	if (cJSON_IsString(model))
-		af__chat_set_model(c, model->valuestring);
-	if (cJSON_IsObject(usage))
-		read_usage(c, usage);
-	choice = cJSON_GetArrayItem(choices, 0);
-	if (choice == NULL) {
-		if (cJSON_IsObject(usage) || cJSON_IsArray(choices))
+		return af__chat_fail(
+			c, AF_EREMOTE, "openai: error in the stream: %s",
+			m->kind == AF_JSON_STRING ? m->str : "(no message)");
+	}
+	if (v[MODEL].kind == AF_JSON_STRING)
+		af__chat_set_model(c, v[MODEL].str);
+	if (v[USAGE].kind == AF_JSON_OBJECT)
+		af__chat_set_usage(c, af__chat_count(&v[PROMPT_TOKENS]),
+				   af__chat_count(&v[COMPLETION_TOKENS]));
+	if (v[CHOICE].kind == AF_JSON_ABSENT) {
+		if (v[USAGE].kind == AF_JSON_OBJECT ||
+		    v[CHOICES].kind == AF_JSON_ARRAY)
 			return AF_OK;
 		return af__chat_fail(c, AF_EPROTO,
 				     "openai: an answer without choices");
 	}
-	af__json_members(choice, choice_keys, in_choice, 2);
-	text = af__json_str(in_choice[0], "content");
-	if (cJSON_IsString(in_choice[1]))
-		af__chat_set_finish(c, in_choice[1]->valuestring);
-	if (text != NULL)
-		return af__chat_delta(c, text, strlen(text));
+	if (v[FINISH].kind == AF_JSON_STRING)
+		af__chat_set_finish(c, v[FINISH].str);
+	if (v[text_at].kind == AF_JSON_STRING)
+		return af__chat_delta(c, v[text_at].str, v[text_at].len);
 	return AF_OK;
 }
 
 static int on_event(void *arg, const char *event, const char *data, size_t len)
 {
 	chat_call *c = arg;
-	const char *why;
-	cJSON *obj;
-	af_err err;
 
 	if (c->done_seen)
 		return AF_OK; /* nothing counts after [DONE] */
@@ -88,14 +94,7 @@ static int on_event(void *arg, const char *event, const char *data, size_t len)
 		c->done_seen = true;
 		return AF_OK;
 	}
-	obj = af__json_parse(data, len, &why);
-	if (obj == NULL)
-		return af__chat_fail(c, AF_EPROTO,
-				     "openai: malformed JSON in the stream: %s",
-				     why);
-	err = read_answer(c, obj, "delta");
-	cJSON_Delete(obj);
-	return err;
+	return read_answer(c, data, len, DELTA);
 }
 
 static af_err feed(chat_call *c, const char *buf, size_t len)
@@ -110,10 +109,6 @@ static af_err feed(chat_call *c, const char *buf, size_t len)
 
 static af_err end(chat_call *c)
 {
-	const char *why;
-	cJSON *obj;
-	af_err err;
-
 	if (c->http_stream) {
 		if (!c->done_seen)
 			return af__chat_fail(c, AF_EPROTO,
@@ -121,13 +116,8 @@ static af_err end(chat_call *c)
 					     "data: [DONE]");
 		return AF_OK;
 	}
-	obj = af__json_parse(c->body != NULL ? c->body : "", c->body_len, &why);
-	if (obj == NULL)
-		return af__chat_fail(c, AF_EPROTO,
-				     "openai: malformed JSON answer: %s", why);
-	err = read_answer(c, obj, "message");
-	cJSON_Delete(obj);
-	return err;
+	return read_answer(c, c->body != NULL ? c->body : "", c->body_len,
+			   MESSAGE);
 }
 
 static af_err start(chat_call *c, cJSON *messages)
@@ -168,6 +158,8 @@ const chat_provider chat__openai = {
 	.name = "openai",
 	.default_base_url = "https://api.openai.com/v1",
 	.default_model = "gpt-4o-mini",
+	.picks = picks,
+	.npicks = NPICKS,
 	.start = start,
 	.feed = feed,
 	.end = end,
