@@ -32,10 +32,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 	} while (0)
 
 static const char *const paths[] = {
-	"choices",	       "choices.0",	       "choices.0.delta.content",
-	"choices.0.finish_reason", "error",	       "error.message",
-	"usage",	       "usage.prompt_tokens", "a",
-	"a.1",		       "a.1.b",		       "0",
+	"choices",
+	"choices.0",
+	"choices.0.delta.content",
+	"choices.0.finish_reason",
+	"error",
+	"error.message",
+	"usage",
+	"usage.prompt_tokens",
+	"a",
+	"a.1",
+	"a.1.b",
+	"0",
 };
 #define NPATHS (sizeof(paths) / sizeof(paths[0]))
 

@@ -365,8 +365,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_strings_decoded, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_paths_match_exactly,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paths_match_exactly, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_many_long_strings, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(

@@ -16,7 +16,7 @@ typedef struct node {
 	const char *key; /* NULL: an array index */
 	size_t key_len;
 	long index;
-	uint32_t ends;	  /* the paths that end here */
+	uint32_t ends;    /* the paths that end here */
 	int first_child;  /* -1: none */
 	int next_sibling; /* -1: none */
 } node;
@@ -42,16 +42,16 @@ struct af_json_reader {
 	char *names; /* the paths' keys, one block */
 	/* One text's read. */
 	af_json_pick *out;
-	uint32_t filled; /* picks found */
+	uint32_t filled;                  /* picks found */
 	size_t str_at[AF_JSON_MAX_PICKS]; /* a string's offset in strings */
 	char *strings;
 	size_t strings_len;
 	size_t strings_cap;
 	level levels[AF_JSON_MAX_DEPTH];
-	int depth;	 /* levels open */
-	bool begun;	 /* the top value began */
-	bool closed;	 /* the top value ended */
-	size_t end_at;	 /* the byte after it */
+	int depth;       /* levels open */
+	bool begun;      /* the top value began */
+	bool closed;     /* the top value ended */
+	size_t end_at;   /* the byte after it */
 	const char *why; /* set: the read failed */
 	af_err err;
 };
@@ -188,8 +188,8 @@ static bool keep_string(af_json_reader *r, const unsigned char *s, size_t len)
 	size_t need = r->strings_len + len + 1;
 
 	if (need > r->strings_cap) {
-		size_t cap = r->strings_cap * 2 > need ? r->strings_cap * 2
-						       : need;
+		size_t cap =
+			r->strings_cap * 2 > need ? r->strings_cap * 2 : need;
 		char *b = realloc(r->strings, cap);
 
 		if (b == NULL)
@@ -319,9 +319,9 @@ static af_err new_parser(af_json_reader *r)
 static int add_child(af_json_reader *r, int at, const char *key, size_t len,
 		     long index)
 {
-	int c = key != NULL ? child_by_key(r, at, (const unsigned char *)key,
-					   len)
-			    : child_by_index(r, at, index);
+	int c = key != NULL
+			? child_by_key(r, at, (const unsigned char *)key, len)
+			: child_by_index(r, at, index);
 	node *n;
 
 	if (c >= 0)
@@ -445,9 +445,8 @@ af_err af__json_read(af_json_reader *r, const char *text, size_t len,
 	st = yajl_parse(r->parser, (const unsigned char *)text, len);
 	/* What follows the object must be nothing but space: a token cut
 	 * short there would wait in yajl for the next text. */
-	if (r->why == NULL &&
-	    (st != yajl_status_ok || !r->closed ||
-	     !only_space(text + r->end_at, len - r->end_at)))
+	if (r->why == NULL && (st != yajl_status_ok || !r->closed ||
+			       !only_space(text + r->end_at, len - r->end_at)))
 		fail(r, AF_EPROTO, "not valid JSON");
 	if (r->why == NULL) {
 		for (size_t i = 0; i < r->n; i++) {
