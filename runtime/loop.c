@@ -19,6 +19,9 @@ af_err af__loop_init(af__loop *l)
 	af__timerheap_init(&l->timers);
 	l->ready_head = NULL;
 	l->ready_tail = NULL;
+	l->lazy_head = NULL;
+	l->lazy_tail = NULL;
+	l->lazy_since_us = 0;
 	l->dead = NULL;
 	return AF_OK;
 }
@@ -75,6 +78,7 @@ static void watch_init(af__watch *w, int fd, void *zsock, unsigned events,
 	w->cb = cb;
 	w->release = NULL;
 	w->queued = false;
+	w->lazy = false;
 	w->dead = false;
 	w->next_ready = NULL;
 	w->next_dead = NULL;
@@ -119,10 +123,31 @@ af_err af__loop_add_zsock(af__loop *l, af__watch *w, void *zsock,
 	return AF_OK;
 }
 
+/* The lazy watches join the ready list, in the order they were kicked. */
+static void run_lazy_next(af__loop *l)
+{
+	if (l->lazy_head == NULL)
+		return;
+	for (af__watch *w = l->lazy_head; w != NULL; w = w->next_ready)
+		w->lazy = false;
+	if (l->ready_tail != NULL)
+		l->ready_tail->next_ready = l->lazy_head;
+	else
+		l->ready_head = l->lazy_head;
+	l->ready_tail = l->lazy_tail;
+	l->lazy_head = NULL;
+	l->lazy_tail = NULL;
+}
+
 void af__loop_kick(af__loop *l, af__watch *w)
 {
-	if (w->queued || w->dead)
+	if (w->dead)
 		return;
+	if (w->queued) {
+		if (w->lazy)
+			run_lazy_next(l);
+		return;
+	}
 	w->queued = true;
 	w->next_ready = NULL;
 	if (l->ready_tail != NULL)
@@ -130,6 +155,22 @@ void af__loop_kick(af__loop *l, af__watch *w)
 	else
 		l->ready_head = w;
 	l->ready_tail = w;
+}
+
+void af__loop_kick_lazy(af__loop *l, af__watch *w)
+{
+	if (w->queued || w->dead)
+		return;
+	w->queued = true;
+	w->lazy = true;
+	w->next_ready = NULL;
+	if (l->lazy_tail != NULL) {
+		l->lazy_tail->next_ready = w;
+	} else {
+		l->lazy_head = w;
+		l->lazy_since_us = af__now_us();
+	}
+	l->lazy_tail = w;
 }
 
 void af__loop_del(af__loop *l, af__watch *w, af__watch_release release)
@@ -140,7 +181,9 @@ void af__loop_del(af__loop *l, af__watch *w, af__watch_release release)
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 	if (w->queued) {
 		/* Unlink it, or a later turn would read it after release. */
-		af__watch **pp = &l->ready_head;
+		af__watch **head = w->lazy ? &l->lazy_head : &l->ready_head;
+		af__watch **tail = w->lazy ? &l->lazy_tail : &l->ready_tail;
+		af__watch **pp = head;
 		af__watch *prev = NULL;
 		while (*pp != NULL && *pp != w) {
 			prev = *pp;
@@ -148,10 +191,11 @@ void af__loop_del(af__loop *l, af__watch *w, af__watch_release release)
 		}
 		if (*pp == w) {
 			*pp = w->next_ready;
-			if (l->ready_tail == w)
-				l->ready_tail = prev;
+			if (*tail == w)
+				*tail = prev;
 		}
 		w->queued = false;
+		w->lazy = false;
 	}
 	w->dead = true;
 	w->release = release;
@@ -223,8 +267,12 @@ static void run_timers(af__loop *l)
 af_err af__loop_run_once(af__loop *l, int64_t max_wait_us)
 {
 	struct epoll_event evs[EVENTS_PER_TURN];
+	/* Lazy watches wait while other work comes in: the loop looks for it
+	 * without blocking, and runs them when none came (they must not wait
+	 * for a blocking wait to end) or when they have waited long enough. */
+	bool lazy = l->lazy_head != NULL;
 	int n = epoll_wait(l->epfd, evs, EVENTS_PER_TURN,
-			   wait_ms(l, max_wait_us));
+			   lazy ? 0 : wait_ms(l, max_wait_us));
 
 	if (n < 0 && errno != EINTR)
 		return AF_ESYS;
@@ -237,6 +285,9 @@ af_err af__loop_run_once(af__loop *l, int64_t max_wait_us)
 		else
 			w->cb(w, from_epoll(evs[i].events));
 	}
+	if (lazy &&
+	    (n <= 0 || af__now_us() - l->lazy_since_us >= AF__LAZY_HOLD_US))
+		run_lazy_next(l);
 	run_ready(l);
 	run_timers(l);
 	reap(l);

@@ -42,6 +42,7 @@ struct af__watch {
 	af__watch_cb cb;
 	af__watch_release release;
 	bool queued;
+	bool lazy; /* queued to run when the loop idles (af__loop_kick_lazy) */
 	bool dead;
 	af__watch *next_ready;
 	af__watch *next_dead;
@@ -52,6 +53,9 @@ typedef struct af__loop {
 	af__timerheap timers;
 	af__watch *ready_head;
 	af__watch *ready_tail;
+	af__watch *lazy_head;
+	af__watch *lazy_tail;
+	int64_t lazy_since_us; /* when the first lazy watch was queued */
 	af__watch *dead;
 } af__loop;
 
@@ -72,6 +76,15 @@ af_err af__loop_add_zsock(af__loop *l, af__watch *w, void *zsock,
 void af__loop_del(af__loop *l, af__watch *w, af__watch_release release);
 /* Makes the loop check a ZeroMQ socket on its next turn. */
 void af__loop_kick(af__loop *l, af__watch *w);
+
+/* Makes the loop check w once it has nothing else ready, or at the latest
+ * AF__LAZY_HOLD_US after the first such kick: what a busy actor batches
+ * for another (tells, chunks) goes out in fewer, larger messages, each
+ * of which may wake the receiver's thread, and goes out at once from an
+ * actor about to wait. A plain kick of w, or of any other lazy watch,
+ * runs every lazy watch on the next turn. */
+void af__loop_kick_lazy(af__loop *l, af__watch *w);
+#define AF__LAZY_HOLD_US 500
 
 af_err af__loop_timer_add(af__loop *l, af__timer *t, int64_t due_us);
 void af__loop_timer_del(af__loop *l, af__timer *t);

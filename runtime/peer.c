@@ -752,8 +752,9 @@ af_err af__peer_batch(af__peer *p, const uint8_t *header, size_t header_len,
 	memcpy(p->batch + p->batch_len, header, header_len);
 	memcpy(p->batch + p->batch_len + header_len, payload, payload_len);
 	p->batch_len += need;
-	/* The first tell of a batch asks for a send on the next turn. */
+	/* The first tell of a batch asks for a send once the loop idles: a
+	 * busy sender's tells go out in fewer, larger batches. */
 	if (p->batch_count++ == 0)
-		af__loop_kick(&p->ctx->loop, &p->watch);
+		af__loop_kick_lazy(&p->ctx->loop, &p->watch);
 	return AF_OK;
 }
