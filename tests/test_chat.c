@@ -636,6 +636,51 @@ static void test_many_streams_at_once(void **state)
 	af_payload_destroy(&p);
 }
 
+/* Calls one after another share one connection (keep-alive); past 64
+ * transfers at once, the extra ones close theirs when they end, and the
+ * connections kept still serve the calls that follow. */
+static void test_connections_reused(void **state)
+{
+	enum { BURST = 80 };
+	fixture *f = *state;
+	af_payload *p = question("hi");
+	af_stream *st[BURST];
+	streamed s;
+
+	spawn_chat(f, "openai", 0);
+	set_mock(f, (mockllm_opts){.chunks = 2});
+	for (int i = 0; i < 3; i++) {
+		stream_text(f, "one after another", &s);
+		assert_int_equal(s.status, AF_OK);
+		streamed_free(&s);
+	}
+	assert_int_equal(mockllm_requests(f->mock), 3);
+	assert_int_equal(mockllm_connections(f->mock), 1);
+
+	/* Held open until all have started, so none can reuse another's. */
+	set_mock(f, (mockllm_opts){.chunks = 2, .interval_ms = 300});
+	for (int i = 0; i < BURST; i++)
+		assert_int_equal(af_client_stream(f->client, "chat",
+						  "stream_chat", p, WAIT_MS,
+						  &st[i]),
+				 AF_OK);
+	for (int i = 0; i < BURST; i++) {
+		read_stream(st[i], &s);
+		assert_int_equal(s.status, AF_OK);
+		streamed_free(&s);
+		af_stream_close(&st[i]);
+	}
+	assert_in_range(mockllm_connections(f->mock), BURST, BURST + 1);
+	set_mock(f, (mockllm_opts){.chunks = 2});
+	for (int i = 0; i < 3; i++) {
+		stream_text(f, "after the burst", &s);
+		assert_int_equal(s.status, AF_OK);
+		streamed_free(&s);
+	}
+	assert_in_range(mockllm_connections(f->mock), BURST, BURST + 1);
+	af_payload_destroy(&p);
+}
+
 /* Past max_concurrent, transfers queue and start as others end; a queued
  * request that is cancelled never reaches the server. */
 static void test_transfers_queue_past_the_cap(void **state)
@@ -711,6 +756,7 @@ int main(void)
 		T(test_requester_gone_aborts_the_transfer),
 		T(test_connection_refused),
 		T(test_many_streams_at_once),
+		T(test_connections_reused),
 		T(test_transfers_queue_past_the_cap),
 		T(test_long_stream_through_the_window),
 #undef T

@@ -421,6 +421,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
 	*ctx = NULL;
 }
 
+static void on_connection(void *cls, struct MHD_Connection *connection,
+			  void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	mockllm *m = cls;
+
+	if (code != MHD_CONNECTION_NOTIFY_STARTED)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->connections++;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
 int mockllm_start_ex(mockllm **out, const mockllm_opts *opts, int port,
 		     int threads)
 {
@@ -457,6 +471,8 @@ int mockllm_start_ex(mockllm **out, const mockllm_opts *opts, int port,
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &sa};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
 					     (intptr_t)on_completed, m};
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
+					     (intptr_t)on_connection, m};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
 					     CONNECTION_LIMIT, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
@@ -549,6 +565,11 @@ static unsigned read_counter(const mockllm *m, const unsigned *counter)
 unsigned mockllm_requests(const mockllm *m)
 {
 	return read_counter(m, &m->requests);
+}
+
+unsigned mockllm_connections(const mockllm *m)
+{
+	return read_counter(m, &m->connections);
 }
 
 unsigned mockllm_open_streams(const mockllm *m)

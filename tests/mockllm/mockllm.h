@@ -114,6 +114,10 @@ void mockllm_set(mockllm *m, const mockllm_opts *opts);
  * arrived). */
 unsigned mockllm_requests(const mockllm *m);
 
+/* TCP connections accepted so far: fewer than the requests when clients
+ * reuse them. */
+unsigned mockllm_connections(const mockllm *m);
+
 /* Streamed answers being sent now. */
 unsigned mockllm_open_streams(const mockllm *m);
 

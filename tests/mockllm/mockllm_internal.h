@@ -42,6 +42,7 @@ struct mockllm {
 	conf *conf;
 	int failed; /* requests MOCKLLM_STATUS failed since the last set */
 	unsigned requests;
+	unsigned connections; /* TCP connections accepted */
 	unsigned open_streams;
 	unsigned aborted;
 	char *last_body;
