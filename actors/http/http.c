@@ -62,6 +62,9 @@ struct af_http {
 	af_http_opts opts;
 	uint64_t timer; /* libcurl's timeout; 0: none */
 	size_t running; /* transfers holding a concurrency slot */
+	/* The last answer came over HTTP/1.x: a connection carries one
+	 * transfer at a time (see launch). */
+	bool serial;
 	/* Every transfer, so destroy can find them; the queued ones also
 	 * wait in order in a ring of pointers. */
 	af_http_xfer *all;
@@ -300,8 +303,13 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 	af_err err;
 
 	if (!x->delivered && !x->is_error) {
+		long version = CURL_HTTP_VERSION_NONE;
+
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 		x->is_error = status < 200 || status > 299;
+		curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &version);
+		x->h->serial = version == CURL_HTTP_VERSION_1_0 ||
+			       version == CURL_HTTP_VERSION_1_1;
 	}
 	if (x->is_error) {
 		size_t room = ERROR_BODY_MAX - x->err_len;
@@ -397,9 +405,15 @@ static af_err launch(af_http *h, af_http_xfer *x)
 	 * server, and libcurl 7.88 looks through every connection it holds
 	 * each time a transfer that left its connection there is removed
 	 * (bench_chat, 10,000 streams: 11.2-11.4 -> 9.3-10.2 CPU-s). Calls
-	 * one after another, and up to KEEP_CONNECTIONS at once, reuse. */
+	 * one after another, and up to KEEP_CONNECTIONS at once, reuse.
+	 * Against an HTTP/1.x server, such a transfer does not look for a
+	 * connection to reuse either: each of those KEEP_CONNECTIONS or
+	 * more is busy, and libcurl 7.88 would check every one of them, for
+	 * every new transfer. An HTTP/2 server's connection is still shared. */
 	curl_easy_setopt(x->easy, CURLOPT_FORBID_REUSE,
 			 h->running >= KEEP_CONNECTIONS ? 1L : 0L);
+	curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT,
+			 h->running >= KEEP_CONNECTIONS && h->serial ? 1L : 0L);
 	if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
 		return AF_ENOMEM;
 	x->running = true;
