@@ -307,6 +307,36 @@ void af__chat_set_model(chat_call *c, const char *model)
 		c->answer_model = strndup(model, 127);
 }
 
+af_err af__chat_read(chat_call *c, const char *json, size_t len,
+		     af_json_pick *v)
+{
+	const char *name = c->a->provider->name;
+	const char *why;
+	af_err err = af__json_read(c->a->reader, json, len, v, &why);
+
+	if (err == AF_ENOMEM)
+		return af__chat_fail(c, err, "%s: out of memory", name);
+	if (err != AF_OK)
+		return af__chat_fail(
+			c, err, "%s: malformed JSON %s: %s", name,
+			c->http_stream ? "in the stream" : "answer", why);
+	return AF_OK;
+}
+
+af_err af__chat_server_error(chat_call *c, const af_json_pick *error,
+			     const af_json_pick *message)
+{
+	const af_json_pick *text =
+		error->kind == AF_JSON_STRING ? error : message;
+
+	if (error->kind == AF_JSON_ABSENT || error->kind == AF_JSON_NULL)
+		return AF_OK;
+	return af__chat_fail(
+		c, AF_EREMOTE, "%s: error in the %s: %s", c->a->provider->name,
+		c->http_stream ? "stream" : "answer",
+		text->kind == AF_JSON_STRING ? text->str : "(no message)");
+}
+
 int64_t af__chat_count(const af_json_pick *v)
 {
 	/* A count from a server is untrusted: out of range, the conversion

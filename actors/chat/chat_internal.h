@@ -150,6 +150,19 @@ void af__chat_set_finish(chat_call *c, const char *reason);
 void af__chat_set_model(chat_call *c, const char *model);
 void af__chat_set_usage(chat_call *c, int64_t prompt, int64_t completion);
 
+/* Reads one JSON object the server sent (a chunk, a line or the whole
+ * answer) into v, one pick per path of the provider's picks. AF_OK, or
+ * the call fails: AF_EPROTO ("malformed JSON") or AF_ENOMEM, c->err
+ * filled. */
+af_err af__chat_read(chat_call *c, const char *json, size_t len,
+		     af_json_pick *v);
+
+/* AF_OK when error (the pick of the server's "error" member) is absent or
+ * null; else the call fails with AF_EREMOTE and the server's text: error
+ * itself when a string, else message (its "error.message"). */
+af_err af__chat_server_error(chat_call *c, const af_json_pick *error,
+			     const af_json_pick *message);
+
 /* A token count the server sent: a finite number in range, else 0. */
 int64_t af__chat_count(const af_json_pick *v);
 

@@ -39,27 +39,15 @@ static int on_line(void *arg, const char *line, size_t len)
 {
 	chat_call *c = arg;
 	af_json_pick v[NPICKS];
-	const char *why;
 	af_err err;
 
 	if (c->done_seen)
 		return AF_OK;
-	err = af__json_read(c->a->reader, line, len, v, &why);
-	if (err == AF_ENOMEM)
-		return af__chat_fail(c, err, "ollama: out of memory");
+	err = af__chat_read(c, line, len, v);
+	if (err == AF_OK)
+		err = af__chat_server_error(c, &v[ERROR], &v[ERROR_MESSAGE]);
 	if (err != AF_OK)
-		return af__chat_fail(c, err,
-				     "ollama: malformed JSON in the stream: %s",
-				     why);
-	if (v[ERROR].kind != AF_JSON_ABSENT && v[ERROR].kind != AF_JSON_NULL) {
-		const af_json_pick *m = v[ERROR].kind == AF_JSON_STRING
-						? &v[ERROR]
-						: &v[ERROR_MESSAGE];
-
-		return af__chat_fail(
-			c, AF_EREMOTE, "ollama: error in the stream: %s",
-			m->kind == AF_JSON_STRING ? m->str : "(no message)");
-	}
+		return err;
 	if (v[MODEL].kind == AF_JSON_STRING)
 		af__chat_set_model(c, v[MODEL].str);
 	if (v[CONTENT].kind == AF_JSON_STRING) {

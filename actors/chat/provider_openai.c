@@ -47,24 +47,12 @@ static af_err read_answer(chat_call *c, const char *json, size_t len,
 			  int text_at)
 {
 	af_json_pick v[NPICKS];
-	const char *why;
-	af_err err = af__json_read(c->a->reader, json, len, v, &why);
+	af_err err = af__chat_read(c, json, len, v);
 
-	if (err == AF_ENOMEM)
-		return af__chat_fail(c, err, "openai: out of memory");
+	if (err == AF_OK)
+		err = af__chat_server_error(c, &v[ERROR], &v[ERROR_MESSAGE]);
 	if (err != AF_OK)
-		return af__chat_fail(
-			c, err, "openai: malformed JSON %s: %s",
-			c->http_stream ? "in the stream" : "answer", why);
-	if (v[ERROR].kind != AF_JSON_ABSENT && v[ERROR].kind != AF_JSON_NULL) {
-		const af_json_pick *m = v[ERROR].kind == AF_JSON_STRING
-						? &v[ERROR]
-						: &v[ERROR_MESSAGE];
-
-		return af__chat_fail(
-			c, AF_EREMOTE, "openai: error in the stream: %s",
-			m->kind == AF_JSON_STRING ? m->str : "(no message)");
-	}
+		return err;
 	if (v[MODEL].kind == AF_JSON_STRING)
 		af__chat_set_model(c, v[MODEL].str);
 	if (v[USAGE].kind == AF_JSON_OBJECT)
