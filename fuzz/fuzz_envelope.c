@@ -15,6 +15,7 @@
 
 #include "envelope.h"
 #include "payload_internal.h"
+#include "require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,12 +26,6 @@ static volatile uint64_t sink;
 static msgpack_zone zone, zone2;
 static af_payload *writer;
 static af_payload *writer2;
-
-#define require(cond)                                                          \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
 
 static void touch(const void *p, size_t len)
 {

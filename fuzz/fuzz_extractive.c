@@ -17,16 +17,11 @@
 #include <string.h>
 
 #include "extractive.h"
+#include "require.h"
 
 #define MAX_MSGS 8
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define require(cond)                                                          \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
 
 static const char *const roles[] = {"user", "system", "assistant", "tool"};
 

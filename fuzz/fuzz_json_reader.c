@@ -22,14 +22,9 @@
 
 #include "json.h"
 #include "json_reader.h"
+#include "require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define require(cond)                                                          \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
 
 static const char *const paths[] = {
 	"choices",

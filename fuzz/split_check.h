@@ -17,14 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "require.h"
+
 #define STOP 4242
 #define MAX_CUTS 8
-
-#define require(cond)                                                          \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
 
 /* Every record a parse handed over, end to end, in a target's encoding. */
 struct log {
