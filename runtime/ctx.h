@@ -80,7 +80,6 @@ struct af_pending {
 	int64_t deadline_us;
 	/* When the actor took the request (af_msg's arrived_us). */
 	int64_t arrived_us;
-	zmq_msg_t route[AF__MAX_ROUTE];
 	int nroute;
 	char *name; /* a local requester's inbox */
 	/* Streams: the consumer's window (0: it wants one answer), chunks
@@ -100,6 +99,10 @@ struct af_pending {
 	bool in_hook;   /* on_cancel is running: the runtime frees p after */
 	af_pending *prev;
 	af_pending *next;
+	/* A remote requester's route (nroute frames), allocated with the
+	 * record: a local request, the common case, carries none, and the
+	 * record stays at a fifth of what AF__MAX_ROUTE inline frames took. */
+	zmq_msg_t route[];
 };
 
 /* What became of messages a context could not take; the fields of

@@ -428,7 +428,7 @@ af_err af_defer(af_ctx *ctx, af_msg *m, af_pending **out)
 		return err;
 	if (m->nroute > AF__MAX_ROUTE)
 		return AF_EINVAL;
-	p = calloc(1, sizeof(*p));
+	p = calloc(1, sizeof(*p) + (size_t)m->nroute * sizeof(zmq_msg_t));
 	if (p == NULL)
 		return AF_ENOMEM;
 	if (m->reply_to != NULL) {
