@@ -11,6 +11,11 @@
  * The bound holds at every step: the data held plus the line being read
  * never exceed max_event, so neither buffer grows past max_event + 1 bytes
  * (the 1 for a NUL).
+ *
+ * Neither buffer is kept once emptied: a chat actor holds a parser per open
+ * stream, and between events (most of a stream's life) it holds nothing.
+ * That costs a malloc and a free per event, where keeping them cost 360
+ * bytes per stream (bench_chat, 10,000 streams: 3.6 MB).
  */
 #include "sse.h"
 
@@ -100,6 +105,9 @@ static int dispatch(af_sse *s, af_sse_event_fn fn, void *arg)
 	if (s->has_data)
 		rc = fn(arg, s->event, s->data != NULL ? s->data : "",
 			s->data_len);
+	free(s->data);
+	s->data = NULL;
+	s->data_cap = 0;
 	s->data_len = 0;
 	s->has_data = false;
 	s->event[0] = '\0';
@@ -215,6 +223,9 @@ int af__sse_feed(af_sse *s, const char *buf, size_t len, af_sse_event_fn fn,
 			n = s->line_len;
 			s->line_len = 0;
 			rc = process_line(s, s->line, n, fn, arg);
+			free(s->line);
+			s->line = NULL;
+			s->line_cap = 0;
 		}
 		if (rc != 0)
 			return rc;
