@@ -95,7 +95,13 @@ static int complete(af_ndjson *n, const char *bytes, size_t len,
 	n->line[total] = '\0';
 	/* The line is consumed whatever fn returns. */
 	n->len = 0;
-	return fn(arg, n->line, total);
+	rc = fn(arg, n->line, total);
+	/* Nothing is held between lines: a parser per open stream would keep
+	 * its buffer through the stream's long waits (as sse.c). */
+	free(n->line);
+	n->line = NULL;
+	n->cap = 0;
+	return rc;
 }
 
 /* Keeps the start of a line that a feed cut, for the next feed. */
