@@ -6,7 +6,10 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-mapfile -t files < <(git ls-files '*.c' '*.h' '*.cpp')
+# Tracked files and new ones not yet added (but not ignored ones, such as
+# build trees): a new file is checked before its first commit.
+mapfile -t files < <(git ls-files --cached --others --exclude-standard \
+	'*.c' '*.h' '*.cpp')
 if [ "${1:-}" = "--check" ]; then
 	clang-format --dry-run -Werror "${files[@]}"
 else
