@@ -269,8 +269,9 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af__envelope *env,
 		env->type = type;
 		env->type_len = strlen(type);
 	}
-	/* An actor's tells travel in a batch sent when this turn of its loop
-	 * ends; a client's, which runs no loop after the call, go at once. */
+	/* An actor's tells travel in a batch sent once its loop has nothing
+	 * else ready (at most AF__LAZY_HOLD_US later); a client's, which runs
+	 * no loop after the call, go at once. */
 	/* A gateway's tells name its inbox like requests do, so the receiver
 	 * knows they came from another process (af_msg_is_local). */
 	gateway = ctx->actor != NULL && ctx->actor->gateway;

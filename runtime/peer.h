@@ -72,10 +72,11 @@ typedef struct af__peer {
 	uint64_t disconnects;
 	af__outreq *reqs; /* outstanding requests sent through this peer */
 	af__writable_wait *writable_waits;
-	/* Tells an actor sends this (local) peer during one turn of its loop
-	 * are coalesced into one batch message, sent on the next turn: one
-	 * ZeroMQ message instead of hundreds. A batch that met a full mailbox
-	 * waits as pending and goes before anything else. */
+	/* Tells an actor sends this (local) peer are coalesced into one batch
+	 * message, sent once the actor's loop has nothing else ready (at most
+	 * AF__LAZY_HOLD_US later): one ZeroMQ message instead of hundreds. A
+	 * batch that met a full mailbox waits as pending and goes before
+	 * anything else. */
 	uint8_t *batch;
 	size_t batch_len;
 	size_t batch_cap;

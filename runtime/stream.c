@@ -10,8 +10,8 @@
  * they come one after the other and that the end counts them all, so a
  * chunk is never delivered twice, out of order or after the end.
  *
- * Chunks to a local consumer travel in the same per-turn batches as tells:
- * a producer's chunks of one turn cost one ZeroMQ message.
+ * Chunks to a local consumer travel in the same batches as tells: a busy
+ * producer's chunks cost one ZeroMQ message per batch.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -120,7 +120,7 @@ uint64_t af_pending_in_flight(const af_pending *p)
 	return p != NULL ? p->sent - p->acked : 0;
 }
 
-/* Adds a chunk to the batch going to a local consumer this turn. False
+/* Adds a chunk to the batch going to a local consumer. False
  * when it has to go alone (too large, answers waiting in the backlog
  * ahead of it, a full mailbox): it then goes as an ordinary answer. */
 static bool batch_chunk(af_ctx *ctx, af_pending *p, const af__envelope *env,
