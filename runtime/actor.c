@@ -198,7 +198,7 @@ static void router_readable(af__watch *w, unsigned events)
 {
 	af__actor *a = AF__CONTAINER(w, af__actor, router_watch);
 
-	af__ctx_read(a->ctx, a->router, w, true);
+	af__ctx_read(a->ctx, a->router, w, true, AF__READ_TURN);
 }
 
 /* The ROUTER is made on the first export: an actor only ever reached
@@ -377,10 +377,10 @@ static void drain(af__actor *a)
 		int n = 0;
 		if (ctx->inbox != NULL)
 			n += af__ctx_read(ctx, ctx->inbox, &ctx->inbox_watch,
-					  false);
+					  false, AF__READ_PASS);
 		if (a->router != NULL)
 			n += af__ctx_read(ctx, a->router, &a->router_watch,
-					  true);
+					  true, AF__READ_PASS);
 		if (n == 0)
 			break;
 	}

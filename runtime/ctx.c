@@ -153,7 +153,7 @@ void af__ctx_check_epoch(af_ctx *ctx, bool take_answers)
 	if (ctx->inbox != NULL) {
 		for (int i = 0; i < 64; i++)
 			if (af__ctx_read(ctx, ctx->inbox, &ctx->inbox_watch,
-					 false) == 0)
+					 false, AF__READ_PASS) == 0)
 				break;
 	}
 	/* A continuation that sees another actor gone loses more requests,

@@ -18,15 +18,6 @@
 #include "payload_internal.h"
 #include "system.h"
 
-/* Messages read from a mailbox in one turn of the loop before its timers
- * and other sockets get theirs. Small enough that a burst of requests does
- * not hold back the I/O they start: the chat actor's connections open
- * while the rest of a burst of 1,000 streams is still being read (the
- * median first chunk came 20 ms later with 1,024), and large enough that
- * a turn's cost stays small beside 64 messages, each of which may be a
- * batch of tells. */
-#define READ_BUDGET 64
-
 static void inbox_readable(af__watch *w, unsigned events);
 
 af_err af__ctx_open_inbox(af_ctx *ctx, int capacity)
@@ -171,13 +162,13 @@ static bool from_gateway(const af_msg *m)
 	       memcmp(m->reply_to, AF__GATEWAY_PREFIX, n) == 0;
 }
 
-int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed)
+int af__ctx_read(af_ctx *ctx, void *sock, af__watch *w, bool routed, int budget)
 {
 	zmq_msg_t frames[AF__MAX_ROUTE + 1];
 	int max_frames = routed ? AF__MAX_ROUTE + 1 : 2;
 	int n;
 
-	for (n = 0; n < READ_BUDGET; n++) {
+	for (n = 0; n < budget; n++) {
 		int nframes = 1;
 		bool malformed = false;
 		zmq_msg_t *body;
@@ -242,7 +233,7 @@ static void inbox_readable(af__watch *w, unsigned events)
 {
 	af_ctx *ctx = AF__CONTAINER(w, af_ctx, inbox_watch);
 
-	af__ctx_read(ctx, ctx->inbox, w, false);
+	af__ctx_read(ctx, ctx->inbox, w, false, AF__READ_TURN);
 }
 
 void af__ctx_close_inbox(af_ctx *ctx)

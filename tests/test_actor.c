@@ -5,6 +5,7 @@
 
 #include <cmocka.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,6 +473,111 @@ static void test_busy_sender_tells_go_out(void **state)
 	test_signal_fini(&got);
 }
 
+/* A stopping actor answers every request still queued for it with
+ * AF_ESTOPPED, more than one turn of its loop reads: a "slow" actor held
+ * in its first handler while a sender queues thousands behind it, then
+ * stops itself. */
+enum { QUEUED = 6000 };
+
+typedef struct queue_run {
+	test_signal queued;  /* the sender has sent them all */
+	test_signal release; /* the held handler may go on */
+	test_signal settled; /* every request has its outcome */
+	atomic_int ok;
+	atomic_int stopped;
+	atomic_int other;
+	atomic_int sent;
+} queue_run;
+
+static af_err held_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	queue_run *q = state;
+
+	if (strcmp(af_msg_type(m), "hold") == 0) {
+		assert_true(test_signal_wait(&q->release, 1, 20000));
+		af_stop_self(ctx);
+	}
+	return af_reply(ctx, m, NULL);
+}
+
+static af_err state_init(af_ctx *ctx, const void *config, void **state)
+{
+	*state = (void *)config;
+	return AF_OK;
+}
+
+static const af_actor_ops held_ops = {
+	.type_name = "held",
+	.init = state_init,
+	.handle = held_handle,
+};
+
+static void on_queued_reply(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	queue_run *q = arg;
+
+	if (status == AF_OK)
+		q->ok++;
+	else if (status == AF_ESTOPPED)
+		q->stopped++;
+	else
+		q->other++;
+	test_signal_add(&q->settled);
+}
+
+static af_err queuer_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	queue_run *q = state;
+
+	assert_int_equal(af_request(ctx, "held", "hold", NULL, 60000,
+				    on_queued_reply, q, NULL),
+			 AF_OK);
+	for (int i = 0; i < QUEUED; i++) {
+		if (af_request(ctx, "held", "work", NULL, 60000,
+			       on_queued_reply, q, NULL) == AF_OK)
+			q->sent++;
+	}
+	test_signal_add(&q->queued);
+	return AF_OK;
+}
+
+static const af_actor_ops queuer_ops = {
+	.type_name = "queuer",
+	.init = state_init,
+	.handle = queuer_handle,
+};
+
+static void test_stop_answers_all_queued(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	queue_run q = {0};
+
+	test_signal_init(&q.queued);
+	test_signal_init(&q.release);
+	test_signal_init(&q.settled);
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(
+		af_spawn(sys, "held", &held_ops, &q,
+			 &(af_spawn_opts){.mailbox_capacity = QUEUED + 16}),
+		AF_OK);
+	assert_int_equal(af_spawn(sys, "queuer", &queuer_ops, &q, NULL), AF_OK);
+	assert_int_equal(af_client_tell(c, "queuer", "go", NULL, 1000), AF_OK);
+	assert_true(test_signal_wait(&q.queued, 1, 20000));
+	assert_int_equal(q.sent, QUEUED);
+	test_signal_add(&q.release);
+	assert_true(test_signal_wait(&q.settled, QUEUED + 1, 60000));
+	assert_int_equal(q.ok, 1);
+	assert_int_equal(q.stopped, QUEUED);
+	assert_int_equal(q.other, 0);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	test_signal_fini(&q.queued);
+	test_signal_fini(&q.release);
+	test_signal_fini(&q.settled);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -482,6 +588,7 @@ int main(void)
 		cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_fd_watch),
 		cmocka_unit_test(test_busy_sender_tells_go_out),
+		cmocka_unit_test(test_stop_answers_all_queued),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
