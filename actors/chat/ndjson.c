@@ -85,6 +85,9 @@ static int complete(af_ndjson *n, const char *bytes, size_t len,
 		return AF_EMSGSIZE;
 	if (is_blank(n->line, n->len) && is_blank(bytes, len)) {
 		n->len = 0;
+		free(n->line);
+		n->line = NULL;
+		n->cap = 0;
 		return AF_OK;
 	}
 	rc = reserve(n, total + 1);

@@ -55,7 +55,10 @@ static af_err read_answer(chat_call *c, const char *json, size_t len,
 		return err;
 	if (v[MODEL].kind == AF_JSON_STRING)
 		af__chat_set_model(c, v[MODEL].str);
-	if (v[USAGE].kind == AF_JSON_OBJECT)
+	/* Usage is told only with a count in it, as before. */
+	if (v[USAGE].kind == AF_JSON_OBJECT &&
+	    (v[PROMPT_TOKENS].kind == AF_JSON_NUMBER ||
+	     v[COMPLETION_TOKENS].kind == AF_JSON_NUMBER))
 		af__chat_set_usage(c, af__chat_count(&v[PROMPT_TOKENS]),
 				   af__chat_count(&v[COMPLETION_TOKENS]));
 	if (v[CHOICE].kind == AF_JSON_ABSENT) {

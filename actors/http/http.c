@@ -399,21 +399,22 @@ static af_err launch(af_http *h, af_http_xfer *x)
 	/* Each attempt gets what is left of the transfer's deadline. */
 	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS,
 			 left < 0 ? 0L : (long)(left > 0 ? left : 1));
-	/* A transfer started beyond KEEP_CONNECTIONS at once closes its
-	 * connection when it ends, rather than leave it to libcurl's cache:
-	 * the connections of a burst are not worth keeping open against a
-	 * server, and libcurl 7.88 looks through every connection it holds
-	 * each time a transfer that left its connection there is removed
-	 * (bench_chat, 10,000 streams: 11.2-11.4 -> 9.3-10.2 CPU-s). Calls
-	 * one after another, and up to KEEP_CONNECTIONS at once, reuse.
-	 * Against an HTTP/1.x server, such a transfer does not look for a
-	 * connection to reuse either: each of those KEEP_CONNECTIONS or
-	 * more is busy, and libcurl 7.88 would check every one of them, for
-	 * every new transfer. An HTTP/2 server's connection is still shared. */
+	/* A transfer started while KEEP_CONNECTIONS others run (x itself is
+	 * counted in h->running) closes its connection when it ends, rather
+	 * than leave it to libcurl's cache: the connections of a burst are
+	 * not worth keeping open against a server, and libcurl 7.88 looks
+	 * through every connection it holds each time a transfer that left
+	 * its connection there is removed (bench_chat, 10,000 streams:
+	 * 11.2-11.4 -> 9.3-10.2 CPU-s). Calls one after another, and up to
+	 * KEEP_CONNECTIONS at once, reuse. Against an HTTP/1.x server, such a
+	 * transfer does not look for a connection to reuse either: the
+	 * KEEP_CONNECTIONS others are busy, and libcurl 7.88 would check every
+	 * one of them, for every new transfer. An HTTP/2 server's connection
+	 * is still shared. */
 	curl_easy_setopt(x->easy, CURLOPT_FORBID_REUSE,
-			 h->running >= KEEP_CONNECTIONS ? 1L : 0L);
+			 h->running > KEEP_CONNECTIONS ? 1L : 0L);
 	curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT,
-			 h->running >= KEEP_CONNECTIONS && h->serial ? 1L : 0L);
+			 h->running > KEEP_CONNECTIONS && h->serial ? 1L : 0L);
 	if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
 		return AF_ENOMEM;
 	x->running = true;
@@ -814,10 +815,13 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	}
 
 	if (h->running < (size_t)h->opts.max_concurrent) {
-		err = launch(h, x);
-		if (err != AF_OK)
-			goto free_headers;
+		/* Counted before launch, as a queued or retried one is. */
 		h->running++;
+		err = launch(h, x);
+		if (err != AF_OK) {
+			h->running--;
+			goto free_headers;
+		}
 	} else {
 		err = enqueue(h, x);
 		if (err != AF_OK)
