@@ -1,5 +1,7 @@
+#define _GNU_SOURCE /* strtod_l */
 #include "json_reader.h"
 
+#include <locale.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,6 +38,9 @@ typedef struct level {
 
 struct af_json_reader {
 	yajl_handle parser;
+	/* JSON's numbers have a '.' whatever locale the program set: strtod
+	 * would follow LC_NUMERIC, strtod_l with this does not. */
+	locale_t c_numeric;
 	node nodes[MAX_NODES];
 	int nnodes;
 	size_t n;    /* paths */
@@ -169,13 +174,13 @@ static int on_number(void *ctx, const char *text, size_t len)
 	if (len < sizeof(buf)) {
 		memcpy(buf, text, len);
 		buf[len] = '\0';
-		v = strtod(buf, NULL);
+		v = strtod_l(buf, NULL, r->c_numeric);
 	} else {
 		char *big = strndup(text, len);
 
 		if (big == NULL)
 			return fail(r, AF_ENOMEM, "out of memory");
-		v = strtod(big, NULL);
+		v = strtod_l(big, NULL, r->c_numeric);
 		free(big);
 	}
 	for (uint32_t m = picks; m != 0; m &= m - 1)
@@ -390,7 +395,9 @@ af_err af__json_reader_new(af_json_reader **out, const char *const *paths,
 	r->names = names = malloc(names_len + 1);
 	r->nodes[0].first_child = -1;
 	r->nnodes = 1;
-	err = r->names == NULL ? AF_ENOMEM : new_parser(r);
+	r->c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+	err = r->names == NULL || r->c_numeric == (locale_t)0 ? AF_ENOMEM
+							      : new_parser(r);
 	for (size_t i = 0; err == AF_OK && i < n; i++)
 		err = add_path(r, i, paths[i], &names);
 	if (err != AF_OK) {
@@ -409,6 +416,8 @@ void af__json_reader_destroy(af_json_reader **rp)
 		return;
 	if (r->parser != NULL)
 		yajl_free(r->parser);
+	if (r->c_numeric != (locale_t)0)
+		freelocale(r->c_numeric);
 	free(r->names);
 	free(r->strings);
 	free(r);
