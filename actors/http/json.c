@@ -1,7 +1,5 @@
 #include "json.h"
 
-#include <string.h>
-
 /* Whether at most AF_JSON_MAX_DEPTH bytes of the text open a container:
  * its nesting can then be no deeper, whatever the bytes around them. */
 static bool few_openers(const char *s, size_t len)
@@ -76,30 +74,4 @@ const char *af__json_str(const cJSON *obj, const char *key)
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 
 	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-void af__json_members(const cJSON *obj, const char *const *keys,
-		      const cJSON **out, size_t n)
-{
-	size_t left = n;
-
-	for (size_t i = 0; i < n; i++)
-		out[i] = NULL;
-	if (!cJSON_IsObject(obj))
-		return;
-	for (const cJSON *m = obj->child; m != NULL && left > 0; m = m->next) {
-		const char *name = m->string;
-
-		if (name == NULL)
-			continue;
-		/* The first byte rules out most keys without a call. */
-		for (size_t i = 0; i < n; i++) {
-			if (out[i] == NULL && name[0] == keys[i][0] &&
-			    strcmp(name, keys[i]) == 0) {
-				out[i] = m;
-				left--;
-				break;
-			}
-		}
-	}
 }

@@ -1,12 +1,9 @@
 /*
- * JSON from model servers, through cJSON (shared by the built-in actors
+ * JSON from model servers as a cJSON tree (shared by the built-in actors
  * that talk to them): parsing a server's text with a bound on nesting,
- * and reading optional fields.
- *
- * cJSON rather than jansson: on the chunks OpenAI-compatible servers
- * stream, cJSON parses in 0.4 us what takes jansson 2 us, and the chat
- * actor parses one per chunk (bench_chat spent 70% of its instructions in
- * jansson's parser).
+ * and reading optional fields. For documents read whole: embeddings and
+ * error bodies. The chat providers' answers, streamed or not, go through
+ * json_reader.h, which builds no tree.
  */
 #ifndef AF_HTTP_JSON_H
 #define AF_HTTP_JSON_H
@@ -27,13 +24,5 @@ cJSON *af__json_parse(const char *text, size_t len, const char **why);
 
 /* The string under key in obj, or NULL (missing, or not a string). */
 const char *af__json_str(const cJSON *obj, const char *key);
-
-/* Several members of obj found in one walk over its keys, for the paths
- * that read one object per chunk: cJSON's lookup walks the keys again for
- * each, with a strcmp per key. out[i] becomes the first member named
- * keys[i] (as cJSON_GetObjectItemCaseSensitive would find), or NULL; all
- * NULL when obj is not an object. */
-void af__json_members(const cJSON *obj, const char *const *keys,
-		      const cJSON **out, size_t n);
 
 #endif
