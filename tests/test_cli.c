@@ -498,28 +498,20 @@ static void test_stats(void **state)
 
 static void test_tcp_loopback(void **state)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	unsigned port = test_free_port();
 	char config[512];
 	char addr[128];
 	proc n;
 	result r;
 
 	(void)state;
-	/* An ephemeral port, free a moment ago. */
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
 	snprintf(config, sizeof(config),
 		 "{\"endpoint\": \"tcp://:%u\", \"grace_ms\": 100,"
 		 " \"actors\": [{\"type\": \"offload\", \"name\": \"pool\","
 		 " \"config\": {\"workers\": 1}}]}",
-		 ntohs(sa.sin_port));
+		 port);
 	node_start(&n, "tcp", config);
-	snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%u#pool",
-		 ntohs(sa.sin_port));
+	snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%u#pool", port);
 	run(&r, "ask", addr, "stats", NULL);
 	assert_int_equal(r.code, 0);
 	assert_non_null(strstr(r.out, "{\"workers\":1,"));
@@ -721,19 +713,6 @@ static void test_config_endpoints(void **state)
 
 /* ---- CURVE: keygen, a node with "curve", clients with and without keys */
 
-static unsigned curve_free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 /* `actorflow keygen NAME --dir DIR`: the public key on stdout, the files
  * with their modes. */
 static void curve_keygen(const char *kdir, const char *name)
@@ -758,7 +737,7 @@ static void test_curve_keygen_and_ask(void **state)
 {
 	char kdir[128], cdir[128], config[1024], addr[128];
 	char node_pub[200], client_sec[200], client_pub[200], other_sec[200];
-	unsigned port = curve_free_port();
+	unsigned port = test_free_port();
 	proc n;
 	result r;
 
@@ -838,7 +817,7 @@ static void test_curve_secret_mode_refused(void **state)
 		 " \"curve\": {\"secret_key_file\": \"%s\",\n"
 		 "           \"allowed_keys\": [\"%s\"]},\n"
 		 " \"actors\": [{\"type\": \"gather\"}]}",
-		 curve_free_port(), sec, pub);
+		 test_free_port(), sec, pub);
 	snprintf(path, sizeof(path), "%s/mode.json", dir);
 	write_file(path, config);
 	run(&r, "node", "--config", path, NULL);
@@ -863,8 +842,8 @@ static void test_curve_query_to_remote_retrieval(void **state)
 {
 	char kdir[128], config[2048], addr_r[128], addr_q[128];
 	char qsec[200], npub[200], nsec[200], qpub[200];
-	unsigned port_r = curve_free_port();
-	unsigned port_q = curve_free_port();
+	unsigned port_r = test_free_port();
+	unsigned port_q = test_free_port();
 	proc rn, qn;
 	result r;
 

@@ -39,20 +39,6 @@ static void keypair_new(keypair *k)
 	assert_int_equal(af_curve_keypair(k->pub, k->sec), AF_OK);
 }
 
-/* A port free a moment ago. */
-static unsigned free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 /* A server: a system with an echo actor exported with CURVE. */
 typedef struct server {
 	af_system *sys;
@@ -79,7 +65,7 @@ static void server_start(server *s)
 	eo.curve_allowed_keys = allowed;
 	eo.curve_nallowed = 1;
 	snprintf(s->endpoint, sizeof(s->endpoint), "tcp://127.0.0.1:%u",
-		 free_port());
+		 test_free_port());
 	snprintf(s->addr, sizeof(s->addr), "%s#echo", s->endpoint);
 	assert_int_equal(af_system_new(&s->sys, NULL), AF_OK);
 	assert_int_equal(
@@ -253,9 +239,12 @@ static void test_system_export_and_plain_endpoints(void **state)
 	eo.curve_secret_key = sk.sec;
 	eo.curve_allowed_keys = allowed;
 	eo.curve_nallowed = 1;
-	snprintf(sys_ep, sizeof(sys_ep), "tcp://127.0.0.1:%u", free_port());
-	snprintf(plain1, sizeof(plain1), "tcp://127.0.0.1:%u", free_port());
-	snprintf(plain2, sizeof(plain2), "tcp://127.0.0.1:%u", free_port());
+	snprintf(sys_ep, sizeof(sys_ep), "tcp://127.0.0.1:%u",
+		 test_free_port());
+	snprintf(plain1, sizeof(plain1), "tcp://127.0.0.1:%u",
+		 test_free_port());
+	snprintf(plain2, sizeof(plain2), "tcp://127.0.0.1:%u",
+		 test_free_port());
 	assert_int_equal(af_export(s.sys, "echo", plain1), AF_OK);
 	assert_int_equal(af_system_export_with(s.sys, sys_ep, &eo), AF_OK);
 	assert_int_equal(af_export_with(s.sys, "echo", plain2, NULL), AF_OK);
@@ -516,7 +505,7 @@ static void test_wire_is_encrypted(void **state)
 	af_client_destroy(&c);
 	assert_false(tap_stop(&t));
 	/* The same through a plain endpoint shows it: the tap sees. */
-	port = free_port();
+	port = test_free_port();
 	snprintf(plain, sizeof(plain), "tcp://127.0.0.1:%u", port);
 	assert_int_equal(af_export(s.sys, "echo", plain), AF_OK);
 	tap_start(&t, port);

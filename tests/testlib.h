@@ -115,6 +115,10 @@ typedef struct test_output {
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t test_now_ms(void);
 
+/* A TCP port of 127.0.0.1 that was free a moment ago (the kernel's pick
+ * for a socket bound to port 0, then closed). */
+unsigned test_free_port(void);
+
 /* Starts path with argv (NULL-terminated; argv[0] is its name), its
  * stdout and stderr on pipes; asserts on failure. */
 void test_spawn(test_proc *p, const char *path, char *const argv[]);
