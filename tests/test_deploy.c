@@ -44,6 +44,7 @@
 #include <actorflow/actorflow.h>
 
 #include "json_msgpack.h"
+#include "testlib.h"
 
 extern char **environ;
 
@@ -383,8 +384,6 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
 	for (size_t i = 0; i < sizeof(live_ups) / sizeof(live_ups[0]); i++) {
 		if (live_ups[i] == 0)
@@ -393,8 +392,7 @@ static int teardown(void **state)
 		waitpid(live_ups[i], NULL, 0);
 		live_ups[i] = 0;
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	test_remove_dir(dir);
 	return 0;
 }
 

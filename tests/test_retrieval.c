@@ -26,6 +26,7 @@
 // clang-format on
 
 #include "mockllm.h"
+#include "testlib.h"
 
 #define WAIT_MS 20000
 
@@ -55,14 +56,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture *f = *state;
-	char cmd[128];
-
 	af_client_destroy(&f->client);
 	af_system_destroy(&f->sys);
 	mockllm_stop(&f->mock);
 	/* The folder holds what the tests made in it, symlinks and all. */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
+	test_remove_dir(f->dir);
 	free(f);
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <spawn.h>
@@ -414,6 +415,15 @@ void test_streamed_free(test_streamed *s)
 /* ---- child processes --------------------------------------------------- */
 
 extern char **environ;
+
+void test_remove_dir(const char *dir)
+{
+	char cmd[PATH_MAX + 16];
+
+	assert_true(strlen(dir) + 16 < sizeof(cmd) && !strchr(dir, '\''));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
 
 unsigned test_free_port(void)
 {

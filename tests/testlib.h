@@ -119,6 +119,10 @@ int64_t test_now_ms(void);
  * for a socket bound to port 0, then closed). */
 unsigned test_free_port(void);
 
+/* Removes dir and all that the tests made in it (rm -rf), asserting it
+ * went. */
+void test_remove_dir(const char *dir);
+
 /* Starts path with argv (NULL-terminated; argv[0] is its name), its
  * stdout and stderr on pipes; asserts on failure. */
 void test_spawn(test_proc *p, const char *path, char *const argv[]);
