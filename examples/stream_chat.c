@@ -19,6 +19,7 @@
 #include <actorflow/actorflow.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char context[] =
 	"Honeybees live in colonies of up to sixty thousand workers. "
@@ -97,19 +98,24 @@ int main(int argc, char **argv)
 	}
 	printf("\n");
 	if (err == AF_EOF) {
-		const af_value *usage =
-			af_value_get(af_msg_payload(m), "usage");
+		const af_value *end = af_msg_payload(m);
+		const af_value *usage = af_value_get(end, "usage");
+		const char *finish = "unknown";
+		size_t finish_len = strlen(finish);
 
-		fprintf(stderr,
-			"finish: %s, tokens: %lld prompt + %lld answer\n",
-			af_value_str_eq(af_value_get(af_msg_payload(m),
-						     "finish_reason"),
-					"stop")
-				? "stop"
-				: "other",
-			(long long)af_value_get_int(usage, "prompt_tokens", 0),
-			(long long)af_value_get_int(usage, "completion_tokens",
-						    0));
+		af_value_str(af_value_get(end, "finish_reason"), &finish,
+			     &finish_len);
+		fprintf(stderr, "finish: %.*s", (int)finish_len, finish);
+		/* Servers report usage in a stream only when asked, and some
+		 * never do: the end then carries nil. */
+		if (af_value_type(usage) == AF_TYPE_MAP)
+			fprintf(stderr, ", tokens: %lld prompt + %lld answer\n",
+				(long long)af_value_get_int(usage,
+							    "prompt_tokens", 0),
+				(long long)af_value_get_int(
+					usage, "completion_tokens", 0));
+		else
+			fprintf(stderr, ", tokens: not reported\n");
 		status = 0;
 	} else {
 		const char *text = NULL;
