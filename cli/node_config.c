@@ -56,6 +56,7 @@ static const field chat_fields[] = {
 	FIELD(af_chat_config, max_concurrent, F_INT),
 	FIELD(af_chat_config, retry_base_ms, F_I64),
 	FIELD(af_chat_config, retry_max_ms, F_I64),
+	FIELD(af_chat_config, ca_file, F_STR),
 	{NULL, F_STR, 0, NULL}};
 
 static const field retrieval_fields[] = {
@@ -74,6 +75,7 @@ static const field retrieval_fields[] = {
 	FIELD(af_retrieval_config, embed_max_concurrent, F_INT),
 	FIELD(af_retrieval_config, embed_max_retries, F_INT),
 	FIELD(af_retrieval_config, embed_timeout_ms, F_I64),
+	FIELD(af_retrieval_config, embed_ca_file, F_STR),
 	{NULL, F_STR, 0, NULL}};
 
 static const field query_fields[] = {

@@ -56,11 +56,11 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Spawns "chat" speaking provider to the mock server. */
 /* Spawns "chat" speaking provider to the mock server, with at most
- * max_concurrent transfers at once (0: the default). */
-static void spawn_chat_capped(fixture *f, const char *provider, int max_retries,
-			      int max_concurrent)
+ * max_concurrent transfers at once (0: the default), verifying an https
+ * mock against ca_file (NULL: the system's CAs). */
+static void spawn_chat_with(fixture *f, const char *provider, int max_retries,
+			    int max_concurrent, const char *ca_file)
 {
 	af_chat_config cfg;
 
@@ -73,8 +73,15 @@ static void spawn_chat_capped(fixture *f, const char *provider, int max_retries,
 	cfg.retry_max_ms = 50;
 	cfg.api_key_env = "AF_TEST_CHAT_KEY";
 	cfg.max_concurrent = max_concurrent;
+	cfg.ca_file = ca_file;
 	assert_int_equal(af_spawn(f->sys, "chat", &af_chat_ops, &cfg, NULL),
 			 AF_OK);
+}
+
+static void spawn_chat_capped(fixture *f, const char *provider, int max_retries,
+			      int max_concurrent)
+{
+	spawn_chat_with(f, provider, max_retries, max_concurrent, NULL);
 }
 
 static void spawn_chat(fixture *f, const char *provider, int max_retries)
@@ -606,6 +613,148 @@ static void test_connection_refused(void **state)
 	assert_int_equal(mockllm_start(&f->mock, &(mockllm_opts){0}), 0);
 }
 
+/* ---- configuration --------------------------------------------------------
+ */
+
+/* af_chat_config_from_env reads what OpenAI's and Ollama's clients read. */
+static void test_config_from_env(void **state)
+{
+	static const char *const vars[] = {"OPENAI_BASE_URL", "OPENAI_API_KEY",
+					   "OPENAI_MODEL",    "OLLAMA_HOST",
+					   "OLLAMA_MODEL",    "SSL_CERT_FILE"};
+	char *saved[6];
+	af_chat_config c;
+
+	for (int i = 0; i < 6; i++) {
+		const char *v = getenv(vars[i]);
+		saved[i] = v != NULL ? strdup(v) : NULL;
+		unsetenv(vars[i]);
+	}
+	af_chat_config_from_env(&c);
+	assert_string_equal(c.provider, "extractive");
+	assert_null(c.ca_file);
+
+	setenv("OLLAMA_HOST", "10.0.0.2:11434", 1);
+	setenv("OLLAMA_MODEL", "qwen3", 1);
+	af_chat_config_from_env(&c);
+	assert_string_equal(c.provider, "ollama");
+	assert_string_equal(c.base_url, "10.0.0.2:11434");
+	assert_string_equal(c.model, "qwen3");
+	assert_null(c.api_key_env);
+
+	/* OpenAI's variables win over Ollama's. */
+	setenv("OPENAI_API_KEY", "sk-x", 1);
+	setenv("OPENAI_MODEL", "gpt-4.1", 1);
+	setenv("SSL_CERT_FILE", "/etc/private-ca.pem", 1);
+	af_chat_config_from_env(&c);
+	assert_string_equal(c.provider, "openai");
+	assert_string_equal(c.base_url, "https://api.openai.com/v1");
+	assert_string_equal(c.model, "gpt-4.1");
+	assert_string_equal(c.api_key_env, "OPENAI_API_KEY");
+	assert_string_equal(c.ca_file, "/etc/private-ca.pem");
+	setenv("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1", 1);
+	af_chat_config_from_env(&c);
+	assert_string_equal(c.base_url, "http://127.0.0.1:8080/v1");
+
+	for (int i = 0; i < 6; i++) {
+		if (saved[i] != NULL)
+			setenv(vars[i], saved[i], 1);
+		else
+			unsetenv(vars[i]);
+		free(saved[i]);
+	}
+	(void)state;
+}
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+#define TLS_FILE(name) AF_TLS_DIR "/" name
+
+static char *read_text(const char *path)
+{
+	FILE *in = fopen(path, "rb");
+	char *text = calloc(1, 4096);
+	size_t n;
+
+	assert_non_null(in);
+	assert_non_null(text);
+	n = fread(text, 1, 4095, in);
+	assert_true(n > 0 && n < 4095);
+	fclose(in);
+	return text;
+}
+
+/* Restarts the mock as an https server with the certificate tests/tls/
+ * holds for 127.0.0.1, signed by the test CA there. */
+static void restart_mock_tls(fixture *f)
+{
+	char *cert = read_text(TLS_FILE("server.pem"));
+	char *key = read_text(TLS_FILE("server.key"));
+
+	mockllm_stop(&f->mock);
+	assert_int_equal(
+		mockllm_start(&f->mock, &(mockllm_opts){.chunks = 3,
+							.tls_cert = cert,
+							.tls_key = key}),
+		0);
+	assert_non_null(strstr(mockllm_url(f->mock), "https://"));
+	free(cert);
+	free(key);
+}
+
+/* A server behind a private CA: with ca_file naming that CA, streamed and
+ * whole answers come over TLS. */
+static void test_https_with_a_private_ca(void **state)
+{
+	fixture *f = *state;
+	char *want = test_mock_text("w", 3);
+	af_msg *reply = NULL;
+	char *content;
+	streamed s;
+
+	restart_mock_tls(f);
+	spawn_chat_with(f, "openai", 0, 0, TLS_FILE("ca.pem"));
+	stream_text(f, "over TLS", &s);
+	assert_int_equal(s.status, AF_OK);
+	assert_string_equal(s.text, want);
+	streamed_free(&s);
+	assert_int_equal(ask(f, "chat", "over TLS", &reply), AF_OK);
+	content = test_str_of(af_value_get(af_msg_payload(reply), "content"));
+	assert_string_equal(content, want);
+	free(content);
+	af_msg_destroy(&reply);
+	free(want);
+}
+
+/* A certificate the CAs do not vouch for fails the request at once, with
+ * libcurl's reason, and is not retried: no HTTP request reaches the
+ * server, over one connection. A CA file that cannot be read fails the
+ * same way, naming the file. */
+static void test_https_untrusted_fails_at_once(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	const char *text;
+
+	restart_mock_tls(f);
+	/* The system's CAs do not know the test CA. */
+	spawn_chat_with(f, "openai", 3, 0, NULL);
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_EPEERDOWN);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "certificate"));
+	af_msg_destroy(&reply);
+	assert_int_equal(mockllm_requests(f->mock), 0);
+	assert_int_equal(mockllm_connections(f->mock), 1);
+	assert_int_equal(af_stop(f->sys, "chat"), AF_OK);
+
+	spawn_chat_with(f, "openai", 3, 0, TLS_FILE("no-such-ca.pem"));
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_EPEERDOWN);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "no-such-ca.pem"));
+	af_msg_destroy(&reply);
+	assert_int_equal(mockllm_requests(f->mock), 0);
+}
+
 /* ---- load --------------------------------------------------------------- */
 
 static void test_many_streams_at_once(void **state)
@@ -755,6 +904,9 @@ int main(void)
 		T(test_deadline_aborts_the_transfer),
 		T(test_requester_gone_aborts_the_transfer),
 		T(test_connection_refused),
+		T(test_config_from_env),
+		T(test_https_with_a_private_ca),
+		T(test_https_untrusted_fails_at_once),
 		T(test_many_streams_at_once),
 		T(test_connections_reused),
 		T(test_transfers_queue_past_the_cap),

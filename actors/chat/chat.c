@@ -60,6 +60,7 @@ void af_chat_config_from_env(af_chat_config *c)
 	const char *openai_url = getenv("OPENAI_BASE_URL");
 	const char *openai_key = getenv("OPENAI_API_KEY");
 	const char *ollama = getenv("OLLAMA_HOST");
+	const char *ca_file = getenv("SSL_CERT_FILE");
 	const char *model;
 
 	if ((openai_url != NULL && *openai_url != '\0') ||
@@ -78,6 +79,8 @@ void af_chat_config_from_env(af_chat_config *c)
 	}
 	if (model != NULL && *model != '\0')
 		c->model = model;
+	if (ca_file != NULL && *ca_file != '\0')
+		c->ca_file = ca_file;
 }
 
 /* "host:port" (as OLLAMA_HOST is often set) becomes "http://host:port";
@@ -797,6 +800,7 @@ static af_err init(af_ctx *ctx, const void *config, void **state)
 		.max_retries = cfg->max_retries,
 		.retry_base_ms = cfg->retry_base_ms,
 		.retry_max_ms = cfg->retry_max_ms,
+		.ca_file = cfg->ca_file,
 	};
 	err = af__http_new(&a->http, ctx, &http);
 	if (err != AF_OK)

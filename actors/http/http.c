@@ -74,6 +74,7 @@ struct af_http {
 	size_t queue_len;
 	size_t queue_cap;
 	uint32_t rnd;
+	char *ca_file; /* opts.ca_file's copy; NULL: the system's */
 };
 
 static void release_headers(af_http *h, header_set *set);
@@ -589,8 +590,17 @@ af_err af__http_new(af_http **out, af_ctx *ctx, const af_http_opts *opts)
 	if (h->opts.retry_max_ms <= 0)
 		h->opts.retry_max_ms = 30000;
 	h->rnd = (uint32_t)now_ns() | 1u;
+	if (opts->ca_file != NULL) {
+		h->ca_file = strdup(opts->ca_file);
+		if (h->ca_file == NULL) {
+			free(h);
+			return AF_ENOMEM;
+		}
+	}
+	h->opts.ca_file = h->ca_file;
 	h->multi = curl_multi_init();
 	if (h->multi == NULL) {
+		free(h->ca_file);
 		free(h);
 		return AF_ENOMEM;
 	}
@@ -620,6 +630,7 @@ void af__http_destroy(af_http **hp)
 	if (h->timer != 0)
 		af_timer_cancel(h->ctx, h->timer);
 	free(h->queue);
+	free(h->ca_file);
 	free(h);
 	*hp = NULL;
 }
@@ -797,6 +808,8 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION,
 			 (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(x->easy, CURLOPT_TCP_NODELAY, 1L);
+	if (x->h->ca_file != NULL)
+		curl_easy_setopt(x->easy, CURLOPT_CAINFO, x->h->ca_file);
 	/* Model servers stream events of a few hundred bytes, and a stream
 	 * holds its receive buffer all along: 1 KiB (libcurl's least) holds
 	 * several events, where libcurl's default is 16 KiB (at 10,000 open

@@ -35,6 +35,10 @@ typedef struct af_http_opts {
 	int max_retries;       /* retries after the first attempt; <0: 0 */
 	int64_t retry_base_ms; /* first backoff; 0: 500 ms */
 	int64_t retry_max_ms;  /* longest backoff; 0: 30 s */
+	/* A PEM file of the certificate authorities https servers are
+	 * verified against, in place of the system's; NULL: the system's.
+	 * Copied. */
+	const char *ca_file;
 } af_http_opts;
 
 typedef struct af_http_req {

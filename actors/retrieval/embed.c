@@ -125,6 +125,7 @@ af_err af__embedder_new(af_embedder **out, af_ctx *ctx,
 	http = (af_http_opts){
 		.max_concurrent = (int)e->max_concurrent,
 		.max_retries = cfg->embed_max_retries,
+		.ca_file = cfg->embed_ca_file,
 	};
 	err = af__http_new(&e->http, ctx, &http);
 	if (err != AF_OK)

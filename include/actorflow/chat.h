@@ -91,6 +91,10 @@ typedef struct af_chat_config {
 	int max_concurrent;         /* HTTP transfers at once; 0: 1024 */
 	int64_t retry_base_ms;      /* first backoff; 0: 500 ms */
 	int64_t retry_max_ms;       /* longest backoff; 0: 30 s */
+	/* A PEM file of the certificate authorities an https server is
+	 * verified against, in place of the system's: a private CA in front
+	 * of a self-hosted model, say. NULL: the system's. */
+	const char *ca_file;
 } af_chat_config;
 
 /* Fills c with defaults chosen from the environment, the variables users
@@ -98,8 +102,10 @@ typedef struct af_chat_config {
  * OPENAI_API_KEY selects "openai" (base URL from OPENAI_BASE_URL, else
  * OpenAI's; key from OPENAI_API_KEY; model from OPENAI_MODEL, else
  * "gpt-4o-mini"), else OLLAMA_HOST selects "ollama" (model from
- * OLLAMA_MODEL, else "llama3.2"), else "extractive". The strings point
- * into the environment or are constants. Any thread. */
+ * OLLAMA_MODEL, else "llama3.2"), else "extractive"; for either server,
+ * SSL_CERT_FILE names the CA file, as for OpenAI's and Ollama's Python
+ * clients. The strings point into the environment or are constants. Any
+ * thread. */
 void af_chat_config_from_env(af_chat_config *c);
 
 /* Fills c with the defaults of provider, as af_chat_config_from_env would

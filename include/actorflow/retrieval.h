@@ -154,6 +154,9 @@ typedef struct af_retrieval_config {
 	int embed_max_concurrent; /* requests at once; 0: 4 */
 	int embed_max_retries;    /* < 0: 0; default 3 */
 	int64_t embed_timeout_ms; /* one request; 0: 60 s */
+	/* A PEM file of the certificate authorities an https embeddings
+	 * server is verified against; NULL: the system's. */
+	const char *embed_ca_file;
 } af_retrieval_config;
 
 /* Fills c with the defaults: in memory, bm25, no embeddings. Any thread. */

@@ -441,7 +441,10 @@ int mockllm_start_ex(mockllm **out, const mockllm_opts *opts, int port,
 	mockllm *m = calloc(1, sizeof(*m));
 	pthread_condattr_t ca;
 	struct sockaddr_in sa;
-	struct MHD_OptionItem items[10];
+	struct MHD_OptionItem items[12];
+	unsigned flags =
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+	bool tls = opts != NULL && opts->tls_cert != NULL;
 	int n = 0;
 	const union MHD_DaemonInfo *info;
 
@@ -486,13 +489,20 @@ int mockllm_start_ex(mockllm **out, const mockllm_opts *opts, int port,
 	if (threads > 1)
 		items[n++] = (struct MHD_OptionItem){
 			MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+	if (tls) {
+		/* libmicrohttpd hands both to GnuTLS at start, which copies
+		 * them. */
+		flags |= MHD_USE_TLS;
+		items[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT,
+						     0, (void *)opts->tls_cert};
+		items[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY,
+						     0, (void *)opts->tls_key};
+	}
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	/* Not MHD_USE_TURBO: it skips the shutdown() that tells the client
 	 * at once of a connection closed mid-answer (MOCKLLM_DROP), and the
 	 * close itself waits for the next event on the daemon. */
-	m->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
-					     MHD_ALLOW_SUSPEND_RESUME,
-				     0, NULL, NULL, on_request, m,
+	m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m,
 				     MHD_OPTION_ARRAY, items, MHD_OPTION_END);
 	if (m->daemon == NULL)
 		goto stop_pacer;
@@ -500,7 +510,8 @@ int mockllm_start_ex(mockllm **out, const mockllm_opts *opts, int port,
 	if (info == NULL || info->port == 0)
 		goto stop_daemon;
 	m->port = info->port;
-	snprintf(m->url, sizeof(m->url), "http://127.0.0.1:%d", m->port);
+	snprintf(m->url, sizeof(m->url), "%s://127.0.0.1:%d",
+		 tls ? "https" : "http", m->port);
 	*out = m;
 	return 0;
 stop_daemon:

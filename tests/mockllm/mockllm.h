@@ -89,6 +89,11 @@ typedef struct mockllm_opts {
 	int retry_after_ms;
 	const char *error_message; /* NULL: "mock failure". Copied. */
 	int embed_dim;             /* embedding dimension; 0: 8 */
+	/* PEM certificate (chain) and key: the server speaks HTTPS with them
+	 * and mockllm_url says "https". Read at start only (mockllm_set
+	 * ignores them). */
+	const char *tls_cert;
+	const char *tls_key;
 } mockllm_opts;
 
 /* Starts a server on 127.0.0.1 with an ephemeral port, one event thread
@@ -103,7 +108,8 @@ int mockllm_start_ex(mockllm **out, const mockllm_opts *opts, int port,
 /* The port the server listens on. */
 int mockllm_port(const mockllm *m);
 
-/* "http://127.0.0.1:PORT", owned by m, valid until mockllm_stop. */
+/* "http://127.0.0.1:PORT" ("https" with tls_cert), owned by m, valid
+ * until mockllm_stop. */
 const char *mockllm_url(const mockllm *m);
 
 /* Replaces the options for requests that arrive from now on (answers
