@@ -207,18 +207,20 @@ static af_err timers_handle(af_ctx *ctx, void *state, af_msg *m)
 	assert_int_equal(af_timer_start(ctx, -1, 0, on_doomed, t, NULL),
 			 AF_EINVAL);
 	/* Three one-shots due in reverse order of starting, all before the
-	 * fifth tick of the repeating timer. */
+	 * fifth tick of the repeating timer. 10 ms apart: under valgrind on
+	 * a busy machine, starting one took more than the 2 ms they once
+	 * were apart. */
 	for (int i = 0; i < 3; i++) {
 		marks[i].t = t;
 		marks[i].n = i;
-		assert_int_equal(af_timer_start(ctx, 6 - 2 * i, 0, on_mark,
+		assert_int_equal(af_timer_start(ctx, 30 - 10 * i, 0, on_mark,
 						&marks[i], NULL),
 				 AF_OK);
 	}
 	assert_int_equal(af_timer_start(ctx, 1, 0, on_doomed, t, &t->doomed_id),
 			 AF_OK);
 	assert_int_equal(af_timer_cancel(ctx, t->doomed_id), AF_OK);
-	assert_int_equal(af_timer_start(ctx, 5, 5, on_tick, t, &t->repeat_id),
+	assert_int_equal(af_timer_start(ctx, 10, 10, on_tick, t, &t->repeat_id),
 			 AF_OK);
 	return err;
 }
