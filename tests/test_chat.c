@@ -428,6 +428,55 @@ static void test_retries_exhausted_carry_status_and_message(void **state)
 	unsetenv("AF_TEST_CHAT_KEY");
 }
 
+/* A server that quotes the key in its error message: the error the
+ * requester gets has it blanked. */
+static void test_key_echoed_by_the_server_is_redacted(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	const char *text;
+
+	setenv("AF_TEST_CHAT_KEY", "sk-echoed-secret", 1);
+	spawn_chat(f, "openai", 0);
+	set_mock(f, (mockllm_opts){.fault = MOCKLLM_STATUS,
+				   .fail_status = 401,
+				   .fail_times = 1,
+				   .error_message =
+					   "bad key sk-echoed-secret, see "
+					   "Bearer sk-echoed-secret"});
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_EHTTP);
+	af_msg_error(reply, &text);
+	assert_null(strstr(text, "sk-echoed-secret"));
+	assert_non_null(strstr(text, "bad key [redacted], see Bearer "
+				     "[redacted]"));
+	af_msg_destroy(&reply);
+	unsetenv("AF_TEST_CHAT_KEY");
+}
+
+/* An answer larger than the system's messages allow: the requester gets
+ * AF_EMSGSIZE and why, at once, and the actor goes on. */
+static void test_answer_too_large_for_a_message(void **state)
+{
+	fixture *f = *state;
+	af_system_opts so = {.max_message_size = 64 * 1024};
+	af_msg *reply = NULL;
+	const char *text;
+
+	af_client_destroy(&f->client);
+	af_system_destroy(&f->sys);
+	assert_int_equal(af_system_new(&f->sys, &so), AF_OK);
+	assert_int_equal(af_client_new(&f->client, f->sys), AF_OK);
+	spawn_chat(f, "openai", 0);
+	set_mock(f, (mockllm_opts){.chunks = 20000});
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_EMSGSIZE);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "the answer could not be sent"));
+	af_msg_destroy(&reply);
+	set_mock(f, (mockllm_opts){.chunks = 3});
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_OK);
+	af_msg_destroy(&reply);
+}
+
 static void test_client_errors_fail_at_once(void **state)
 {
 	fixture *f = *state;
@@ -875,6 +924,51 @@ static void test_transfers_queue_past_the_cap(void **state)
 
 /* More chunks than the credit window: the actor holds them and pauses the
  * transfer until the reader catches up; none is lost or reordered. */
+/* A consumer that reads only once the server has sent everything: past
+ * its credit window the chat actor holds the text and pauses the
+ * transfer, so a fault is found either among text already held or when
+ * the transfer resumes. Either way every chunk before the fault arrives,
+ * in order, then the error. */
+static void test_late_reader_gets_all_text_before_a_fault(void **state)
+{
+	static const mockllm_fault faults[] = {MOCKLLM_MALFORMED,
+					       MOCKLLM_ERROR_EVENT};
+	static const af_err codes[] = {AF_EPROTO, AF_EREMOTE};
+	fixture *f = *state;
+	af_payload *p = question("hi");
+	unsigned ended = 0;
+
+	spawn_chat(f, "openai", 0);
+	for (int i = 0; i < 2; i++) {
+		for (int at = AF_STREAM_WINDOW + 1; at < AF_STREAM_WINDOW + 12;
+		     at += 2) {
+			char *want = test_mock_text("w", at);
+			af_stream *st;
+			streamed s;
+
+			set_mock(f,
+				 (mockllm_opts){.chunks = AF_STREAM_WINDOW + 80,
+						.fault = faults[i],
+						.fault_at = at});
+			assert_int_equal(af_client_stream(f->client, "chat",
+							  "stream_chat", p,
+							  WAIT_MS, &st),
+					 AF_OK);
+			assert_int_equal(mockllm_wait_ended_streams(
+						 f->mock, ++ended, WAIT_MS),
+					 0);
+			read_stream(st, &s);
+			assert_int_equal(s.status, codes[i]);
+			assert_int_equal(s.chunks, at);
+			assert_string_equal(s.text, want);
+			streamed_free(&s);
+			af_stream_close(&st);
+			free(want);
+		}
+	}
+	af_payload_destroy(&p);
+}
+
 static void test_long_stream_through_the_window(void **state)
 {
 	fixture *f = *state;
@@ -897,6 +991,8 @@ int main(void)
 		T(test_ollama_chat_and_stream),
 		T(test_retry_after_then_success),
 		T(test_retries_exhausted_carry_status_and_message),
+		T(test_key_echoed_by_the_server_is_redacted),
+		T(test_answer_too_large_for_a_message),
 		T(test_client_errors_fail_at_once),
 		T(test_openai_broken_streams),
 		T(test_ollama_broken_streams),
@@ -911,6 +1007,7 @@ int main(void)
 		T(test_connections_reused),
 		T(test_transfers_queue_past_the_cap),
 		T(test_long_stream_through_the_window),
+		T(test_late_reader_gets_all_text_before_a_fault),
 #undef T
 	};
 

@@ -46,6 +46,31 @@ static void error_text(const char *body, const char *want)
 	assert_string_equal(out, want);
 }
 
+/* Retry-After and retry-after-ms values: numbers with optional blanks
+ * around; anything else is -1 (the computed backoff then applies), and a
+ * huge wait stops at a day. */
+static void test_retry_after_values(void **state)
+{
+	assert_int_equal(af__http_wait_ms("2", 1000), 2000);
+	assert_int_equal(af__http_wait_ms(" 2 ", 1000), 2000);
+	assert_int_equal(af__http_wait_ms("0", 1000), 0);
+	assert_int_equal(af__http_wait_ms("1.5", 1000), -1);
+	assert_int_equal(af__http_wait_ms("-5", 1000), -1);
+	assert_int_equal(af__http_wait_ms("soon", 1000), -1);
+	assert_int_equal(af__http_wait_ms("", 1000), -1);
+	assert_int_equal(af__http_wait_ms("2 s", 1000), -1);
+	assert_int_equal(
+		af__http_wait_ms("Wed, 21 Oct 2015 07:28:00 GMT", 1000), -1);
+	assert_int_equal(af__http_wait_ms("99999999999999999999", 1000),
+			 86400000);
+	assert_int_equal(af__http_wait_ms("1500", 1), 1500);
+	assert_int_equal(af__http_wait_ms("\t250 ", 1), 250);
+	assert_int_equal(af__http_wait_ms("1500.75", 1), 1500);
+	assert_int_equal(af__http_wait_ms("abc", 1), -1);
+	assert_int_equal(af__http_wait_ms("99999999999999999999", 1), 86400000);
+	(void)state;
+}
+
 static void test_error_text_reads_every_server_shape(void **state)
 {
 	/* OpenAI, vLLM, llama.cpp */
@@ -131,6 +156,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_backoff_doubles_with_jitter_and_caps),
+		cmocka_unit_test(test_retry_after_values),
 		cmocka_unit_test(test_error_text_reads_every_server_shape),
 		cmocka_unit_test(test_error_text_is_bounded),
 		cmocka_unit_test(test_json_depth_is_bounded),

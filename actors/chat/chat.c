@@ -10,6 +10,7 @@
  * transfer, so a slow reader costs the actor at most one window plus what
  * libcurl buffers, not the whole answer.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,9 +344,10 @@ af_err af__chat_server_error(chat_call *c, const af_json_pick *error,
 int64_t af__chat_count(const af_json_pick *v)
 {
 	/* A count from a server is untrusted: out of range, the conversion
-	 * would be undefined. */
+	 * would be undefined. Under 2^53 (exact in a double), and two of
+	 * them add up without overflow. */
 	if (v->kind != AF_JSON_NUMBER || !(v->number >= 0) ||
-	    !(v->number < 9.2e18))
+	    !(v->number <= 9e15))
 		return 0;
 	return (int64_t)v->number;
 }
@@ -384,34 +386,49 @@ static void pack_ending(chat_call *c, af_payload *out, bool with_content)
 	af_pack_map_end(out);
 }
 
-void af__chat_finish(chat_call *c, af_err err)
+/* Answers c's request, with its answer or with err, and frees c. */
+static void answer(chat_call *c, af_err err)
 {
 	chat_actor *a = c->a;
 
-	if (err == AF_OK && c->held_count > 0) {
-		/* The end goes after the chunks still held. */
-		c->end_due = true;
-		return;
-	}
 	if (c->consumer_gone)
 		return; /* the cancel hook frees the call */
-	if (err != AF_OK) {
-		af_pending_error(a->ctx, &c->p, err, "%s",
-				 c->err != NULL ? c->err : af_strerror(err));
-	} else {
+	if (err == AF_OK) {
 		af_payload_reset(a->out);
 		pack_ending(c, a->out, !c->stream);
 		err = af_payload_status(a->out);
+		if (err == AF_OK)
+			err = c->stream
+				      ? af_pending_end(a->ctx, &c->p, a->out)
+				      : af_pending_reply(a->ctx, &c->p, a->out);
+		/* Too large for the system's messages, say: the requester
+		 * learns why rather than waiting for its deadline. */
 		if (err != AF_OK)
-			af_pending_error(a->ctx, &c->p, err,
-					 "encoding the answer: %s",
-					 af_strerror(err));
-		else if (c->stream)
-			af_pending_end(a->ctx, &c->p, a->out);
-		else
-			af_pending_reply(a->ctx, &c->p, a->out);
+			af__chat_fail(c, err,
+				      "%s: the answer could not be sent: %s",
+				      a->provider->name, af_strerror(err));
+	}
+	if (err != AF_OK &&
+	    af_pending_error(a->ctx, &c->p, err, "%s",
+			     c->err != NULL ? c->err : af_strerror(err)) !=
+		    AF_OK) {
+		/* Not even the error could go: the runtime keeps the request
+		 * (a stop answers it), and its cancel hook must not find c. */
+		af_pending_on_cancel(c->p, NULL, NULL);
 	}
 	free_call(c);
+}
+
+void af__chat_finish(chat_call *c, af_err err)
+{
+	if (c->held_count > 0 && !c->consumer_gone) {
+		/* The end, or the error, goes after the chunks still held:
+		 * text that came before a failure is not lost. */
+		c->end_due = true;
+		c->end_err = err;
+		return;
+	}
+	answer(c, err);
 }
 
 static void on_writable(af_ctx *ctx, void *arg)
@@ -422,11 +439,12 @@ static void on_writable(af_ctx *ctx, void *arg)
 	if (err == AF_EAGAIN || c->consumer_gone)
 		return;
 	if (err != AF_OK) {
-		af__chat_finish(c, err);
+		/* The held chunks cannot go: the error goes now. */
+		answer(c, err);
 		return;
 	}
 	if (c->end_due) {
-		af__chat_finish(c, AF_OK);
+		answer(c, c->end_err);
 		return;
 	}
 	if (c->paused && c->xfer != NULL) {
@@ -678,6 +696,7 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 	const af_value *model;
 	cJSON *messages = NULL;
 	const char *why;
+	int64_t max_tokens;
 	chat_call *c;
 	af_err err;
 
@@ -709,8 +728,16 @@ static af_err handle(af_ctx *ctx, void *state, af_msg *m)
 						       : strdup(a->model);
 	c->temperature =
 		af_value_get_double(payload, "temperature", a->temperature);
-	c->max_tokens =
-		(int)af_value_get_int(payload, "max_tokens", a->max_tokens);
+	max_tokens = af_value_get_int(payload, "max_tokens", a->max_tokens);
+	if (max_tokens < INT_MIN || max_tokens > INT_MAX) {
+		cJSON_Delete(messages);
+		free(c->model);
+		free(c);
+		return af_reply_error(ctx, m, AF_EINVAL,
+				      "max_tokens out of range: %lld",
+				      (long long)max_tokens);
+	}
+	c->max_tokens = (int)max_tokens;
 	if (c->model == NULL || af_defer(ctx, m, &c->p) != AF_OK) {
 		cJSON_Delete(messages);
 		free(c->model);

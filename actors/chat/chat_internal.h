@@ -87,6 +87,7 @@ struct chat_call {
 	bool done_seen;     /* the stream's end marker arrived */
 	bool consumer_gone; /* a chunk found the requester gone */
 	bool end_due;       /* ended, waiting for held chunks to go */
+	af_err end_err;     /* with end_due: how it ended */
 	bool paused;        /* the transfer waits for the consumer */
 	char *model;
 	double temperature;

@@ -19,6 +19,11 @@
 /* Transfers at once whose connections are kept for reuse (see launch). */
 #define KEEP_CONNECTIONS 64
 
+/* The longest wait a server's Retry-After is read as: longer ones only
+ * matter against a request's own timeout, which ends it sooner. */
+#define WAIT_MAX_S 86400
+#define TIMEOUT_MAX_MS (366LL * 86400 * 1000)
+
 #define CONTENT_TYPE "Content-Type: application/json"
 #define BEARER "Authorization: Bearer "
 
@@ -252,31 +257,50 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 	line[strcspn(line, "\r\n")] = '\0';
 	if (strncasecmp(line, "retry-after-ms:", 15) == 0) {
 		v = line + 15;
-		x->retry_after_ms = strtoll(v, NULL, 10);
+		x->retry_after_ms = af__http_wait_ms(v, 1);
 	} else if (strncasecmp(line, "retry-after:", 12) == 0 &&
 		   x->retry_after_ms < 0) {
-		char *end;
-		long long s;
-
 		v = line + 12;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		s = strtoll(v, &end, 10);
-		if (end != v && *end == '\0') {
-			x->retry_after_ms = s * 1000;
-		} else {
+		x->retry_after_ms = af__http_wait_ms(v, 1000);
+		if (x->retry_after_ms < 0) {
 			/* An HTTP date: how long until then. */
 			time_t when = curl_getdate(v, NULL);
 
-			if (when > 0)
-				x->retry_after_ms =
-					((int64_t)when - (int64_t)time(NULL)) *
-					1000;
+			if (when > 0) {
+				int64_t s = (int64_t)when - (int64_t)time(NULL);
+
+				s = s < 0 ? 0 : s > WAIT_MAX_S ? WAIT_MAX_S : s;
+				x->retry_after_ms = s * 1000;
+			}
 		}
-		if (x->retry_after_ms < 0)
-			x->retry_after_ms = 0;
 	}
 	return len;
+}
+
+int64_t af__http_wait_ms(const char *v, int64_t unit_ms)
+{
+	int64_t n = 0;
+	bool digits = false;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	for (; *v >= '0' && *v <= '9'; v++) {
+		digits = true;
+		if (n < WAIT_MAX_S * 1000)
+			n = n * 10 + (*v - '0');
+	}
+	if (!digits)
+		return -1;
+	if (*v == '.' && unit_ms == 1) /* "1500.5" ms: the fraction goes */
+		while (*++v >= '0' && *v <= '9')
+			;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (*v != '\0')
+		return -1;
+	if (n > WAIT_MAX_S * 1000 / unit_ms)
+		n = WAIT_MAX_S * 1000 / unit_ms;
+	return n * unit_ms;
 }
 
 /* Frees the request body once libcurl has sent all of it: the answer's
@@ -303,6 +327,10 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 	long status = 0;
 	af_err err;
 
+	/* on_data refused bytes already: no later ones reach it (resuming a
+	 * paused transfer can hand over several pieces in one call). */
+	if (x->abort_code != AF_OK)
+		return CURL_WRITEFUNC_ERROR;
 	if (!x->delivered && !x->is_error) {
 		long version = CURL_HTTP_VERSION_NONE;
 
@@ -422,17 +450,52 @@ static af_err launch(af_http *h, af_http_xfer *x)
 	return AF_OK;
 }
 
+/* The API key a transfer sends, within its headers; NULL: none. */
+static const char *bearer_of(const header_set *set)
+{
+	size_t n = strlen(BEARER);
+
+	for (const struct curl_slist *l = set != NULL ? set->list : NULL;
+	     l != NULL; l = l->next)
+		if (strncmp(l->data, BEARER, n) == 0 && l->data[n] != '\0')
+			return l->data + n;
+	return NULL;
+}
+
+/* Copies msg into out with every occurrence of secret replaced. */
+static void redact(char *out, size_t size, const char *msg, const char *secret)
+{
+	static const char mark[] = "[redacted]";
+	size_t n = secret != NULL ? strlen(secret) : 0;
+	size_t o = 0;
+
+	while (*msg != '\0' && o + 1 < size) {
+		if (n > 0 && strncmp(msg, secret, n) == 0) {
+			for (const char *r = mark; *r != '\0' && o + 1 < size;)
+				out[o++] = *r++;
+			msg += n;
+		} else {
+			out[o++] = *msg++;
+		}
+	}
+	out[o] = '\0';
+}
+
 static void finish(af_http *h, af_http_xfer *x, af_err err, long status,
 		   const char *msg)
 {
 	af_http_cbs cbs = x->cbs;
 	void *arg = x->arg;
+	char said[384];
 
+	/* A server may quote the request's headers in its error message:
+	 * the key goes no further. */
+	redact(said, sizeof(said), msg, bearer_of(x->headers));
 	/* on_done may start new transfers or destroy state that points at
 	 * x: x is gone before it runs. */
 	free_xfer(h, x);
 	h->running--;
-	cbs.on_done(h->ctx, arg, err, status, msg);
+	cbs.on_done(h->ctx, arg, err, status, said);
 }
 
 static void start_queued(af_http *h)
@@ -774,7 +837,9 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	x->h = h;
 	x->cbs = *cbs;
 	x->arg = arg;
-	if (r->timeout_ms > 0)
+	/* Past a year is no deadline at all (INT64_MAX, say, would
+	 * overflow). */
+	if (r->timeout_ms > 0 && r->timeout_ms <= TIMEOUT_MAX_MS)
 		x->deadline_ns = now_ns() + r->timeout_ms * 1000000;
 	if (r->body != NULL) {
 		x->body = malloc(r->body_len + 1);
@@ -878,7 +943,21 @@ void af__http_abort(af_http *h, af_http_xfer **xp)
 
 void af__http_pause(af_http *h, af_http_xfer *x, bool paused)
 {
+	CURLcode rc;
+	long status = 0;
+
 	if (h == NULL || x == NULL || !x->running)
 		return;
-	curl_easy_pause(x->easy, paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+	rc = curl_easy_pause(x->easy, paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+	if (paused || (rc == CURLE_OK && x->abort_code == AF_OK))
+		return;
+	/* Resuming handed over the bytes libcurl held, and on_data refused
+	 * them, or libcurl failed: the transfer ends now, as it would have
+	 * in curl_multi_socket_action. */
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (x->abort_code != AF_OK)
+		finish(h, x, x->abort_code, status, af_strerror(x->abort_code));
+	else
+		finish(h, x, AF_EPEERDOWN, status, curl_easy_strerror(rc));
+	start_queued(h);
 }

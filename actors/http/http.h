@@ -91,7 +91,9 @@ void af__http_abort(af_http *h, af_http_xfer **x);
 
 /* Stops (paused = true) or resumes reading a transfer's body: the way to
  * hold a fast server while a slow consumer catches up. Resuming may call
- * on_data before it returns, with bytes libcurl held. */
+ * on_data before it returns, with bytes libcurl held; if on_data refuses
+ * them (or libcurl fails), the transfer ends there: on_done runs before
+ * this returns, and x is gone. */
 void af__http_pause(af_http *h, af_http_xfer *x, bool paused);
 
 /* The server's error message in an error body: "error.message", "error"
@@ -99,6 +101,12 @@ void af__http_pause(af_http *h, af_http_xfer *x, bool paused);
  * cut to one line of at most 200 bytes. Writes at most size bytes to out,
  * NUL-terminated. Exposed for tests. */
 void af__http_error_text(const char *body, size_t len, char *out, size_t size);
+
+/* A wait a server advised in a Retry-After (unit_ms 1000: whole seconds)
+ * or retry-after-ms (1: milliseconds, a fraction ignored) header value,
+ * in ms, at most a day; -1 when it is not such a number (an HTTP date, or
+ * garbage, which falls back to the computed backoff). Exposed for tests. */
+int64_t af__http_wait_ms(const char *value, int64_t unit_ms);
 
 /* Backoff before retry number attempt (1 for the first retry): a full
  * jitter draw in [d/2, d] of d = min(max, base * 2^(attempt-1)), using

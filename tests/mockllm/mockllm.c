@@ -406,8 +406,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
 					 : r->ended_by_server;
 
 		pthread_mutex_lock(&m->mu);
-		if (r->stream != NULL)
+		if (r->stream != NULL) {
 			m->open_streams--;
+			m->ended_streams++;
+		}
 		if (!by_server && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
 		    toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN)
 			m->aborted++;
@@ -627,6 +629,11 @@ int mockllm_wait_requests(mockllm *m, unsigned n, int timeout_ms)
 int mockllm_wait_aborted(mockllm *m, unsigned n, int timeout_ms)
 {
 	return wait_counter(m, &m->aborted, n, false, timeout_ms);
+}
+
+int mockllm_wait_ended_streams(mockllm *m, unsigned n, int timeout_ms)
+{
+	return wait_counter(m, &m->ended_streams, n, false, timeout_ms);
 }
 
 int mockllm_wait_open_streams(mockllm *m, unsigned n, int timeout_ms)

@@ -139,6 +139,10 @@ int mockllm_wait_requests(mockllm *m, unsigned n, int timeout_ms);
 /* Waits until mockllm_aborted() >= n. Returns 0, or -1 after timeout_ms. */
 int mockllm_wait_aborted(mockllm *m, unsigned n, int timeout_ms);
 
+/* Waits until n streamed answers have ended since start, however they
+ * ended (all written out, or cut). Returns 0, or -1 after timeout_ms. */
+int mockllm_wait_ended_streams(mockllm *m, unsigned n, int timeout_ms);
+
 /* Waits until mockllm_open_streams() == n (so n = 0 waits for every stream
  * to end). Returns 0, or -1 after timeout_ms. */
 int mockllm_wait_open_streams(mockllm *m, unsigned n, int timeout_ms);

@@ -44,6 +44,7 @@ struct mockllm {
 	unsigned requests;
 	unsigned connections; /* TCP connections accepted */
 	unsigned open_streams;
+	unsigned ended_streams; /* streamed answers over, however they ended */
 	unsigned aborted;
 	char *last_body;
 	char *last_auth;
