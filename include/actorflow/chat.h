@@ -43,18 +43,23 @@
  *                     for chat.
  * Errors (the text is one line and never holds the API key):
  *   AF_EHTTP      the server's final error status, text "HTTP 429: <the
- *                 server's message>", after the retries the config allows
- *                 (408, 409, 429 and 5xx are retried with exponential
- *                 backoff and jitter, honouring Retry-After and
- *                 retry-after-ms; other 4xx fail at once)
+ *                 server's message>" (the API key blanked if the server
+ *                 quoted it), after the retries the config allows (408,
+ *                 409, 429 and 5xx are retried with exponential backoff and
+ *                 jitter, honouring Retry-After and retry-after-ms when
+ *                 they hold a number or a date; other 4xx fail at once)
  *   AF_EPEERDOWN  no connection, or it broke (retried like a 5xx while no
- *                 chunk has been sent)
+ *                 chunk has been sent); an https server the CAs do not
+ *                 vouch for, or an unreadable ca_file (not retried)
  *   AF_EPROTO     a stream that ends without its end marker, or malformed
  *                 JSON; never retried once a chunk was sent, so no text
  *                 arrives twice
  *   AF_EREMOTE    an error event inside the stream, with its message
  *   AF_ETIMEDOUT  the request's deadline or the configured timeout
+ *   AF_EMSGSIZE   a whole answer larger than 64 MiB, or than the system's
+ *                 largest message (af_system_opts.max_message_size)
  *   AF_EINVAL     a request without messages / prompt, or of bad shape
+ *                 (max_tokens beyond an int, say)
  * A cancel (by the requester, or the requester going away) and a deadline
  * abort the HTTP transfer at once.
  */
