@@ -195,8 +195,15 @@ af_err af_pending_chunk(af_ctx *ctx, af_pending *p, const af_payload *payload)
 af_err af_pending_when_writable(af_ctx *ctx, af_pending *p, af_timer_fn fn,
 				void *arg)
 {
-	if (p == NULL || fn == NULL || p->window == 0)
+	if (p == NULL || p->window == 0)
 		return AF_EINVAL;
+	if (fn == NULL) {
+		/* No hook: one set earlier no longer runs (a timer already
+		 * due finds none). */
+		p->on_writable = NULL;
+		p->writable_arg = NULL;
+		return AF_OK;
+	}
 	p->on_writable = fn;
 	p->writable_arg = arg;
 	if (p->sent - p->acked < p->window && p->soon.index == SIZE_MAX)

@@ -444,12 +444,16 @@ static void test_retries_exhausted_carry_status_and_message(void **state)
 }
 
 /* A server that quotes the key in its error message: the error the
- * requester gets has it blanked. */
+ * requester gets has it blanked, whether the message came with an error
+ * status or inside a stream, and even where the message is cut short
+ * through the key. */
 static void test_key_echoed_by_the_server_is_redacted(void **state)
 {
 	fixture *f = *state;
 	af_msg *reply = NULL;
 	const char *text;
+	char long_message[256];
+	streamed s;
 
 	setenv("AF_TEST_CHAT_KEY", "sk-echoed-secret", 1);
 	spawn_chat(f, "openai", 0);
@@ -465,6 +469,29 @@ static void test_key_echoed_by_the_server_is_redacted(void **state)
 	assert_non_null(strstr(text, "bad key [redacted], see Bearer "
 				     "[redacted]"));
 	af_msg_destroy(&reply);
+
+	/* A server's message is cut at 200 characters: here inside the key. */
+	snprintf(long_message, sizeof(long_message), "%190s sk-echoed-secret",
+		 "x");
+	set_mock(f, (mockllm_opts){.fault = MOCKLLM_STATUS,
+				   .fail_status = 401,
+				   .fail_times = 1,
+				   .error_message = long_message});
+	assert_int_equal(ask(f, "chat", "hi", &reply), AF_EHTTP);
+	af_msg_error(reply, &text);
+	assert_null(strstr(text, "sk-echoed"));
+	af_msg_destroy(&reply);
+
+	set_mock(f,
+		 (mockllm_opts){.chunks = 4,
+				.fault = MOCKLLM_ERROR_EVENT,
+				.fault_at = 2,
+				.error_message = "quota of sk-echoed-secret"});
+	stream_text(f, "hi", &s);
+	assert_int_equal(s.status, AF_EREMOTE);
+	assert_null(strstr(s.error, "sk-echoed-secret"));
+	assert_non_null(strstr(s.error, "quota of [redacted]"));
+	streamed_free(&s);
 	unsetenv("AF_TEST_CHAT_KEY");
 }
 

@@ -10,6 +10,8 @@
  * transfer, so a slow reader costs the actor at most one window plus what
  * libcurl buffers, not the whole answer.
  */
+#define _GNU_SOURCE /* vasprintf */
+
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -109,11 +111,22 @@ static char no_memory[] = "out of memory";
 af_err af__chat_fail(chat_call *c, af_err code, const char *fmt, ...)
 {
 	char text[256];
+	char *whole;
 	va_list ap;
+	int n;
 
+	/* Whole, then blanked, then cut: a server's message may quote the
+	 * key, and a cut through the key would keep part of it. */
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	n = vasprintf(&whole, fmt, ap);
 	va_end(ap);
+	if (n >= 0) {
+		af__http_redact(whole, (size_t)n, c->a->api_key, text,
+				sizeof(text));
+		free(whole);
+	} else {
+		snprintf(text, sizeof(text), "%s", no_memory);
+	}
 	if (c->err != no_memory)
 		free(c->err);
 	c->err = strdup(text);
@@ -413,8 +426,9 @@ static void answer(chat_call *c, af_err err)
 			     c->err != NULL ? c->err : af_strerror(err)) !=
 		    AF_OK) {
 		/* Not even the error could go: the runtime keeps the request
-		 * (a stop answers it), and its cancel hook must not find c. */
+		 * (a stop answers it), and its hooks must not find c. */
 		af_pending_on_cancel(c->p, NULL, NULL);
+		af_pending_when_writable(a->ctx, c->p, NULL, NULL);
 	}
 	free_call(c);
 }

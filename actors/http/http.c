@@ -24,6 +24,8 @@
 #define WAIT_MAX_S 86400
 #define TIMEOUT_MAX_MS (366LL * 86400 * 1000)
 
+#define REDACTED "[redacted]"
+
 #define CONTENT_TYPE "Content-Type: application/json"
 #define BEARER "Authorization: Bearer "
 
@@ -462,23 +464,26 @@ static const char *bearer_of(const header_set *set)
 	return NULL;
 }
 
-/* Copies msg into out with every occurrence of secret replaced. */
-static void redact(char *out, size_t size, const char *msg, const char *secret)
+size_t af__http_redact(const char *text, size_t len, const char *secret,
+		       char *out, size_t size)
 {
-	static const char mark[] = "[redacted]";
+	static const char mark[] = REDACTED;
 	size_t n = secret != NULL ? strlen(secret) : 0;
 	size_t o = 0;
 
-	while (*msg != '\0' && o + 1 < size) {
-		if (n > 0 && strncmp(msg, secret, n) == 0) {
+	if (size == 0)
+		return 0;
+	for (size_t i = 0; i < len && o + 1 < size;) {
+		if (n > 0 && len - i >= n && memcmp(text + i, secret, n) == 0) {
 			for (const char *r = mark; *r != '\0' && o + 1 < size;)
 				out[o++] = *r++;
-			msg += n;
+			i += n;
 		} else {
-			out[o++] = *msg++;
+			out[o++] = text[i++];
 		}
 	}
 	out[o] = '\0';
+	return o;
 }
 
 static void finish(af_http *h, af_http_xfer *x, af_err err, long status,
@@ -490,7 +495,8 @@ static void finish(af_http *h, af_http_xfer *x, af_err err, long status,
 
 	/* A server may quote the request's headers in its error message:
 	 * the key goes no further. */
-	redact(said, sizeof(said), msg, bearer_of(x->headers));
+	af__http_redact(msg, strlen(msg), bearer_of(x->headers), said,
+			sizeof(said));
 	/* on_done may start new transfers or destroy state that points at
 	 * x: x is gone before it runs. */
 	free_xfer(h, x);
@@ -567,6 +573,26 @@ static bool retry(af_http *h, af_http_xfer *x)
 	       AF_OK;
 }
 
+/* The server's message in a non-2xx answer's body, the key blanked
+ * before the message is cut to length. */
+static void error_text(af_http_xfer *x, char *out, size_t size)
+{
+	const char *key = bearer_of(x->headers);
+	size_t n = key != NULL ? strlen(key) : 0;
+	/* Each occurrence grows by at most the mark's length. */
+	size_t cap = x->err_len + (n > 0 ? (x->err_len / n + 1) * 16 : 0) + 1;
+	char *body = x->err_body != NULL ? malloc(cap) : NULL;
+
+	if (body == NULL) {
+		af__http_error_text(NULL, 0, out, size);
+		return;
+	}
+	af__http_error_text(
+		body, af__http_redact(x->err_body, x->err_len, key, body, cap),
+		out, size);
+	free(body);
+}
+
 static void transfer_done(af_http *h, af_http_xfer *x, CURLcode rc)
 {
 	long status = 0;
@@ -587,8 +613,7 @@ static void transfer_done(af_http *h, af_http_xfer *x, CURLcode rc)
 	if (rc == CURLE_OK) {
 		if (retryable_status(status) && retry(h, x))
 			return;
-		af__http_error_text(x->err_body, x->err_len, text,
-				    sizeof(text));
+		error_text(x, text, sizeof(text));
 		snprintf(msg, sizeof(msg), "HTTP %ld: %s", status, text);
 		finish(h, x, AF_EHTTP, status, msg);
 		return;
@@ -653,7 +678,7 @@ af_err af__http_new(af_http **out, af_ctx *ctx, const af_http_opts *opts)
 	if (h->opts.retry_max_ms <= 0)
 		h->opts.retry_max_ms = 30000;
 	h->rnd = (uint32_t)now_ns() | 1u;
-	if (opts->ca_file != NULL) {
+	if (opts != NULL && opts->ca_file != NULL) {
 		h->ca_file = strdup(opts->ca_file);
 		if (h->ca_file == NULL) {
 			free(h);
@@ -873,8 +898,12 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION,
 			 (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(x->easy, CURLOPT_TCP_NODELAY, 1L);
-	if (x->h->ca_file != NULL)
+	if (x->h->ca_file != NULL) {
+		/* In place of the system's CAs: libcurl's default CA path
+		 * would add them back. */
 		curl_easy_setopt(x->easy, CURLOPT_CAINFO, x->h->ca_file);
+		curl_easy_setopt(x->easy, CURLOPT_CAPATH, NULL);
+	}
 	/* Model servers stream events of a few hundred bytes, and a stream
 	 * holds its receive buffer all along: 1 KiB (libcurl's least) holds
 	 * several events, where libcurl's default is 16 KiB (at 10,000 open

@@ -108,6 +108,13 @@ void af__http_error_text(const char *body, size_t len, char *out, size_t size);
  * garbage, which falls back to the computed backoff). Exposed for tests. */
 int64_t af__http_wait_ms(const char *value, int64_t unit_ms);
 
+/* Copies len bytes of text into out (size bytes, cut to fit, then
+ * NUL-terminated) with every occurrence of secret (NULL or "": none)
+ * replaced by "[redacted]"; returns the length written. Redact before
+ * cutting a message short, or a cut could keep part of the secret. */
+size_t af__http_redact(const char *text, size_t len, const char *secret,
+		       char *out, size_t size);
+
 /* Backoff before retry number attempt (1 for the first retry): a full
  * jitter draw in [d/2, d] of d = min(max, base * 2^(attempt-1)), using
  * rnd (any 32 random bits). Exposed for tests. */

@@ -389,8 +389,8 @@ af_err af_pending_end(af_ctx *ctx, af_pending **p, const af_payload *payload);
 
 /* Calls fn once, on this actor's thread, when the stream answering p may
  * take another chunk (credit arrived); on the next turn if it may already.
- * One wait per stream: a second call replaces the first. AF_OK, AF_EINVAL
- * (not a stream). */
+ * One wait per stream: a second call replaces the first, and fn NULL
+ * drops it. AF_OK, AF_EINVAL (not a stream). */
 af_err af_pending_when_writable(af_ctx *ctx, af_pending *p, af_timer_fn fn,
 				void *arg);
 
