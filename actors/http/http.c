@@ -885,7 +885,7 @@ af_err af__http_start(af_http *h, const af_http_req *r, const af_http_cbs *cbs,
 		goto free_headers;
 	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers->list);
-	curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "actorflow/0.1");
+	curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "actorflow/" AF_VERSION);
 	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
 	/* Several threads may run actors: libcurl must not use signals. */
 	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
