@@ -9,6 +9,7 @@ packages=(
 	clang libclang-rt-14-dev clang-format valgrind
 	python3 g++ libcaf-dev
 	libcurl4-openssl-dev libcjson-dev libyajl-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev
+	nghttp2-proxy
 	python3-aiohttp python3-matplotlib
 	python3-zmq python3-msgpack
 )
