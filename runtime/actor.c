@@ -18,8 +18,10 @@
 #include "curve.h"
 #include "system.h"
 
-/* How long closing sockets keep answers not yet taken by their requesters
- * (the error answers to requests drained at stop). */
+/* How long a stopping actor waits for its requesters to take the answers
+ * it still holds (the error answers to requests drained at stop): first
+ * those that met a full mailbox, then, its sockets closed, those ZeroMQ
+ * still holds. */
 #define STOP_LINGER_MS 1000
 
 typedef struct af__ipc_file {
@@ -409,7 +411,7 @@ static void finish(af__actor *a, af_err init_err)
 	drain(a);
 	if (init_err == AF_OK && a->ops->stop != NULL)
 		a->ops->stop(ctx, a->state);
-	af__reply_drop_backlog(ctx);
+	af__reply_hand_over_backlog(ctx, STOP_LINGER_MS);
 	close_router(a);
 	pthread_mutex_lock(&a->sys->mu);
 	a->wake_fd = -1;

@@ -101,7 +101,7 @@ void af__ctx_fini(af_ctx *ctx, int status)
 	for (int fd = 0; fd < ctx->fds_cap; fd++)
 		if (ctx->fds[fd] != NULL)
 			af_fd_unwatch(ctx, fd);
-	af__reply_drop_backlog(ctx);
+	af__reply_hand_over_backlog(ctx, 0);
 	af__loop_timer_del(&ctx->loop, &ctx->probe_timer);
 	af__ctx_close_inbox(ctx);
 	af__peers_close_all(ctx, status);

@@ -273,9 +273,10 @@ af_err af__outreq_send_control(af_ctx *ctx, af__outreq *o, af_kind kind,
 			       uint64_t seq);
 /* Tells the target of o that the requester gives up on it (best effort). */
 void af__outreq_send_cancel(af_ctx *ctx, af__outreq *o);
-/* Tries once more to send answers that met a full queue, then drops the
- * rest (context teardown). */
-void af__reply_drop_backlog(af_ctx *ctx);
+/* Sends the answers that met a full queue, in order, waiting up to
+ * wait_ms in all for local requesters to make room; drops what is left
+ * (context teardown). */
+void af__reply_hand_over_backlog(af_ctx *ctx, int64_t wait_ms);
 
 /* Checks whether actors stopped since last time (epoch) and, if so, closes
  * local peers whose actor is gone, so that the next message to that name

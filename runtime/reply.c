@@ -76,7 +76,7 @@ static void backlog_flush_cb(af_ctx *ctx, void *arg);
 
 /* Pushes a copy of body into the inbox of the local requester name. */
 static af_err send_local(af_ctx *ctx, const char *name, size_t len,
-			 zmq_msg_t *body, bool wait_if_full)
+			 zmq_msg_t *body, bool wait_if_full, int64_t block_ms)
 {
 	af__peer *peer;
 	zmq_msg_t part;
@@ -91,7 +91,7 @@ static af_err send_local(af_ctx *ctx, const char *name, size_t len,
 		return err;
 	zmq_msg_init(&part);
 	zmq_msg_copy(&part, body);
-	err = af__peer_send(peer, &part, NULL, 0);
+	err = af__peer_send(peer, &part, NULL, block_ms);
 	if (err != AF_OK)
 		zmq_msg_close(&part);
 	if (err == AF_EAGAIN && wait_if_full)
@@ -102,8 +102,8 @@ static af_err send_local(af_ctx *ctx, const char *name, size_t len,
 static af_err send_backlog_entry(af_ctx *ctx, af__backlog *b)
 {
 	if (b->name != NULL)
-		return send_local(ctx, b->name, strlen(b->name), &b->body,
-				  true);
+		return send_local(ctx, b->name, strlen(b->name), &b->body, true,
+				  0);
 	return send_routed(ctx, b->route, b->nroute, &b->body);
 }
 
@@ -176,7 +176,7 @@ af_err af__answer(af_ctx *ctx, const af__reply_to *to, const af__envelope *env,
 	if (ctx->backlog_head != NULL)
 		err = AF_EAGAIN; /* keep answers in order behind the backlog */
 	else if (to->name != NULL)
-		err = send_local(ctx, to->name, to->name_len, &body, false);
+		err = send_local(ctx, to->name, to->name_len, &body, false, 0);
 	else
 		err = send_routed(ctx, to->route, to->nroute, &body);
 	if (err == AF_EAGAIN)
@@ -206,13 +206,26 @@ static af_err delivered(af_err err)
 	return err == AF_EPEERDOWN ? AF_OK : err;
 }
 
-void af__reply_drop_backlog(af_ctx *ctx)
+void af__reply_hand_over_backlog(af_ctx *ctx, int64_t wait_ms)
 {
-	backlog_flush_cb(ctx, NULL);
+	int64_t deadline_us = af__now_us() + wait_ms * 1000;
+
+	/* A requester reading its mailbox makes room as it goes: a stopping
+	 * actor that answered thousands of queued requests waits for it
+	 * rather than drop what did not fit at once. */
 	while (ctx->backlog_head != NULL) {
 		af__backlog *b = ctx->backlog_head;
+		int64_t left_ms = (deadline_us - af__now_us()) / 1000;
+		af_err err = b->name != NULL
+				     ? send_local(ctx, b->name, strlen(b->name),
+						  &b->body, false,
+						  left_ms > 0 ? left_ms : 0)
+				     : send_routed(ctx, b->route, b->nroute,
+						   &b->body);
+
+		if (err != AF_OK)
+			af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
 		ctx->backlog_head = b->next;
-		af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
 		backlog_free(b);
 	}
 	ctx->backlog_tail = NULL;

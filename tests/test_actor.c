@@ -549,7 +549,9 @@ static const af_actor_ops queuer_ops = {
 	.handle = queuer_handle,
 };
 
-static void test_stop_answers_all_queued(void **state)
+/* requester_capacity: the sender's own mailbox (0: the default), where
+ * the answers go. */
+static void stop_with_queued(int requester_capacity)
 {
 	af_system *sys = NULL;
 	af_client *c = NULL;
@@ -564,7 +566,10 @@ static void test_stop_answers_all_queued(void **state)
 		af_spawn(sys, "held", &held_ops, &q,
 			 &(af_spawn_opts){.mailbox_capacity = QUEUED + 16}),
 		AF_OK);
-	assert_int_equal(af_spawn(sys, "queuer", &queuer_ops, &q, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "queuer", &queuer_ops, &q,
+				  &(af_spawn_opts){.mailbox_capacity =
+							   requester_capacity}),
+			 AF_OK);
 	assert_int_equal(af_client_tell(c, "queuer", "go", NULL, 1000), AF_OK);
 	assert_true(test_signal_wait(&q.queued, 1, 20000));
 	assert_int_equal(q.sent, QUEUED);
@@ -580,6 +585,21 @@ static void test_stop_answers_all_queued(void **state)
 	test_signal_fini(&q.settled);
 }
 
+static void test_stop_answers_all_queued(void **state)
+{
+	stop_with_queued(0);
+	(void)state;
+}
+
+/* The answers do not fit in the sender's mailbox of 16: the stopping
+ * actor waits for it to make room rather than drop them (they would end
+ * as AF_EPEERDOWN). */
+static void test_stop_waits_for_a_full_requester(void **state)
+{
+	stop_with_queued(16);
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -591,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_fd_watch),
 		cmocka_unit_test(test_busy_sender_tells_go_out),
 		cmocka_unit_test(test_stop_answers_all_queued),
+		cmocka_unit_test(test_stop_waits_for_a_full_requester),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
