@@ -228,6 +228,20 @@ static void test_bad_requests(void **state)
 					   WAIT_MS, &reply),
 			 AF_ENOTSUP);
 	af_msg_destroy(&reply);
+
+	/* Refused, not cut to an int (2^32 + 5 would ask for 5 tokens). */
+	af_payload_reset(p);
+	af_pack_map(p, 2);
+	af_pack_str(p, "prompt");
+	af_pack_str(p, "hi");
+	af_pack_str(p, "max_tokens");
+	af_pack_int(p, 4294967301LL);
+	assert_int_equal(af_client_request(f->client, "chat", "complete", p,
+					   WAIT_MS, &reply),
+			 AF_EINVAL);
+	af_msg_error(reply, &text);
+	assert_non_null(strstr(text, "max_tokens"));
+	af_msg_destroy(&reply);
 	af_payload_destroy(&p);
 }
 
