@@ -123,19 +123,32 @@ static af_err ask(fixture *f, const char *type, const char *text, af_msg **out)
 	return err;
 }
 
-/* Asks a question that must fail with code, the error's text holding
- * says. */
-static void expect_error(fixture *f, af_err code, const char *says)
+/* Sends a request of type with payload p that must fail with code, the
+ * error's text holding says. */
+static void expect_refusal(fixture *f, const char *type, const af_payload *p,
+			   af_err code, const char *says)
 {
 	af_msg *reply = NULL;
 	const char *text = NULL;
 
-	assert_int_equal(ask(f, "chat", "hi", &reply), code);
+	assert_int_equal(
+		af_client_request(f->client, "chat", type, p, WAIT_MS, &reply),
+		code);
 	af_msg_error(reply, &text);
 	if (text == NULL || strstr(text, says) == NULL)
 		fail_msg("error \"%s\" lacks \"%s\"",
 			 text != NULL ? text : "(none)", says);
 	af_msg_destroy(&reply);
+}
+
+/* Asks a question that must fail with code, the error's text holding
+ * says. */
+static void expect_error(fixture *f, af_err code, const char *says)
+{
+	af_payload *p = question("hi");
+
+	expect_refusal(f, "chat", p, code, says);
+	af_payload_destroy(&p);
 }
 
 static void stream_text(fixture *f, const char *text, streamed *s)
@@ -199,30 +212,19 @@ static void test_bad_requests(void **state)
 	fixture *f = *state;
 	af_payload *p;
 	af_msg *reply = NULL;
-	const char *text;
 
 	spawn_chat(f, "extractive", 0);
 	assert_int_equal(af_payload_new(&p), AF_OK);
 	af_pack_map(p, 1);
 	af_pack_str(p, "messages");
 	af_pack_array(p, 0);
-	assert_int_equal(af_client_request(f->client, "chat", "chat", p,
-					   WAIT_MS, &reply),
-			 AF_EINVAL);
-	af_msg_error(reply, &text);
-	assert_non_null(strstr(text, "messages"));
-	af_msg_destroy(&reply);
+	expect_refusal(f, "chat", p, AF_EINVAL, "messages");
 
 	af_payload_reset(p);
 	af_pack_map(p, 1);
 	af_pack_str(p, "prompt");
 	af_pack_strn(p, "\xff\xfe bad", 6);
-	assert_int_equal(af_client_request(f->client, "chat", "complete", p,
-					   WAIT_MS, &reply),
-			 AF_EINVAL);
-	af_msg_error(reply, &text);
-	assert_non_null(strstr(text, "UTF-8"));
-	af_msg_destroy(&reply);
+	expect_refusal(f, "complete", p, AF_EINVAL, "UTF-8");
 
 	assert_int_equal(af_client_request(f->client, "chat", "translate", p,
 					   WAIT_MS, &reply),
@@ -236,12 +238,7 @@ static void test_bad_requests(void **state)
 	af_pack_str(p, "hi");
 	af_pack_str(p, "max_tokens");
 	af_pack_int(p, 4294967301LL);
-	assert_int_equal(af_client_request(f->client, "chat", "complete", p,
-					   WAIT_MS, &reply),
-			 AF_EINVAL);
-	af_msg_error(reply, &text);
-	assert_non_null(strstr(text, "max_tokens"));
-	af_msg_destroy(&reply);
+	expect_refusal(f, "complete", p, AF_EINVAL, "max_tokens");
 	af_payload_destroy(&p);
 }
 
