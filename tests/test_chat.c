@@ -401,6 +401,40 @@ static void test_ollama_chat_and_stream(void **state)
 		     "\xc3\xa9t\xc3\xa9");
 }
 
+/* A token count beyond any integer (1e39) reads as 0: converting it would
+ * be undefined, and it must not become a negative or a wrapped count. */
+static void expect_counts(const af_value *usage, int64_t prompt,
+			  int64_t completion)
+{
+	assert_int_equal(af_value_get_int(usage, "prompt_tokens", -1), prompt);
+	assert_int_equal(af_value_get_int(usage, "completion_tokens", -1),
+			 completion);
+}
+
+static void test_huge_token_counts_read_as_zero(void **state)
+{
+	fixture *f = *state;
+	const char *providers[] = {"openai", "ollama"};
+	af_msg *reply = NULL;
+	streamed s;
+
+	for (size_t i = 0; i < 2; i++) {
+		spawn_chat(f, providers[i], 0);
+		set_mock(f, (mockllm_opts){.chunks = 4,
+					   .fault = MOCKLLM_HUGE_NUMBER});
+		assert_int_equal(ask(f, "chat", "hi", &reply), AF_OK);
+		expect_counts(af_value_get(af_msg_payload(reply), "usage"), 0,
+			      4);
+		af_msg_destroy(&reply);
+		stream_text(f, "hi", &s);
+		assert_int_equal(s.status, AF_OK);
+		expect_counts(af_value_get(af_msg_payload(s.end), "usage"), 0,
+			      4);
+		streamed_free(&s);
+		assert_int_equal(af_stop(f->sys, "chat"), AF_OK);
+	}
+}
+
 /* ---- failures ----------------------------------------------------------- */
 
 static void test_retry_after_then_success(void **state)
@@ -1022,6 +1056,7 @@ int main(void)
 		T(test_stream_request_without_stream_gets_one_reply),
 		T(test_complete),
 		T(test_ollama_chat_and_stream),
+		T(test_huge_token_counts_read_as_zero),
 		T(test_retry_after_then_success),
 		T(test_retries_exhausted_carry_status_and_message),
 		T(test_key_echoed_by_the_server_is_redacted),

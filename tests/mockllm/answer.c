@@ -39,6 +39,14 @@ static void created_at(char *out, size_t len)
 	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* The prompt's token count as sent; with MOCKLLM_HUGE_NUMBER, 1e39. */
+static json_t *prompt_count(const conf *c, int prompt_tokens)
+{
+	if (c->o.fault == MOCKLLM_HUGE_NUMBER)
+		return json_real(1e39);
+	return json_integer(prompt_tokens);
+}
+
 char *answer_chat(dialect d, const conf *c, const char *model,
 		  int prompt_tokens, unsigned id)
 {
@@ -47,6 +55,7 @@ char *answer_chat(dialect d, const conf *c, const char *model,
 	char *text;
 	char when[40];
 	char idstr[40];
+	json_t *count;
 
 	if (c->o.fault == MOCKLLM_ERROR_EVENT)
 		return answer_error(d, c->o.error_message, "server_error");
@@ -57,27 +66,28 @@ char *answer_chat(dialect d, const conf *c, const char *model,
 		buf_free(&content);
 		return NULL;
 	}
+	count = prompt_count(c, prompt_tokens);
 	if (d == DIALECT_OPENAI) {
 		snprintf(idstr, sizeof(idstr), "chatcmpl-mock-%u", id);
 		root = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s},s:s}],"
-				 "s:{s:i,s:i,s:i}}",
+				 "s:{s:o,s:i,s:i}}",
 				 "id", idstr, "object", "chat.completion",
 				 "created", (json_int_t)time(NULL), "model",
 				 model, "choices", "index", 0, "message",
 				 "role", "assistant", "content", content.data,
 				 "finish_reason", "stop", "usage",
-				 "prompt_tokens", prompt_tokens,
-				 "completion_tokens", c->o.chunks,
-				 "total_tokens", prompt_tokens + c->o.chunks);
+				 "prompt_tokens", count, "completion_tokens",
+				 c->o.chunks, "total_tokens",
+				 prompt_tokens + c->o.chunks);
 	} else {
 		created_at(when, sizeof(when));
-		root = json_pack("{s:s,s:s,s:{s:s,s:s},s:b,s:s,s:i,s:i,s:i,s:i,"
+		root = json_pack("{s:s,s:s,s:{s:s,s:s},s:b,s:s,s:i,s:i,s:o,s:i,"
 				 "s:i,s:i}",
 				 "model", model, "created_at", when, "message",
 				 "role", "assistant", "content", content.data,
 				 "done", 1, "done_reason", "stop",
 				 "total_duration", 0, "load_duration", 0,
-				 "prompt_eval_count", prompt_tokens,
+				 "prompt_eval_count", count,
 				 "prompt_eval_duration", 0, "eval_count",
 				 c->o.chunks, "eval_duration", 0);
 	}

@@ -63,8 +63,9 @@ typedef enum mockllm_fault {
 	 * open until the client closes it (for timeout and cancel tests).
 	 * Not streamed: no answer at all. */
 	MOCKLLM_STALL,
-	/* Embeddings only: the first value of every vector is 1e39, a JSON
-	 * number beyond a float's range. */
+	/* The first value of every embedding vector, and the prompt's token
+	 * count in every chat answer (whole or streamed), is 1e39: a JSON
+	 * number beyond a float's range and any integer's. */
 	MOCKLLM_HUGE_NUMBER
 } mockllm_fault;
 

@@ -44,6 +44,7 @@ struct stream {
 	long long created;
 	char created_at[40];
 	int prompt_tokens;
+	char prompt_count[24]; /* as sent: a number, or 1e39 (HUGE_NUMBER) */
 	bool include_usage;
 	int chunks;
 	uint64_t t0;
@@ -122,9 +123,9 @@ static void openai_tail(stream *s)
 	if (s->include_usage) {
 		openai_head(s);
 		buf_printf(&s->tmp,
-			   "\"choices\":[],\"usage\":{\"prompt_tokens\":%d,"
+			   "\"choices\":[],\"usage\":{\"prompt_tokens\":%s,"
 			   "\"completion_tokens\":%d,\"total_tokens\":%d}}",
-			   s->prompt_tokens, s->sent,
+			   s->prompt_count, s->sent,
 			   s->prompt_tokens + s->sent);
 		sse_event(s);
 	}
@@ -156,11 +157,11 @@ static void ollama_tail(stream *s)
 		   "{\"model\":\"%s\",\"created_at\":\"%s\",\"message\":"
 		   "{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,"
 		   "\"done_reason\":\"stop\",\"total_duration\":%llu,"
-		   "\"load_duration\":0,\"prompt_eval_count\":%d,"
+		   "\"load_duration\":0,\"prompt_eval_count\":%s,"
 		   "\"prompt_eval_duration\":0,\"eval_count\":%d,"
 		   "\"eval_duration\":%llu}%s",
 		   s->model_json, s->created_at, (unsigned long long)took,
-		   s->prompt_tokens, s->sent, (unsigned long long)took, eol(s));
+		   s->prompt_count, s->sent, (unsigned long long)took, eol(s));
 }
 
 static void error_event(stream *s)
@@ -346,6 +347,11 @@ struct MHD_Response *stream_new(stream **out, mockllm *m, conf *c,
 	strftime(s->created_at, sizeof(s->created_at), "%Y-%m-%dT%H:%M:%SZ",
 		 &tm);
 	s->prompt_tokens = args->prompt_tokens;
+	if (c->o.fault == MOCKLLM_HUGE_NUMBER)
+		snprintf(s->prompt_count, sizeof(s->prompt_count), "1e39");
+	else
+		snprintf(s->prompt_count, sizeof(s->prompt_count), "%d",
+			 s->prompt_tokens);
 	s->include_usage = args->include_usage;
 	s->chunks = c->o.chunks;
 	s->interval_ns = (uint64_t)c->o.interval_ms * 1000000u;
