@@ -30,6 +30,7 @@ typedef struct fixture {
 	af_client *client;
 	mockllm *mock;
 	char url[128];
+	int64_t chat_timeout_ms; /* the next spawned chat's; 0: its default */
 } fixture;
 
 static int setup(void **state)
@@ -74,6 +75,7 @@ static void spawn_chat_with(fixture *f, const char *provider, int max_retries,
 	cfg.api_key_env = "AF_TEST_CHAT_KEY";
 	cfg.max_concurrent = max_concurrent;
 	cfg.ca_file = ca_file;
+	cfg.timeout_ms = f->chat_timeout_ms;
 	assert_int_equal(af_spawn(f->sys, "chat", &af_chat_ops, &cfg, NULL),
 			 AF_OK);
 }
@@ -555,7 +557,7 @@ static void test_answer_too_large_for_a_message(void **state)
 	spawn_chat(f, "openai", 0);
 	set_mock(f, (mockllm_opts){.chunks = 20000});
 	expect_error(f, AF_EMSGSIZE, "the answer could not be sent");
-	set_mock(f, (mockllm_opts){.chunks = 3});
+	set_mock(f, (mockllm_opts){.chunks = 3, .interval_ms = 10});
 	assert_int_equal(ask(f, "chat", "hi", &reply), AF_OK);
 	af_msg_destroy(&reply);
 }
@@ -671,6 +673,7 @@ static void test_deadline_aborts_the_transfer(void **state)
  * comes back. */
 typedef struct asker {
 	test_signal chunks;
+	test_signal ended;
 	af_err status; /* of the end; AF_EAGAIN while none came */
 } asker;
 
@@ -682,6 +685,7 @@ static void asker_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
 static void asker_end(af_ctx *ctx, int status, af_msg *reply, void *arg)
 {
 	((asker *)arg)->status = status;
+	test_signal_add(&((asker *)arg)->ended);
 }
 
 static af_err asker_init(af_ctx *ctx, const void *config, void **state)
@@ -714,6 +718,7 @@ static void test_requester_gone_aborts_the_transfer(void **state)
 	asker a = {.status = AF_EAGAIN};
 
 	test_signal_init(&a.chunks);
+	test_signal_init(&a.ended);
 	spawn_chat(f, "openai", 0);
 	set_mock(f, (mockllm_opts){.chunks = 10,
 				   .fault = MOCKLLM_STALL,
@@ -727,6 +732,32 @@ static void test_requester_gone_aborts_the_transfer(void **state)
 	assert_int_equal(a.status, AF_ECANCELED);
 	assert_int_equal(mockllm_wait_aborted(f->mock, 1, WAIT_MS), 0);
 	test_signal_fini(&a.chunks);
+	test_signal_fini(&a.ended);
+}
+
+/* A configured timeout too long to add to the clock (INT64_MAX ms) is no
+ * timeout, not a deadline wrapped into the past: a request without a
+ * deadline of its own (an actor's af_request with 0) gets its answer. */
+static void test_endless_timeout_is_no_deadline(void **state)
+{
+	fixture *f = *state;
+	asker a = {.status = AF_EAGAIN};
+
+	test_signal_init(&a.chunks);
+	test_signal_init(&a.ended);
+	f->chat_timeout_ms = INT64_MAX;
+	spawn_chat(f, "openai", 0);
+	set_mock(f, (mockllm_opts){.chunks = 3, .interval_ms = 10});
+	assert_int_equal(af_spawn(f->sys, "asker", &asker_ops, &a, NULL),
+			 AF_OK);
+	assert_int_equal(
+		af_client_tell(f->client, "asker", "go", NULL, WAIT_MS), AF_OK);
+	assert_true(test_signal_wait(&a.ended, 1, WAIT_MS));
+	assert_int_equal(a.status, AF_OK);
+	assert_true(test_signal_wait(&a.chunks, 3, WAIT_MS));
+	assert_int_equal(af_stop(f->sys, "asker"), AF_OK);
+	test_signal_fini(&a.chunks);
+	test_signal_fini(&a.ended);
 }
 
 static void test_connection_refused(void **state)
@@ -1067,6 +1098,7 @@ int main(void)
 		T(test_cancel_aborts_the_transfer),
 		T(test_deadline_aborts_the_transfer),
 		T(test_requester_gone_aborts_the_transfer),
+		T(test_endless_timeout_is_no_deadline),
 		T(test_connection_refused),
 		T(test_config_from_env),
 		T(test_https_with_a_private_ca),
