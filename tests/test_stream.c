@@ -467,6 +467,91 @@ static void test_consumer_stop_tells_producer(void **state)
 	test_signal_fini(&done);
 }
 
+/* A producer that fills its consumer's window, asks to hear when there is
+ * room, and at once takes that back (af_pending_when_writable with fn
+ * NULL); told "end", it ends the stream. */
+typedef struct dropper {
+	af_pending *p;
+	af_err drop_err;    /* what dropping the hook returned */
+	int hook_runs;      /* must stay 0 */
+	int64_t sent;       /* chunks sent before the window filled */
+	test_signal filled; /* the window is full and the hook dropped */
+} dropper;
+
+static void dropper_hook(af_ctx *ctx, void *arg)
+{
+	((dropper *)arg)->hook_runs++;
+}
+
+static af_err dropper_init(af_ctx *ctx, const void *config, void **state)
+{
+	*state = (void *)config;
+	return AF_OK;
+}
+
+static af_err dropper_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	dropper *d = state;
+	af_err err;
+
+	if (strcmp(af_msg_type(m), "end") == 0)
+		return af_pending_end(ctx, &d->p, NULL);
+	err = af_defer(ctx, m, &d->p);
+	if (err != AF_OK)
+		return err;
+	while ((err = af_pending_chunk(ctx, d->p, NULL)) == AF_OK)
+		d->sent++;
+	if (err != AF_EAGAIN)
+		return err;
+	err = af_pending_when_writable(ctx, d->p, dropper_hook, d);
+	if (err != AF_OK)
+		return err;
+	d->drop_err = af_pending_when_writable(ctx, d->p, NULL, NULL);
+	test_signal_add(&d->filled);
+	return AF_OK;
+}
+
+static const af_actor_ops dropper_ops = {
+	.type_name = "dropper",
+	.init = dropper_init,
+	.handle = dropper_handle,
+};
+
+/* The consumer takes every chunk, so credit comes back: the dropped hook
+ * does not run. */
+static void test_dropped_writable_hook_does_not_run(void **state)
+{
+	fixture *f = *state;
+	dropper d = {.drop_err = AF_EAGAIN};
+	af_stream *s = NULL;
+	af_msg *m = NULL;
+
+	test_signal_init(&d.filled);
+	assert_int_equal(af_spawn(f->sys, "dropper", &dropper_ops, &d, NULL),
+			 AF_OK);
+	assert_int_equal(af_client_stream(f->client, "dropper", "stream", NULL,
+					  10000, &s),
+			 AF_OK);
+	assert_true(test_signal_wait(&d.filled, 1, 10000));
+	assert_int_equal(d.drop_err, AF_OK);
+	assert_int_equal(d.sent, AF_STREAM_WINDOW);
+	for (int64_t i = 0; i < d.sent; i++) {
+		assert_int_equal(af_stream_next(s, 10000, &m), AF_OK);
+		assert_int_equal(af_msg_kind(m), AF_KIND_CHUNK);
+		af_msg_destroy(&m);
+	}
+	assert_int_equal(
+		af_client_tell(f->client, "dropper", "end", NULL, 10000),
+		AF_OK);
+	assert_int_equal(af_stream_next(s, 10000, &m), AF_EOF);
+	assert_int_equal(af_msg_kind(m), AF_KIND_END);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	assert_int_equal(af_stop(f->sys, "dropper"), AF_OK);
+	assert_int_equal(d.hook_runs, 0);
+	test_signal_fini(&d.filled);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +577,9 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_reader_million_chunks,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_dropped_writable_hook_does_not_run, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_actor_consumer, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_actor_cancel_inside_chunk,
