@@ -16,7 +16,11 @@
  * 20 ms:
  *   build/tests/mockllm/mockllm_server --chunks 50 --interval-ms 20 &
  *   build/bench/curl_floor --url http://127.0.0.1:PORT -n 1000
- * (bench/README.md has the whole recipe).
+ * (bench/run_chat_bench.py runs the whole comparison).
+ *
+ * --buffer-size sets every transfer's receive buffer (CURLOPT_BUFFERSIZE).
+ * At 1024, libcurl's least, the floor's memory is what libcurl itself
+ * needs per stream.
  */
 #define _GNU_SOURCE
 
@@ -128,7 +132,8 @@ static int cmp_double(const void *a, const void *b)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: curl_floor --url URL -n N\n");
+	fprintf(stderr,
+		"usage: curl_floor --url URL -n N [--buffer-size BYTES]\n");
 	exit(2);
 }
 
@@ -136,6 +141,7 @@ int main(int argc, char **argv)
 {
 	const char *url = NULL;
 	long n = 0;
+	long buffer_size = 0; /* 0: libcurl's default, 16 KiB */
 	char endpoint[512];
 	struct client c = {.deadline = -1};
 	struct transfer *ts;
@@ -155,6 +161,8 @@ int main(int argc, char **argv)
 			url = argv[++i];
 		else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
 			n = strtol(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--buffer-size") == 0 && i + 1 < argc)
+			buffer_size = strtol(argv[++i], NULL, 10);
 		else
 			usage();
 	}
@@ -198,6 +206,8 @@ int main(int argc, char **argv)
 		curl_easy_setopt(e, CURLOPT_PRIVATE, &ts[i]);
 		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 0L);
+		if (buffer_size > 0)
+			curl_easy_setopt(e, CURLOPT_BUFFERSIZE, buffer_size);
 		curl_multi_add_handle(c.multi, e);
 		easies[i] = e;
 	}
