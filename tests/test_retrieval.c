@@ -1346,6 +1346,123 @@ static void test_served_while_embedding(void **state)
 	close(fd);
 }
 
+/* ---- the order of writes ------------------------------------------------ */
+
+/* Sends an insert of id whose embeddings come late: the mock answers the
+ * first embedding request with a 429 asking for a wait of 300 ms, and the
+ * insert retries then. Returns once that first request has been made. */
+static af_stream *late_insert(fixture *f, const char *id, const char *text)
+{
+	af_payload *p = doc(id, text);
+	unsigned before = mockllm_requests(f->mock);
+	af_stream *s;
+
+	mockllm_set(f->mock, &(mockllm_opts){.embed_dim = 64,
+					     .fault = MOCKLLM_STATUS,
+					     .fail_status = 429,
+					     .fail_times = 1,
+					     .retry_after_ms = 300});
+	assert_int_equal(af_client_stream(f->client, "retrieval", "insert", p,
+					  WAIT_MS, &s),
+			 AF_OK);
+	af_payload_destroy(&p);
+	assert_int_equal(mockllm_wait_requests(f->mock, before + 1, WAIT_MS),
+			 0);
+	return s;
+}
+
+/* The late insert's answer: it succeeded, one document. */
+static void finish_late_insert(af_stream *s)
+{
+	af_msg *m = NULL;
+
+	assert_int_equal(af_stream_next(s, WAIT_MS, &m), AF_EOF);
+	assert_int_equal(af_msg_kind(m), AF_KIND_REPLY);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 1);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+}
+
+static void delete_doc(fixture *f, const char *id, int64_t deleted)
+{
+	af_payload *p = new_payload();
+	af_msg *m = NULL;
+
+	af_pack_map(p, 1);
+	af_pack_str(p, "id");
+	af_pack_str(p, id);
+	assert_int_equal(request(f, "delete", p, &m), AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "deleted", -1),
+			 deleted);
+	af_msg_destroy(&m);
+}
+
+/* Writes take effect in the order they arrive: an insert whose embeddings
+ * come late does not undo a later insert, or a later delete, of the same
+ * document. */
+static void test_writes_apply_in_arrival_order(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	af_stream *slow;
+	af_msg *m = NULL;
+
+	embed_config(f, &cfg, "ollama");
+	cfg.embed_max_retries = 1;
+	spawn(f, &cfg);
+	insert(f, "other", "Nothing about the sea here.");
+
+	slow = late_insert(f, "x", "The first walrus text.");
+	insert(f, "x", "The second walrus text.");
+	finish_late_insert(slow);
+	m = retrieve(f, "walrus", 5, "bm25");
+	assert_int_equal(af_value_len(nodes(m)), 1);
+	assert_true(node_is(m, 0, "text", "The second walrus text."));
+	af_msg_destroy(&m);
+	m = retrieve(f, "walrus", 5, "vector");
+	assert_true(node_is(m, 0, "text", "The second walrus text."));
+	af_msg_destroy(&m);
+
+	slow = late_insert(f, "x", "The third walrus text.");
+	delete_doc(f, "x", 1);
+	finish_late_insert(slow);
+	m = retrieve(f, "walrus", 5, "bm25");
+	assert_int_equal(af_value_len(nodes(m)), 0);
+	af_msg_destroy(&m);
+	expect_stats(f, 1, 1);
+
+	/* With nothing waiting, a write is a write. */
+	insert(f, "x", "The fourth walrus text.");
+	expect_top(f, "walrus", "bm25", "x");
+	expect_stats(f, 2, 2);
+}
+
+/* An insert sent while a load_dir of the same file is still reading is
+ * not overwritten by the folder's older file. */
+static void test_insert_during_load_dir_stays(void **state)
+{
+	fixture *f = *state;
+	char root[128];
+	af_stream *s;
+	af_msg *m = NULL;
+	af_err err;
+
+	spawn(f, NULL);
+	make_many(f, root, sizeof(root), "order", "n", 300, "gardens", false);
+	write_file(root, "zz.txt", "The old zebra file.");
+	s = load_dir_stream(f, root);
+	insert(f, "zz.txt", "The new zebra text.");
+	while ((err = af_stream_next(s, WAIT_MS, &m)) == AF_OK)
+		af_msg_destroy(&m);
+	assert_int_equal(err, AF_EOF);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+	m = retrieve(f, "zebra", 1, NULL);
+	assert_true(node_is(m, 0, "text", "The new zebra text."));
+	af_msg_destroy(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1372,6 +1489,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir_bad_late, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_writes_apply_in_arrival_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_insert_during_load_dir_stays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_index_in_step, setup,

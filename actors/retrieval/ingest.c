@@ -29,7 +29,26 @@ af_err af__ingest_why(char *why, af_err err, const char *fmt, ...)
 	return err;
 }
 
-void af__ingest_free(ringest *in)
+void af__ingest_open(retrieval *r, ringest *in)
+{
+	in->seq = ++r->write_seq;
+	r->writes_open++;
+}
+
+af_err af__write_note(retrieval *r, const char *id, size_t len, uint64_t seq,
+		      size_t open)
+{
+	af_err err;
+
+	if (open <= 1)
+		return AF_OK; /* no other write waits */
+	err = af__store_note_write(r->store, id, len, seq);
+	if (err == AF_OK)
+		r->writes_noted = true;
+	return err;
+}
+
+void af__ingest_free(retrieval *r, ringest *in)
 {
 	for (size_t i = 0; i < in->n; i++) {
 		free(in->docs[i].id);
@@ -41,6 +60,13 @@ void af__ingest_free(ringest *in)
 	in->docs = NULL;
 	in->n = in->cap = in->chunks = 0;
 	in->bytes = 0;
+	if (in->seq == 0)
+		return;
+	in->seq = 0;
+	if (--r->writes_open == 0 && r->writes_noted) {
+		af__store_forget_writes(r->store);
+		r->writes_noted = false;
+	}
 }
 
 /* Adds a document; takes text (a malloc'ed copy) whatever happens. The
@@ -376,11 +402,26 @@ af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
 	for (size_t i = 0; i < in->n; i++) {
 		const rdoc *d = &in->docs[i];
 		int64_t doc;
-		bool found;
+		bool found, later = false;
 
+		if (r->writes_noted)
+			err = af__store_written_later(
+				r->store, d->id, d->id_len, in->seq, &later);
+		if (err != AF_OK)
+			goto rollback;
+		if (later) {
+			/* A write that came after this one has stored or
+			 * deleted the document: it stays as that left it. */
+			for (size_t k = 0; k < d->n_spans; k++)
+				r->added[g++] = 0;
+			continue;
+		}
 		err = af__store_delete(r->store, d->id, d->id_len,
 				       af__ingest_note_removed, r, &found,
 				       NULL);
+		if (err == AF_OK)
+			err = af__write_note(r, d->id, d->id_len, in->seq,
+					     r->writes_open);
 		if (err == AF_OK)
 			err = af__store_add_doc(r->store, d->id, d->id_len,
 						d->metadata, d->metadata_len,
@@ -401,6 +442,8 @@ af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
 	/* Added first, then removed: a document given twice in one request
 	 * added chunks that its second copy removed. */
 	for (size_t k = 0; k < in->chunks && vectors != NULL; k++) {
+		if (r->added[k] == 0)
+			continue; /* its document was left to a later write */
 		/* Cannot fail: the room is reserved and the dimension
 		 * checked. */
 		err = af__vindex_add(r->vectors, r->added[k],

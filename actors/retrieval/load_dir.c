@@ -218,7 +218,7 @@ static void load_free(rload *l, bool cancel_timer)
 		free(l->files[i].path);
 	}
 	free(l->files);
-	af__ingest_free(&l->in);
+	af__ingest_free(r, &l->in);
 	free(l);
 }
 
@@ -341,6 +341,7 @@ af_err af__load_dir_start(retrieval *r, af_msg *m, const char *path,
 		return AF_ENOMEM;
 	l->r = r;
 	l->in.from_dir = true;
+	af__ingest_open(r, &l->in);
 	l->next = r->loads;
 	if (r->loads != NULL)
 		r->loads->prev = l;

@@ -280,7 +280,7 @@ static void free_wait(rwait *w)
 		r->waits = w->next;
 	if (w->next != NULL)
 		w->next->prev = w->prev;
-	af__ingest_free(&w->in);
+	af__ingest_free(r, &w->in);
 	free(w->texts);
 	free(w->lens);
 	free(w->query);
@@ -383,19 +383,19 @@ static af_err ingest(retrieval *r, af_msg *m, ringest *in)
 			err = reply_counts(r, m, in);
 		else
 			err = af_reply_error(r->ctx, m, err, "%s", why);
-		af__ingest_free(in);
+		af__ingest_free(r, in);
 		return err;
 	}
 	w = calloc(1, sizeof(*w));
 	if (w == NULL) {
-		af__ingest_free(in);
+		af__ingest_free(r, in);
 		return AF_ENOMEM;
 	}
 	w->in = *in;
 	memset(in, 0, sizeof(*in));
 	err = af__ingest_texts(&w->in, &w->texts, &w->lens);
 	if (err != AF_OK) {
-		af__ingest_free(&w->in);
+		af__ingest_free(r, &w->in);
 		free(w);
 		return err;
 	}
@@ -420,7 +420,7 @@ void af__retrieval_store(retrieval *r, af_pending **p, ringest *in)
 		memset(in, 0, sizeof(*in));
 		err = af__ingest_texts(&w->in, &w->texts, &w->lens);
 		if (err != AF_OK) {
-			af__ingest_free(&w->in);
+			af__ingest_free(r, &w->in);
 			free(w);
 			goto answer;
 		}
@@ -448,17 +448,19 @@ answer:
 	if (err != AF_OK)
 		af_pending_error(r->ctx, p, err, "%s",
 				 why[0] ? why : af_strerror(err));
-	af__ingest_free(in);
+	af__ingest_free(r, in);
 }
 
 static af_err handle_insert(retrieval *r, af_msg *m)
 {
 	ringest in = {0};
 	char why[RETRIEVAL_WHY] = "";
-	af_err err = af__ingest_parse(r, af_msg_payload(m), &in, why);
+	af_err err;
 
+	af__ingest_open(r, &in);
+	err = af__ingest_parse(r, af_msg_payload(m), &in, why);
 	if (err != AF_OK) {
-		af__ingest_free(&in);
+		af__ingest_free(r, &in);
 		return af_reply_error(r->ctx, m, err, "%s",
 				      why[0] ? why : af_strerror(err));
 	}
@@ -501,6 +503,7 @@ static af_err handle_delete(retrieval *r, af_msg *m)
 	size_t len;
 	bool found = false;
 	int64_t chunks = 0;
+	uint64_t seq = ++r->write_seq;
 	af_err err;
 
 	if (af_value_str(id, &s, &len) != AF_OK || len == 0)
@@ -513,6 +516,10 @@ static af_err handle_delete(retrieval *r, af_msg *m)
 		err = af__store_delete(r->store, s, len,
 				       af__ingest_note_removed, r, &found,
 				       &chunks);
+	/* A write still waiting, older than this delete, must not bring
+	 * the document back. */
+	if (err == AF_OK)
+		err = af__write_note(r, s, len, seq, r->writes_open + 1);
 	if (err == AF_OK)
 		err = af__store_commit(r->store);
 	if (err != AF_OK) {

@@ -58,6 +58,7 @@ typedef struct ringest {
 	size_t chunks;  /* over every document */
 	uint64_t bytes; /* of text, over every document */
 	bool from_dir;  /* a load_dir: the reply says bytes too */
+	uint64_t seq;   /* its place among the writes (af__ingest_open) */
 } ringest;
 
 struct retrieval {
@@ -83,6 +84,14 @@ struct retrieval {
 	size_t cap_removed;
 	int64_t *added;
 	size_t cap_added;
+	/* Writes (insert, load_dir, delete) take effect in the order they
+	 * arrive, though one may wait for embeddings or files while later
+	 * ones finish: each is numbered on arrival, and while any waits,
+	 * the documents written are noted in the store with their write's
+	 * number (af__store_note_write). */
+	uint64_t write_seq; /* the last number given */
+	size_t writes_open; /* ingests numbered and not yet freed */
+	bool writes_noted;  /* the store holds notes to forget */
 };
 
 /* Writes the reason for a failure, from fmt, into why (RETRIEVAL_WHY
@@ -138,7 +147,17 @@ af_err af__ingest_texts(const ringest *in, const char ***texts, size_t **lens);
  * by the write in progress, for the vectors in memory. AF_ENOMEM. */
 af_err af__ingest_note_removed(void *arg, int64_t chunk);
 
-/* Frees in's documents; in may be reused after. */
-void af__ingest_free(ringest *in);
+/* Numbers in as the latest write, on the request's arrival. */
+void af__ingest_open(retrieval *r, ringest *in);
+
+/* Notes in the store, inside the write's transaction, that the write
+ * numbered seq wrote the document id[0, len), when other writes are open
+ * (open counts the writes, this one included when it is one). */
+af_err af__write_note(retrieval *r, const char *id, size_t len, uint64_t seq,
+		      size_t open);
+
+/* Frees in's documents and ends its write; in may be reused after (not
+ * numbered). */
+void af__ingest_free(retrieval *r, ringest *in);
 
 #endif

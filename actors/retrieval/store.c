@@ -45,6 +45,9 @@ enum {
 	ST_CHUNK,
 	ST_VECTORS,
 	ST_COUNTS,
+	ST_WRITTEN_LATER,
+	ST_NOTE_WRITE,
+	ST_FORGET_WRITES,
 	ST_COUNT
 };
 
@@ -78,6 +81,14 @@ static const char *const sql[ST_COUNT] = {
 	[ST_COUNTS] = "SELECT (SELECT count(*) FROM documents),"
 		      " (SELECT count(*) FROM chunks),"
 		      " (SELECT count(*) FROM chunks WHERE vector IS NOT NULL)",
+	/* The documents written while other writes were still waiting,
+	 * with the latest write's number: temp.written, made at open. */
+	[ST_WRITTEN_LATER] =
+		"SELECT seq > ?2 FROM temp.written WHERE name = ?1",
+	[ST_NOTE_WRITE] = "INSERT INTO temp.written(name, seq) VALUES (?1, ?2)"
+			  " ON CONFLICT(name) DO UPDATE"
+			  " SET seq = max(seq, excluded.seq)",
+	[ST_FORGET_WRITES] = "DELETE FROM temp.written",
 };
 
 struct af_store {
@@ -209,6 +220,9 @@ af_err af__store_open(af_store **out, const char *path, char *err,
 			    "PRAGMA synchronous = NORMAL");
 	if (e == AF_OK)
 		e = exec(s, "PRAGMA temp_store = MEMORY");
+	if (e == AF_OK)
+		e = exec(s, "CREATE TEMP TABLE written(name TEXT PRIMARY KEY,"
+			    " seq INTEGER NOT NULL) WITHOUT ROWID");
 	if (e != AF_OK) {
 		snprintf(err, errsize, "setting up: %s", sqlite3_errmsg(s->db));
 		goto close_db;
@@ -511,4 +525,36 @@ af_err af__store_counts(af_store *s, int64_t *documents, int64_t *chunks,
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? AF_OK : fail(rc);
+}
+
+af_err af__store_note_write(af_store *s, const char *id, size_t len,
+			    uint64_t seq)
+{
+	sqlite3_stmt *st = s->st[ST_NOTE_WRITE];
+
+	sqlite3_bind_text(st, 1, id, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	return step_done(st);
+}
+
+af_err af__store_written_later(af_store *s, const char *id, size_t len,
+			       uint64_t seq, bool *later)
+{
+	sqlite3_stmt *st = s->st[ST_WRITTEN_LATER];
+	int rc;
+
+	sqlite3_bind_text(st, 1, id, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	rc = sqlite3_step(st);
+	*later = rc == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? AF_OK : fail(rc);
+}
+
+void af__store_forget_writes(af_store *s)
+{
+	/* Failing leaves rows that no later write can be older than:
+	 * harmless. */
+	step_done(s->st[ST_FORGET_WRITES]);
 }

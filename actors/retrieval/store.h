@@ -111,4 +111,19 @@ af_err af__store_vectors(af_store *s, af_store_vector_fn fn, void *arg);
 af_err af__store_counts(af_store *s, int64_t *documents, int64_t *chunks,
 			int64_t *embedded);
 
+/* The order of writes. While writes wait (for embeddings, for files),
+ * each document a write stores or deletes is noted with the write's
+ * number (in the write's transaction), so that an earlier write that
+ * finishes later leaves the document as the later one left it. */
+af_err af__store_note_write(af_store *s, const char *id, size_t len,
+			    uint64_t seq);
+
+/* *later: a write numbered after seq has stored or deleted the document
+ * named id[0, len) since the notes were last forgotten. */
+af_err af__store_written_later(af_store *s, const char *id, size_t len,
+			       uint64_t seq, bool *later);
+
+/* Forgets the notes, once no write waits. */
+void af__store_forget_writes(af_store *s);
+
 #endif

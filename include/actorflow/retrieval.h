@@ -96,6 +96,12 @@
  * concurrently on its loop, so inserts and retrieves that wait for
  * vectors do not hold up the others. A load_dir's reading is cut into
  * slices the same way; its final write, and an insert's, are one step.
+ * Writes (insert, load_dir, delete) still take effect in the order the
+ * actor receives them: a write that waits for its vectors or files leaves
+ * alone any document that a write received after it has stored or
+ * deleted meanwhile (it counts that document in its reply, as stored and
+ * then replaced). A delete that comes while an insert of the same id
+ * waits answers "deleted" for what was stored when it came.
  *
  * One retrieval actor per database file: the actor is the only writer it
  * expects (SQLite's locks would fail a second writer at once with AF_EIO,
