@@ -158,6 +158,20 @@ static void insert(fixture *f, const char *id, const char *text)
 	af_msg_destroy(&reply);
 }
 
+static void delete_doc(fixture *f, const char *id, int64_t deleted)
+{
+	af_payload *p = new_payload();
+	af_msg *m = NULL;
+
+	af_pack_map(p, 1);
+	af_pack_str(p, "id");
+	af_pack_str(p, id);
+	assert_int_equal(request(f, "delete", p, &m), AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "deleted", -1),
+			 deleted);
+	af_msg_destroy(&m);
+}
+
 static af_payload *query(const char *q, int64_t top_k, const char *mode)
 {
 	af_payload *p = new_payload();
@@ -378,13 +392,7 @@ static void test_replace_and_delete(void **state)
 	assert_int_equal(af_value_len(nodes(m)), 0);
 	af_msg_destroy(&m);
 	/* Deleting what is not there is no error. */
-	p = new_payload();
-	af_pack_map(p, 1);
-	af_pack_str(p, "id");
-	af_pack_str(p, "bees");
-	assert_int_equal(request(f, "delete", p, &m), AF_OK);
-	assert_int_equal(af_value_get_int(af_msg_payload(m), "deleted", -1), 0);
-	af_msg_destroy(&m);
+	delete_doc(f, "bees", 0);
 }
 
 static void test_batch_insert(void **state)
@@ -916,6 +924,40 @@ static void test_load_dir_fifo(void **state)
 /* File names become ids and metadata strings, which are UTF-8 on the
  * wire: a folder holding a name that is not is refused, storing nothing,
  * and the error text stays UTF-8 itself. */
+/* An optional field sent as nil is as good as absent. */
+static void test_nil_options_are_absent(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = new_payload();
+	af_msg *m = NULL;
+
+	spawn(f, NULL);
+	af_pack_map(p, 3);
+	af_pack_str(p, "id");
+	af_pack_str(p, "bees");
+	af_pack_str(p, "text");
+	af_pack_str(p, bees);
+	af_pack_str(p, "documents");
+	af_pack_nil(p);
+	assert_int_equal(request(f, "insert", p, &m), AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 1);
+	af_msg_destroy(&m);
+
+	write_file(f->dir, "soil.txt", soil);
+	p = new_payload();
+	af_pack_map(p, 2);
+	af_pack_str(p, "path");
+	af_pack_str(p, f->dir);
+	af_pack_str(p, "recursive");
+	af_pack_nil(p);
+	assert_int_equal(request(f, "load_dir", p, &m), AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(m), "documents", -1),
+			 1);
+	af_msg_destroy(&m);
+	expect_stats(f, 2, 2);
+}
+
 static void test_load_dir_bad_name(void **state)
 {
 	fixture *f = *state;
@@ -1168,6 +1210,25 @@ static void test_vectors_ollama(void **state)
 	vectors_with(*state, "ollama");
 }
 
+/* Once every vector is deleted, the next ones may be of another
+ * dimension (a new embedding model); while any is left, they may not. */
+static void test_new_dimension_once_emptied(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+
+	embed_config(f, &cfg, "ollama");
+	spawn(f, &cfg);
+	insert(f, "bees", bees);
+	delete_doc(f, "bees", 1);
+	mockllm_set(f->mock, &(mockllm_opts){.embed_dim = 32});
+	insert(f, "soil", soil);
+	expect_top(f, "soil", "vector", "soil");
+	mockllm_set(f->mock, &(mockllm_opts){.embed_dim = 16});
+	expect_error(f, "insert", doc("stars", stars), AF_EPROTO, "dimensions");
+	expect_stats(f, 1, 1);
+}
+
 static void test_embed_fails(void **state)
 {
 	fixture *f = *state;
@@ -1384,20 +1445,6 @@ static void finish_late_insert(af_stream *s)
 	af_stream_close(&s);
 }
 
-static void delete_doc(fixture *f, const char *id, int64_t deleted)
-{
-	af_payload *p = new_payload();
-	af_msg *m = NULL;
-
-	af_pack_map(p, 1);
-	af_pack_str(p, "id");
-	af_pack_str(p, id);
-	assert_int_equal(request(f, "delete", p, &m), AF_OK);
-	assert_int_equal(af_value_get_int(af_msg_payload(m), "deleted", -1),
-			 deleted);
-	af_msg_destroy(&m);
-}
-
 /* Writes take effect in the order they arrive: an insert whose embeddings
  * come late does not undo a later insert, or a later delete, of the same
  * document. */
@@ -1479,6 +1526,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir_fifo, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_nil_options_are_absent,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir_bad_name, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir_progress, setup,
@@ -1503,6 +1552,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_vectors_openai, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_new_dimension_once_emptied,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vectors_ollama, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_embed_huge_number, setup,

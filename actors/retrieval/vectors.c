@@ -157,6 +157,16 @@ void af__vindex_remove(af_vindex *v, int64_t id)
 	v->ids[at] = -id - 1;
 	if (++v->dead * 2 > v->rows)
 		compact(v);
+	if (v->rows == 0) {
+		/* Empty: the next vectors may be of another dimension (a
+		 * new embedding model), and the room was sized for these. */
+		free(v->ids);
+		free(v->m);
+		v->ids = NULL;
+		v->m = NULL;
+		v->cap = 0;
+		v->dim = 0;
+	}
 }
 
 /* Eight partial sums let the compiler keep them in vector registers;
