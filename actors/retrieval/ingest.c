@@ -234,7 +234,7 @@ af_err af__ingest_parse(retrieval *r, const af_value *payload, ringest *in,
 	if (af_value_type(payload) != AF_TYPE_MAP)
 		return af__ingest_why(why, AF_EINVAL,
 				      "an insert request is a map");
-	if (docs == NULL)
+	if (docs == NULL || af_value_type(docs) == AF_TYPE_NIL)
 		return parse_doc(r, payload, "document", in, why);
 	if (af_value_type(docs) != AF_TYPE_ARRAY || af_value_len(docs) == 0)
 		return af__ingest_why(

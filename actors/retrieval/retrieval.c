@@ -478,7 +478,8 @@ static af_err handle_load_dir(retrieval *r, af_msg *m)
 	if (af_value_type(af_value_get(payload, "path")) != AF_TYPE_STR)
 		return af_reply_error(r->ctx, m, AF_EINVAL,
 				      "load_dir needs \"path\", a string");
-	if (rec != NULL && af_value_bool(rec, &recursive) != AF_OK)
+	if (rec != NULL && af_value_type(rec) != AF_TYPE_NIL &&
+	    af_value_bool(rec, &recursive) != AF_OK)
 		return af_reply_error(r->ctx, m, AF_EINVAL,
 				      "\"recursive\" must be a boolean");
 	path = af_value_strdup(af_value_get(payload, "path"));
