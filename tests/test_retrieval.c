@@ -441,6 +441,39 @@ static void test_batch_insert(void **state)
 	af_msg_destroy(&m);
 }
 
+/* A query of n words: "bees", then n - 1 others. Caller frees. */
+static char *long_query(int n)
+{
+	char *q = malloc((size_t)n * 8 + 8);
+	size_t len;
+
+	assert_non_null(q);
+	len = (size_t)sprintf(q, "bees");
+	for (int i = 1; i < n; i++)
+		len += (size_t)sprintf(q + len, " w%d", i);
+	return q;
+}
+
+/* Each word of a query is a term of the search: past
+ * AF_RETRIEVAL_MAX_QUERY_WORDS, a query is refused rather than let hold
+ * the actor for as long as it takes. */
+static void test_query_word_limit(void **state)
+{
+	fixture *f = *state;
+	char *q = long_query(AF_RETRIEVAL_MAX_QUERY_WORDS);
+	char want[64];
+
+	spawn(f, NULL);
+	insert_three(f);
+	expect_top(f, q, "bm25", "bees");
+	free(q);
+	q = long_query(AF_RETRIEVAL_MAX_QUERY_WORDS + 1);
+	snprintf(want, sizeof(want), "at most %d",
+		 AF_RETRIEVAL_MAX_QUERY_WORDS);
+	expect_error(f, "retrieve", query(q, 0, NULL), AF_EINVAL, want);
+	free(q);
+}
+
 static void test_chunks(void **state)
 {
 	fixture *f = *state;
@@ -1521,6 +1554,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_insert, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_query_word_limit, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_requests, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),

@@ -565,6 +565,13 @@ static af_err handle_retrieve(retrieval *r, af_msg *m)
 	if (query_len == 0 || !af__utf8_text_ok(query, query_len))
 		return af_reply_error(r->ctx, m, AF_EINVAL,
 				      "\"query\" must be non-empty UTF-8 text");
+	/* Every word is a term of the search: a query of a million words
+	 * would hold the actor for seconds. */
+	if (af__store_words(query, query_len) > AF_RETRIEVAL_MAX_QUERY_WORDS)
+		return af_reply_error(r->ctx, m, AF_EINVAL,
+				      "\"query\" has %zu words; at most %d",
+				      af__store_words(query, query_len),
+				      AF_RETRIEVAL_MAX_QUERY_WORDS);
 	if (top != NULL && af_value_type(top) != AF_TYPE_NIL &&
 	    (af_value_int(top, &top_k) != AF_OK || top_k < 1 ||
 	     top_k > r->max_top_k))

@@ -393,6 +393,17 @@ static bool word_byte(unsigned char c)
 	       (c >= 'A' && c <= 'Z');
 }
 
+size_t af__store_words(const char *query, size_t len)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (word_byte((unsigned char)query[i]) &&
+		    (i == 0 || !word_byte((unsigned char)query[i - 1])))
+			n++;
+	return n;
+}
+
 char *af__store_match(const char *query, size_t len)
 {
 	/* At worst every other byte starts a word: "\"w\" OR " is 7 bytes

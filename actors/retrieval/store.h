@@ -91,6 +91,9 @@ af_err af__store_bm25(af_store *s, const char *match, int limit, int64_t *ids,
  * frees, "" when the query has no words, NULL when memory ran out. */
 char *af__store_match(const char *query, size_t len);
 
+/* How many words af__store_match would search for in query[0, len). */
+size_t af__store_words(const char *query, size_t len);
+
 /* The chunk with id chunk; *found false when there is none. Its row
  * stays open (a read transaction) until af__store_chunk_done. */
 af_err af__store_chunk(af_store *s, int64_t chunk, af_store_chunk *out,

@@ -69,9 +69,10 @@
  *              The query's words (runs of letters, digits and non-ASCII
  *              characters) are searched for, each quoted, joined with
  *              OR: FTS5 syntax in a query is only words, and a query
- *              with no word finds nothing. Hybrid fuses the two
- *              rankings, each taken to depth max(2 * top_k, 20), by
- *              sum of 1 / (60 + rank).
+ *              with no word finds nothing. A query of more than
+ *              AF_RETRIEVAL_MAX_QUERY_WORDS (1024) words is refused.
+ *              Hybrid fuses the two rankings, each taken to depth
+ *              max(2 * top_k, 20), by sum of 1 / (60 + rank).
  *   stats      nil. Reply {"documents": int, "chunks": int,
  *              "embedded": int (chunks with a vector)}.
  * Metadata values may also be nil. Tells of these types are ignored:
@@ -128,6 +129,8 @@ extern const af_actor_ops af_retrieval_ops;
 #define AF_RETRIEVAL_CHUNK_OVERLAP 200
 #define AF_RETRIEVAL_TOP_K 2
 #define AF_RETRIEVAL_MAX_TOP_K 1000
+/* The most words a retrieve's query may hold (each one is a term). */
+#define AF_RETRIEVAL_MAX_QUERY_WORDS 1024
 
 typedef struct af_retrieval_config {
 	/* The SQLite database file, created when missing and reopened with
