@@ -437,6 +437,62 @@ static void test_stream_query_matches_query(void **state)
 	af_msg_destroy(&reply);
 }
 
+/* A chat actor that answers every request, streams too, with one plain
+ * reply {"content": ...}, as protocol.md allows. */
+static af_err plain_chat_init(af_ctx *ctx, const void *config, void **state)
+{
+	*state = (void *)config;
+	return AF_OK;
+}
+
+static af_err plain_chat_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	af_payload *p;
+	af_err err;
+
+	if (af_payload_new(&p) != AF_OK)
+		return AF_ENOMEM;
+	af_pack_map(p, 1);
+	af_pack_str(p, "content");
+	af_pack_str(p, state);
+	err = af_reply(ctx, m, p);
+	af_payload_destroy(&p);
+	return err;
+}
+
+static const af_actor_ops plain_chat_ops = {
+	.type_name = "plain_chat",
+	.init = plain_chat_init,
+	.handle = plain_chat_handle,
+};
+
+/* The streamed answer holds a plain reply's content, as the whole answer
+ * does. */
+static void test_stream_query_from_a_plain_reply(void **state)
+{
+	fixture *f = *state;
+	af_msg *reply = NULL;
+	char *response;
+	streamed s;
+
+	spawn_stub(f, sky_nodes, 3);
+	assert_int_equal(af_spawn(f->sys, "chat", &plain_chat_ops,
+				  "Bees make honey.", NULL),
+			 AF_OK);
+	spawn_query(f, NULL);
+	assert_int_equal(ask(f, "What do bees make?", NULL, &reply), AF_OK);
+	response = test_str_of(af_value_get(af_msg_payload(reply), "response"));
+	assert_string_equal(response, "Bees make honey.");
+	stream_ask(f, "What do bees make?", NULL, &s);
+	assert_int_equal(s.status, AF_OK);
+	assert_int_equal(s.chunks, 1);
+	assert_string_equal(s.text, response);
+	assert_int_equal(af_msg_kind(s.end), AF_KIND_END);
+	streamed_free(&s);
+	free(response);
+	af_msg_destroy(&reply);
+}
+
 /* The refine template hands the answer so far on: the extractive
  * provider keeps it and adds what the next chunk says. */
 static void test_refine_keeps_existing_answer(void **state)
@@ -1033,6 +1089,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_query_answer_and_sources),
 		T(test_stream_query_matches_query),
+		T(test_stream_query_from_a_plain_reply),
 		T(test_refine_keeps_existing_answer),
 		T(test_mode_chat_calls),
 		T(test_long_chunk_is_cut),

@@ -74,6 +74,10 @@ static void on_chat_chunk(af_ctx *ctx, af_msg *chunk, void *arg)
 static void on_chat_end(af_ctx *ctx, int status, af_msg *end, void *arg)
 {
 	query *q = arg;
+	const af_value *content;
+	const char *text;
+	size_t len;
+	af_err err;
 
 	q->sub = 0;
 	if (q->closed)
@@ -81,6 +85,25 @@ static void on_chat_end(af_ctx *ctx, int status, af_msg *end, void *arg)
 	if (status != AF_OK) {
 		af__query_fail_sub(ctx, q, "chat", status, end);
 		return;
+	}
+	/* A chat actor may answer a stream request with one plain reply (a
+	 * user's actor, another process's): its content is the answer's
+	 * one delta. */
+	if (af_msg_kind(end) == AF_KIND_REPLY) {
+		content = af_value_get(af_msg_payload(end), "content");
+		if (af_value_str(content, &text, &len) != AF_OK) {
+			af__query_fail(ctx, q, AF_EPROTO,
+				       "chat: the reply has no \"content\" "
+				       "string");
+			return;
+		}
+		if (len > 0 &&
+		    (err = af__relay_text(ctx, q, text, len)) != AF_OK) {
+			af__query_fail(ctx, q, err,
+				       "query: relaying the answer: %s",
+				       af_strerror(err));
+			return;
+		}
 	}
 	af__query_succeed(ctx, q);
 }
