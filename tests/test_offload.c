@@ -792,6 +792,25 @@ static void test_queue_full(void **state)
 	af_payload_destroy(&p);
 }
 
+/* Jobs sent at once to idle workers are not refused as waiting, even
+ * before the workers have taken them: with 4 workers and room for 1
+ * waiting job, a burst of 5 is taken, and only a sixth is refused. */
+static void test_idle_workers_take_a_burst(void **state)
+{
+	fixture *f = *state;
+
+	spawn_offload(f, 4, 1);
+	submit_gated(f, 5, 0);
+	assert_true(test_signal_wait(&f->h.gate.started, 4, 5000));
+	submit_gated(f, 1, 0);
+	assert_true(test_signal_wait(&f->h.outcomes, 1, 5000));
+	assert_int_equal(f->h.slots[5].status, AF_EAGAIN);
+	gate_open(&f->h.gate);
+	assert_true(test_signal_wait(&f->h.outcomes, 6, 5000));
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(f->h.slots[i].status, AF_OK);
+}
+
 static void test_cancel_queued_job(void **state)
 {
 	fixture *f = *state;
@@ -1069,6 +1088,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_call_ptr_refused_from_another_process, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_idle_workers_take_a_burst,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_full, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_queued_job, setup,

@@ -214,7 +214,10 @@ af_err af__pool_push(af__pool *pool, af__pool_job *job)
 	af_err err = AF_OK;
 
 	pthread_mutex_lock(&pool->mu);
-	if (pool->queued >= pool->capacity) {
+	/* Jobs an idle worker is about to take are not waiting: only those
+	 * beyond the idle workers count against the capacity. */
+	if (pool->queued >=
+	    pool->capacity + ((size_t)pool->nthreads - pool->running)) {
 		err = AF_EAGAIN;
 	} else {
 		job->state = AF__JOB_QUEUED;
