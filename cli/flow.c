@@ -397,8 +397,8 @@ static af_err read_actors(cli_flow *f, const cJSON *actors)
 		return AF_OK;
 	/* Relative ipc:// exports have no folder to go in: a flow gives
 	 * absolute ones. */
-	return cli_actor_specs_read(&f->file, actors, NULL, false, &f->actors,
-				    &f->nactors);
+	return cli_actor_specs_read(&f->file, actors, NULL, CLI_BIND_LOOPBACK,
+				    &f->actors, &f->nactors);
 }
 
 static af_err read_flow(cli_flow *f)

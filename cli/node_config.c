@@ -1,12 +1,17 @@
 #include "node_config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include "curve_config.h"
@@ -268,9 +273,78 @@ static af_err read_actor_config(parse *p, const char *where,
 
 /* ---- endpoints --------------------------------------------------------- */
 
+/* What the host of a tcp endpoint reaches. */
+typedef enum host_kind {
+	HOST_LOOPBACK, /* 127.0.0.0/8, ::1, localhost: this machine only */
+	HOST_WILDCARD, /* every interface: *, 0.0.0.0, :: in any spelling */
+	HOST_OTHER     /* an address, an interface name, anything else */
+} host_kind;
+
+/* Sorts the host text of a tcp endpoint (without its port). A numeric host
+ * is read as getaddrinfo reads it, which takes every spelling inet_aton
+ * does ("0", "0x0", "127.1", "2130706433"), so "0" cannot pass for
+ * anything but 0.0.0.0. For a loopback host, canon gets the address
+ * written plainly: that is what the node binds, so ZeroMQ cannot take the
+ * text for something else (it tries interface names first). */
+static host_kind classify_host(const char *host, size_t len, char *canon,
+			       size_t cap)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_flags = AI_NUMERICHOST};
+	struct addrinfo *ai = NULL;
+	host_kind kind = HOST_OTHER;
+	struct in_addr v4;
+	char text[256];
+
+	if (len == 1 && host[0] == '*')
+		return HOST_WILDCARD;
+	if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+		host++;
+		len -= 2;
+	}
+	if (len == 0 || len >= sizeof(text))
+		return HOST_OTHER;
+	memcpy(text, host, len);
+	text[len] = '\0';
+	if (strcasecmp(text, "localhost") == 0) {
+		snprintf(canon, cap, "127.0.0.1");
+		return HOST_LOOPBACK;
+	}
+	if (getaddrinfo(text, NULL, &hints, &ai) != 0 || ai == NULL)
+		return HOST_OTHER;
+	if (ai->ai_family == AF_INET) {
+		v4 = ((const struct sockaddr_in *)(void *)ai->ai_addr)
+			     ->sin_addr;
+	} else if (ai->ai_family == AF_INET6) {
+		const struct sockaddr_in6 *a6 =
+			(const struct sockaddr_in6 *)(void *)ai->ai_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+			memcpy(&v4.s_addr, &a6->sin6_addr.s6_addr[12], 4);
+		} else {
+			if (IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) &&
+			    a6->sin6_scope_id == 0) {
+				snprintf(canon, cap, "[::1]");
+				kind = HOST_LOOPBACK;
+			} else if (IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr)) {
+				kind = HOST_WILDCARD;
+			}
+			freeaddrinfo(ai);
+			return kind;
+		}
+	} else {
+		freeaddrinfo(ai);
+		return HOST_OTHER;
+	}
+	freeaddrinfo(ai);
+	if ((ntohl(v4.s_addr) >> 24) == 127 &&
+	    inet_ntop(AF_INET, &v4, canon, (socklen_t)cap) != NULL)
+		return HOST_LOOPBACK;
+	return v4.s_addr == htonl(INADDR_ANY) ? HOST_WILDCARD : HOST_OTHER;
+}
+
 /* The endpoint the node binds for what the file says (see the header). */
 static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
-				 const char *ipc_dir, bool allow_public,
+				 const char *ipc_dir, cli_bind_scope scope,
 				 char **out)
 {
 	const char *e = v->valuestring;
@@ -312,7 +386,9 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 		const char *hostport = e + 6;
 		const char *colon = strrchr(hostport, ':');
 		const char *host = hostport;
+		char canon[INET6_ADDRSTRLEN + 2];
 		size_t host_len;
+		host_kind kind;
 		char *end;
 		long port;
 		if (colon == NULL)
@@ -329,19 +405,31 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 				"from 1 to 65535 (clients need to know "
 				"it)",
 				where, e);
-		if (host_len == 0) {
-			host = "127.0.0.1";
-			host_len = strlen(host);
-		} else if (!allow_public &&
-			   ((host_len == 1 && host[0] == '*') ||
-			    (host_len == 7 &&
-			     strncmp(host, "0.0.0.0", 7) == 0) ||
-			    (host_len == 4 && strncmp(host, "[::]", 4) == 0) ||
-			    (host_len == 2 && strncmp(host, "::", 2) == 0))) {
+		kind = host_len == 0 ? HOST_LOOPBACK
+				     : classify_host(host, host_len, canon,
+						     sizeof(canon));
+		if (host_len == 0)
+			snprintf(canon, sizeof(canon), "127.0.0.1");
+		if (kind == HOST_LOOPBACK) {
+			host = canon;
+			host_len = strlen(canon);
+		} else if (kind == HOST_WILDCARD && scope != CLI_BIND_PUBLIC) {
 			return cli_json_fail(
 				p, v,
 				"%s: \"%s\" listens on every interface; "
 				"set \"allow_public\": true to mean it",
+				where, e);
+		} else if (kind == HOST_OTHER && scope == CLI_BIND_LOOPBACK) {
+			/* An interface name or an address of the machine
+			 * that is not loopback: reachable from elsewhere,
+			 * by anyone, with nothing to keep them out. */
+			return cli_json_fail(
+				p, v,
+				"%s: \"%s\" is not a loopback address "
+				"(127.0.0.1, ::1, localhost): others could "
+				"reach it; set \"allow_public\": true to "
+				"mean it, or \"curve\" to admit only the "
+				"clients whose keys you allow",
 				where, e);
 		}
 		n = host_len + 32;
@@ -366,7 +454,7 @@ static const char *const actor_keys[] = {
 	"type", "name", "config", "export", "mailbox_capacity", NULL};
 
 static af_err read_actor(parse *p, cli_actor_spec *specs, const cJSON *item,
-			 size_t i, const char *ipc_dir, bool allow_public)
+			 size_t i, const char *ipc_dir, cli_bind_scope scope)
 {
 	cli_actor_spec *s = &specs[i];
 	char where[64];
@@ -437,7 +525,7 @@ static af_err read_actor(parse *p, cli_actor_spec *specs, const cJSON *item,
 	if ((err = cli_json_want_string(p, exp, cwhere)) != AF_OK)
 		return err;
 	if (exp != NULL &&
-	    (err = normalise_endpoint(p, exp, cwhere, ipc_dir, allow_public,
+	    (err = normalise_endpoint(p, exp, cwhere, ipc_dir, scope,
 				      &s->export_endpoint)) != AF_OK)
 		return err;
 	snprintf(cwhere, sizeof(cwhere), "%s.config", where);
@@ -447,7 +535,7 @@ static af_err read_actor(parse *p, cli_actor_spec *specs, const cJSON *item,
 }
 
 af_err cli_actor_specs_read(cli_json_file *f, const cJSON *actors,
-			    const char *ipc_dir, bool allow_public,
+			    const char *ipc_dir, cli_bind_scope scope,
 			    cli_actor_spec **out, size_t *n)
 {
 	const cJSON *v;
@@ -467,8 +555,7 @@ af_err cli_actor_specs_read(cli_json_file *f, const cJSON *actors,
 		return AF_ENOMEM;
 	}
 	for (v = actors->child; v != NULL; v = v->next, i++)
-		if ((err = read_actor(f, *out, v, i, ipc_dir, allow_public)) !=
-		    AF_OK)
+		if ((err = read_actor(f, *out, v, i, ipc_dir, scope)) != AF_OK)
 			return err;
 	return AF_OK;
 }
@@ -482,6 +569,7 @@ void cli_actor_specs_free(cli_actor_spec *specs, size_t n)
 
 static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
 {
+	cli_bind_scope scope;
 	const cJSON *v;
 	const cJSON *actors;
 	double d;
@@ -542,20 +630,24 @@ static af_err read_top(parse *p, cli_node_config *c, const cJSON *root)
 		     i--)
 			c->ipc_dir[i - 1] = '\0';
 	}
+	/* CURVE first: with it, an endpoint may be bound beyond loopback. */
+	if ((err = cli_curve_config_read(p, root, &c->curve)) != AF_OK)
+		return err;
+	scope = c->allow_public                           ? CLI_BIND_PUBLIC
+		: cli_curve_export_opts(c->curve) != NULL ? CLI_BIND_CURVE
+							  : CLI_BIND_LOOPBACK;
 	v = cJSON_GetObjectItemCaseSensitive(root, "endpoint");
 	if ((err = cli_json_want_string(p, v, "endpoint")) != AF_OK)
 		return err;
 	if (v != NULL &&
-	    (err = normalise_endpoint(p, v, "endpoint", c->ipc_dir,
-				      c->allow_public, &c->endpoint)) != AF_OK)
-		return err;
-	if ((err = cli_curve_config_read(p, root, &c->curve)) != AF_OK)
+	    (err = normalise_endpoint(p, v, "endpoint", c->ipc_dir, scope,
+				      &c->endpoint)) != AF_OK)
 		return err;
 	actors = cJSON_GetObjectItemCaseSensitive(root, "actors");
 	if (actors == NULL)
 		return cli_json_fail(
 			p, NULL, "no \"actors\": a node hosts at least one");
-	if ((err = cli_actor_specs_read(p, actors, c->ipc_dir, c->allow_public,
+	if ((err = cli_actor_specs_read(p, actors, c->ipc_dir, scope,
 					&c->actors, &c->nactors)) != AF_OK)
 		return err;
 	if (c->endpoint == NULL) {

@@ -7,7 +7,7 @@
  *                                          ENDPOINT#name reaches each actor)
  *    "ipc_dir": "/run/af",                 (optional: base of relative ipc
  *                                          paths, created 0700)
- *    "allow_public": false,                (tcp on 0.0.0.0, *, ::)
+ *    "allow_public": false,                (tcp beyond loopback, see below)
  *    "grace_ms": 5000,                     (in-flight work on SIGTERM)
  *    "max_message_size": 16777216,
  *    "curve": {...}, "remotes": [...],     (optional: CURVE, see
@@ -22,7 +22,10 @@
  *
  * Unknown keys are errors, so a typo never passes silently. Endpoints are
  * normalised: "ipc://x.sock" (relative) goes into ipc_dir; "tcp://:5555"
- * binds 127.0.0.1; 0.0.0.0, * and :: are refused unless allow_public.
+ * binds 127.0.0.1, and a loopback host in any spelling (127.1, localhost,
+ * [::1]) its plain address. Any other tcp host is refused unless the node
+ * speaks CURVE (an address or interface of its own) or allow_public (every
+ * interface too: *, 0.0.0.0, :: in any spelling).
  */
 #ifndef AF_CLI_NODE_CONFIG_H
 #define AF_CLI_NODE_CONFIG_H
@@ -34,6 +37,14 @@
 #include <actorflow/actorflow.h>
 
 #include "json_file.h"
+
+/* Which tcp hosts an endpoint may be bound to. */
+typedef enum cli_bind_scope {
+	CLI_BIND_LOOPBACK, /* loopback only (127.0.0.0/8, ::1, localhost) */
+	CLI_BIND_CURVE,    /* also one address or interface: CURVE admits
+			      only allowed clients */
+	CLI_BIND_PUBLIC    /* anything, every interface too ("allow_public") */
+} cli_bind_scope;
 
 typedef struct cli_actor_spec {
 	const char *type;
@@ -81,12 +92,12 @@ void cli_node_config_free(cli_node_config *c);
 
 /* Reads an "actors" array (the same entries in a node config and a flow)
  * into *out, *n specs, whose strings point into f's tree. ipc_dir (may be
- * NULL) is the base of relative ipc:// exports; allow_public as in a node
- * config. An offload actor gets the built-in functions of functions.h.
- * AF_OK; AF_EINVAL with the message in f's err; AF_ENOMEM. Free *out with
- * cli_actor_specs_free in every case. */
+ * NULL) is the base of relative ipc:// exports; scope says which tcp hosts
+ * an export may bind (see above). An offload actor gets the built-in functions
+ * of functions.h. AF_OK; AF_EINVAL with the message in f's err; AF_ENOMEM. Free
+ * *out with cli_actor_specs_free in every case. */
 af_err cli_actor_specs_read(cli_json_file *f, const cJSON *actors,
-			    const char *ipc_dir, bool allow_public,
+			    const char *ipc_dir, cli_bind_scope scope,
 			    cli_actor_spec **out, size_t *n);
 
 void cli_actor_specs_free(cli_actor_spec *specs, size_t n);

@@ -708,6 +708,167 @@ static void test_config_endpoints(void **state)
 	}
 }
 
+/* Adds a host to the list of those wrongly taken. */
+static void bypass(char *list, size_t cap, const char *key, const char *host)
+{
+	size_t n = strlen(list);
+
+	snprintf(list + n, cap - n, " %s:%s", key, host);
+}
+
+/* Without "allow_public", a node binds tcp on loopback only, whatever the
+ * spelling of the host; anything else is refused when the config is read,
+ * before anything is bound (so no test here binds beyond loopback). */
+static void test_config_loopback_only(void **state)
+{
+	static const char *const loopback[][2] = {
+		{"127.0.0.1", "127.0.0.1"},
+		{"127.1", "127.0.0.1"},
+		{"0x7f000001", "127.0.0.1"},
+		{"2130706433", "127.0.0.1"},
+		{"0177.0.0.1", "127.0.0.1"},
+		{"127.3.2.1", "127.3.2.1"},
+		{"localhost", "127.0.0.1"},
+		{"LocalHost", "127.0.0.1"},
+		{"[::1]", "[::1]"},
+		{"::1", "[::1]"},
+		{"[0:0:0:0:0:0:0:1]", "[::1]"},
+		{"[::ffff:127.0.0.1]", "127.0.0.1"},
+	};
+	/* Every interface, spelt many ways, and hosts that are not
+	 * loopback: addresses, interface names, names. */
+	static const char *const wildcard[] = {
+		"0",
+		"0.0.0.00",
+		"0x0",
+		"0.0",
+		"00000",
+		"[::]",
+		"::",
+		"[0:0:0:0:0:0:0:0]",
+		"[::ffff:0.0.0.0]",
+		"*",
+	};
+	static const char *const other[] = {
+		"eth0",          "lo",
+		"192.168.1.10",  "10.0.0.1",
+		"0x0a000001",    "[fe80::1%lo]",
+		"[2001:db8::1]", "127.0.0.256",
+		"example.org",   "1.2.3.4;127.0.0.1",
+	};
+	cli_node_config c;
+	char text[512], err[512], want[256];
+	char passed[4096] = "";
+	result r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(wildcard) / sizeof(wildcard[0]); i++) {
+		/* As the endpoint and as an actor's export. */
+		for (int as_export = 0; as_export < 2; as_export++) {
+			snprintf(text, sizeof(text),
+				 as_export
+					 ? "{\"endpoint\": \"ipc:///x\", "
+					   "\"actors\": [{\"type\": "
+					   "\"gather\", \"export\": "
+					   "\"tcp://%s:47123\"}]}"
+					 : "{\"endpoint\": \"tcp://%s:47123\", "
+					   "\"actors\": [{\"type\": "
+					   "\"gather\"}]}",
+				 wildcard[i]);
+			snprintf(want, sizeof(want),
+				 "t.json:1: %s: \"tcp://%s:47123\" listens on "
+				 "every interface; set \"allow_public\"",
+				 as_export ? "actors[0].export" : "endpoint",
+				 wildcard[i]);
+			if (cli_node_config_parse(&c, text, "t.json", err,
+						  sizeof(err)) != AF_EINVAL ||
+			    strstr(err, want) == NULL)
+				bypass(passed, sizeof(passed),
+				       as_export ? "export" : "endpoint",
+				       wildcard[i]);
+			cli_node_config_free(&c);
+		}
+	}
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "{\"endpoint\": \"tcp://%s:47123\", \"actors\": "
+			 "[{\"type\": \"gather\"}]}",
+			 other[i]);
+		snprintf(want, sizeof(want),
+			 "t.json:1: endpoint: \"tcp://%s:47123\" is not a "
+			 "loopback address",
+			 other[i]);
+		if (cli_node_config_parse(&c, text, "t.json", err,
+					  sizeof(err)) != AF_EINVAL ||
+		    strstr(err, want) == NULL ||
+		    strstr(err, "\"allow_public\": true") == NULL ||
+		    strstr(err, "\"curve\"") == NULL)
+			bypass(passed, sizeof(passed), "endpoint", other[i]);
+		cli_node_config_free(&c);
+	}
+	if (passed[0] != '\0')
+		fail_msg("not refused as they should be:%s", passed);
+	/* Loopback, in any spelling, is bound as its plain address. */
+	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "{\"endpoint\": \"tcp://%s:47123\", \"actors\": "
+			 "[{\"type\": \"gather\", \"export\": "
+			 "\"tcp://%s:47124\"}]}",
+			 loopback[i][0], loopback[i][0]);
+		if (cli_node_config_parse(&c, text, "t.json", err,
+					  sizeof(err)) != AF_OK)
+			fail_msg("%s refused: %s", loopback[i][0], err);
+		/* The plain address is bound, not the text. */
+		snprintf(want, sizeof(want), "tcp://%s:47123", loopback[i][1]);
+		assert_string_equal(c.endpoint, want);
+		snprintf(want, sizeof(want), "tcp://%s:47124", loopback[i][1]);
+		assert_string_equal(c.actors[0].export_endpoint, want);
+		cli_node_config_free(&c);
+	}
+	/* "allow_public" lets all of them through, as written. */
+	snprintf(text, sizeof(text),
+		 "{\"endpoint\": \"tcp://0:47123\", \"allow_public\": true,"
+		 " \"actors\": [{\"type\": \"gather\", \"export\": "
+		 "\"tcp://eth0:47124\"}]}");
+	assert_int_equal(
+		cli_node_config_parse(&c, text, "t.json", err, sizeof(err)),
+		AF_OK);
+	assert_string_equal(c.endpoint, "tcp://0:47123");
+	assert_string_equal(c.actors[0].export_endpoint, "tcp://eth0:47124");
+	cli_node_config_free(&c);
+	/* A flow's exports are loopback only too. */
+	snprintf(want, sizeof(want), "%s/flow_public.json", dir);
+	write_file(want, "{\"actors\": [{\"type\": \"gather\", \"export\": "
+			 "\"tcp://0x0:47123\"}],\n \"steps\": [{\"do\": "
+			 "\"ask\", \"to\": \"gather\", \"type\": \"x\"}]}");
+	run(&r, "run", want, NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "actors[0].export: \"tcp://0x0:47123\" "
+				      "listens on every interface"));
+
+	/* The command: exit 2, the file, the key and the endpoint named,
+	 * nothing served. */
+	node_refused(&r, "public0",
+		     "{\"endpoint\": \"tcp://0:47123\",\n"
+		     " \"actors\": [{\"type\": \"gather\"}]}");
+	assert_int_equal(r.code, 2);
+	snprintf(want, sizeof(want),
+		 "%s/public0.json:1: endpoint: \"tcp://0:47123\" listens on "
+		 "every interface; set \"allow_public\": true",
+		 dir);
+	assert_non_null(strstr(r.err, want));
+	node_refused(&r, "eth0",
+		     "{\"endpoint\": \"ipc:///nonexistent/n.sock\",\n"
+		     " \"actors\": [{\"type\": \"gather\",\n"
+		     "   \"export\": \"tcp://eth0:47123\"}]}");
+	assert_int_equal(r.code, 2);
+	snprintf(want, sizeof(want),
+		 "%s/eth0.json:3: actors[0].export: \"tcp://eth0:47123\" is "
+		 "not a loopback address",
+		 dir);
+	assert_non_null(strstr(r.err, want));
+}
+
 /* ---- CURVE: keygen, a node with "curve", clients with and without keys */
 
 /* `actorflow keygen NAME --dir DIR`: the public key on stdout, the files
@@ -833,6 +994,45 @@ static void test_curve_secret_mode_refused(void **state)
 	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
 }
 
+/* With "curve" (only allowed clients get in) a node may bind one address
+ * or interface of its machine without "allow_public", as README's example
+ * does; every interface still needs "allow_public". The configs are only
+ * read: nothing is bound. */
+static void test_curve_binds_beyond_loopback(void **state)
+{
+	static const char *const accepted[] = {"192.0.2.1", "eth0",
+					       "[2001:db8::1]"};
+	static const char *const wildcard[] = {"0", "0x0", "*", "[::]"};
+	char kdir[128], text[1024], err[512];
+	cli_node_config c;
+
+	(void)state;
+	snprintf(kdir, sizeof(kdir), "%s/keyspub", dir);
+	curve_keygen(kdir, "node");
+	for (size_t i = 0; i < 7; i++) {
+		bool ok = i < 3;
+		const char *host = ok ? accepted[i] : wildcard[i - 3];
+		char want[128];
+		snprintf(text, sizeof(text),
+			 "{\"endpoint\": \"tcp://%s:47123\",\n"
+			 " \"curve\": {\"secret_key_file\": "
+			 "\"%s/node.key_secret\",\n"
+			 "           \"allowed_keys\": [\"%s/node.key\"]},\n"
+			 " \"actors\": [{\"type\": \"gather\"}]}",
+			 host, kdir, kdir);
+		snprintf(want, sizeof(want), "tcp://%s:47123", host);
+		assert_int_equal(cli_node_config_parse(&c, text, "t.json", err,
+						       sizeof(err)),
+				 ok ? AF_OK : AF_EINVAL);
+		if (ok)
+			assert_string_equal(c.endpoint, want);
+		else if (strstr(err, "listens on every interface; set "
+				     "\"allow_public\"") == NULL)
+			fail_msg("%s: %s", host, err);
+		cli_node_config_free(&c);
+	}
+}
+
 /* A query node reaches a retrieval node that speaks CURVE, with the keys
  * of its "remotes". */
 static void test_curve_query_to_remote_retrieval(void **state)
@@ -906,6 +1106,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_endpoints),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_config_loopback_only),
 		cmocka_unit_test(test_ask_retrieval_and_query),
 		cmocka_unit_test(test_ask_load_dir_progress),
 		cmocka_unit_test(test_stream_chat),
@@ -916,6 +1117,7 @@ int main(void)
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_curve_keygen_and_ask),
 		cmocka_unit_test(test_curve_secret_mode_refused),
+		cmocka_unit_test(test_curve_binds_beyond_loopback),
 		cmocka_unit_test(test_curve_query_to_remote_retrieval),
 	};
 
