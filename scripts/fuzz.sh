@@ -95,7 +95,8 @@ for src in "${targets[@]}"; do
 		"$corpus" >"$log" 2>&1; then
 		grep -E '^#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb' \
 			"$log" || true
-		echo "   corpus grew to $(find "$corpus" -type f | wc -l) inputs"
+		inputs=$(find "$corpus" -type f | wc -l)
+		echo "   corpus grew to $inputs inputs"
 	else
 		echo "== $name FAILED; last lines of $log:" >&2
 		tail -n 40 "$log" >&2

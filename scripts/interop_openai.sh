@@ -13,7 +13,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
 if ! command -v npm >/dev/null; then
 	sudo=""
-	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	uid=$(id -u)
+	[ "$uid" -eq 0 ] || sudo=sudo
 	$sudo apt-get install -y --no-install-recommends nodejs npm
 fi
 AF_BUILD_DIR="$root/build" bash "$root/scripts/build.sh" >/dev/null

@@ -26,7 +26,8 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 
 sudo=""
-if [ "$(id -u)" -ne 0 ]; then
+uid=$(id -u)
+if [ "$uid" -ne 0 ]; then
 	sudo="sudo"
 fi
 echo "setup: installing ${missing[*]}" >&2

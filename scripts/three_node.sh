@@ -60,7 +60,10 @@ print(json.dumps({"name": "chat", "endpoint": "ipc://chat.sock",
                   "ipc_dir": d, "grace_ms": 5000,
                   "actors": [{"type": "chat", "config": cfg}]}, indent=1))
 PY
-echo "three_node: chat provider: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["actors"][0]["config"]["provider"])' "$dir/chat.json")"
+# A command substitution inside echo's arguments would let set -e pass
+# over its failure: assign first, then print.
+provider=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["actors"][0]["config"]["provider"])' "$dir/chat.json")
+echo "three_node: chat provider: $provider"
 
 # The supervisor: its log (one line per event) on stderr, 'ready' on
 # stdout once the three nodes serve.
@@ -74,7 +77,9 @@ fi
 R="ipc://$dir/retrieval.sock#retrieval"
 Q="ipc://$dir/query.sock#query"
 data=$(python3 -c 'import json,sys; print(json.dumps({"path": sys.argv[1]}))' "$root/examples/data")
-echo "three_node: loading examples/data: $("$af" ask --timeout 120000 "$R" load_dir "$data")"
+echo "three_node: loading examples/data"
+loaded=$("$af" ask --timeout 120000 "$R" load_dir "$data")
+echo "three_node: loaded examples/data: $loaded"
 
 if [ $# -gt 0 ]; then
 	questions=("$@")
@@ -87,7 +92,8 @@ for q in "${questions[@]}"; do
 	args=$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$q")
 	printf '\nQ: %s\nA: ' "$q"
 	"$af" stream "$Q" stream_query "$args"
-	"$af" ask "$Q" query "$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); a["response_mode"]="no_text"; print(json.dumps(a))' "$args")" |
+	no_text=$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); a["response_mode"]="no_text"; print(json.dumps(a))' "$args")
+	"$af" ask "$Q" query "$no_text" |
 		python3 -c 'import json,sys
 for s in json.load(sys.stdin)["source_nodes"]:
     print("   source %-40s score %.3f" % (s["id"], s["score"]))'
