@@ -172,6 +172,14 @@ static void drain(af_system *sys, const cli_node_config *c, const sigset_t *set)
 	}
 }
 
+/* The signals that stop the node. */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+}
+
 static int run(const cli_node_config *c)
 {
 	af_system_opts opts = {.max_message_size = c->max_message_size};
@@ -190,14 +198,9 @@ static int run(const cli_node_config *c)
 		fprintf(stderr, "actorflow node: %s\n", err);
 		return CLI_EXIT_OTHER;
 	}
-	/* The signals are taken by sigwait on this thread only: block them
-	 * before any actor thread exists, so every thread inherits the
-	 * mask. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-
+	/* Blocked since cli_node_main began: taken by sigwait on this
+	 * thread only. */
+	stop_signals(&set);
 	rc = af_system_new(&sys, &opts);
 	if (rc != AF_OK) {
 		fprintf(stderr, "actorflow node: cannot start: %s\n",
@@ -262,10 +265,18 @@ int cli_node_main(int argc, char **argv)
 {
 	const char *path = NULL;
 	cli_node_config c;
+	sigset_t set;
 	char err[1024];
 	af_err rc;
 	int code;
 
+	/* First of all, before the config is read: a SIGTERM or SIGINT that
+	 * comes while the node starts then waits for it to serve, and stops
+	 * it cleanly, instead of killing it half-started. Every thread made
+	 * later (the actors') inherits the mask, so sigwait in run() takes
+	 * them. */
+	stop_signals(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {

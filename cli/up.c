@@ -63,8 +63,9 @@ static const char up_help[] =
 	"to finish (then SIGKILL, 5 s later); a second signal is passed on\n"
 	"(a node then skips its wait).\n"
 	"\n"
-	"Exit codes: 0 stopped by a signal and every node exited 0; 1 a node\n"
-	"was given up, or did not exit cleanly; 2 bad usage or FILE.\n";
+	"Exit codes: 0 stopped by a signal and every node exited 0 (or,\n"
+	"still starting, died of the SIGTERM it was sent); 1 a node was given\n"
+	"up, or did not exit cleanly; 2 bad usage or FILE.\n";
 
 typedef enum node_state {
 	NODE_RUNNING, /* started, 'ready' not seen yet */
@@ -84,6 +85,7 @@ typedef struct node {
 	node_state state;
 	int64_t restart_at;
 	int64_t kill_at; /* stopping: SIGKILL then; 0: not set */
+	sigset_t sent;   /* the signals stop_all sent the process */
 	/* The times of its restarts within the window, oldest first. */
 	int64_t *restarts;
 	int nrestarts;
@@ -180,6 +182,9 @@ static int start(supervisor *s, node *n)
 		if (dup2(fds[1], STDOUT_FILENO) < 0)
 			_exit(127);
 		sigaction(SIGPIPE, &dfl, NULL);
+		/* The supervisor's mask blocks SIGTERM, SIGINT and SIGCHLD
+		 * for its signalfd; the node starts with none blocked and
+		 * blocks its own first thing. */
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		execv(s->exe, argv);
@@ -190,6 +195,7 @@ static int start(supervisor *s, node *n)
 	n->pid = pid;
 	n->out = fds[0];
 	n->line_len = 0;
+	sigemptyset(&n->sent);
 	n->state = NODE_RUNNING;
 	say("node %s: started pid %d", n->spec->name, (int)pid);
 	return 0;
@@ -263,6 +269,7 @@ static void stop_all(supervisor *s, int sig)
 			n->state = NODE_DONE;
 		if (n->pid > 0) {
 			kill(n->pid, sig);
+			sigaddset(&n->sent, sig);
 			if (n->kill_at == 0)
 				n->kill_at = now + n->spec->grace_ms +
 					     KILL_MARGIN_MS;
@@ -305,13 +312,21 @@ static bool may_restart(node *n, int64_t now)
 static void exited(supervisor *s, node *n, int status)
 {
 	const cli_up_restart *r = &n->spec->restart;
-	bool failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+	/* A node blocks SIGTERM and SIGINT first thing and then exits 0
+	 * on them; one that got the supervisor's signal before it could
+	 * (just after exec) and died of it was stopped as asked all the
+	 * same. */
+	bool by_our_signal = s->stopping && WIFSIGNALED(status) &&
+			     sigismember(&n->sent, WTERMSIG(status)) == 1;
+	bool failed =
+		WIFEXITED(status) ? WEXITSTATUS(status) != 0 : !by_our_signal;
 	int64_t now = now_ms();
 	char how[128];
 	int64_t delay;
 
 	describe(status, how, sizeof(how));
-	say("node %s: pid %d %s", n->spec->name, (int)n->pid, how);
+	say("node %s: pid %d %s%s", n->spec->name, (int)n->pid, how,
+	    by_our_signal ? ", as asked" : "");
 	n->pid = 0;
 	n->kill_at = 0;
 	/* The pipe holds what the node wrote before it went, and then its
@@ -530,6 +545,15 @@ static void cleanup(supervisor *s)
 		close(s->sigfd);
 }
 
+/* The signals the supervisor reads from its signalfd. */
+static void loop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+}
+
 static int run(const cli_up_config *cfg)
 {
 	supervisor s = {.cfg = cfg, .sigfd = -1};
@@ -564,12 +588,8 @@ static int run(const cli_up_config *cfg)
 			goto out;
 	}
 	/* Signals arrive as reads on a descriptor the loop polls, blocked
-	 * otherwise (a child unblocks them before exec). */
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	 * since cli_up_main began (a child unblocks them before exec). */
+	loop_signals(&set);
 	s.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (s.sigfd < 0) {
 		fprintf(stderr, "actorflow up: signalfd: %s\n",
@@ -578,7 +598,9 @@ static int run(const cli_up_config *cfg)
 	}
 	say("%s: starting %zu node%s", cfg->name, s.nnodes,
 	    s.nnodes == 1 ? "" : "s");
-	for (size_t i = 0; i < s.nnodes; i++) {
+	/* A signal that came while the files were read: no node to start. */
+	on_signals(&s);
+	for (size_t i = 0; i < s.nnodes && !s.stopping; i++) {
 		if (start(&s, &s.nodes[i]) != 0) {
 			s.nodes[i].state = NODE_GAVE_UP;
 			s.code = CLI_EXIT_OTHER;
@@ -597,10 +619,16 @@ int cli_up_main(int argc, char **argv)
 {
 	const char *path = NULL;
 	cli_up_config c;
+	sigset_t set;
 	char err[2048];
 	af_err rc;
 	int code;
 
+	/* First of all, before the files are read (every node config):
+	 * a SIGTERM or SIGINT that comes meanwhile waits in the signalfd,
+	 * and the supervisor stops cleanly instead of dying of it. */
+	loop_signals(&set);
+	sigprocmask(SIG_BLOCK, &set, NULL);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {

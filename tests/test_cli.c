@@ -452,6 +452,41 @@ static void test_sigterm_lets_work_finish(void **state)
 	assert_int_equal(access(sock_path, F_OK), -1);
 }
 
+/* A signal while the node is still starting: it starts, then stops
+ * cleanly (exit 0), rather than dying of it (143). The config is a FIFO:
+ * once this process has opened it for writing, the node is reading its
+ * config, and the signal lands then, for sure. */
+static void test_signal_while_starting(void **state)
+{
+	static const int sigs[] = {SIGTERM, SIGINT};
+	char fifo[128];
+	char *argv[] = {"actorflow", "node", "--config", fifo, NULL};
+
+	(void)state;
+	snprintf(fifo, sizeof(fifo), "%s/fifo.json", dir);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		proc n;
+		result r;
+		int fd;
+		assert_int_equal(mkfifo(fifo, 0600), 0);
+		spawn(&n, argv);
+		fd = open(fifo, O_WRONLY | O_CLOEXEC); /* waits for the node */
+		assert_true(fd >= 0);
+		assert_int_equal(kill(n.pid, sigs[i]), 0);
+		assert_true(write(fd, rag_config, strlen(rag_config)) ==
+			    (ssize_t)strlen(rag_config));
+		close(fd);
+		memset(&r, 0, sizeof(r));
+		finish(&n, &r);
+		if (r.code != 0)
+			fail_msg("signal %d: exit %d: %s", sigs[i], r.code,
+				 r.err);
+		assert_string_equal(r.out, "ready\n");
+		assert_int_equal(access(sock_path, F_OK), -1);
+		assert_int_equal(unlink(fifo), 0);
+	}
+}
+
 static void test_stats(void **state)
 {
 	char node_addr[160];
@@ -1113,6 +1148,7 @@ int main(void)
 		cmocka_unit_test(test_remote_error_timeout_bad_input),
 		cmocka_unit_test(test_node_killed_mid_stream),
 		cmocka_unit_test(test_sigterm_lets_work_finish),
+		cmocka_unit_test(test_signal_while_starting),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_curve_keygen_and_ask),

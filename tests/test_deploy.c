@@ -567,6 +567,71 @@ static void test_sigterm_stops_everything(void **state)
 	assert_no_sockets();
 }
 
+/* SIGTERM while the supervisor is still reading its file: it starts no
+ * node and exits 0, rather than dying of the signal (143). The file is a
+ * FIFO: once this process has opened it for writing, up is reading it,
+ * and the signal lands then, for sure. */
+static void test_sigterm_while_up_reads(void **state)
+{
+	char up[16384];
+	char fifo[128];
+	char *argv[] = {"actorflow", "up", fifo, NULL};
+	proc *p = malloc(sizeof(*p));
+	int code;
+	int fd;
+
+	(void)state;
+	assert_non_null(p);
+	three_nodes(up, sizeof(up), fast_restart);
+	snprintf(fifo, sizeof(fifo), "%s/up.json", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	spawn(p, argv);
+	live_add(p->pid);
+	fd = open(fifo, O_WRONLY | O_CLOEXEC); /* waits for up to open it */
+	assert_true(fd >= 0);
+	assert_int_equal(kill(p->pid, SIGTERM), 0);
+	assert_true(write(fd, up, strlen(up)) == (ssize_t)strlen(up));
+	close(fd);
+	code = finish(p);
+	live_remove(p->pid);
+	if (code != 0)
+		fail_msg("up exited %d: %s", code, p->log);
+	assert_non_null(strstr(p->log, "stopping: SIGTERM to 0 nodes"));
+	assert_null(strstr(p->log, "started pid"));
+	free(p);
+	assert_no_sockets();
+}
+
+/* SIGTERM to the supervisor just as it has started its nodes, while they
+ * read their configs: each stops cleanly, or dies of the SIGTERM it was
+ * sent before it could block it; either way a clean stop, exit 0. */
+static void test_sigterm_while_nodes_start(void **state)
+{
+	char up[16384];
+	char path[128];
+	char *argv[] = {"actorflow", "up", path, NULL};
+	proc *p = malloc(sizeof(*p));
+	int code;
+
+	(void)state;
+	assert_non_null(p);
+	three_nodes(up, sizeof(up), fast_restart);
+	snprintf(path, sizeof(path), "%s/up.json", dir);
+	write_file(path, up);
+	spawn(p, argv);
+	live_add(p->pid);
+	assert_true(wait_log(p, "node query: started pid", 30000, NULL, 0));
+	assert_int_equal(kill(p->pid, SIGTERM), 0);
+	code = finish(p);
+	live_remove(p->pid);
+	if (code != 0)
+		fail_msg("up exited %d: %s", code, p->log);
+	assert_non_null(strstr(p->log, "stopping: SIGTERM to 3 nodes"));
+	assert_null(strstr(p->log, "restarting"));
+	free(p);
+	assert_no_sockets();
+}
+
 static void test_up_file_errors(void **state)
 {
 	char path[128];
@@ -1305,6 +1370,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_gives_up_after_limit,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_stops_everything,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigterm_while_up_reads,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigterm_while_nodes_start,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_mid_stream, setup,
 						teardown),
