@@ -116,9 +116,22 @@ static int ensure_private_dir(const char *dir, char *err, size_t cap)
 	return 0;
 }
 
+/* Why an ipc path cannot be bound, when something other than a socket is
+ * there (the runtime says AF_EEXIST for that and for a live node's socket
+ * alike); NULL when it may be. */
+static const char *ipc_path_taken(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return "exists and is not a socket";
+	return NULL;
+}
+
 static int prepare_ipc(const char *endpoint, char *err, size_t cap)
 {
 	char dir[4096];
+	const char *why;
 	char *slash;
 
 	if (endpoint == NULL || strncmp(endpoint, "ipc://", 6) != 0)
@@ -129,7 +142,33 @@ static int prepare_ipc(const char *endpoint, char *err, size_t cap)
 		snprintf(dir, sizeof(dir), "/");
 	else
 		*slash = '\0';
-	return ensure_private_dir(dir, err, cap);
+	if (ensure_private_dir(dir, err, cap) != 0)
+		return -1;
+	/* Said before any actor starts; a socket file is the runtime's to
+	 * judge (a live node's, or one a killed node left). */
+	if ((why = ipc_path_taken(endpoint + 6)) != NULL) {
+		snprintf(err, cap, "cannot export on %s: %s %s", endpoint,
+			 endpoint + 6, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* What an export's failure means, for the message: in buf. */
+static const char *export_error(const char *endpoint, af_err rc, char *buf,
+				size_t cap)
+{
+	const char *why;
+
+	if (rc != AF_EEXIST)
+		return af_strerror(rc);
+	/* Something put there since prepare_ipc looked. */
+	if (strncmp(endpoint, "ipc://", 6) == 0 &&
+	    (why = ipc_path_taken(endpoint + 6)) != NULL) {
+		snprintf(buf, cap, "%s %s", endpoint + 6, why);
+		return buf;
+	}
+	return "in use by another process";
 }
 
 static int64_t now_ms(void)
@@ -234,8 +273,8 @@ static int run(const cli_node_config *c)
 				"actorflow node: cannot export '%s' on %s: "
 				"%s\n",
 				s->name, s->export_endpoint,
-				rc == AF_EEXIST ? "in use by another process"
-						: af_strerror(rc));
+				export_error(s->export_endpoint, rc, err,
+					     sizeof(err)));
 			goto fail;
 		}
 	}
@@ -245,8 +284,7 @@ static int run(const cli_node_config *c)
 		    AF_OK) {
 		fprintf(stderr, "actorflow node: cannot export on %s: %s\n",
 			c->endpoint,
-			rc == AF_EEXIST ? "in use by another process"
-					: af_strerror(rc));
+			export_error(c->endpoint, rc, err, sizeof(err)));
 		goto fail;
 	}
 	printf("ready\n");

@@ -72,6 +72,18 @@ static int node_stop(proc *n, int sig, result *r)
 	return r->code;
 }
 
+/* Runs a node on config text expected to be refused; returns its
+ * stderr in r. */
+static void node_refused(result *r, const char *name, const char *config)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/%s.json", dir, name);
+	write_file(path, config);
+	run(r, "node", "--config", path, NULL);
+	assert_string_equal(r->out, "");
+}
+
 /* A node hosting the RAG set, exported at DIR/node.sock. */
 static char rag_config[1024];
 static char addr_retrieval[160];
@@ -407,6 +419,46 @@ static void test_node_killed_mid_stream(void **state)
 	assert_int_equal(access(export_path, F_OK), -1);
 }
 
+/* Something other than a socket at an ipc path: the node says so, and
+ * leaves it alone, rather than call it "in use by another process". */
+static void test_ipc_path_not_a_socket(void **state)
+{
+	char sock_dir[128], want[256];
+	const char *paths[] = {sock_path, export_path};
+	result r;
+
+	(void)state;
+	snprintf(sock_dir, sizeof(sock_dir), "%s/sock", dir);
+	assert_true(mkdir(sock_dir, 0700) == 0 || errno == EEXIST);
+	for (size_t i = 0; i < 2; i++) {
+		struct stat st;
+		/* A file, then a folder. */
+		write_file(paths[i], "not a socket");
+		node_refused(&r, "rag", rag_config);
+		assert_int_equal(r.code, 1);
+		snprintf(want, sizeof(want), "%s exists and is not a socket",
+			 paths[i]);
+		if (strstr(r.err, want) == NULL)
+			fail_msg("'%s' lacks '%s'", r.err, want);
+		assert_null(strstr(r.err, "in use"));
+		assert_int_equal(stat(paths[i], &st), 0);
+		assert_true(S_ISREG(st.st_mode) && st.st_size == 12);
+		assert_int_equal(unlink(paths[i]), 0);
+
+		assert_int_equal(mkdir(paths[i], 0700), 0);
+		node_refused(&r, "rag", rag_config);
+		assert_int_equal(r.code, 1);
+		assert_non_null(strstr(r.err, want));
+		assert_int_equal(rmdir(paths[i]), 0);
+	}
+	/* The paths free again, the node starts. */
+	{
+		proc n;
+		node_start(&n, "rag", rag_config);
+		assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+	}
+}
+
 static void test_sigterm_lets_work_finish(void **state)
 {
 	char args[512];
@@ -551,18 +603,6 @@ static void test_tcp_loopback(void **state)
 	assert_int_equal(r.code, 5);
 	assert_non_null(strstr(r.err, "error: AF_ENOTFOUND"));
 	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
-}
-
-/* Runs a node on config text expected to be refused; returns its
- * stderr in r. */
-static void node_refused(result *r, const char *name, const char *config)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), "%s/%s.json", dir, name);
-	write_file(path, config);
-	run(r, "node", "--config", path, NULL);
-	assert_string_equal(r->out, "");
 }
 
 static void test_config_errors(void **state)
@@ -1148,6 +1188,7 @@ int main(void)
 		cmocka_unit_test(test_remote_error_timeout_bad_input),
 		cmocka_unit_test(test_node_killed_mid_stream),
 		cmocka_unit_test(test_sigterm_lets_work_finish),
+		cmocka_unit_test(test_ipc_path_not_a_socket),
 		cmocka_unit_test(test_signal_while_starting),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_stats),
