@@ -28,6 +28,7 @@ static const char usage_text[] =
 	"--help)\n"
 	"\n"
 	"ADDR is ipc:///path/node.sock#actor or tcp://127.0.0.1:PORT#actor.\n"
+	"JSON may be - (read from stdin) or @FILE (read from FILE).\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
 typedef struct command {

@@ -2,6 +2,7 @@
  * `actorflow ask`, `stream`, `tell` and `stats`: one message to an actor of
  * another process, from a shell.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,9 +18,14 @@
 #include "keys.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
+/* The most JSON text taken from a file or stdin: four times the largest
+ * message a node takes by default (16 MiB), as JSON is wordier than
+ * msgpack; the node judges the message itself. */
+#define MAX_JSON_MIB 64
 
 static const char ask_help[] =
-	"Usage: actorflow ask [--timeout MS] [--quiet] ADDR TYPE [JSON]\n"
+	"Usage: actorflow ask [--timeout MS] [--quiet] ADDR TYPE "
+	"[JSON|-|@FILE]\n"
 	"\n"
 	"Sends a request of type TYPE with JSON as its payload (none: nil)\n"
 	"to the actor at ADDR and prints the reply as JSON on stdout.\n"
@@ -32,7 +38,8 @@ static const char ask_help[] =
 	"  --quiet       no progress on stderr\n";
 
 static const char stream_help[] =
-	"Usage: actorflow stream [--timeout MS] [--json] ADDR TYPE [JSON]\n"
+	"Usage: actorflow stream [--timeout MS] [--json] ADDR TYPE "
+	"[JSON|-|@FILE]\n"
 	"\n"
 	"Sends a request whose answer is a stream and prints it as it comes:\n"
 	"by default the \"delta\" text of each chunk as it is, flushed at "
@@ -44,7 +51,7 @@ static const char stream_help[] =
 	"and one for the end, {\"end\": PAYLOAD}.\n";
 
 static const char tell_help[] =
-	"Usage: actorflow tell [--timeout MS] ADDR TYPE [JSON]\n"
+	"Usage: actorflow tell [--timeout MS] ADDR TYPE [JSON|-|@FILE]\n"
 	"\n"
 	"Sends a one-way message; no answer. Exit 0 means the message was\n"
 	"handed to the transport, waiting up to --timeout for room in a full\n"
@@ -63,6 +70,14 @@ static const char stats_help[] =
 	"ADDR without #actor (or ending in #) names a node's endpoint: every\n"
 	"actor of the node, {\"system\": {\"dropped\",\"refused\",\"late\",\n"
 	"\"unroutable\"}, \"actors\": [...]}.\n";
+
+static const char json_help[] =
+	"\n"
+	"JSON is the payload itself, or, as curl takes it, - to read it from\n"
+	"stdin or @FILE to read it from FILE (for a payload too large for\n"
+	"the command line; at most 64 MiB):\n"
+	"  actorflow ask ADDR#retrieval insert @doc.json\n"
+	"  make_doc | actorflow ask ADDR#retrieval insert -\n";
 
 static const char common_help[] =
 	"\n"
@@ -85,7 +100,7 @@ typedef struct args {
 	const char *prog;
 	const char *addr;
 	const char *type;
-	const char *json;
+	const char *json; /* the argument: JSON, "-" or "@FILE" */
 	int64_t timeout_ms;
 	bool json_lines;
 	/* ask --quiet: no progress on stderr */
@@ -112,6 +127,8 @@ static void print_help(verb v)
 	      : v == VERB_STATS  ? stats_help
 				 : tell_help,
 	      stdout);
+	if (v != VERB_STATS)
+		fputs(json_help, stdout);
 	fputs(common_help, stdout);
 }
 
@@ -543,6 +560,95 @@ static int client_new(const args *a, af_client **c)
 	return err == AF_OK ? -1 : report(a, err, NULL);
 }
 
+/* Reads all of fp (named name in messages) into *out, NUL-terminated.
+ * -1 when read; otherwise the exit code, after saying why on stderr. */
+static int read_all(const args *a, FILE *fp, const char *name, char **out)
+{
+	size_t max = (size_t)MAX_JSON_MIB << 20;
+	size_t len = 0;
+	size_t cap = 0;
+	char *text = NULL;
+
+	for (;;) {
+		size_t n;
+		if (len + 1 >= cap) {
+			char *t;
+			cap = cap == 0 ? 65536 : cap * 2;
+			if (cap > max + 2)
+				cap = max + 2;
+			t = realloc(text, cap);
+			if (t == NULL) {
+				free(text);
+				return report(a, AF_ENOMEM, NULL);
+			}
+			text = t;
+		}
+		n = fread(text + len, 1, cap - len - 1, fp);
+		len += n;
+		if (len > max) {
+			fprintf(stderr,
+				"actorflow %s: %s: larger than %d MiB: not a "
+				"payload\n",
+				a->prog, name, MAX_JSON_MIB);
+			free(text);
+			return CLI_EXIT_USAGE;
+		}
+		if (n == 0)
+			break;
+	}
+	if (ferror(fp)) {
+		fprintf(stderr, "actorflow %s: cannot read %s: %s\n", a->prog,
+			name, strerror(errno));
+		free(text);
+		return CLI_EXIT_USAGE;
+	}
+	text[len] = '\0';
+	/* The parser stops at a NUL: what follows would go unseen. */
+	if (memchr(text, '\0', len) != NULL) {
+		fprintf(stderr, "actorflow %s: %s holds a NUL byte: not JSON\n",
+			a->prog, name);
+		free(text);
+		return CLI_EXIT_USAGE;
+	}
+	*out = text;
+	return -1;
+}
+
+/* The JSON text of the payload: the argument itself, or what "-" (stdin)
+ * or "@FILE" names, in *buf (the caller frees it). -1, or the exit code
+ * after saying why there is none. */
+static int payload_text(const args *a, const char **text, char **buf,
+			char *name, size_t name_cap)
+{
+	const char *arg = a->json;
+	FILE *fp;
+	int code;
+
+	*buf = NULL;
+	*text = arg;
+	snprintf(name, name_cap, "argument");
+	/* Neither '-' alone nor '@' starts a JSON text: no payload is
+	 * taken for another. */
+	if (strcmp(arg, "-") == 0 || strcmp(arg, "@-") == 0) {
+		snprintf(name, name_cap, "stdin");
+		code = read_all(a, stdin, name, buf);
+	} else if (arg[0] == '@') {
+		snprintf(name, name_cap, "%s", arg + 1);
+		fp = fopen(arg + 1, "r");
+		if (fp == NULL) {
+			fprintf(stderr, "actorflow %s: cannot read %s: %s\n",
+				a->prog, arg + 1, strerror(errno));
+			return CLI_EXIT_USAGE;
+		}
+		code = read_all(a, fp, name, buf);
+		fclose(fp);
+	} else {
+		return -1;
+	}
+	*text = *buf;
+	return code;
+}
+
 static int run(verb v, int argc, char **argv)
 {
 	args a = {0};
@@ -559,17 +665,29 @@ static int run(verb v, int argc, char **argv)
 	 * process with a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	if (a.json != NULL) {
+		const char *text;
+		char *buf;
+		char name[256];
+		code = payload_text(&a, &text, &buf, name, sizeof(name));
+		if (code >= 0)
+			return code;
 		err = af_payload_new(&p);
 		if (err == AF_OK) {
-			err = cli_json_to_payload(a.json, p, why, sizeof(why));
+			err = cli_json_to_payload(text, p, why, sizeof(why));
 			if (err != AF_OK && err != AF_ENOMEM) {
 				fprintf(stderr,
-					"actorflow %s: bad JSON argument: %s\n",
-					a.prog, why);
+					"actorflow %s: bad JSON %s%s: %s\n",
+					a.prog,
+					buf == NULL                  ? ""
+					: strcmp(name, "stdin") == 0 ? "on "
+								     : "in ",
+					name, why);
 				af_payload_destroy(&p);
+				free(buf);
 				return CLI_EXIT_USAGE;
 			}
 		}
+		free(buf);
 		if (err != AF_OK) {
 			af_payload_destroy(&p);
 			return report(&a, err, NULL);

@@ -539,6 +539,130 @@ static void test_signal_while_starting(void **state)
 	}
 }
 
+/* Starts the command with argv as test_spawn does, and its stdin on a
+ * pipe whose write end goes to *in. */
+static void spawn_with_stdin(proc *p, char *const argv[], int *in)
+{
+	int fds[3][2]; /* stdin, stdout, stderr */
+	posix_spawn_file_actions_t fa;
+
+	posix_spawn_file_actions_init(&fa);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(pipe2(fds[i], O_CLOEXEC), 0);
+		/* The child's end: the read end of stdin, the write ends of
+		 * the others. */
+		posix_spawn_file_actions_adddup2(&fa, fds[i][i == 0 ? 0 : 1],
+						 i);
+	}
+	assert_int_equal(
+		posix_spawn(&p->pid, AF_CLI_PATH, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fds[0][0]);
+	close(fds[1][1]);
+	close(fds[2][1]);
+	*in = fds[0][1];
+	p->out = fds[1][0];
+	p->err = fds[2][0];
+}
+
+/* A payload of n words "bee", for the offload actor's word_count. */
+static char *word_count_payload(size_t n)
+{
+	static const char head[] = "{\"fn\": \"word_count\", \"args\": "
+				   "{\"text\": \"";
+	size_t len = sizeof(head) - 1 + n * 4 + 8;
+	char *json = malloc(len);
+	char *q;
+
+	assert_non_null(json);
+	memcpy(json, head, sizeof(head) - 1);
+	q = json + sizeof(head) - 1;
+	for (size_t i = 0; i < n; i++, q += 4)
+		memcpy(q, "bee ", 4);
+	memcpy(q, "\"}}\n", 5);
+	return json;
+}
+
+/* A payload too large for the command line (past 128 KiB the kernel
+ * refuses one argument) comes from a file with @FILE or from stdin with
+ * -, for ask, stream and tell. */
+static void test_payload_from_file_and_stdin(void **state)
+{
+	char config[512], addr[160], file[128], arg[130], bad[256];
+	char *ask_stdin[] = {"actorflow", "ask", addr, "call", "-", NULL};
+	char *json = word_count_payload(100000); /* 400 kB */
+	size_t len = strlen(json);
+	proc n, c;
+	result r;
+	int in;
+
+	(void)state;
+	assert_true(len > 200 * 1000);
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"ipc://big.sock\", \"ipc_dir\": "
+		 "\"%s/sock\", \"grace_ms\": 100, \"actors\": [{\"type\": "
+		 "\"offload\", \"name\": \"pool\"}]}",
+		 dir);
+	node_start(&n, "big", config);
+	snprintf(addr, sizeof(addr), "ipc://%s/sock/big.sock#pool", dir);
+	snprintf(file, sizeof(file), "%s/big.json", dir);
+	snprintf(arg, sizeof(arg), "@%s", file);
+	write_file(file, json);
+
+	run(&r, "ask", addr, "call", arg, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "100000\n");
+	run(&r, "stream", addr, "call", arg, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "100000\n");
+	run(&r, "tell", addr, "call", arg, NULL);
+	assert_int_equal(r.code, 0);
+
+	/* stdin, from a pipe the command reads as it is written. */
+	spawn_with_stdin(&c, ask_stdin, &in);
+	for (size_t off = 0; off < len;) {
+		ssize_t k = write(in, json + off, len - off);
+		assert_true(k > 0);
+		off += (size_t)k;
+	}
+	close(in);
+	memset(&r, 0, sizeof(r));
+	finish(&c, &r);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "100000\n");
+
+	/* What cannot be read, or is not JSON: exit 2, nothing sent. */
+	snprintf(bad, sizeof(bad), "@%s/none.json", dir);
+	run(&r, "ask", addr, "call", bad, NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "cannot read "));
+	assert_non_null(strstr(r.err, "none.json: No such file"));
+	write_file(file, "{\"fn\": ");
+	run(&r, "tell", addr, "call", arg, NULL);
+	assert_int_equal(r.code, 2);
+	snprintf(bad, sizeof(bad), "bad JSON in %s: line 1, column", file);
+	assert_non_null(strstr(r.err, bad));
+	spawn_with_stdin(&c, ask_stdin, &in);
+	assert_int_equal(write(in, "[1,", 3), 3);
+	close(in);
+	memset(&r, 0, sizeof(r));
+	finish(&c, &r);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "bad JSON on stdin: "));
+	{
+		/* A NUL byte would hide what follows it from the parser. */
+		FILE *f = fopen(file, "w");
+		assert_non_null(f);
+		assert_int_equal(fwrite("{}\0[", 1, 4, f), 4);
+		fclose(f);
+	}
+	run(&r, "ask", addr, "call", arg, NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "holds a NUL byte"));
+	free(json);
+	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
+}
+
 static void test_stats(void **state)
 {
 	char node_addr[160];
@@ -1192,6 +1316,7 @@ int main(void)
 		cmocka_unit_test(test_signal_while_starting),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_payload_from_file_and_stdin),
 		cmocka_unit_test(test_curve_keygen_and_ask),
 		cmocka_unit_test(test_curve_secret_mode_refused),
 		cmocka_unit_test(test_curve_binds_beyond_loopback),
