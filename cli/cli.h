@@ -16,7 +16,9 @@ enum {
 	CLI_EXIT_USAGE = 2,    /* bad arguments, bad JSON, bad config */
 	CLI_EXIT_TIMEOUT = 3,  /* no answer within --timeout */
 	CLI_EXIT_PEERDOWN = 4, /* the process serving the address went away */
-	CLI_EXIT_REMOTE = 5    /* the actor answered with an error */
+	CLI_EXIT_REMOTE = 5,   /* the actor answered with an error */
+	CLI_EXIT_NOBODY = 6    /* ask, stream, tell, stats: no socket file at
+				  an ipc address; nothing was sent */
 };
 
 #define CLI_EXIT_CODES_HELP                                                    \
@@ -29,6 +31,11 @@ enum {
 	"  4  peer down: the process serving the address went away\n"          \
 	"  5  remote error: the actor answered with an error, printed on\n"    \
 	"     stderr as 'error: AF_EINVAL: <its message>'\n"
+
+/* The code only ask, stream, tell and stats give. */
+#define CLI_EXIT_NOBODY_HELP                                                   \
+	"  6  no node listening: no socket file at the ipc address's path\n"   \
+	"     (or not a socket); nothing was sent\n"
 
 /* Each subcommand: argv[0] is the subcommand's name. Returns the exit
  * code. */

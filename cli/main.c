@@ -29,7 +29,8 @@ static const char usage_text[] =
 	"\n"
 	"ADDR is ipc:///path/node.sock#actor or tcp://127.0.0.1:PORT#actor.\n"
 	"JSON may be - (read from stdin) or @FILE (read from FILE).\n"
-	"\n" CLI_EXIT_CODES_HELP;
+	"\n" CLI_EXIT_CODES_HELP CLI_EXIT_NOBODY_HELP
+	"     (ask, stream, tell, stats)\n";
 
 typedef struct command {
 	const char *name;

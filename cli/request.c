@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,7 +94,13 @@ static const char common_help[] =
 	"  --server-key FILE  the node's CURVE public key file (NAME.key);\n"
 	"                     both are needed to reach a node with \"curve\"\n"
 	"  --help        this text\n"
-	"\n" CLI_EXIT_CODES_HELP;
+	"\n" CLI_EXIT_CODES_HELP CLI_EXIT_NOBODY_HELP "\n"
+	"An ipc:// address is looked at before anything is sent: with no\n"
+	"socket file at its path, exit 6 at once, not at the timeout (a\n"
+	"script may retry). A socket file nobody accepts on (left by a node\n"
+	"that was killed, until its restart) is waited on up to --timeout.\n"
+	"A tcp:// port must be from 1 to 65535, an ipc:// path at most 107\n"
+	"bytes (exit 2).\n";
 
 typedef enum verb { VERB_ASK, VERB_STREAM, VERB_TELL, VERB_STATS } verb;
 
@@ -162,6 +170,79 @@ static int parse_stats_addr(args *a, int npos, const char **pos)
 		a->addr_buf[len - 1] = '\0';
 	a->addr = a->addr_buf;
 	a->type = "af.stats";
+	return -1;
+}
+
+/* Checks the endpoint of a->addr (up to '#') as a connect would take it:
+ * -1 when it may be used; otherwise the exit code, after saying why. An
+ * ipc:// path with no socket file behind it is said at once (the connect
+ * would wait for one up to the timeout, and a tell would report success
+ * for a message that went nowhere). */
+static int check_endpoint(const args *a)
+{
+	struct sockaddr_un sa;
+	const char *hash = strchr(a->addr, '#');
+	size_t len = hash != NULL ? (size_t)(hash - a->addr) : strlen(a->addr);
+	char path[sizeof(sa.sun_path) + 1];
+	struct stat st;
+
+	if (strncmp(a->addr, "tcp://", 6) == 0) {
+		const char *hostport = a->addr + 6;
+		const char *colon = NULL;
+		long port = 0;
+		const char *q;
+		for (q = hostport; q < a->addr + len; q++)
+			if (*q == ':')
+				colon = q;
+		if (colon == NULL || colon == hostport)
+			return usage(a, "address '%s' is not tcp://HOST:PORT",
+				     a->addr);
+		for (q = colon + 1; q < a->addr + len; q++) {
+			if (*q < '0' || *q > '9' || port > 65535)
+				break;
+			port = port * 10 + (*q - '0');
+		}
+		if (q == colon + 1 || q != a->addr + len || port < 1 ||
+		    port > 65535)
+			return usage(a,
+				     "address '%s': the port must be a number "
+				     "from 1 to 65535",
+				     a->addr);
+		return -1;
+	}
+	/* ipc:// (parse_args saw to that). */
+	len -= 6;
+	if (len == 0)
+		return usage(a, "address '%s' has no socket path", a->addr);
+	if (len >= sizeof(sa.sun_path)) {
+		fprintf(stderr,
+			"actorflow %s: address '%s': the socket path is %zu "
+			"bytes, at most %zu fit (see actorflow %s --help)\n",
+			a->prog, a->addr, len, sizeof(sa.sun_path) - 1,
+			a->prog);
+		return CLI_EXIT_USAGE;
+	}
+	memcpy(path, a->addr + 6, len);
+	path[len] = '\0';
+	/* A Linux abstract socket ("@name") has no file to look at. */
+	if (path[0] == '@')
+		return -1;
+	if (lstat(path, &st) != 0) {
+		if (errno != ENOENT && errno != ENOTDIR)
+			return -1; /* cannot look: the connect will say */
+		fprintf(stderr,
+			"actorflow %s: no node listening at %s (no such "
+			"file)\n",
+			a->prog, path);
+		return CLI_EXIT_NOBODY;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		fprintf(stderr,
+			"actorflow %s: no node listening at %s (not a "
+			"socket)\n",
+			a->prog, path);
+		return CLI_EXIT_NOBODY;
+	}
 	return -1;
 }
 
@@ -693,7 +774,9 @@ static int run(verb v, int argc, char **argv)
 			return report(&a, err, NULL);
 		}
 	}
-	code = client_new(&a, &c);
+	code = check_endpoint(&a);
+	if (code < 0)
+		code = client_new(&a, &c);
 	if (code >= 0) {
 		af_payload_destroy(&p);
 		return code;

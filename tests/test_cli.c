@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -306,14 +307,26 @@ static void test_remote_error_timeout_bad_input(void **state)
 	assert_int_equal(r.code, 5);
 	assert_non_null(strstr(r.err, "error: AF_EINVAL: "));
 
-	/* Nobody at the address: exit 3 once --timeout passes. */
-	snprintf(nowhere, sizeof(nowhere), "ipc://%s/none.sock#x", dir);
-	run(&r, "ask", "--timeout", "200", nowhere, "x", NULL);
-	assert_int_equal(r.code, 3);
-	assert_non_null(strstr(r.err, "error: AF_ETIMEDOUT"));
-	assert_true(r.ms < 3000);
-	run(&r, "stream", "--timeout=200", nowhere, "x", NULL);
-	assert_int_equal(r.code, 3);
+	/* A socket nobody accepts on (as a killed node leaves): exit 3 once
+	 * --timeout passes. */
+	{
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(fd >= 0);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/stale.sock",
+			 dir);
+		assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)),
+				 0);
+		snprintf(nowhere, sizeof(nowhere), "ipc://%s#x", sa.sun_path);
+		run(&r, "ask", "--timeout", "200", nowhere, "x", NULL);
+		assert_int_equal(r.code, 3);
+		assert_non_null(strstr(r.err, "error: AF_ETIMEDOUT"));
+		assert_true(r.ms < 3000);
+		run(&r, "stream", "--timeout=200", nowhere, "x", NULL);
+		assert_int_equal(r.code, 3);
+		close(fd);
+		assert_int_equal(unlink(sa.sun_path), 0);
+	}
 
 	/* Bad input: exit 2, nothing sent. */
 	run(&r, "ask", addr_retrieval, "retrieve", "{\"query\": ", NULL);
@@ -539,6 +552,76 @@ static void test_signal_while_starting(void **state)
 	}
 }
 
+/* An ipc address with no socket file behind it: ask, stream, tell and
+ * stats say so at once with exit 6, rather than wait for the whole
+ * timeout (and tell report success for a message sent nowhere). Ports and
+ * socket paths a connect cannot take: exit 2. */
+static void test_nobody_listening(void **state)
+{
+	static const char *const verbs[] = {"ask", "stream", "tell"};
+	char addr[160], want[200], path[128], long_addr[200];
+	result r;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/gone.sock", dir);
+	snprintf(addr, sizeof(addr), "ipc://%s#x", path);
+	snprintf(want, sizeof(want), "no node listening at %s (no such file)",
+		 path);
+	for (size_t i = 0; i < 3; i++) {
+		/* Well within the 60 s default timeout. */
+		run(&r, verbs[i], addr, "t", "{}", NULL);
+		if (r.code != 6 || strstr(r.err, want) == NULL)
+			fail_msg("%s: exit %d: %s", verbs[i], r.code, r.err);
+		assert_true(r.ms < 10000);
+		assert_string_equal(r.out, "");
+	}
+	snprintf(addr, sizeof(addr), "ipc://%s", path);
+	run(&r, "stats", addr, NULL);
+	assert_int_equal(r.code, 6);
+	/* Something else at the path. */
+	write_file(path, "");
+	snprintf(addr, sizeof(addr), "ipc://%s#x", path);
+	run(&r, "tell", addr, "t", NULL);
+	assert_int_equal(r.code, 6);
+	snprintf(want, sizeof(want), "no node listening at %s (not a socket)",
+		 path);
+	assert_non_null(strstr(r.err, want));
+	/* A folder on the way that is not one. */
+	snprintf(addr, sizeof(addr), "ipc://%s/x.sock#x", path);
+	run(&r, "tell", addr, "t", NULL);
+	assert_int_equal(r.code, 6);
+	assert_non_null(strstr(r.err, "(no such file)"));
+	assert_int_equal(unlink(path), 0);
+
+	static const char *const bad_tcp[] = {
+		"tcp://127.0.0.1:0#x",
+		"tcp://127.0.0.1:65536#x",
+		"tcp://127.0.0.1:99999999999#x",
+		"tcp://127.0.0.1:#x",
+		"tcp://127.0.0.1:5x#x",
+		"tcp://127.0.0.1#x",
+		"tcp://:5555#x",
+	};
+	for (size_t i = 0; i < sizeof(bad_tcp) / sizeof(bad_tcp[0]); i++) {
+		run(&r, "tell", bad_tcp[i], "t", NULL);
+		if (r.code != 2 || strstr(r.err, bad_tcp[i]) == NULL)
+			fail_msg("%s: exit %d: %s", bad_tcp[i], r.code, r.err);
+	}
+	run(&r, "ask", "tcp://127.0.0.1:70000#x", "t", NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "from 1 to 65535"));
+	/* 108 bytes of path: one more than a socket address holds. */
+	snprintf(long_addr, sizeof(long_addr), "ipc:///%0107d#x", 0);
+	run(&r, "tell", long_addr, "t", NULL);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "at most 107 fit"));
+	/* Documented. */
+	run(&r, "tell", "--help", NULL);
+	assert_non_null(strstr(r.out, "6  no node listening"));
+	run(&r, "--help", NULL);
+	assert_non_null(strstr(r.out, "6  no node listening"));
+}
+
 /* Starts the command with argv as test_spawn does, and its stdin on a
  * pipe whose write end goes to *in. */
 static void spawn_with_stdin(proc *p, char *const argv[], int *in)
@@ -700,8 +783,10 @@ static void test_stats(void **state)
 	run(&r, "stats", "chat", NULL);
 	assert_int_equal(r.code, 2);
 	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
-	run(&r, "stats", "--timeout", "300", addr_retrieval, NULL);
-	assert_int_equal(r.code, 3);
+	/* Its socket file went with it: exit 6 at once. */
+	run(&r, "stats", "--timeout", "20000", addr_retrieval, NULL);
+	assert_int_equal(r.code, 6);
+	assert_true(r.ms < 10000);
 }
 
 static void test_tcp_loopback(void **state)
@@ -1317,6 +1402,7 @@ int main(void)
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_payload_from_file_and_stdin),
+		cmocka_unit_test(test_nobody_listening),
 		cmocka_unit_test(test_curve_keygen_and_ask),
 		cmocka_unit_test(test_curve_secret_mode_refused),
 		cmocka_unit_test(test_curve_binds_beyond_loopback),
