@@ -264,7 +264,8 @@ af_err af_stream_next(af_stream *s, int64_t timeout_ms, af_msg **msg)
 	/* A client destroyed under the stream took its answers with it. */
 	if (s->client == NULL && !s->ended)
 		return AF_ECANCELED;
-	deadline_us = af__now_us() + timeout_ms * 1000;
+	/* A huge timeout_ms (INT64_MAX) is a wait without end in practice. */
+	deadline_us = af__after_ms(timeout_ms);
 	for (;;) {
 		if (s->head != NULL) {
 			chunk_node *n = s->head;

@@ -15,6 +15,16 @@ int64_t af__now_ms(void)
 	return af__now_us() / 1000;
 }
 
+int64_t af__clamp_ms(int64_t ms)
+{
+	return ms > AF__MS_MAX ? AF__MS_MAX : ms;
+}
+
+int64_t af__after_ms(int64_t ms)
+{
+	return af__now_us() + af__clamp_ms(ms) * 1000;
+}
+
 int64_t af__remaining_ms(int64_t deadline_us)
 {
 	int64_t left;

@@ -488,8 +488,10 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 		       const af__request_opts *opts, af_reply_fn fn, void *arg,
 		       uint64_t *id)
 {
+	/* A timeout past AF__MS_MAX (INT64_MAX, say) is no deadline in
+	 * practice: it counts as that much, on the wire too. */
 	af__envelope env = {.kind = AF_KIND_REQUEST,
-			    .ttl_ms = (uint64_t)timeout_ms};
+			    .ttl_ms = (uint64_t)af__clamp_ms(timeout_ms)};
 	af__outreq *o;
 	af__peer *peer;
 	af_err err;
@@ -513,8 +515,7 @@ af_err af__ctx_request(af_ctx *ctx, const char *addr, const char *type,
 	o->ctx = ctx;
 	o->deadline.index = SIZE_MAX;
 	o->deadline.cb = outreq_expired;
-	o->deadline_us =
-		timeout_ms > 0 ? af__now_us() + timeout_ms * 1000 : INT64_MAX;
+	o->deadline_us = timeout_ms > 0 ? af__after_ms(timeout_ms) : INT64_MAX;
 	/* Index first: once the message is out, nothing may fail. */
 	err = af__idmap_put(&ctx->outreqs, o->id, o);
 	if (err == AF_OK && ctx->outreqs.len == 1)
@@ -672,7 +673,9 @@ af_err af_timer_start(af_ctx *ctx, int64_t delay_ms, int64_t repeat_ms,
 	if (ut == NULL)
 		return AF_ENOMEM;
 	ut->id = ++ctx->next_timer_id;
-	ut->repeat_us = repeat_ms * 1000;
+	/* Beyond AF__MS_MAX (about 35 years) a delay or an interval is
+	 * forever in practice; counted as that much, it cannot overflow. */
+	ut->repeat_us = af__clamp_ms(repeat_ms) * 1000;
 	ut->fn = fn;
 	ut->arg = arg;
 	ut->ctx = ctx;
@@ -681,7 +684,7 @@ af_err af_timer_start(af_ctx *ctx, int64_t delay_ms, int64_t repeat_ms,
 	err = af__idmap_put(&ctx->timers, ut->id, ut);
 	if (err == AF_OK) {
 		err = af__loop_timer_add(&ctx->loop, &ut->t,
-					 af__now_us() + delay_ms * 1000);
+					 af__after_ms(delay_ms));
 		if (err != AF_OK)
 			af__idmap_take(&ctx->timers, ut->id);
 	}

@@ -56,7 +56,7 @@ af_err af_system_drain(af_system *sys, int64_t timeout_ms, uint64_t *left)
 
 	if (sys == NULL)
 		return AF_EINVAL;
-	deadline = af__now_us() + (timeout_ms > 0 ? timeout_ms * 1000 : 0);
+	deadline = af__after_ms(timeout_ms > 0 ? timeout_ms : 0);
 	pthread_mutex_lock(&sys->mu);
 	atomic_store(&sys->draining, true);
 	for (af__actor *a = sys->actors; a != NULL; a = a->next) {

@@ -30,14 +30,16 @@
 #include <stdint.h>
 
 #include "actorflow/actor.h"
+#include "clock.h"
 
 #define AF__PROTOCOL_VERSION 1
 #define AF__TYPE_MAX 255
 #define AF__NAME_MAX 255
-/* The furthest deadline a message can set: 2^40 ms, about 35 years. A
- * larger ttl_ms (up to UINT64_MAX on the wire) counts as this much, so
- * that turning it into a time of the monotonic clock cannot overflow. */
-#define AF__TTL_MAX_MS (UINT64_C(1) << 40)
+/* The furthest deadline a message can set: 2^40 ms, about 35 years, the
+ * bound of every timeout the API takes (AF__MS_MAX). A larger ttl_ms (up
+ * to UINT64_MAX on the wire) counts as this much, so that turning it into
+ * a time of the monotonic clock cannot overflow. */
+#define AF__TTL_MAX_MS ((uint64_t)AF__MS_MAX)
 /* Header bytes never exceed this (array, version, kind, id, seq, two strings
  * of at most 255 bytes with their 2-byte headers, ttl). */
 #define AF__HEADER_MAX 600

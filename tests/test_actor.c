@@ -266,6 +266,114 @@ static void test_timers(void **state)
 	af_system_destroy(&sys);
 }
 
+/* ---- timeouts beyond any horizon --------------------------------------- */
+
+/* An actor that, asked to "run", starts a timer due in INT64_MAX ms and
+ * one due now that repeats every INT64_MAX ms; the latter sends "echo" a
+ * request with a timeout of INT64_MAX ms, and the answer reports
+ * [the request's status, times the far timer fired, times the near one
+ * fired]. */
+typedef struct forever {
+	af_pending *run;
+	int far_fired;
+	int near_fired;
+} forever;
+
+static void on_far(af_ctx *ctx, void *arg)
+{
+	forever *f = arg;
+
+	f->far_fired++;
+}
+
+static void on_echoed(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	forever *f = arg;
+	af_payload *p = NULL;
+
+	af_payload_new(&p);
+	af_pack_array(p, 3);
+	af_pack_int(p, status);
+	af_pack_int(p, f->far_fired);
+	af_pack_int(p, f->near_fired);
+	af_pending_reply(ctx, &f->run, p);
+	af_payload_destroy(&p);
+}
+
+static void on_near(af_ctx *ctx, void *arg)
+{
+	forever *f = arg;
+
+	if (f->near_fired++ == 0)
+		assert_int_equal(af_request(ctx, "echo", "echo", NULL,
+					    INT64_MAX, on_echoed, f, NULL),
+				 AF_OK);
+}
+
+static af_err forever_init(af_ctx *ctx, const void *config, void **state)
+{
+	*state = calloc(1, sizeof(forever));
+	return *state != NULL ? AF_OK : AF_ENOMEM;
+}
+
+static af_err forever_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	forever *f = state;
+	af_err err = af_defer(ctx, m, &f->run);
+
+	if (err == AF_OK)
+		err = af_timer_start(ctx, INT64_MAX, 0, on_far, f, NULL);
+	if (err == AF_OK)
+		err = af_timer_start(ctx, 0, INT64_MAX, on_near, f, NULL);
+	return err;
+}
+
+static void forever_stop(af_ctx *ctx, void *state)
+{
+	free(state);
+}
+
+static const af_actor_ops forever_ops = {
+	.type_name = "forever",
+	.init = forever_init,
+	.handle = forever_handle,
+	.stop = forever_stop,
+};
+
+/* Delays, intervals and timeouts of INT64_MAX ms are forever in practice
+ * (2^40 ms). They once wrapped into the past: the far timer fired at once
+ * and the request timed out at once. */
+static void test_huge_delays_and_timeouts(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	const af_value *v;
+	int64_t n;
+
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_spawn(sys, "echo", &test_echo_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(af_spawn(sys, "forever", &forever_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(
+		af_client_request(c, "forever", "run", NULL, 5000, &reply),
+		AF_OK);
+	v = af_msg_payload(reply);
+	assert_int_equal(af_value_len(v), 3);
+	assert_int_equal(af_value_int(af_value_at(v, 0), &n), AF_OK);
+	assert_int_equal(n, AF_OK);
+	assert_int_equal(af_value_int(af_value_at(v, 1), &n), AF_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(af_value_int(af_value_at(v, 2), &n), AF_OK);
+	assert_int_equal(n, 1);
+	af_msg_destroy(&reply);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	(void)state;
+}
+
 /* ---- fd watches -------------------------------------------------------- */
 
 typedef struct fdw {
@@ -608,6 +716,7 @@ int main(void)
 		cmocka_unit_test(test_many_actors),
 		cmocka_unit_test(test_stop_self),
 		cmocka_unit_test(test_timers),
+		cmocka_unit_test(test_huge_delays_and_timeouts),
 		cmocka_unit_test(test_fd_watch),
 		cmocka_unit_test(test_busy_sender_tells_go_out),
 		cmocka_unit_test(test_stop_answers_all_queued),

@@ -166,6 +166,26 @@ static void test_timeout(void **state)
 	af_msg_destroy(&reply);
 }
 
+/* A timeout of INT64_MAX ms is no deadline in practice (it counts as
+ * 2^40 ms): the request waits for its answer. It once wrapped to a
+ * deadline 1 ms in the past and timed out at once. */
+static void test_huge_timeout_is_no_deadline(void **state)
+{
+	fixture *f = *state;
+	af_payload *p = test_payload_n(5);
+	af_msg *reply = NULL;
+
+	assert_int_equal(af_client_request(f->client, "echo", "echo", p,
+					   INT64_MAX, &reply),
+			 AF_OK);
+	assert_int_equal(af_value_get_int(af_msg_payload(reply), "n", -1), 5);
+	af_msg_destroy(&reply);
+	assert_int_equal(
+		af_client_tell(f->client, "echo", "count", NULL, INT64_MAX),
+		AF_OK);
+	af_payload_destroy(&p);
+}
+
 static void test_deferred_reply(void **state)
 {
 	fixture *f = *state;
@@ -828,6 +848,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handler_without_reply,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_huge_timeout_is_no_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deferred_reply, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_addresses, setup,

@@ -427,6 +427,42 @@ static void test_drain_lets_request_finish(void **state)
 	test_signal_fini(&handled);
 }
 
+/* A drain's timeout of INT64_MAX ms is a wait without end in practice: it
+ * returns once the request in flight is answered. It once wrapped into
+ * the past, and the drain returned at once with the request still in
+ * flight. */
+static void test_drain_with_huge_timeout_waits(void **state)
+{
+	char e_ep[128];
+	test_signal handled;
+	echo_config cfg = {.handled = &handled};
+	background bg = {.type = "later", .timeout_ms = 5000};
+	af_system *sys = NULL;
+	uint64_t left = 99;
+
+	(void)state;
+	test_signal_init(&handled);
+	snprintf(e_ep, sizeof(e_ep), "ipc://%s/e.sock", dir);
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "e", &test_echo_ops, &cfg, NULL), AF_OK);
+	assert_int_equal(af_export(sys, "e", e_ep), AF_OK);
+	bg.addr = e_ep;
+	assert_int_equal(af_payload_new(&bg.payload), AF_OK);
+	af_pack_map(bg.payload, 1);
+	af_pack_str(bg.payload, "ms");
+	af_pack_int(bg.payload, 200);
+	assert_int_equal(pthread_create(&bg.thread, NULL, background_main, &bg),
+			 0);
+	assert_true(test_signal_wait(&handled, 1, 5000));
+	assert_int_equal(af_system_drain(sys, INT64_MAX, &left), AF_OK);
+	assert_int_equal(left, 0);
+	assert_int_equal(pthread_join(bg.thread, NULL), 0);
+	assert_int_equal(bg.result, AF_OK);
+	af_payload_destroy(&bg.payload);
+	af_system_destroy(&sys);
+	test_signal_fini(&handled);
+}
+
 static void test_drain_times_out(void **state)
 {
 	char e_ep[128];
@@ -475,6 +511,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_drain_lets_request_finish,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_drain_with_huge_timeout_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_times_out, setup,
 						teardown),
 	};

@@ -190,6 +190,27 @@ static void test_next_times_out_and_goes_on(void **state)
 	af_payload_destroy(&args);
 }
 
+/* A timeout of INT64_MAX ms, for the stream and for each wait, is no
+ * deadline in practice: every chunk and the end are read. Both once
+ * wrapped into the past: the stream timed out at once, and
+ * af_stream_next said AF_EAGAIN without waiting. */
+static void test_huge_timeouts_wait_for_the_answer(void **state)
+{
+	fixture *f = *state;
+	af_stream *s = open_stream(f, 3, 0, INT64_MAX);
+	af_msg *m = NULL;
+
+	for (int64_t i = 1; i <= 3; i++) {
+		assert_int_equal(af_stream_next(s, INT64_MAX, &m), AF_OK);
+		assert_int_equal(af_msg_seq(m), (uint64_t)i);
+		af_msg_destroy(&m);
+	}
+	assert_int_equal(af_stream_next(s, INT64_MAX, &m), AF_EOF);
+	assert_int_equal(af_msg_kind(m), AF_KIND_END);
+	af_msg_destroy(&m);
+	af_stream_close(&s);
+}
+
 static void test_close_cancels_the_producer(void **state)
 {
 	fixture *f = *state;
@@ -566,6 +587,9 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_next_times_out_and_goes_on,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_huge_timeouts_wait_for_the_answer, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_close_cancels_the_producer,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(

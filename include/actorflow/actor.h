@@ -12,6 +12,11 @@
  *   "ipc:///path/node.sock"    the actor whose mailbox is exported there
  *   "ipc:///path/node.sock#name", "tcp://127.0.0.1:5555#name"
  *                              the named actor behind an exported endpoint
+ *
+ * Times: every timeout, delay and interval is an int64_t of milliseconds
+ * and may be as large as INT64_MAX. Past 2^40 ms (about 35 years) it counts
+ * as 2^40 ms, the same bound a message's ttl_ms has on the wire: a wait
+ * without end in practice, never an overflow or a deadline already passed.
  */
 #ifndef ACTORFLOW_ACTOR_H
 #define ACTORFLOW_ACTOR_H
