@@ -42,6 +42,18 @@ af_err af__addr_parse(const char *addr, const char **key, size_t *key_len,
 	return *key_len > 6 ? AF_OK : AF_EADDR;
 }
 
+bool af__addr_is_name(const char *s, size_t len)
+{
+	if (s == NULL || len == 0 || len > AF__NAME_MAX ||
+	    memchr(s, '\0', len) != NULL || memchr(s, '#', len) != NULL)
+		return false;
+	/* "://" would read as an endpoint. */
+	for (size_t i = 0; i + 3 <= len; i++)
+		if (memcmp(s + i, "://", 3) == 0)
+			return false;
+	return true;
+}
+
 void af__inproc_endpoint(char *buf, size_t cap, const char *name)
 {
 	snprintf(buf, cap, "inproc://af/%s", name);

@@ -321,4 +321,10 @@ void af__inproc_endpoint(char *buf, size_t cap, const char *name);
 af_err af__addr_parse(const char *addr, const char **key, size_t *key_len,
 		      bool *remote, const char **to, size_t *to_len);
 
+/* True when the len bytes at s are a name an actor may have: 1 to
+ * AF__NAME_MAX bytes with no NUL, no '#' and no "://", so that as an
+ * address it names an actor of the caller's own system (af__addr_parse
+ * reads it as local) and nothing behind an endpoint. */
+bool af__addr_is_name(const char *s, size_t len);
+
 #endif

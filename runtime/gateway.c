@@ -180,6 +180,21 @@ static af_err gateway_handle(af_ctx *ctx, void *state, af_msg *m)
 	}
 	memcpy(to, m->env.to, m->env.to_len);
 	to[m->env.to_len] = '\0';
+	/* The gateway reaches the actors of its own system and nothing else.
+	 * Taken as an address, "ipc://...#x" or "tcp://...#x" would make
+	 * this node connect wherever a remote requester says (an open relay,
+	 * each endpoint a connection kept for the gateway's life), and
+	 * "client#N" would reach a client's inbox. */
+	if (!af__addr_is_name(m->env.to, m->env.to_len)) {
+		if (af_msg_kind(m) == AF_KIND_REQUEST)
+			return af_reply_error(
+				ctx, m, AF_EADDR,
+				"refused '%s': the gateway forwards only to "
+				"the actors of its own system, by name",
+				to);
+		af__ctx_count(ctx, AF__STAT_DROPPED, 1);
+		return AF_OK;
+	}
 	err = af_payload_new(&copy);
 	if (err == AF_OK)
 		err = af_pack_value(copy, af_msg_payload(m));

@@ -231,14 +231,7 @@ void af__system_bump_epoch(af_system *sys)
 
 static bool valid_name(const char *name)
 {
-	size_t len;
-
-	if (name == NULL)
-		return false;
-	len = strlen(name);
-	/* "://" would read as an endpoint and '#' as an actor behind one. */
-	return len > 0 && len <= AF__NAME_MAX && strchr(name, '#') == NULL &&
-	       strstr(name, "://") == NULL;
+	return name != NULL && af__addr_is_name(name, strlen(name));
 }
 
 static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,

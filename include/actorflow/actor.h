@@ -255,8 +255,10 @@ af_err af_export(af_system *sys, const char *name, const char *endpoint);
 /* Exports the whole system on endpoint: a message to "endpoint#name"
  * reaches the actor called name, through a gateway actor that forwards it
  * (one more hop than af_export of that actor) and carries the answer, or
- * the error, back. The requester's deadline carries over. AF_OK, AF_EADDR,
- * AF_EEXIST (endpoint in use), AF_ESYS. Any thread. */
+ * the error, back. The requester's deadline carries over. The gateway
+ * forwards only to actors of sys, by name: a requester naming an address
+ * ("endpoint#tcp://host:port#x") is answered AF_EADDR, never relayed.
+ * AF_OK, AF_EADDR, AF_EEXIST (endpoint in use), AF_ESYS. Any thread. */
 af_err af_system_export(af_system *sys, const char *endpoint);
 
 /* True when an actor of that name runs in sys. */
