@@ -216,6 +216,12 @@ static void stream_on_end(af_ctx *ctx, int status, af_msg *last, void *arg)
 {
 	af_stream *s = arg;
 
+	/* A producer's code that af_stream_next gives a meaning of its own
+	 * would hide the failure: AF_EAGAIN reads as "nothing yet" (a reader
+	 * waiting for more would wait forever), AF_EOF as a stream that
+	 * ended well. The error message keeps the producer's code. */
+	if (status == AF_EAGAIN || status == AF_EOF)
+		status = AF_EREMOTE;
 	s->ended = true;
 	if (s->status == AF_OK)
 		s->status = status;

@@ -1033,7 +1033,9 @@ static void test_full_queue_and_mailbox(void **state)
 		AF_OK);
 
 	/* Both workers busy, then N more calls: 3 wait in the queue, the
-	 * rest are refused with AF_EAGAIN at once. */
+	 * rest are refused with AF_EAGAIN at once. Read as streams, that
+	 * refusal is AF_EREMOTE, the message keeping AF_EAGAIN: af_stream_next
+	 * says AF_EAGAIN only for a wait that ran out. */
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(af_client_stream(c, pool, "call", args, 60000,
 						  &calls[i]),
@@ -1046,10 +1048,10 @@ static void test_full_queue_and_mailbox(void **state)
 	for (int i = 2 + 3; i < N; i++) {
 		m = NULL;
 		err = af_stream_next(calls[i], 30000, &m);
-		assert_int_equal(err, AF_EAGAIN);
-		/* An answer, not a wait that ran out. */
+		assert_int_equal(err, AF_EREMOTE);
 		assert_non_null(m);
 		assert_int_equal(af_msg_kind(m), AF_KIND_ERROR);
+		assert_int_equal(af_msg_error(m, NULL), AF_EAGAIN);
 		full++;
 		af_msg_destroy(&m);
 	}
@@ -1201,9 +1203,13 @@ static void *soak_client(void *arg)
 			while (err == AF_OK) {
 				af_msg_destroy(&m);
 				err = af_stream_next(st, 30000, &m);
-				if (err == AF_EAGAIN && m == NULL)
+				if (err == AF_EAGAIN)
 					err = AF_ETIMEDOUT;
 			}
+			/* A producer's AF_EAGAIN (or AF_EOF) comes as
+			 * AF_EREMOTE; its message has the code. */
+			if (err == AF_EREMOTE && m != NULL)
+				err = af_msg_error(m, NULL);
 			af_stream_close(&st);
 			break;
 		}

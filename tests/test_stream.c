@@ -273,6 +273,73 @@ static void test_producer_stop_fails_stream(void **state)
 	af_stream_close(&s);
 }
 
+/* ---- a producer failing with a code af_stream_next uses itself ------- */
+
+/* Sends one chunk (to a stream) and fails: "busy" with AF_EAGAIN, what
+ * the offload actor answers when its queue is full, "eof" with AF_EOF. */
+static af_err colliding_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	bool eof = strcmp(af_msg_type(m), "eof") == 0;
+	af_pending *p = NULL;
+	af_err err = af_defer(ctx, m, &p);
+
+	if (err != AF_OK)
+		return err;
+	if (af_pending_is_stream(p))
+		assert_int_equal(af_pending_chunk(ctx, p, NULL), AF_OK);
+	return af_pending_error(ctx, &p, eof ? AF_EOF : AF_EAGAIN,
+				eof ? "no more input" : "queue full");
+}
+
+static const af_actor_ops colliding_ops = {.type_name = "colliding",
+					   .handle = colliding_handle};
+
+/* A stream that failed never reads as one that goes on (AF_EAGAIN) or
+ * one that ended (AF_EOF): a producer's AF_EAGAIN once came out of
+ * af_stream_next unchanged, and a reader waiting for more spun forever.
+ * Such a code is AF_EREMOTE; the error message keeps the original. */
+static void test_producer_code_never_reads_as_a_status(void **state)
+{
+	fixture *f = *state;
+	static const char *types[] = {"busy", "eof"};
+	static const int codes[] = {AF_EAGAIN, AF_EOF};
+	static const char *texts[] = {"queue full", "no more input"};
+	const char *text = NULL;
+	af_msg *m = NULL;
+
+	assert_int_equal(
+		af_spawn(f->sys, "colliding", &colliding_ops, NULL, NULL),
+		AF_OK);
+	for (int i = 0; i < 2; i++) {
+		af_stream *s = NULL;
+
+		assert_int_equal(af_client_stream(f->client, "colliding",
+						  types[i], NULL, 5000, &s),
+				 AF_OK);
+		assert_int_equal(af_stream_next(s, 5000, &m), AF_OK);
+		assert_int_equal(af_msg_kind(m), AF_KIND_CHUNK);
+		af_msg_destroy(&m);
+		assert_int_equal(af_stream_next(s, 5000, &m), AF_EREMOTE);
+		assert_non_null(m);
+		assert_int_equal(af_msg_kind(m), AF_KIND_ERROR);
+		assert_int_equal(af_msg_error(m, &text), codes[i]);
+		assert_string_equal(text, texts[i]);
+		af_msg_destroy(&m);
+		assert_int_equal(af_stream_next(s, 0, &m), AF_EREMOTE);
+		assert_null(m);
+		af_stream_close(&s);
+	}
+	/* af_client_request returns a target's code as it is: it never says
+	 * AF_EAGAIN or AF_EOF itself, and its *reply, the error message, says
+	 * the code is the target's. */
+	assert_int_equal(af_client_request(f->client, "colliding", "busy", NULL,
+					   5000, &m),
+			 AF_EAGAIN);
+	assert_non_null(m);
+	assert_int_equal(af_msg_error(m, &text), AF_EAGAIN);
+	af_msg_destroy(&m);
+}
+
 /* ---- slow consumer ----------------------------------------------------- */
 
 static long rss_kib(void)
@@ -599,6 +666,9 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_producer_stop_fails_stream,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_producer_code_never_reads_as_a_status, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_slow_reader_million_chunks,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(

@@ -44,11 +44,16 @@ void af_client_destroy(af_client **c);
 
 /* Sends a request and waits up to timeout_ms (> 0) for its outcome.
  * AF_OK: *reply is the reply, owned by the caller (af_msg_destroy).
- * A remote error: its code is returned and *reply is the error message
- * (read its text with af_msg_error), owned by the caller.
+ * A remote error: its code is returned, whatever it is, and *reply is the
+ * error message (read its text with af_msg_error), owned by the caller.
  * AF_ETIMEDOUT (including a mailbox still full at the deadline),
  * AF_EPEERDOWN, AF_ENOTFOUND, AF_EADDR, AF_EINVAL, AF_EMSGSIZE: *reply is
- * NULL. payload may be NULL and is copied. AF_EPEERDOWN for a remote
+ * NULL. So *reply tells a target's code from the client's own: a target
+ * that timed out (AF_ETIMEDOUT) sends a message, the client's deadline
+ * none. The client never returns AF_EAGAIN itself (a full mailbox is
+ * waited for): AF_EAGAIN is always the target's "busy, try again" (the
+ * offload actor's full queue). payload may be NULL and is copied.
+ * AF_EPEERDOWN for a remote
  * address: its process died while the request was out, or it was down
  * when the request was sent and did not come back within 3 s (a process
  * that comes back in time gets the request; later requests reach it once
@@ -84,7 +89,12 @@ af_err af_client_stream(af_client *c, const char *addr, const char *type,
  *   AF_EAGAIN  nothing arrived within timeout_ms; the stream goes on;
  *   an error   the stream failed (the producer's code with *msg its error
  *              message, or AF_ETIMEDOUT, AF_EPEERDOWN, AF_EPROTO with *msg
- *              NULL); later calls repeat it with *msg NULL.
+ *              NULL); later calls repeat it with *msg NULL. A producer's
+ *              code that would read as one of the two above (AF_EAGAIN,
+ *              the offload actor's "queue full", or AF_EOF) is returned
+ *              as AF_EREMOTE: a stream that failed never reads as one
+ *              that goes on or that ended. af_msg_error(*msg) gives the
+ *              producer's own code and text.
  * *msg is owned by the caller (af_msg_destroy). A chunk counts as taken
  * when it is returned: the producer never runs more than AF_STREAM_WINDOW
  * chunks ahead of the reader. On the client's thread only; while it waits,
