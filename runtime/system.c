@@ -97,6 +97,16 @@ static void unlink_actor(af_system *sys, af__actor *a)
 	}
 }
 
+/* Waits, under sys->mu, until no af_export looks at a, which its caller
+ * has unlinked (so no new one finds it) and joined: after this it may be
+ * freed. An export waiting on a joined actor returns as soon as it has
+ * the lock (its export_done is set, its phase is not running). */
+static void wait_for_exports(af_system *sys, af__actor *a)
+{
+	while (a->export_waiters > 0)
+		pthread_cond_wait(&sys->cv, &sys->mu);
+}
+
 /* Joins and frees actors that stopped themselves. Called without the lock;
  * takes it. */
 static void reap_exited(af_system *sys)
@@ -116,6 +126,9 @@ static void reap_exited(af_system *sys)
 		if (a == NULL)
 			return;
 		pthread_join(a->thread, NULL);
+		pthread_mutex_lock(&sys->mu);
+		wait_for_exports(sys, a);
+		pthread_mutex_unlock(&sys->mu);
 		actor_free(a);
 	}
 }
@@ -361,6 +374,7 @@ af_err af_stop(af_system *sys, const char *name)
 	pthread_join(a->thread, NULL);
 	pthread_mutex_lock(&sys->mu);
 	unlink_actor(sys, a);
+	wait_for_exports(sys, a);
 	pthread_mutex_unlock(&sys->mu);
 	actor_free(a);
 	return AF_OK;
@@ -390,22 +404,26 @@ af_err af__export(af_system *sys, const char *name, const char *endpoint,
 		return af__actor_bind_with(a, endpoint, curve);
 	}
 	/* The mailbox socket belongs to the actor's thread: hand the bind to
-	 * it, one export at a time. */
+	 * it, one export at a time. The actor may stop, and be joined,
+	 * while this waits: counted as a waiter, its entry stays until this
+	 * is done with it (wait_for_exports). */
+	a->export_waiters++;
 	while (a->export_endpoint != NULL && a->phase == AF__ACTOR_RUNNING)
 		pthread_cond_wait(&sys->cv, &sys->mu);
 	if (a->phase != AF__ACTOR_RUNNING) {
-		pthread_mutex_unlock(&sys->mu);
-		return AF_ENOTFOUND;
+		err = AF_ENOTFOUND;
+	} else {
+		a->export_endpoint = endpoint;
+		a->export_curve = curve;
+		a->export_done = false;
+		af__wake_fd(a->wake_fd);
+		while (!a->export_done)
+			pthread_cond_wait(&sys->cv, &sys->mu);
+		err = a->export_result;
+		a->export_endpoint = NULL;
+		a->export_curve = NULL;
 	}
-	a->export_endpoint = endpoint;
-	a->export_curve = curve;
-	a->export_done = false;
-	af__wake_fd(a->wake_fd);
-	while (!a->export_done)
-		pthread_cond_wait(&sys->cv, &sys->mu);
-	err = a->export_result;
-	a->export_endpoint = NULL;
-	a->export_curve = NULL;
+	a->export_waiters--;
 	pthread_cond_broadcast(&sys->cv);
 	pthread_mutex_unlock(&sys->mu);
 	return err;

@@ -63,6 +63,9 @@ typedef struct af__actor {
 	const struct af__curve_bind *export_curve; /* NULL: plain */
 	bool export_done;
 	int export_result;
+	/* af_export calls holding this entry across a wait on sys->cv (under
+	 * sys->mu): whoever frees the entry waits until there are none. */
+	int export_waiters;
 	/* af_system_drain asked this actor to refuse new remote requests
 	 * and remove its socket files (under sys->mu); done once its thread
 	 * has. draining is the thread's own copy. */

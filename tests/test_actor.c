@@ -5,6 +5,7 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,86 @@ static void test_stop_self(void **state)
 			 AF_OK);
 	af_client_destroy(&c);
 	af_system_destroy(&sys);
+}
+
+/* ---- af_export racing af_stop ------------------------------------------ */
+
+enum { RACE_ROUNDS = 200, RACE_EXPORTERS = 4 };
+
+typedef struct exporter {
+	af_system *sys;
+	pthread_barrier_t *go;
+	char endpoint[160];
+	af_err err;
+} exporter;
+
+static void *export_main(void *arg)
+{
+	exporter *x = arg;
+
+	pthread_barrier_wait(x->go);
+	x->err = af_export(x->sys, "quitter", x->endpoint);
+	return NULL;
+}
+
+/* af_export hands the bind to the actor's thread and waits for it; the
+ * actor may stop meanwhile. af_stop, and the reaping of an actor that
+ * stopped itself, once freed the actor while an export still waited on
+ * it: a heap use-after-free, which the AF_SANITIZE build reports (in
+ * about half the runs of the old 300 rounds of one exporter). Here
+ * several exports start with each stop, every round, half of the stops
+ * by af_stop and half by the actor itself. Each export ends with AF_OK
+ * (bound before the stop), AF_ESTOPPED or AF_ENOTFOUND. */
+static void test_export_races_stop(void **state)
+{
+	char dir[] = "/tmp/af-test-actor-XXXXXX";
+	af_system *sys = NULL;
+	af_client *c = NULL;
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	for (int i = 0; i < RACE_ROUNDS; i++) {
+		exporter x[RACE_EXPORTERS];
+		pthread_t t[RACE_EXPORTERS];
+		pthread_barrier_t go;
+		af_err err;
+
+		assert_int_equal(
+			af_spawn(sys, "quitter", &quitter_ops, NULL, NULL),
+			AF_OK);
+		assert_int_equal(
+			pthread_barrier_init(&go, NULL, RACE_EXPORTERS + 1), 0);
+		for (int k = 0; k < RACE_EXPORTERS; k++) {
+			x[k] = (exporter){.sys = sys, .go = &go};
+			snprintf(x[k].endpoint, sizeof(x[k].endpoint),
+				 "ipc://%s/%d.sock", dir, k);
+			assert_int_equal(
+				pthread_create(&t[k], NULL, export_main, &x[k]),
+				0);
+		}
+		pthread_barrier_wait(&go);
+		/* The actor stopping itself is joined and freed by the
+		 * af_stop that finds it gone (reap_exited), or stopped by
+		 * it if still there. */
+		if (i % 2 == 1)
+			assert_int_equal(
+				af_client_tell(c, "quitter", "bye", NULL, 0),
+				AF_OK);
+		err = af_stop(sys, "quitter");
+		assert_true(err == AF_OK || err == AF_ENOTFOUND);
+		for (int k = 0; k < RACE_EXPORTERS; k++) {
+			assert_int_equal(pthread_join(t[k], NULL), 0);
+			assert_true(x[k].err == AF_OK ||
+				    x[k].err == AF_ESTOPPED ||
+				    x[k].err == AF_ENOTFOUND);
+		}
+		pthread_barrier_destroy(&go);
+	}
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	test_remove_dir(dir);
+	(void)state;
 }
 
 /* ---- timers ------------------------------------------------------------ */
@@ -715,6 +796,7 @@ int main(void)
 		cmocka_unit_test(test_bad_spawns),
 		cmocka_unit_test(test_many_actors),
 		cmocka_unit_test(test_stop_self),
+		cmocka_unit_test(test_export_races_stop),
 		cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_huge_delays_and_timeouts),
 		cmocka_unit_test(test_fd_watch),
