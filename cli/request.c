@@ -345,16 +345,20 @@ static int report(const args *a, af_err err, const af_msg *msg)
 	const char *text = NULL;
 
 	if (msg != NULL && af_msg_kind(msg) == AF_KIND_ERROR) {
-		af_msg_error(msg, &text);
+		/* The error's own code: a stream reports a producer's
+		 * AF_EAGAIN or AF_EOF as AF_EREMOTE (see af_stream_next). */
+		int code = af_msg_error(msg, &text);
+
 		fprintf(stderr, "error: %s: %s\n",
-			cli_errname(err, num, sizeof(num)),
+			cli_errname(code, num, sizeof(num)),
 			text != NULL && text[0] != '\0' ? text
-							: af_strerror(err));
+							: af_strerror(code));
 		/* The requester's deadline travels with the request: a node's
 		 * gateway or the actor may see it pass a moment before this
 		 * process does, and answer AF_ETIMEDOUT. Either way the
 		 * deadline passed. */
-		return err == AF_ETIMEDOUT ? CLI_EXIT_TIMEOUT : CLI_EXIT_REMOTE;
+		return code == AF_ETIMEDOUT ? CLI_EXIT_TIMEOUT
+					    : CLI_EXIT_REMOTE;
 	}
 	switch (err) {
 	case AF_ETIMEDOUT:

@@ -742,6 +742,15 @@ static void test_payload_from_file_and_stdin(void **state)
 	run(&r, "ask", addr, "call", arg, NULL);
 	assert_int_equal(r.code, 2);
 	assert_non_null(strstr(r.err, "holds a NUL byte"));
+
+	/* A stream that fails with a code af_stream_next has a meaning for
+	 * (AF_EAGAIN) is named by the error's own code, not AF_EREMOTE. */
+	run(&r, "stream", addr, "call",
+	    "{\"fn\": \"fail\", \"args\": {\"code\": 6, \"message\": "
+	    "\"busy\"}}",
+	    NULL);
+	assert_int_equal(r.code, 5);
+	assert_non_null(strstr(r.err, "error: AF_EAGAIN: busy"));
 	free(json);
 	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
 }
