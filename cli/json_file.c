@@ -219,6 +219,55 @@ af_err cli_json_want_string(cli_json_file *f, const cJSON *v, const char *where)
 			     cli_json_type_name(v));
 }
 
+static int by_key(const void *a, const void *b)
+{
+	const cJSON *x = *(const cJSON *const *)a;
+	const cJSON *y = *(const cJSON *const *)b;
+
+	return strcmp(x->string, y->string);
+}
+
+/* A key given twice in one object is an error: cJSON would keep the
+ * first, and the second, the one a reader sees last, would be passed
+ * over in silence. Names the key and both lines. */
+static af_err check_duplicates(cli_json_file *f, const cJSON *node)
+{
+	const cJSON **keys;
+	size_t n = 0, k = 0;
+	af_err rc = AF_OK;
+
+	for (const cJSON *c = node->child; c != NULL; c = c->next) {
+		if ((rc = check_duplicates(f, c)) != AF_OK)
+			return rc;
+		n++;
+	}
+	if (!cJSON_IsObject(node) || n < 2)
+		return AF_OK;
+	keys = malloc(n * sizeof(*keys));
+	if (keys == NULL) {
+		snprintf(f->err, f->err_cap, "%s: out of memory", f->path);
+		return AF_ENOMEM;
+	}
+	for (const cJSON *c = node->child; c != NULL; c = c->next)
+		keys[k++] = c;
+	qsort(keys, n, sizeof(*keys), by_key);
+	for (size_t i = 1; i < n && rc == AF_OK; i++) {
+		size_t a, b;
+
+		if (strcmp(keys[i - 1]->string, keys[i]->string) != 0)
+			continue;
+		a = cli_json_line(f, keys[i - 1]);
+		b = cli_json_line(f, keys[i]);
+		snprintf(f->err, f->err_cap,
+			 "%s:%zu: key \"%s\" given twice (also on line %zu)",
+			 f->path, a > b ? a : b, keys[i]->string,
+			 a > b ? b : a);
+		rc = AF_EINVAL;
+	}
+	free(keys);
+	return rc;
+}
+
 af_err cli_json_file_parse(cli_json_file *f, const char *text, const char *path,
 			   char *err, size_t err_cap)
 {
@@ -254,6 +303,8 @@ af_err cli_json_file_parse(cli_json_file *f, const char *text, const char *path,
 	rc = index_keys(f, f->text);
 	if (rc == AF_ENOMEM)
 		snprintf(err, err_cap, "%s: out of memory", path);
+	if (rc == AF_OK)
+		rc = check_duplicates(f, f->root);
 	return rc;
 }
 

@@ -855,6 +855,19 @@ static void test_config_errors(void **state)
 	assert_non_null(strstr(r.err, want));
 	assert_non_null(strstr(r.err, "chunk_size"));
 
+	/* A key given twice: the second would be passed over. */
+	node_refused(&r, "twice",
+		     "{\"endpoint\": \"ipc://a.sock\",\n"
+		     " \"ipc_dir\": \"/tmp/x\",\n"
+		     " \"actors\": [{\"type\": \"gather\"}],\n"
+		     " \"endpoint\": \"ipc://b.sock\"}\n");
+	assert_int_equal(r.code, 2);
+	snprintf(want, sizeof(want),
+		 "%s/twice.json:4: key \"endpoint\" given twice (also on "
+		 "line 1)",
+		 dir);
+	assert_non_null(strstr(r.err, want));
+
 	node_refused(&r, "type",
 		     "{\"endpoint\": \"ipc://n.sock\", \"ipc_dir\": \"/x\",\n"
 		     " \"actors\": [{\"type\": \"chatt\"}]}");
