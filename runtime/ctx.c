@@ -594,7 +594,18 @@ void af__ctx_fail_requests(af_ctx *ctx, int status)
 	}
 }
 
-void af__ctx_on_response(af_ctx *ctx, af_msg *m)
+/* True when an answer that arrived from `from` (NULL: the inbox) may be
+ * for o: a remote target answers on the very connection the request went
+ * out on, a local one in the inbox, also after its connection was dropped
+ * because the actor stopped (o is lost then, its answers still queued). */
+static bool came_back(const af__outreq *o, const af__peer *from)
+{
+	if (from != NULL)
+		return o->peer == from;
+	return o->lost || (o->peer != NULL && !o->peer->remote);
+}
+
+void af__ctx_on_response(af_ctx *ctx, af_msg *m, const af__peer *from)
 {
 	af__outreq *o;
 
@@ -607,6 +618,11 @@ void af__ctx_on_response(af_ctx *ctx, af_msg *m)
 		if (o == NULL) {
 			/* Settled already (deadline, cancel, peer down). */
 			af__ctx_count(ctx, AF__STAT_LATE, 1);
+			return;
+		}
+		if (!came_back(o, from)) {
+			/* Someone else's word for a request they never got. */
+			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
 			return;
 		}
 		if (m->env.kind == AF_KIND_CHUNK ||

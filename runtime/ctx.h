@@ -204,8 +204,12 @@ void af__ctx_fail_requests(af_ctx *ctx, int status);
 /* Ends an outstanding request: removes it from every index, calls its
  * continuation with status and reply, frees it. */
 void af__outreq_settle(af__outreq *o, int status, af_msg *reply);
-/* A reply, error or stream message arrived (inbox or remote peer). */
-void af__ctx_on_response(af_ctx *ctx, af_msg *m);
+/* A reply, error or stream message arrived: on the DEALER of the remote
+ * peer from, or in the inbox (from NULL), where local actors answer. It is
+ * taken only if it came back the way its request went; else it is dropped
+ * and counted, whatever its id: anyone who can reach a connection of ours
+ * can send any id, and ids are small and sequential. */
+void af__ctx_on_response(af_ctx *ctx, af_msg *m, const af__peer *from);
 /* Opens ctx's inbox under ctx->inbox_name with room for capacity messages
  * per sender. AF_OK, AF_EEXIST, AF_ESYS. */
 af_err af__ctx_open_inbox(af_ctx *ctx, int capacity);

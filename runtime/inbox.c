@@ -78,8 +78,11 @@ static void deliver_batch(af_ctx *ctx, af_msg *batch)
 			break;
 		}
 		m.from_remote = batch->from_remote;
-		/* A batch carries tells, and the chunks of streams. */
-		if (m.env.kind == AF_KIND_TELL || m.env.kind == AF_KIND_CHUNK)
+		/* A batch carries tells, and the chunks of streams to local
+		 * consumers; one from another process (on the ROUTER) carries
+		 * tells only: answers go to a remote requester one by one. */
+		if (m.env.kind == AF_KIND_TELL ||
+		    (m.env.kind == AF_KIND_CHUNK && batch->route == NULL))
 			deliver(ctx, &m);
 		else
 			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
@@ -90,8 +93,31 @@ static void deliver_batch(af_ctx *ctx, af_msg *batch)
 	}
 }
 
+/* The kinds a requester sends: all that an exported actor's ROUTER
+ * carries. The actor's own requests are answered elsewhere (a remote
+ * target on the DEALER the request went out on, a local one in the
+ * inbox), so an answer on the ROUTER comes from someone it never asked. */
+static bool from_requester(af_kind kind)
+{
+	switch (kind) {
+	case AF_KIND_TELL:
+	case AF_KIND_REQUEST:
+	case AF_KIND_CANCEL:
+	case AF_KIND_CREDIT:
+	case AF_KIND_HEARTBEAT:
+	case AF_KIND_BATCH:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static void deliver(af_ctx *ctx, af_msg *m)
 {
+	if (m->route != NULL && !from_requester(m->env.kind)) {
+		af__ctx_count(ctx, AF__STAT_DROPPED, 1);
+		return;
+	}
 	switch (m->env.kind) {
 	case AF_KIND_BATCH:
 		deliver_batch(ctx, m);
@@ -100,7 +126,7 @@ static void deliver(af_ctx *ctx, af_msg *m)
 	case AF_KIND_ERROR:
 	case AF_KIND_CHUNK:
 	case AF_KIND_END:
-		af__ctx_on_response(ctx, m);
+		af__ctx_on_response(ctx, m, NULL);
 		return;
 	default:
 		break;

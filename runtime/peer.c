@@ -171,7 +171,7 @@ static void peer_readable(af__watch *w, unsigned events)
 					  zmq_msg_size(&frame), ctx->max_msg,
 					  &ctx->zone) == AF_OK) {
 			m.from_remote = true;
-			af__ctx_on_response(ctx, &m);
+			af__ctx_on_response(ctx, &m, p);
 			af__msg_clear(&m);
 		} else {
 			af__ctx_count(ctx, AF__STAT_DROPPED, 1);

@@ -1052,6 +1052,251 @@ static void test_broken_streams_are_errors(void **state)
 	zmq_ctx_term(zctx);
 }
 
+/* ---- answers count only where their request went ------------------- */
+
+/* An actor that asks on its requester's behalf. "ask" holds the request
+ * and asks the echo actor "hang" (no deadline); "side" {"to": address}
+ * holds it and asks address "x". Either is answered, once the question
+ * is, with {"status": its outcome, "payload": the answer's payload}. */
+static void relay_outcome(af_ctx *ctx, int status, af_msg *answer, void *arg)
+{
+	af_pending *p = arg;
+	af_payload *out = NULL;
+	const void *raw;
+	size_t len;
+
+	assert_int_equal(af_payload_new(&out), AF_OK);
+	af_pack_map(out, 2);
+	af_pack_str(out, "status");
+	af_pack_int(out, status);
+	af_pack_str(out, "payload");
+	if (answer != NULL && af_msg_payload_raw(answer, &raw, &len) == AF_OK)
+		af_pack_raw(out, raw, len);
+	else
+		af_pack_nil(out);
+	assert_int_equal(af_pending_reply(ctx, &p, out), AF_OK);
+	af_payload_destroy(&out);
+}
+
+static af_err asker_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	char to[200] = "echo";
+	const char *type = "hang";
+	af_pending *p;
+
+	if (af_msg_kind(m) != AF_KIND_REQUEST)
+		return AF_OK;
+	if (strcmp(af_msg_type(m), "side") == 0) {
+		const char *s;
+		size_t len;
+		assert_int_equal(
+			af_value_str(af_value_get(af_msg_payload(m), "to"), &s,
+				     &len),
+			AF_OK);
+		assert_true(len < sizeof(to));
+		memcpy(to, s, len);
+		to[len] = '\0';
+		type = "x";
+	}
+	assert_int_equal(af_defer(ctx, m, &p), AF_OK);
+	assert_int_equal(
+		af_request(ctx, to, type, NULL, 0, relay_outcome, p, NULL),
+		AF_OK);
+	return AF_OK;
+}
+
+static const af_actor_ops asker_ops = {.type_name = "asker",
+				       .handle = asker_handle};
+
+/* Sends on sock an envelope of kind for id with seq, type (may be NULL)
+ * and a nil payload, after the routing frame rid when it is not NULL. */
+static void raw_envelope(void *sock, zmq_msg_t *rid, af_kind kind, uint64_t id,
+			 uint64_t seq, const char *type)
+{
+	af__envelope env = {.kind = kind,
+			    .id = id,
+			    .seq = seq,
+			    .type = type,
+			    .type_len = type != NULL ? strlen(type) : 0};
+	uint8_t buf[AF__HEADER_MAX + 1];
+	size_t len;
+
+	assert_int_equal(af__envelope_header(buf, sizeof(buf) - 1, &len, &env),
+			 AF_OK);
+	buf[len++] = 0xc0;
+	if (rid != NULL)
+		assert_true(zmq_send(sock, zmq_msg_data(rid), zmq_msg_size(rid),
+				     ZMQ_SNDMORE) >= 0);
+	assert_true(zmq_send(sock, buf, len, 0) >= 0);
+}
+
+/* Every kind of answer, each for every id from first to last. */
+static void raw_answers(void *sock, zmq_msg_t *rid, uint64_t first,
+			uint64_t last)
+{
+	static const af_kind kinds[] = {AF_KIND_REPLY, AF_KIND_ERROR,
+					AF_KIND_CHUNK, AF_KIND_END};
+
+	for (uint64_t id = first; id <= last; id++)
+		for (size_t k = 0; k < 4; k++)
+			raw_envelope(sock, rid, kinds[k], id,
+				     kinds[k] == AF_KIND_CHUNK, NULL);
+}
+
+/* Reads the outcome the asker relayed on s: its status. */
+static int64_t relayed_status(af_stream *s)
+{
+	af_msg *m = NULL;
+	int64_t status;
+
+	assert_int_equal(af_stream_next(s, 10000, &m), AF_EOF);
+	status = af_value_get_int(af_msg_payload(m), "status", -1);
+	af_msg_destroy(&m);
+	return status;
+}
+
+/* An exported actor's ROUTER carries what requesters send it. Answers
+ * there come from someone the actor never asked: whatever their id, they
+ * settle none of its own requests, and are dropped and counted. */
+static void test_answers_on_a_router_are_dropped(void **state)
+{
+	test_signal hung;
+	echo_config cfg = {.hung = &hung};
+	af_system *sys = NULL;
+	af_system_stats stats;
+	af_client *c = NULL;
+	af_stream *ask = NULL;
+	af_msg *m = NULL;
+	unsigned char buf[512];
+	void *zctx;
+	void *raw;
+	msgpack_zone zone;
+	af__envelope env;
+	int n;
+
+	test_signal_init(&hung);
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "echo", &test_echo_ops, &cfg, NULL),
+			 AF_OK);
+	assert_int_equal(af_spawn(sys, "asker", &asker_ops, NULL, NULL), AF_OK);
+	assert_int_equal(af_export(sys, "asker", endpoint), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_client_stream(c, "asker", "ask", NULL, 20000, &ask),
+			 AF_OK);
+	assert_true(test_signal_wait(&hung, 1, 10000));
+
+	/* Ids are drawn from the system in blocks of 1024, one block per
+	 * context so far: the asker's question has one of the first 4096. */
+	raw = raw_dealer(&zctx, endpoint);
+	raw_answers(raw, NULL, 1, 4096);
+	/* The ROUTER reads one connection in order: once this is answered,
+	 * every answer before it was taken. */
+	raw_envelope(raw, NULL, AF_KIND_REQUEST, 99, 0, "af.stats");
+	n = raw_recv(raw, buf, sizeof(buf), 10000);
+	assert_true(n > 0);
+	assert_true(msgpack_zone_init(&zone, 1024));
+	assert_int_equal(
+		af__envelope_decode(&env, buf, (size_t)n, SIZE_MAX, &zone),
+		AF_OK);
+	assert_int_equal(env.kind, AF_KIND_REPLY);
+	assert_int_equal(env.id, 99);
+	msgpack_zone_destroy(&zone);
+	assert_int_equal(af_system_get_stats(sys, &stats), AF_OK);
+	assert_int_equal(stats.dropped, 4 * 4096);
+	assert_int_equal(stats.late, 0);
+	assert_int_equal(af_stream_next(ask, 0, &m), AF_EAGAIN);
+
+	/* The question is still open: it ends when echo stops. */
+	assert_int_equal(af_stop(sys, "echo"), AF_OK);
+	assert_int_equal(relayed_status(ask), AF_ESTOPPED);
+	af_stream_close(&ask);
+	raw_close(zctx, raw);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	test_signal_fini(&hung);
+}
+
+/* A remote node answers only what was asked of it: an answer it sends
+ * with the id of a question that went elsewhere (to a local actor) is
+ * dropped and counted, and that question stays open. */
+static void test_a_peer_answers_only_its_own_requests(void **state)
+{
+	test_signal hung;
+	echo_config cfg = {.hung = &hung};
+	af_system *sys = NULL;
+	af_system_stats stats;
+	af_client *c = NULL;
+	af_stream *ask = NULL;
+	af_stream *side = NULL;
+	af_payload *to = NULL;
+	af_msg *m = NULL;
+	void *zctx = zmq_ctx_new();
+	void *peer = zmq_socket(zctx, ZMQ_ROUTER);
+	int linger = 0;
+	int one = 1;
+	zmq_msg_t rid;
+	zmq_msg_t body;
+	af__envelope req;
+
+	test_signal_init(&hung);
+	zmq_setsockopt(peer, ZMQ_LINGER, &linger, sizeof(linger));
+	/* A full connection then blocks the node instead of losing what it
+	 * sends. */
+	zmq_setsockopt(peer, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+	assert_int_equal(zmq_bind(peer, endpoint), 0);
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "echo", &test_echo_ops, &cfg, NULL),
+			 AF_OK);
+	assert_int_equal(af_spawn(sys, "asker", &asker_ops, NULL, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_client_stream(c, "asker", "ask", NULL, 20000, &ask),
+			 AF_OK);
+	assert_true(test_signal_wait(&hung, 1, 10000));
+	assert_int_equal(af_payload_new(&to), AF_OK);
+	af_pack_map(to, 1);
+	af_pack_str(to, "to");
+	af_pack_str(to, endpoint);
+	assert_int_equal(af_client_stream(c, "asker", "side", to, 20000, &side),
+			 AF_OK);
+
+	/* The asker's question to this node comes right after the one to
+	 * echo: the node answers every id before it, then its own. */
+	zmq_msg_init(&rid);
+	zmq_msg_init(&body);
+	assert_true(zmq_msg_recv(&rid, peer, 0) >= 0);
+	assert_true(zmq_msg_recv(&body, peer, 0) >= 0);
+	assert_int_equal(af__envelope_decode_header(&req, zmq_msg_data(&body),
+						    zmq_msg_size(&body),
+						    SIZE_MAX),
+			 AF_OK);
+	assert_int_equal(req.kind, AF_KIND_REQUEST);
+	assert_true(req.id > 1);
+	raw_answers(peer, &rid, 1, req.id - 1);
+	raw_envelope(peer, &rid, AF_KIND_REPLY, req.id, 0, NULL);
+	/* One connection, read in order: the node's own answer comes after
+	 * the others were taken. */
+	assert_int_equal(relayed_status(side), AF_OK);
+	assert_int_equal(af_system_get_stats(sys, &stats), AF_OK);
+	/* The four answers naming the question to echo were dropped; the
+	 * rest named no open question, and are late. */
+	assert_int_equal(stats.dropped, 4);
+	assert_int_equal(stats.late, 4 * (req.id - 2));
+	assert_int_equal(af_stream_next(ask, 0, &m), AF_EAGAIN);
+	assert_int_equal(af_stop(sys, "echo"), AF_OK);
+	assert_int_equal(relayed_status(ask), AF_ESTOPPED);
+
+	zmq_msg_close(&rid);
+	zmq_msg_close(&body);
+	af_stream_close(&ask);
+	af_stream_close(&side);
+	af_payload_destroy(&to);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	zmq_close(peer);
+	zmq_ctx_term(zctx);
+	test_signal_fini(&hung);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1081,6 +1326,11 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broken_streams_are_errors,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_answers_on_a_router_are_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_a_peer_answers_only_its_own_requests, setup,
+			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

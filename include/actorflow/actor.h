@@ -117,7 +117,9 @@ typedef struct af_system_stats {
 	 * envelope, another protocol version or an unknown kind, when it
 	 * was not a request or its id or way back could not be read; also
 	 * what a message of its kind may not carry (a request in a batch, a
-	 * credit beyond the chunks sent). */
+	 * credit beyond the chunks sent), and answers that did not come back
+	 * the way their request went (an answer on an exported actor's
+	 * endpoint, or one naming a request sent to another peer). */
 	uint64_t dropped;
 	/* Requests that could not be taken, answered with an error instead:
 	 * AF_EPROTO (malformed), AF_EVERSION (another protocol version),
