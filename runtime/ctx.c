@@ -408,6 +408,30 @@ void af__outreq_settle(af__outreq *o, int status, af_msg *reply)
 	free(o);
 }
 
+void af__outreq_fail(af__outreq *o, int code, const char *text)
+{
+	af_ctx *ctx = o->ctx;
+	af__envelope env = {.kind = AF_KIND_ERROR, .id = o->id};
+	zmq_msg_t frame;
+	af_msg m;
+
+	/* Made and read as an error from the target would be, so that every
+	 * continuation finds the text where it looks for it. */
+	af_payload_reset(ctx->scratch);
+	if (af__error_payload(ctx->scratch, code, text) != AF_OK ||
+	    af__frame_build(&frame, &env, ctx->scratch, SIZE_MAX) != AF_OK) {
+		af__outreq_settle(o, code, NULL);
+		return;
+	}
+	if (af__msg_decode(&m, zmq_msg_data(&frame), zmq_msg_size(&frame),
+			   SIZE_MAX, &ctx->zone) == AF_OK)
+		af__outreq_settle(o, code, &m);
+	else
+		af__outreq_settle(o, code, NULL);
+	af__msg_clear(&m);
+	zmq_msg_close(&frame);
+}
+
 af_err af__outreq_send_control(af_ctx *ctx, af__outreq *o, af_kind kind,
 			       uint64_t seq)
 {

@@ -204,6 +204,11 @@ void af__ctx_fail_requests(af_ctx *ctx, int status);
 /* Ends an outstanding request: removes it from every index, calls its
  * continuation with status and reply, frees it. */
 void af__outreq_settle(af__outreq *o, int status, af_msg *reply);
+/* Ends o with an error the runtime found itself (an answer it could not
+ * read): as af__outreq_settle with status code, the continuation getting
+ * an error message {"code": code, "message": text} as if the target had
+ * sent it (NULL when there is no memory for one). */
+void af__outreq_fail(af__outreq *o, int code, const char *text);
 /* A reply, error or stream message arrived: on the DEALER of the remote
  * peer from, or in the inbox (from NULL), where local actors answer. It is
  * taken only if it came back the way its request went; else it is dropped

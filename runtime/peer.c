@@ -131,6 +131,59 @@ af_err af__peer_when_writable(af__peer *p, af_timer_fn fn, void *arg)
 	return AF_OK;
 }
 
+/* An answer that did not decode may still name its request: version,
+ * kind and id come first in every version of the envelope. A request sent
+ * through this peer then ends at once with the reason, as a request that
+ * cannot be read is answered, instead of at its deadline (or never,
+ * without one); a stream's producer is told to stop. The answer itself is
+ * dropped and counted either way. */
+static void answer_undecodable(af__peer *p, zmq_msg_t *frame, af_err err)
+{
+	af_ctx *ctx = p->ctx;
+	size_t size = zmq_msg_size(frame);
+	uint64_t version, kind, id;
+	af__outreq *o;
+	char text[512];
+
+	af__ctx_count(ctx, AF__STAT_DROPPED, 1);
+	if (!af__envelope_salvage(zmq_msg_data(frame), size, &version, &kind,
+				  &id) ||
+	    (kind != AF_KIND_REPLY && kind != AF_KIND_ERROR &&
+	     kind != AF_KIND_CHUNK && kind != AF_KIND_END))
+		return;
+	/* Only an answer from where the request went settles it. */
+	o = af__idmap_get(&ctx->outreqs, id);
+	if (o == NULL || o->peer != p)
+		return;
+	switch (err) {
+	case AF_EMSGSIZE:
+		snprintf(text, sizeof(text),
+			 "the answer from %s was too large: %zu bytes, over "
+			 "the limit of %zu",
+			 p->key, size, ctx->max_msg);
+		break;
+	case AF_EVERSION:
+		snprintf(text, sizeof(text),
+			 "the answer from %s was in protocol version %llu "
+			 "(this receiver speaks version %d)",
+			 p->key, (unsigned long long)version,
+			 AF__PROTOCOL_VERSION);
+		break;
+	case AF_ENOMEM:
+		snprintf(text, sizeof(text),
+			 "no memory to read the answer from %s", p->key);
+		break;
+	default:
+		err = AF_EPROTO;
+		snprintf(text, sizeof(text), "the answer from %s was malformed",
+			 p->key);
+		break;
+	}
+	if (o->on_chunk != NULL)
+		af__outreq_send_cancel(ctx, o);
+	af__outreq_fail(o, err, text);
+}
+
 static void peer_readable(af__watch *w, unsigned events)
 {
 	af__peer *p = AF__CONTAINER(w, af__peer, watch);
@@ -167,14 +220,16 @@ static void peer_readable(af__watch *w, unsigned events)
 			 * ours to interpret. */
 			drop_rest(p->sock, &frame);
 			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
-		} else if (af__msg_decode(&m, zmq_msg_data(&frame),
-					  zmq_msg_size(&frame), ctx->max_msg,
-					  &ctx->zone) == AF_OK) {
-			m.from_remote = true;
-			af__ctx_on_response(ctx, &m, p);
-			af__msg_clear(&m);
 		} else {
-			af__ctx_count(ctx, AF__STAT_DROPPED, 1);
+			af_err err = af__msg_decode(&m, zmq_msg_data(&frame),
+						    zmq_msg_size(&frame),
+						    ctx->max_msg, &ctx->zone);
+			m.from_remote = true;
+			if (err == AF_OK)
+				af__ctx_on_response(ctx, &m, p);
+			af__msg_clear(&m);
+			if (err != AF_OK)
+				answer_undecodable(p, &frame, err);
 		}
 		msgpack_zone_clear(&ctx->zone);
 		zmq_msg_close(&frame);

@@ -1297,6 +1297,213 @@ static void test_a_peer_answers_only_its_own_requests(void **state)
 	test_signal_fini(&hung);
 }
 
+/* ---- answers that cannot be read ------------------------------------ */
+
+/* An answer a hand-made node sends: an envelope of version and kind for
+ * the request's id plus id_offset, with seq, then the payload's bytes
+ * (kind 0: the payload's bytes alone). */
+typedef struct answer_spec {
+	unsigned version;
+	af_kind kind;
+	int64_t id_offset;
+	uint64_t seq;
+	const void *payload;
+	size_t payload_len;
+} answer_spec;
+
+/* A hand-made node on a ROUTER: reads the next request (skipping
+ * anything else) and sends it the n answers given. */
+typedef struct bad_node {
+	void *router;
+	const answer_spec *answers;
+	size_t n;
+	zmq_msg_t rid;
+	uint64_t id; /* the request's */
+} bad_node;
+
+static void bad_node_answer(bad_node *b)
+{
+	zmq_msg_t body;
+	af__envelope req;
+
+	zmq_msg_init(&b->rid);
+	zmq_msg_init(&body);
+	do {
+		assert_true(zmq_msg_recv(&b->rid, b->router, 0) >= 0);
+		assert_true(zmq_msg_recv(&body, b->router, 0) >= 0);
+		assert_int_equal(af__envelope_decode_header(
+					 &req, zmq_msg_data(&body),
+					 zmq_msg_size(&body), SIZE_MAX),
+				 AF_OK);
+	} while (req.kind != AF_KIND_REQUEST);
+	b->id = req.id;
+	zmq_msg_close(&body);
+	for (size_t i = 0; i < b->n; i++) {
+		const answer_spec *a = &b->answers[i];
+		af__envelope env = {.kind = a->kind,
+				    .id = req.id + (uint64_t)a->id_offset,
+				    .seq = a->seq};
+		uint8_t *buf = malloc(AF__HEADER_MAX + a->payload_len);
+		size_t len = 0;
+		assert_non_null(buf);
+		if (a->kind != 0) {
+			assert_int_equal(af__envelope_header(buf,
+							     AF__HEADER_MAX,
+							     &len, &env),
+					 AF_OK);
+			/* fixarray(8), then the version as a positive
+			 * fixint. */
+			assert_int_equal(buf[1], 1);
+			buf[1] = (uint8_t)a->version;
+		}
+		memcpy(buf + len, a->payload, a->payload_len);
+		assert_true(zmq_send(b->router, zmq_msg_data(&b->rid),
+				     zmq_msg_size(&b->rid), ZMQ_SNDMORE) >= 0);
+		assert_true(zmq_send(b->router, buf, len + a->payload_len, 0) >=
+			    0);
+		free(buf);
+	}
+}
+
+static void *bad_node_main(void *arg)
+{
+	bad_node_answer(arg);
+	return NULL;
+}
+
+/* Requests addr while b answers on its own thread: the outcome, and the
+ * error's text in text. */
+static af_err request_bad_node(af_client *c, bad_node *b, char *text,
+			       size_t cap)
+{
+	af_msg *reply = NULL;
+	const char *s = NULL;
+	pthread_t t;
+	af_err err;
+
+	assert_int_equal(pthread_create(&t, NULL, bad_node_main, b), 0);
+	err = af_client_request(c, endpoint, "x", NULL, 5000, &reply);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	zmq_msg_close(&b->rid);
+	text[0] = '\0';
+	if (reply != NULL && af_msg_error(reply, &s) != AF_OK && s != NULL)
+		snprintf(text, cap, "%s", s);
+	af_msg_destroy(&reply);
+	return err;
+}
+
+/* An answer from a remote node that is malformed, over the limit or of
+ * another protocol version ends the request it names at once with the
+ * reason, as a request that cannot be read is answered; not at its
+ * deadline. A stream's producer is told to stop. What names no request
+ * sent to that node is dropped and counted. */
+static void test_unreadable_answers_end_their_request(void **state)
+{
+	static const uint8_t never_used[] = {0xc1};
+	static const uint8_t nil[] = {0xc0};
+	static uint8_t big[3 + 8000] = {0xc5, 8000 >> 8, 8000 & 0xff};
+	const answer_spec malformed = {1, AF_KIND_REPLY, 0, 0, never_used, 1};
+	const answer_spec oversized = {1, AF_KIND_REPLY, 0,
+				       0, big,           sizeof(big)};
+	const answer_spec version2 = {2, AF_KIND_REPLY, 0, 0, nil, 1};
+	/* Garbage, and a malformed answer naming the question before this
+	 * one (it went to a local actor): both dropped; then the answer. */
+	const answer_spec others[] = {{0, 0, 0, 0, never_used, 1},
+				      {1, AF_KIND_ERROR, -1, 0, never_used, 1},
+				      {1, AF_KIND_REPLY, 0, 0, nil, 1}};
+	/* A stream: a chunk, then one that cannot be read. */
+	const answer_spec broken[] = {{1, AF_KIND_CHUNK, 0, 1, nil, 1},
+				      {1, AF_KIND_CHUNK, 0, 2, never_used, 1}};
+	af_system_opts opts = {.max_message_size = 4096};
+	test_signal hung;
+	echo_config cfg = {.hung = &hung};
+	af_system *sys = NULL;
+	af_system_stats stats;
+	af_client *c = NULL;
+	af_stream *s = NULL;
+	af_msg *m = NULL;
+	const char *text = NULL;
+	char got[512];
+	void *zctx = zmq_ctx_new();
+	bad_node b = {.router = zmq_socket(zctx, ZMQ_ROUTER)};
+	int linger = 0;
+	int timeout = 10000;
+	zmq_msg_t body;
+	af__envelope env;
+
+	test_signal_init(&hung);
+	memset(big + 3, 'x', sizeof(big) - 3);
+	zmq_setsockopt(b.router, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(b.router, ZMQ_RCVTIMEO, &timeout, sizeof(timeout));
+	assert_int_equal(zmq_bind(b.router, endpoint), 0);
+	assert_int_equal(af_system_new(&sys, &opts), AF_OK);
+	assert_int_equal(af_spawn(sys, "echo", &test_echo_ops, &cfg, NULL),
+			 AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+
+	b.answers = &malformed;
+	b.n = 1;
+	assert_int_equal(request_bad_node(c, &b, got, sizeof(got)), AF_EPROTO);
+	assert_non_null(strstr(got, "malformed"));
+	assert_non_null(strstr(got, endpoint));
+	b.answers = &oversized;
+	assert_int_equal(request_bad_node(c, &b, got, sizeof(got)),
+			 AF_EMSGSIZE);
+	assert_non_null(strstr(got, "too large"));
+	assert_non_null(strstr(got, endpoint));
+	b.answers = &version2;
+	assert_int_equal(request_bad_node(c, &b, got, sizeof(got)),
+			 AF_EVERSION);
+	assert_non_null(strstr(got, "version 2"));
+	assert_non_null(strstr(got, endpoint));
+	/* What cannot be read is counted, settled or not. */
+	assert_int_equal(af_system_get_stats(sys, &stats), AF_OK);
+	assert_int_equal(stats.dropped, 3);
+
+	assert_int_equal(af_client_stream(c, "echo", "hang", NULL, 20000, &s),
+			 AF_OK);
+	assert_true(test_signal_wait(&hung, 1, 10000));
+	b.answers = others;
+	b.n = 3;
+	assert_int_equal(request_bad_node(c, &b, got, sizeof(got)), AF_OK);
+	assert_int_equal(af_system_get_stats(sys, &stats), AF_OK);
+	assert_int_equal(stats.dropped, 5);
+	assert_int_equal(af_stream_next(s, 0, &m), AF_EAGAIN);
+	af_stream_close(&s);
+
+	b.answers = broken;
+	b.n = 2;
+	assert_int_equal(af_client_stream(c, endpoint, "x", NULL, 20000, &s),
+			 AF_OK);
+	bad_node_answer(&b);
+	assert_int_equal(af_stream_next(s, 5000, &m), AF_OK);
+	assert_int_equal(af_msg_seq(m), 1);
+	af_msg_destroy(&m);
+	assert_int_equal(af_stream_next(s, 5000, &m), AF_EPROTO);
+	assert_int_equal(af_msg_error(m, &text), AF_EPROTO);
+	assert_non_null(strstr(text, "malformed"));
+	af_msg_destroy(&m);
+	/* The producer hears that nobody reads on. */
+	zmq_msg_init(&body);
+	assert_true(zmq_msg_recv(&b.rid, b.router, 0) >= 0);
+	assert_true(zmq_msg_recv(&body, b.router, 0) >= 0);
+	assert_int_equal(af__envelope_decode_header(&env, zmq_msg_data(&body),
+						    zmq_msg_size(&body),
+						    SIZE_MAX),
+			 AF_OK);
+	assert_int_equal(env.kind, AF_KIND_CANCEL);
+	assert_int_equal(env.id, b.id);
+	zmq_msg_close(&body);
+	zmq_msg_close(&b.rid);
+	af_stream_close(&s);
+
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	zmq_close(b.router);
+	zmq_ctx_term(zctx);
+	test_signal_fini(&hung);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1330,6 +1537,9 @@ int main(void)
 			test_answers_on_a_router_are_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_a_peer_answers_only_its_own_requests, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_unreadable_answers_end_their_request, setup,
 			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
