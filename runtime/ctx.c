@@ -42,6 +42,7 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 	af__idmap_init(&ctx->peer_index);
 	af__idmap_init(&ctx->outreqs);
 	af__idmap_init(&ctx->timers);
+	af__idmap_init(&ctx->backlog_index);
 	/* Small: most payloads are small, and every idle actor keeps one. */
 	if (!msgpack_zone_init(&ctx->zone, 1024))
 		return AF_ENOMEM;
@@ -125,6 +126,7 @@ void af__ctx_fini(af_ctx *ctx, int status)
 	af__idmap_fini(&ctx->peer_index);
 	af__idmap_fini(&ctx->outreqs);
 	af__idmap_fini(&ctx->timers);
+	af__idmap_fini(&ctx->backlog_index);
 	af_payload_destroy(&ctx->scratch);
 	msgpack_zone_destroy(&ctx->zone);
 }

@@ -160,9 +160,11 @@ struct af_ctx {
 	/* Checks that remote requesters of streams and cancellable requests
 	 * are still there (reply.c). */
 	af__timer probe_timer;
-	/* Answers that met a full requester queue, oldest first. */
-	struct af__backlog *backlog_head;
-	struct af__backlog *backlog_tail;
+	/* Answers that met a full requester queue: a lane per requester,
+	 * each oldest first, found by the requester's hash (reply.c). */
+	struct af__backlog *backlog;
+	af__idmap backlog_index;
+	size_t backlog_unindexed;
 	af__timer backlog_timer;
 	af__watch wake_watch;
 	struct af__waker *waker;
@@ -253,6 +255,9 @@ af_err af__answer(af_ctx *ctx, const af__reply_to *to, const af__envelope *env,
 		  const af_payload *payload);
 af_err af__answer_error(af_ctx *ctx, const af__reply_to *to, uint64_t id,
 			int code, const char *text);
+/* True when answers to `to` wait in the backlog: anything more for that
+ * requester must go behind them (reply.c). */
+bool af__answers_waiting(af_ctx *ctx, const af__reply_to *to);
 /* Answers every deferred request with AF_ESTOPPED (after its cancel hook:
  * its work is abandoned). */
 void af__reply_settle_deferred(af_ctx *ctx);
@@ -282,9 +287,9 @@ af_err af__outreq_send_control(af_ctx *ctx, af__outreq *o, af_kind kind,
 			       uint64_t seq);
 /* Tells the target of o that the requester gives up on it (best effort). */
 void af__outreq_send_cancel(af_ctx *ctx, af__outreq *o);
-/* Sends the answers that met a full queue, in order, waiting up to
- * wait_ms in all for local requesters to make room; drops what is left
- * (context teardown). */
+/* Sends the answers that met a full queue, each requester's in order,
+ * waiting up to wait_ms in all for local requesters to make room; drops
+ * what is left (context teardown). */
 void af__reply_hand_over_backlog(af_ctx *ctx, int64_t wait_ms);
 
 /* Checks whether actors stopped since last time (epoch) and, if so, closes

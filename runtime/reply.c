@@ -5,8 +5,9 @@
  * An answer to a remote requester goes out through the actor's ROUTER with
  * the routing frames its request came with; one to a local requester is
  * pushed into the requester's inbox. Either may find the requester's queue
- * full: the answer then waits in the backlog, in order, and is sent when
- * there is room. Answers are dropped only when the requester is gone.
+ * full: the answer then waits in the backlog, behind the others for that
+ * requester, and is sent when there is room. Answers are dropped only when
+ * the requester is gone.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,21 +26,67 @@
  * request the actor would stop work for, are checked to be there. */
 #define PROBE_US 1000000
 
-typedef struct af__backlog {
-	struct af__backlog *next;
-	int nroute;
-	zmq_msg_t route[AF__MAX_ROUTE];
-	char *name;
+/* Answers that met a full requester wait for it in a lane of their own,
+ * one per requester (a local inbox, or the routing frames of a remote
+ * connection), oldest first: a requester that stops reading holds up its
+ * own answers and nobody else's. A lane goes once it is empty. */
+typedef struct backlog_entry {
+	struct backlog_entry *next;
 	zmq_msg_t body;
+} backlog_entry;
+
+typedef struct af__backlog {
+	struct af__backlog *prev;
+	struct af__backlog *next;
+	uint64_t key;
+	bool indexed; /* false after a hash collision: found by a scan */
+	backlog_entry *head;
+	backlog_entry *tail;
+	char *name; /* a local requester's inbox, or NULL */
+	int nroute;
+	zmq_msg_t route[]; /* a remote requester's routing frames */
 } af__backlog;
 
-static void backlog_free(af__backlog *b)
+static uint64_t hash_bytes(uint64_t h, const void *data, size_t len)
 {
-	for (int i = 0; i < b->nroute; i++)
-		zmq_msg_close(&b->route[i]);
-	free(b->name);
-	zmq_msg_close(&b->body);
-	free(b);
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* The hash of a requester: its inbox name, or its routing frames. */
+static uint64_t requester_hash(const af__reply_to *to)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	if (to->name != NULL)
+		h = hash_bytes(h, to->name, to->name_len);
+	for (int i = 0; i < to->nroute; i++)
+		h = hash_bytes(h, zmq_msg_data(&to->route[i]),
+			       zmq_msg_size(&to->route[i]));
+	return h;
+}
+
+/* True when name and route (kept by a deferred request or a lane) lead
+ * back to the requester to. */
+static bool same_way_back(const char *name, int nroute, const zmq_msg_t *route,
+			  const af__reply_to *to)
+{
+	if (nroute != to->nroute || (name == NULL) != (to->name == NULL))
+		return false;
+	if (name != NULL && (strlen(name) != to->name_len ||
+			     memcmp(name, to->name, to->name_len) != 0))
+		return false;
+	for (int i = 0; i < nroute; i++) {
+		size_t len = zmq_msg_size((zmq_msg_t *)&route[i]);
+		if (len != zmq_msg_size(&to->route[i]) ||
+		    memcmp(zmq_msg_data((zmq_msg_t *)&route[i]),
+			   zmq_msg_data(&to->route[i]), len) != 0)
+			return false;
+	}
+	return true;
 }
 
 /* Sends a copy of body along route through the actor's ROUTER. */
@@ -50,6 +97,10 @@ static af_err send_routed(af_ctx *ctx, zmq_msg_t *route, int nroute,
 
 	if (router == NULL)
 		return AF_EPEERDOWN;
+	/* A send, even one that fails, may consume the ROUTER's readiness
+	 * signal: a full requester retried every millisecond would otherwise
+	 * leave the requests of everyone else unread. */
+	af__loop_kick(&ctx->loop, &ctx->actor->router_watch);
 	for (int i = 0; i <= nroute; i++) {
 		zmq_msg_t part;
 		zmq_msg_t *src = i < nroute ? &route[i] : body;
@@ -67,16 +118,16 @@ static af_err send_routed(af_ctx *ctx, zmq_msg_t *route, int nroute,
 			return e == EHOSTUNREACH ? AF_EPEERDOWN : AF_ESYS;
 		}
 	}
-	/* The send may have consumed the ROUTER's readiness signal. */
-	af__loop_kick(&ctx->loop, &ctx->actor->router_watch);
 	return AF_OK;
 }
 
-static void backlog_flush_cb(af_ctx *ctx, void *arg);
+static void lane_writable(af_ctx *ctx, void *arg);
 
-/* Pushes a copy of body into the inbox of the local requester name. */
+/* Pushes a copy of body into the inbox of the local requester name. On a
+ * full inbox, a lane's key (wait_key, 0 for none) asks to hear when it has
+ * room. */
 static af_err send_local(af_ctx *ctx, const char *name, size_t len,
-			 zmq_msg_t *body, bool wait_if_full, int64_t block_ms)
+			 zmq_msg_t *body, uint64_t wait_key, int64_t block_ms)
 {
 	af__peer *peer;
 	zmq_msg_t part;
@@ -94,31 +145,132 @@ static af_err send_local(af_ctx *ctx, const char *name, size_t len,
 	err = af__peer_send(peer, &part, NULL, block_ms);
 	if (err != AF_OK)
 		zmq_msg_close(&part);
-	if (err == AF_EAGAIN && wait_if_full)
-		af__peer_when_writable(peer, backlog_flush_cb, NULL);
+	if (err == AF_EAGAIN && wait_key != 0)
+		af__peer_when_writable(peer, lane_writable,
+				       (void *)(uintptr_t)wait_key);
 	return err;
 }
 
-static af_err send_backlog_entry(af_ctx *ctx, af__backlog *b)
+static af__backlog *lane_find(af_ctx *ctx, const af__reply_to *to)
 {
-	if (b->name != NULL)
-		return send_local(ctx, b->name, strlen(b->name), &b->body, true,
-				  0);
-	return send_routed(ctx, b->route, b->nroute, &b->body);
+	af__backlog *l;
+
+	if (ctx->backlog == NULL)
+		return NULL;
+	l = af__idmap_get(&ctx->backlog_index, requester_hash(to) | 1);
+	if (l != NULL && same_way_back(l->name, l->nroute, l->route, to))
+		return l;
+	for (l = ctx->backlog_unindexed > 0 ? ctx->backlog : NULL; l != NULL;
+	     l = l->next)
+		if (!l->indexed &&
+		    same_way_back(l->name, l->nroute, l->route, to))
+			return l;
+	return NULL;
 }
 
-static void route_retry(af__timer *t)
+static af__backlog *lane_new(af_ctx *ctx, const af__reply_to *to)
 {
-	backlog_flush_cb(AF__CONTAINER(t, af_ctx, backlog_timer), NULL);
+	af__backlog *l =
+		calloc(1, sizeof(*l) + (size_t)to->nroute * sizeof(zmq_msg_t));
+
+	if (l == NULL)
+		return NULL;
+	if (to->name != NULL) {
+		l->name = strndup(to->name, to->name_len);
+		if (l->name == NULL) {
+			free(l);
+			return NULL;
+		}
+	}
+	l->nroute = to->nroute;
+	for (int i = 0; i < to->nroute; i++) {
+		zmq_msg_init(&l->route[i]);
+		zmq_msg_copy(&l->route[i], &to->route[i]);
+	}
+	l->key = requester_hash(to) | 1; /* the id map reserves 0 */
+	if (af__idmap_get(&ctx->backlog_index, l->key) == NULL &&
+	    af__idmap_put(&ctx->backlog_index, l->key, l) == AF_OK)
+		l->indexed = true;
+	else
+		ctx->backlog_unindexed++;
+	l->next = ctx->backlog;
+	if (ctx->backlog != NULL)
+		ctx->backlog->prev = l;
+	ctx->backlog = l;
+	return l;
 }
 
-static void backlog_flush_cb(af_ctx *ctx, void *arg)
+/* Frees l, counting the answers still in it as unroutable. */
+static void lane_free(af_ctx *ctx, af__backlog *l)
 {
-	while (ctx->backlog_head != NULL) {
-		af__backlog *b = ctx->backlog_head;
-		af_err err = send_backlog_entry(ctx, b);
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		ctx->backlog = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	if (l->indexed)
+		af__idmap_take(&ctx->backlog_index, l->key);
+	else
+		ctx->backlog_unindexed--;
+	while (l->head != NULL) {
+		backlog_entry *e = l->head;
+		l->head = e->next;
+		zmq_msg_close(&e->body);
+		free(e);
+		af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
+	}
+	for (int i = 0; i < l->nroute; i++)
+		zmq_msg_close(&l->route[i]);
+	free(l->name);
+	free(l);
+}
+
+/* Appends body to l, taking it. AF_OK, or AF_ENOMEM (body untouched). */
+static af_err lane_push(af__backlog *l, zmq_msg_t *body)
+{
+	backlog_entry *e = malloc(sizeof(*e));
+
+	if (e == NULL)
+		return AF_ENOMEM;
+	e->next = NULL;
+	zmq_msg_init(&e->body);
+	zmq_msg_move(&e->body, body);
+	if (l->tail != NULL)
+		l->tail->next = e;
+	else
+		l->head = e;
+	l->tail = e;
+	return AF_OK;
+}
+
+/* Takes the answer at the head of l, which went (or never will). */
+static void lane_pop(af__backlog *l)
+{
+	backlog_entry *e = l->head;
+
+	l->head = e->next;
+	if (l->head == NULL)
+		l->tail = NULL;
+	zmq_msg_close(&e->body);
+	free(e);
+}
+
+static void route_retry(af__timer *t);
+
+/* Sends what waits in l, oldest first, until its requester is full again
+ * (it is tried again when it has room: a local inbox says so, a remote
+ * connection is retried every ROUTE_RETRY_US) or l is empty and goes. */
+static void lane_flush(af_ctx *ctx, af__backlog *l)
+{
+	while (l->head != NULL) {
+		af_err err = l->name != NULL
+				     ? send_local(ctx, l->name, strlen(l->name),
+						  &l->head->body, l->key, 0)
+				     : send_routed(ctx, l->route, l->nroute,
+						   &l->head->body);
 		if (err == AF_EAGAIN) {
-			if (b->name == NULL &&
+			if (l->name == NULL &&
 			    ctx->backlog_timer.index == SIZE_MAX) {
 				ctx->backlog_timer.cb = route_retry;
 				af__loop_timer_add(
@@ -129,62 +281,85 @@ static void backlog_flush_cb(af_ctx *ctx, void *arg)
 		}
 		if (err != AF_OK)
 			af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
-		ctx->backlog_head = b->next;
-		if (ctx->backlog_head == NULL)
-			ctx->backlog_tail = NULL;
-		backlog_free(b);
+		lane_pop(l);
+	}
+	lane_free(ctx, l);
+}
+
+/* A local requester made room. Its lane may be gone by now, or be another
+ * requester's of the same hash (harmless: that one is tried too); lanes
+ * left out of the index by a collision are tried on every call. */
+static void lane_writable(af_ctx *ctx, void *arg)
+{
+	af__backlog *l = af__idmap_get(&ctx->backlog_index, (uintptr_t)arg);
+
+	if (l != NULL && l->name != NULL)
+		lane_flush(ctx, l);
+	for (l = ctx->backlog_unindexed > 0 ? ctx->backlog : NULL; l != NULL;) {
+		af__backlog *next = l->next;
+		if (!l->indexed && l->name != NULL)
+			lane_flush(ctx, l);
+		l = next;
 	}
 }
 
-static af_err backlog_push(af_ctx *ctx, const af__reply_to *to, zmq_msg_t *body)
+static void route_retry(af__timer *t)
 {
-	af__backlog *b = calloc(1, sizeof(*b));
+	af_ctx *ctx = AF__CONTAINER(t, af_ctx, backlog_timer);
 
-	if (b == NULL)
-		return AF_ENOMEM;
-	if (to->name != NULL) {
-		b->name = strndup(to->name, to->name_len);
-		if (b->name == NULL) {
-			free(b);
-			return AF_ENOMEM;
-		}
+	for (af__backlog *l = ctx->backlog; l != NULL;) {
+		af__backlog *next = l->next;
+		if (l->name == NULL)
+			lane_flush(ctx, l);
+		l = next;
 	}
-	b->nroute = to->nroute;
-	for (int i = 0; i < to->nroute; i++) {
-		zmq_msg_init(&b->route[i]);
-		zmq_msg_copy(&b->route[i], &to->route[i]);
-	}
-	zmq_msg_init(&b->body);
-	zmq_msg_move(&b->body, body);
-	if (ctx->backlog_tail != NULL)
-		ctx->backlog_tail->next = b;
-	else
-		ctx->backlog_head = b;
-	ctx->backlog_tail = b;
-	backlog_flush_cb(ctx, NULL);
-	return AF_OK;
 }
 
 af_err af__answer(af_ctx *ctx, const af__reply_to *to, const af__envelope *env,
 		  const af_payload *payload)
 {
 	zmq_msg_t body;
+	af__backlog *l;
+	bool fresh = false;
 	af_err err = af__frame_build(&body, env, payload, ctx->max_msg);
 
 	if (err != AF_OK)
 		return err;
-	if (ctx->backlog_head != NULL)
-		err = AF_EAGAIN; /* keep answers in order behind the backlog */
-	else if (to->name != NULL)
-		err = send_local(ctx, to->name, to->name_len, &body, false, 0);
-	else
-		err = send_routed(ctx, to->route, to->nroute, &body);
-	if (err == AF_EAGAIN)
-		return backlog_push(ctx, to, &body);
+	/* Behind what already waits for this requester, to keep its order;
+	 * others' answers go their own way. */
+	l = lane_find(ctx, to);
+	if (l == NULL) {
+		err = to->name != NULL
+			      ? send_local(ctx, to->name, to->name_len, &body,
+					   0, 0)
+			      : send_routed(ctx, to->route, to->nroute, &body);
+		if (err == AF_EAGAIN) {
+			l = lane_new(ctx, to);
+			fresh = true;
+			if (l == NULL)
+				err = AF_ENOMEM;
+		}
+	}
+	if (l != NULL) {
+		err = lane_push(l, &body);
+		if (err == AF_OK) {
+			/* A new lane starts waiting for room. */
+			if (fresh)
+				lane_flush(ctx, l);
+			return AF_OK;
+		}
+		if (l->head == NULL)
+			lane_free(ctx, l);
+	}
 	zmq_msg_close(&body);
 	if (err == AF_EPEERDOWN)
 		af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
 	return err;
+}
+
+bool af__answers_waiting(af_ctx *ctx, const af__reply_to *to)
+{
+	return lane_find(ctx, to) != NULL;
 }
 
 af_err af__answer_error(af_ctx *ctx, const af__reply_to *to, uint64_t id,
@@ -213,22 +388,24 @@ void af__reply_hand_over_backlog(af_ctx *ctx, int64_t wait_ms)
 	/* A requester reading its mailbox makes room as it goes: a stopping
 	 * actor that answered thousands of queued requests waits for it
 	 * rather than drop what did not fit at once. */
-	while (ctx->backlog_head != NULL) {
-		af__backlog *b = ctx->backlog_head;
-		int64_t left_ms = (deadline_us - af__now_us()) / 1000;
-		af_err err = b->name != NULL
-				     ? send_local(ctx, b->name, strlen(b->name),
-						  &b->body, false,
-						  left_ms > 0 ? left_ms : 0)
-				     : send_routed(ctx, b->route, b->nroute,
-						   &b->body);
-
-		if (err != AF_OK)
-			af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
-		ctx->backlog_head = b->next;
-		backlog_free(b);
+	while (ctx->backlog != NULL) {
+		af__backlog *l = ctx->backlog;
+		while (l->head != NULL) {
+			int64_t left_ms = (deadline_us - af__now_us()) / 1000;
+			af_err err =
+				l->name != NULL
+					? send_local(ctx, l->name,
+						     strlen(l->name),
+						     &l->head->body, 0,
+						     left_ms > 0 ? left_ms : 0)
+					: send_routed(ctx, l->route, l->nroute,
+						      &l->head->body);
+			if (err != AF_OK)
+				af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
+			lane_pop(l);
+		}
+		lane_free(ctx, l);
 	}
-	ctx->backlog_tail = NULL;
 	af__loop_timer_del(&ctx->loop, &ctx->backlog_timer);
 }
 
@@ -303,28 +480,12 @@ af_err af_reply_error(af_ctx *ctx, af_msg *m, int code, const char *fmt, ...)
 
 /* ---- deferred requests ------------------------------------------------- */
 
-static uint64_t hash_bytes(uint64_t h, const void *data, size_t len)
-{
-	const unsigned char *p = data;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
-	return h;
-}
-
 /* The key of a request: who sent it (a local inbox, or the routing frames
  * of a remote connection) and its id, which is unique per requester. */
 static uint64_t request_key(const af__reply_to *to, uint64_t id)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	if (to->name != NULL)
-		h = hash_bytes(h, to->name, to->name_len);
-	for (int i = 0; i < to->nroute; i++)
-		h = hash_bytes(h, zmq_msg_data(&to->route[i]),
-			       zmq_msg_size(&to->route[i]));
-	h = hash_bytes(h, &id, sizeof(id));
-	return h | 1; /* the id map reserves 0 */
+	return hash_bytes(requester_hash(to), &id, sizeof(id)) |
+	       1; /* the id map reserves 0 */
 }
 
 af__reply_to af__pending_reply_to(const af_pending *p)
@@ -340,20 +501,7 @@ af__reply_to af__pending_reply_to(const af_pending *p)
 static bool same_requester(const af_pending *p, const af__reply_to *to,
 			   uint64_t id)
 {
-	if (p->id != id || p->nroute != to->nroute ||
-	    (p->name == NULL) != (to->name == NULL))
-		return false;
-	if (p->name != NULL && (strlen(p->name) != to->name_len ||
-				memcmp(p->name, to->name, to->name_len) != 0))
-		return false;
-	for (int i = 0; i < p->nroute; i++) {
-		size_t len = zmq_msg_size((zmq_msg_t *)&p->route[i]);
-		if (len != zmq_msg_size(&to->route[i]) ||
-		    memcmp(zmq_msg_data((zmq_msg_t *)&p->route[i]),
-			   zmq_msg_data(&to->route[i]), len) != 0)
-			return false;
-	}
-	return true;
+	return p->id == id && same_way_back(p->name, p->nroute, p->route, to);
 }
 
 af_pending *af__pending_find(af_ctx *ctx, const af_msg *m)
@@ -394,19 +542,34 @@ static bool wants_probe(const af_pending *p)
 	       (p->window > 0 || p->on_cancel != NULL);
 }
 
+/* Sends p's requester a probe. It goes now or never, never into the
+ * backlog: it is no answer anybody waits for, and one that meets a full
+ * queue has learnt what it asked (the requester is there); queued, it
+ * would say so of a requester that is gone. */
+static af_err probe(af_ctx *ctx, af_pending *p)
+{
+	af__envelope env = {.kind = AF_KIND_HEARTBEAT, .id = p->id};
+	zmq_msg_t body;
+	af_err err = af__frame_build(&body, &env, NULL, ctx->max_msg);
+
+	if (err != AF_OK)
+		return err;
+	err = send_routed(ctx, p->route, p->nroute, &body);
+	zmq_msg_close(&body);
+	if (err == AF_EPEERDOWN)
+		af__ctx_count(ctx, AF__STAT_UNROUTABLE, 1);
+	return err;
+}
+
 static void probe_requesters(af__timer *t)
 {
 	af_ctx *ctx = AF__CONTAINER(t, af_ctx, probe_timer);
-	af__envelope env = {.kind = AF_KIND_HEARTBEAT};
 	bool again = false;
 
 	for (af_pending *p = ctx->deferred; p != NULL; p = p->next) {
-		af__reply_to to;
 		if (!wants_probe(p))
 			continue;
-		to = af__pending_reply_to(p);
-		env.id = p->id;
-		if (af__answer(ctx, &to, &env, NULL) == AF_EPEERDOWN)
+		if (probe(ctx, p) == AF_EPEERDOWN)
 			af__pending_cancel_soon(ctx, p);
 		else
 			again = true;

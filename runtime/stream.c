@@ -121,8 +121,9 @@ uint64_t af_pending_in_flight(const af_pending *p)
 }
 
 /* Adds a chunk to the batch going to a local consumer. False
- * when it has to go alone (too large, answers waiting in the backlog
- * ahead of it, a full mailbox): it then goes as an ordinary answer. */
+ * when it has to go alone (too large, answers to the consumer waiting in
+ * the backlog ahead of it, a full mailbox): it then goes as an ordinary
+ * answer. */
 static bool batch_chunk(af_ctx *ctx, af_pending *p, const af__envelope *env,
 			const af_payload *payload, af_err *err)
 {
@@ -130,10 +131,16 @@ static bool batch_chunk(af_ctx *ctx, af_pending *p, const af__envelope *env,
 	size_t header_len;
 	size_t payload_len;
 	const void *payload_bytes;
+	af__reply_to to;
 	af__peer *peer;
 
-	if (p->name == NULL || ctx->backlog_head != NULL)
+	if (p->name == NULL)
 		return false;
+	if (ctx->backlog != NULL) {
+		to = af__pending_reply_to(p);
+		if (af__answers_waiting(ctx, &to))
+			return false;
+	}
 	if (payload != NULL && af_payload_status(payload) != AF_OK)
 		return false;
 	payload_bytes = af__payload_bytes(payload, &payload_len);

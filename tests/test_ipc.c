@@ -1504,6 +1504,117 @@ static void test_unreadable_answers_end_their_request(void **state)
 	test_signal_fini(&hung);
 }
 
+/* ---- a requester that stops reading --------------------------------- */
+
+/* Sends on raw a request of type for id, granting window (0: a plain
+ * request), with the payload's bytes. */
+static void raw_request(void *raw, uint64_t id, uint64_t window,
+			const char *type, const void *payload, size_t len)
+{
+	af__envelope env = {.kind = AF_KIND_REQUEST,
+			    .id = id,
+			    .seq = window,
+			    .type = type,
+			    .type_len = strlen(type)};
+	uint8_t *buf = malloc(AF__HEADER_MAX + len);
+	size_t n;
+
+	assert_non_null(buf);
+	assert_int_equal(af__envelope_header(buf, AF__HEADER_MAX, &n, &env),
+			 AF_OK);
+	memcpy(buf + n, payload, len);
+	raw_send(raw, buf, n + len);
+	free(buf);
+}
+
+/* A requester that stops reading holds up its own answers only: answers
+ * to everyone else, local or remote, go on, and so do the probes that
+ * find a vanished stream consumer. Its own answers wait, in order, and
+ * are all there when it reads again. */
+static void test_a_full_requester_holds_up_only_itself(void **state)
+{
+	enum { N = 2000, SIZE = 1024 };
+	test_signal replied;
+	test_signal blocked;
+	test_signal cancelled;
+	stream_watch watch = {.cancelled = &cancelled, .blocked = &blocked};
+	echo_config cfg = {.replied = &replied, .streams = &watch};
+	static const uint8_t endless[] = {0x81, 0xa1, 'n', 0x00}; /* n: 0 */
+	af_system *sys;
+	af_system_stats stats;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	uint8_t *buf = malloc(SIZE + 64);
+	void *hog_ctx = zmq_ctx_new();
+	void *hog = zmq_socket(hog_ctx, ZMQ_DEALER);
+	void *other_ctx;
+	void *other;
+	void *consumer_ctx;
+	void *consumer;
+	int linger = 0;
+	int one = 1;
+
+	test_signal_init(&replied);
+	test_signal_init(&blocked);
+	test_signal_init(&cancelled);
+	sys = raw_target(&cfg);
+	/* The hog takes one answer at a time into its queue, and reads
+	 * none: the rest wait at the actor once the connection is full. */
+	zmq_setsockopt(hog, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(hog, ZMQ_RCVHWM, &one, sizeof(one));
+	assert_int_equal(zmq_connect(hog, endpoint), 0);
+	assert_non_null(buf);
+	buf[0] = 0xc6; /* bin32 of SIZE bytes */
+	buf[1] = 0;
+	buf[2] = 0;
+	buf[3] = SIZE >> 8;
+	buf[4] = SIZE & 0xff;
+	memset(buf + 5, 'x', SIZE);
+	for (uint64_t id = 1; id <= N; id++)
+		raw_request(hog, id, 0, "echo", buf, SIZE + 5);
+	/* Generous: valgrind on a loaded machine is slow. */
+	assert_true(test_signal_wait(&replied, N, 60000));
+
+	/* A stream consumer that vanishes while the hog is full: the
+	 * producer's probe finds it gone, and its cancel hook runs. */
+	consumer = raw_dealer(&consumer_ctx, endpoint);
+	raw_request(consumer, 7, 4, "stream", endless, sizeof(endless));
+	assert_true(test_signal_wait(&blocked, 1, 10000));
+	raw_close(consumer_ctx, consumer);
+	assert_true(test_signal_wait(&cancelled, 1, 10000));
+
+	/* A local requester and another remote one are answered. */
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(
+		af_client_request(c, "echo", "echo", NULL, 5000, &reply),
+		AF_OK);
+	af_msg_destroy(&reply);
+	af_client_destroy(&c);
+	other = raw_dealer(&other_ctx, endpoint);
+	raw_echo_ok(other, NULL);
+	raw_close(other_ctx, other);
+
+	/* The hog reads at last: every answer, in order. */
+	for (uint64_t id = 1; id <= N; id++) {
+		af__envelope env;
+		int n = raw_recv(hog, buf, SIZE + 64, 10000);
+		assert_true(n > 0);
+		assert_int_equal(af__envelope_decode_header(
+					 &env, buf, (size_t)n, SIZE_MAX),
+				 AF_OK);
+		assert_int_equal(env.kind, AF_KIND_REPLY);
+		assert_int_equal(env.id, id);
+	}
+	assert_int_equal(af_system_get_stats(sys, &stats), AF_OK);
+	assert_int_equal(stats.dropped, 0);
+	af_system_destroy(&sys);
+	raw_close(hog_ctx, hog);
+	free(buf);
+	test_signal_fini(&replied);
+	test_signal_fini(&blocked);
+	test_signal_fini(&cancelled);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1540,6 +1651,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_unreadable_answers_end_their_request, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_a_full_requester_holds_up_only_itself, setup,
 			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
