@@ -308,32 +308,20 @@ af_err cli_json_file_parse(cli_json_file *f, const char *text, const char *path,
 	return rc;
 }
 
-af_err cli_json_file_load(cli_json_file *f, const char *path, size_t max_mib,
-			  const char *what, char *err, size_t err_cap)
+af_err cli_read_text(FILE *fp, size_t max, char **out)
 {
-	size_t max = max_mib << 20;
-	FILE *fp;
 	char *text = NULL;
 	size_t len = 0;
 	size_t cap = 0;
-	af_err rc;
 
-	memset(f, 0, sizeof(*f));
-	fp = fopen(path, "r");
-	if (fp == NULL) {
-		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
-		return AF_ESYS;
-	}
+	*out = NULL;
 	for (;;) {
 		size_t n;
 		if (len > max) {
-			snprintf(err, err_cap,
-				 "%s: larger than %zu MiB: not %s", path,
-				 max_mib, what);
-			rc = AF_EINVAL;
-			goto free_text;
+			free(text);
+			return AF_EMSGSIZE;
 		}
-		/* Room for a byte past max, to see the file is larger, and
+		/* Room for a byte past max, to see the text is larger, and
 		 * for the NUL. */
 		if (len + 1 >= cap) {
 			char *t;
@@ -342,10 +330,8 @@ af_err cli_json_file_load(cli_json_file *f, const char *path, size_t max_mib,
 				cap = max + 2;
 			t = realloc(text, cap);
 			if (t == NULL) {
-				snprintf(err, err_cap, "%s: out of memory",
-					 path);
-				rc = AF_ENOMEM;
-				goto free_text;
+				free(text);
+				return AF_ENOMEM;
 			}
 			text = t;
 		}
@@ -355,18 +341,51 @@ af_err cli_json_file_load(cli_json_file *f, const char *path, size_t max_mib,
 			break;
 	}
 	if (ferror(fp)) {
-		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
-		rc = AF_ESYS;
-		goto free_text;
+		free(text);
+		return AF_ESYS;
 	}
 	text[len] = '\0';
-	if (strlen(text) != len) {
-		snprintf(err, err_cap, "%s: holds a NUL byte: not JSON", path);
-		rc = AF_EINVAL;
-		goto free_text;
+	if (memchr(text, '\0', len) != NULL) {
+		free(text);
+		return AF_EINVAL;
 	}
-	rc = cli_json_file_parse(f, text, path, err, err_cap);
-free_text:
+	*out = text;
+	return AF_OK;
+}
+
+af_err cli_json_file_load(cli_json_file *f, const char *path, size_t max_mib,
+			  const char *what, char *err, size_t err_cap)
+{
+	FILE *fp;
+	char *text = NULL;
+	af_err rc;
+
+	memset(f, 0, sizeof(*f));
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
+		return AF_ESYS;
+	}
+	rc = cli_read_text(fp, max_mib << 20, &text);
+	switch (rc) {
+	case AF_OK:
+		rc = cli_json_file_parse(f, text, path, err, err_cap);
+		break;
+	case AF_EMSGSIZE:
+		snprintf(err, err_cap, "%s: larger than %zu MiB: not %s", path,
+			 max_mib, what);
+		rc = AF_EINVAL;
+		break;
+	case AF_EINVAL:
+		snprintf(err, err_cap, "%s: holds a NUL byte: not JSON", path);
+		break;
+	case AF_ESYS:
+		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
+		break;
+	default:
+		snprintf(err, err_cap, "%s: out of memory", path);
+		break;
+	}
 	free(text);
 	fclose(fp);
 	return rc;

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -34,6 +35,12 @@ typedef struct cli_json_file {
 	char *err; /* where cli_json_fail writes */
 	size_t err_cap;
 } cli_json_file;
+
+/* Reads all of fp into *out (malloc'ed, NUL-terminated; the caller frees
+ * it). AF_OK; AF_EMSGSIZE when it holds more than max bytes; AF_EINVAL
+ * when it holds a NUL byte (a parser would stop there, unseen); AF_ESYS
+ * when reading failed (errno says why); AF_ENOMEM. */
+af_err cli_read_text(FILE *fp, size_t max, char **out);
 
 /* Reads the file at path (at most max_mib MiB, no NUL byte) and parses
  * it. AF_OK; otherwise a one-line message in err ("x.json:3:7: invalid

@@ -16,6 +16,7 @@
 #include <actorflow/actorflow.h>
 
 #include "cli.h"
+#include "json_file.h"
 #include "json_msgpack.h"
 #include "keys.h"
 
@@ -649,54 +650,28 @@ static int client_new(const args *a, af_client **c)
  * -1 when read; otherwise the exit code, after saying why on stderr. */
 static int read_all(const args *a, FILE *fp, const char *name, char **out)
 {
-	size_t max = (size_t)MAX_JSON_MIB << 20;
-	size_t len = 0;
-	size_t cap = 0;
-	char *text = NULL;
+	af_err err = cli_read_text(fp, (size_t)MAX_JSON_MIB << 20, out);
 
-	for (;;) {
-		size_t n;
-		if (len + 1 >= cap) {
-			char *t;
-			cap = cap == 0 ? 65536 : cap * 2;
-			if (cap > max + 2)
-				cap = max + 2;
-			t = realloc(text, cap);
-			if (t == NULL) {
-				free(text);
-				return report(a, AF_ENOMEM, NULL);
-			}
-			text = t;
-		}
-		n = fread(text + len, 1, cap - len - 1, fp);
-		len += n;
-		if (len > max) {
-			fprintf(stderr,
-				"actorflow %s: %s: larger than %d MiB: not a "
-				"payload\n",
-				a->prog, name, MAX_JSON_MIB);
-			free(text);
-			return CLI_EXIT_USAGE;
-		}
-		if (n == 0)
-			break;
-	}
-	if (ferror(fp)) {
-		fprintf(stderr, "actorflow %s: cannot read %s: %s\n", a->prog,
-			name, strerror(errno));
-		free(text);
+	switch (err) {
+	case AF_OK:
+		return -1;
+	case AF_EMSGSIZE:
+		fprintf(stderr,
+			"actorflow %s: %s: larger than %d MiB: not a "
+			"payload\n",
+			a->prog, name, MAX_JSON_MIB);
 		return CLI_EXIT_USAGE;
-	}
-	text[len] = '\0';
-	/* The parser stops at a NUL: what follows would go unseen. */
-	if (memchr(text, '\0', len) != NULL) {
+	case AF_EINVAL:
 		fprintf(stderr, "actorflow %s: %s holds a NUL byte: not JSON\n",
 			a->prog, name);
-		free(text);
 		return CLI_EXIT_USAGE;
+	case AF_ESYS:
+		fprintf(stderr, "actorflow %s: cannot read %s: %s\n", a->prog,
+			name, strerror(errno));
+		return CLI_EXIT_USAGE;
+	default:
+		return report(a, err, NULL);
 	}
-	*out = text;
-	return -1;
 }
 
 /* The JSON text of the payload: the argument itself, or what "-" (stdin)
