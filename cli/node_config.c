@@ -72,6 +72,7 @@ static const field retrieval_fields[] = {
 	FIELD(af_retrieval_config, max_top_k, F_INT),
 	CHOICE(af_retrieval_config, mode, modes),
 	FIELD(af_retrieval_config, max_document_bytes, F_SIZE),
+	FIELD(af_retrieval_config, max_load_bytes, F_SIZE),
 	CHOICE(af_retrieval_config, embed_provider, embed_providers),
 	FIELD(af_retrieval_config, embed_base_url, F_STR),
 	FIELD(af_retrieval_config, embed_model, F_STR),

@@ -991,6 +991,42 @@ static void test_nil_options_are_absent(void **state)
 	expect_stats(f, 2, 2);
 }
 
+/* A folder whose files hold more than max_load_bytes in all is refused
+ * when walked, before anything is read: all of it would be held in
+ * memory until the one write at the end. */
+static void test_load_dir_too_large(void **state)
+{
+	static const char a[] = "Bees visit many flowers for nectar.";
+	static const char b[] = "Soil holds many small creatures.";
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	af_msg *m = NULL;
+	char want[160], path[128];
+
+	af_retrieval_config_init(&cfg);
+	cfg.max_load_bytes = strlen(a) + strlen(b) - 1;
+	spawn(f, &cfg);
+	write_file(f->dir, "a.txt", a);
+	write_file(f->dir, "b.txt", b);
+	snprintf(want, sizeof(want), "%s holds %zu bytes", f->dir,
+		 strlen(a) + strlen(b));
+	expect_error(f, "load_dir", load_dir_payload(f->dir, -1), AF_EMSGSIZE,
+		     want);
+	snprintf(want, sizeof(want), "at most %zu (max_load_bytes)",
+		 cfg.max_load_bytes);
+	expect_error(f, "load_dir", load_dir_payload(f->dir, -1), AF_EMSGSIZE,
+		     want);
+	expect_stats(f, 0, 0);
+	/* Under the bound, the folder loads. */
+	snprintf(path, sizeof(path), "%s/b.txt", f->dir);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(
+		request(f, "load_dir", load_dir_payload(f->dir, -1), &m),
+		AF_OK);
+	af_msg_destroy(&m);
+	expect_stats(f, 1, 1);
+}
+
 static void test_load_dir_bad_name(void **state)
 {
 	fixture *f = *state;
@@ -1563,6 +1599,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_nil_options_are_absent,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_dir_too_large, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir_bad_name, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_load_dir_progress, setup,

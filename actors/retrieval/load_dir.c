@@ -347,6 +347,13 @@ af_err af__load_dir_start(retrieval *r, af_msg *m, const char *path,
 		r->loads->prev = l;
 	r->loads = l;
 	err = walk(l, path, "", recursive, why);
+	if (err == AF_OK && l->bytes_total > r->max_load_bytes)
+		err = af__ingest_why(why, AF_EMSGSIZE,
+				     "%s holds %llu bytes of text files; a "
+				     "load_dir reads at most %llu "
+				     "(max_load_bytes)",
+				     path, (unsigned long long)l->bytes_total,
+				     (unsigned long long)r->max_load_bytes);
 	if (err != AF_OK) {
 		load_free(l, false);
 		return af_reply_error(r->ctx, m, err, "%s",

@@ -715,6 +715,8 @@ static af_err init(af_ctx *ctx, const void *config, void **state)
 	r->max_document_bytes = cfg->max_document_bytes > 0
 					? cfg->max_document_bytes
 					: (size_t)16 << 20;
+	r->max_load_bytes =
+		cfg->max_load_bytes > 0 ? cfg->max_load_bytes : (size_t)1 << 30;
 	r->embed_timeout_ms =
 		cfg->embed_timeout_ms > 0 ? cfg->embed_timeout_ms : 60000;
 	err = AF_EINVAL;

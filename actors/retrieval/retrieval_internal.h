@@ -72,6 +72,7 @@ struct retrieval {
 	int max_top_k;
 	retrieval_mode mode;
 	size_t max_document_bytes;
+	size_t max_load_bytes;
 	int64_t embed_timeout_ms;
 	af_payload *out;  /* reused to encode replies */
 	af_payload *meta; /* reused to encode metadata */

@@ -85,7 +85,8 @@
  *   AF_ENOTFOUND  load_dir of a path that does not exist
  *   AF_ESYS       a file that cannot be read (load_dir: nothing of the
  *                 folder is stored)
- *   AF_EMSGSIZE   a document above max_document_bytes
+ *   AF_EMSGSIZE   a document above max_document_bytes; a load_dir of
+ *                 files above max_load_bytes in all
  *   AF_EIO        SQLite failed (a corrupt or read-only database file)
  *   embeddings    the chat actor's HTTP errors (AF_EHTTP, AF_EPEERDOWN,
  *                 AF_ETIMEDOUT, AF_EPROTO) from the embeddings endpoint
@@ -150,6 +151,10 @@ typedef struct af_retrieval_config {
 	const char *mode;
 	/* The largest document accepted, in bytes; 0: 16 MiB. */
 	size_t max_document_bytes;
+	/* The most a load_dir reads, in bytes over all its files (as the
+	 * walk finds their sizes): all of it is held until the one write at
+	 * the end. 0: 1 GiB. */
+	size_t max_load_bytes;
 
 	/* Embeddings: "openai" (POST {base_url}/embeddings) or "ollama"
 	 * (POST {base_url}/api/embed); NULL: none (bm25 only). */
