@@ -1554,6 +1554,45 @@ static void test_writes_apply_in_arrival_order(void **state)
 	expect_stats(f, 2, 2);
 }
 
+/* An insert whose only document a later delete took reserves room for
+ * its vectors and adds none; vectors of a larger dimension after it get
+ * room of their own (they once overflowed the room reserved for the
+ * smaller ones, under ASan a heap-buffer-overflow). */
+static void test_unused_room_of_another_dimension(void **state)
+{
+	fixture *f = *state;
+	af_retrieval_config cfg;
+	af_stream *slow;
+	af_payload *p;
+	af_msg *m = NULL;
+	char id[16];
+
+	embed_config(f, &cfg, "ollama");
+	cfg.embed_max_retries = 1;
+	spawn(f, &cfg);
+	slow = late_insert(f, "x", "The walrus text.");
+	delete_doc(f, "x", 0);
+	finish_late_insert(slow);
+	expect_stats(f, 0, 0);
+	mockllm_set(f->mock, &(mockllm_opts){.embed_dim = 768});
+	p = new_payload();
+	af_pack_map(p, 1);
+	af_pack_str(p, "documents");
+	af_pack_array(p, 100);
+	for (int i = 0; i < 100; i++) {
+		snprintf(id, sizeof(id), "d%d", i);
+		af_pack_map(p, 2);
+		af_pack_str(p, "id");
+		af_pack_str(p, id);
+		af_pack_str(p, "text");
+		af_pack_str(p, i == 42 ? bees : soil);
+	}
+	assert_int_equal(request(f, "insert", p, &m), AF_OK);
+	af_msg_destroy(&m);
+	expect_stats(f, 100, 100);
+	expect_top(f, "waggle dance", "vector", "d42");
+}
+
 /* An insert sent while a load_dir of the same file is still reading is
  * not overwritten by the folder's older file. */
 static void test_insert_during_load_dir_stays(void **state)
@@ -1615,6 +1654,8 @@ int main(void)
 			test_writes_apply_in_arrival_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_insert_during_load_dir_stays, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_unused_room_of_another_dimension, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_index_in_step, setup,

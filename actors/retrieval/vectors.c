@@ -10,6 +10,7 @@ struct af_vindex {
 	size_t rows; /* rows in use, dead ones included */
 	size_t dead;
 	size_t cap;
+	int room_dim; /* the dimension m's cap rows were sized for */
 	int64_t *ids; /* increasing; a dead row's id is negated minus one */
 	float *m;     /* rows * dim floats */
 };
@@ -93,7 +94,10 @@ static af_err grow(af_vindex *v, size_t want, size_t d)
 
 	while (cap < want)
 		cap *= 2;
-	if (cap == v->cap)
+	/* Room reserved for vectors of another dimension, and never used
+	 * (the index is empty, or it would hold that dimension), is resized
+	 * too. */
+	if (cap == v->cap && (size_t)v->room_dim == d)
 		return AF_OK;
 	if (cap > SIZE_MAX / sizeof(float) / d)
 		return AF_ENOMEM;
@@ -106,6 +110,7 @@ static af_err grow(af_vindex *v, size_t want, size_t d)
 		return AF_ENOMEM;
 	v->m = m;
 	v->cap = cap;
+	v->room_dim = (int)d;
 	return AF_OK;
 }
 
@@ -126,7 +131,8 @@ af_err af__vindex_add(af_vindex *v, int64_t id, const float *vec, int dim)
 
 	if (dim <= 0 || id < 0 || (v->dim != 0 && dim != v->dim))
 		return AF_EINVAL;
-	if (v->rows == v->cap && grow(v, v->rows + 1, d) != AF_OK)
+	if ((v->rows == v->cap || (size_t)v->room_dim != d) &&
+	    grow(v, v->rows + 1, d) != AF_OK)
 		return AF_ENOMEM;
 	v->dim = dim;
 	at = v->rows;
@@ -165,6 +171,7 @@ void af__vindex_remove(af_vindex *v, int64_t id)
 		v->ids = NULL;
 		v->m = NULL;
 		v->cap = 0;
+		v->room_dim = 0;
 		v->dim = 0;
 	}
 }
