@@ -40,6 +40,7 @@ typedef struct af__backlog {
 	struct af__backlog *next;
 	uint64_t key;
 	bool indexed; /* false after a hash collision: found by a scan */
+	bool polled;  /* retried by the timer, not woken by its requester */
 	backlog_entry *head;
 	backlog_entry *tail;
 	char *name; /* a local requester's inbox, or NULL */
@@ -125,9 +126,10 @@ static void lane_writable(af_ctx *ctx, void *arg);
 
 /* Pushes a copy of body into the inbox of the local requester name. On a
  * full inbox, a lane's key (wait_key, 0 for none) asks to hear when it has
- * room. */
+ * room; AF_EAGAIN then says whether it will (*watched, may be NULL). */
 static af_err send_local(af_ctx *ctx, const char *name, size_t len,
-			 zmq_msg_t *body, uint64_t wait_key, int64_t block_ms)
+			 zmq_msg_t *body, uint64_t wait_key, int64_t block_ms,
+			 bool *watched)
 {
 	af__peer *peer;
 	zmq_msg_t part;
@@ -145,9 +147,10 @@ static af_err send_local(af_ctx *ctx, const char *name, size_t len,
 	err = af__peer_send(peer, &part, NULL, block_ms);
 	if (err != AF_OK)
 		zmq_msg_close(&part);
-	if (err == AF_EAGAIN && wait_key != 0)
-		af__peer_when_writable(peer, lane_writable,
-				       (void *)(uintptr_t)wait_key);
+	if (err == AF_EAGAIN && wait_key != 0 && watched != NULL)
+		*watched = af__peer_when_writable(
+				   peer, lane_writable,
+				   (void *)(uintptr_t)wait_key) == AF_OK;
 	return err;
 }
 
@@ -264,14 +267,18 @@ static void route_retry(af__timer *t);
 static void lane_flush(af_ctx *ctx, af__backlog *l)
 {
 	while (l->head != NULL) {
+		bool watched = false;
 		af_err err = l->name != NULL
 				     ? send_local(ctx, l->name, strlen(l->name),
-						  &l->head->body, l->key, 0)
+						  &l->head->body, l->key, 0,
+						  &watched)
 				     : send_routed(ctx, l->route, l->nroute,
 						   &l->head->body);
 		if (err == AF_EAGAIN) {
-			if (l->name == NULL &&
-			    ctx->backlog_timer.index == SIZE_MAX) {
+			/* A remote requester, or a local one whose wait could
+			 * not be set (out of memory), is tried again soon. */
+			l->polled = !watched;
+			if (l->polled && ctx->backlog_timer.index == SIZE_MAX) {
 				ctx->backlog_timer.cb = route_retry;
 				af__loop_timer_add(
 					&ctx->loop, &ctx->backlog_timer,
@@ -309,7 +316,7 @@ static void route_retry(af__timer *t)
 
 	for (af__backlog *l = ctx->backlog; l != NULL;) {
 		af__backlog *next = l->next;
-		if (l->name == NULL)
+		if (l->polled)
 			lane_flush(ctx, l);
 		l = next;
 	}
@@ -331,7 +338,7 @@ af_err af__answer(af_ctx *ctx, const af__reply_to *to, const af__envelope *env,
 	if (l == NULL) {
 		err = to->name != NULL
 			      ? send_local(ctx, to->name, to->name_len, &body,
-					   0, 0)
+					   0, 0, NULL)
 			      : send_routed(ctx, to->route, to->nroute, &body);
 		if (err == AF_EAGAIN) {
 			l = lane_new(ctx, to);
@@ -397,7 +404,8 @@ void af__reply_hand_over_backlog(af_ctx *ctx, int64_t wait_ms)
 					? send_local(ctx, l->name,
 						     strlen(l->name),
 						     &l->head->body, 0,
-						     left_ms > 0 ? left_ms : 0)
+						     left_ms > 0 ? left_ms : 0,
+						     NULL)
 					: send_routed(ctx, l->route, l->nroute,
 						      &l->head->body);
 			if (err != AF_OK)
