@@ -46,8 +46,12 @@ static const char node_help[] =
 	"\n"
 	"An actor's \"config\" takes the fields of its af_<type>_config\n"
 	"struct, same names (include/actorflow/<type>.h). Unknown keys are\n"
-	"errors. Directories of ipc sockets are created owner-only (0700);\n"
-	"a directory others can write to is refused. tcp://:PORT binds\n"
+	"errors, and so are values the actor would refuse at start\n"
+	"(chunk_overlap not below chunk_size, top_k above max_top_k, a\n"
+	"negative count, a template without its placeholders), each named\n"
+	"with its file, line and key. Directories of ipc sockets are\n"
+	"created owner-only (0700); a directory others can write to is\n"
+	"refused. tcp://:PORT binds\n"
 	"127.0.0.1. A tcp host other than loopback (127.0.0.0/8 in any\n"
 	"spelling, ::1, localhost) is refused unless the node has \"curve\"\n"
 	"(then one address or interface of the machine may be bound) or\n"
@@ -171,6 +175,76 @@ static const char *export_error(const char *endpoint, af_err rc, char *buf,
 	return "in use by another process";
 }
 
+/* The retrieval actor opens its db_path in its init, and a failure there
+ * comes back from af_spawn as a bare code: the runtime keeps no text of
+ * an init's error. What can be seen from here (a folder that is missing,
+ * is not one or cannot be written to, for the database and its -wal and
+ * -shm files; a file that cannot be read and written) is said before any
+ * actor starts, naming the actor, the key and the value. */
+static int check_db_path(const cli_actor_spec *s, char *err, size_t cap)
+{
+	const char *path;
+	char dir[4096];
+	const char *slash;
+	struct stat st;
+
+	if (strcmp(s->type, "retrieval") != 0)
+		return 0;
+	path = s->cfg.retrieval.db_path;
+	if (path == NULL || strcmp(path, ":memory:") == 0 ||
+	    strncmp(path, "file:", 5) == 0)
+		return 0;
+	slash = strrchr(path, '/');
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (stat(dir, &st) != 0) {
+		snprintf(err, cap, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, cap, "%s is not a directory", dir);
+		return -1;
+	}
+	if (access(dir, W_OK | X_OK) != 0) {
+		snprintf(err, cap, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			snprintf(err, cap, "it is a directory");
+			return -1;
+		}
+		if (access(path, R_OK | W_OK) != 0) {
+			snprintf(err, cap, "%s", strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The key an actor's init failure most likely comes from, when the code
+ * says: in buf, or "" when nothing more is known. The config reader has
+ * refused what init would refuse as AF_EINVAL. */
+static const char *spawn_hint(const cli_actor_spec *s, af_err rc, char *buf,
+			      size_t cap)
+{
+	const char *path = strcmp(s->type, "retrieval") == 0
+				   ? s->cfg.retrieval.db_path
+				   : NULL;
+
+	buf[0] = '\0';
+	if (rc == AF_EIO && path != NULL)
+		snprintf(buf, cap,
+			 " (db_path %s: cannot open it as this actor's "
+			 "database)",
+			 path);
+	return buf;
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -237,6 +311,15 @@ static int run(const cli_node_config *c)
 		fprintf(stderr, "actorflow node: %s\n", err);
 		return CLI_EXIT_OTHER;
 	}
+	for (size_t i = 0; i < c->nactors; i++)
+		if (check_db_path(&c->actors[i], err, sizeof(err)) != 0) {
+			fprintf(stderr,
+				"actorflow node: actor '%s' (%s): db_path %s: "
+				"cannot open: %s\n",
+				c->actors[i].name, c->actors[i].type,
+				c->actors[i].cfg.retrieval.db_path, err);
+			return CLI_EXIT_OTHER;
+		}
 	/* Blocked since cli_node_main began: taken by sigwait on this
 	 * thread only. */
 	stop_signals(&set);
@@ -260,9 +343,10 @@ static int run(const cli_node_config *c)
 		if (rc != AF_OK) {
 			fprintf(stderr,
 				"actorflow node: actor '%s' (%s) did not "
-				"start: %s: %s\n",
+				"start: %s: %s%s\n",
 				s->name, s->type, af_errname(rc),
-				af_strerror(rc));
+				af_strerror(rc),
+				spawn_hint(s, rc, err, sizeof(err)));
 			goto fail;
 		}
 		if (s->export_endpoint != NULL &&

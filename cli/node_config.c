@@ -24,7 +24,19 @@ typedef cli_json_file parse;
 
 /* ---- fields ------------------------------------------------------------ */
 
-typedef enum fkind { F_STR, F_INT, F_I64, F_U32, F_SIZE, F_DOUBLE } fkind;
+/* F_COUNT and F_MS are an int and an int64_t that may not be negative:
+ * fields where 0 means the default and a negative value means nothing
+ * (or is refused by the actor at spawn). */
+typedef enum fkind {
+	F_STR,
+	F_INT,
+	F_I64,
+	F_U32,
+	F_SIZE,
+	F_DOUBLE,
+	F_COUNT,
+	F_MS
+} fkind;
 
 typedef struct field {
 	const char *key;
@@ -66,10 +78,10 @@ static const field chat_fields[] = {
 
 static const field retrieval_fields[] = {
 	FIELD(af_retrieval_config, db_path, F_STR),
-	FIELD(af_retrieval_config, chunk_size, F_INT),
+	FIELD(af_retrieval_config, chunk_size, F_COUNT),
 	FIELD(af_retrieval_config, chunk_overlap, F_INT),
-	FIELD(af_retrieval_config, top_k, F_INT),
-	FIELD(af_retrieval_config, max_top_k, F_INT),
+	FIELD(af_retrieval_config, top_k, F_COUNT),
+	FIELD(af_retrieval_config, max_top_k, F_COUNT),
 	CHOICE(af_retrieval_config, mode, modes),
 	FIELD(af_retrieval_config, max_document_bytes, F_SIZE),
 	FIELD(af_retrieval_config, max_load_bytes, F_SIZE),
@@ -77,10 +89,10 @@ static const field retrieval_fields[] = {
 	FIELD(af_retrieval_config, embed_base_url, F_STR),
 	FIELD(af_retrieval_config, embed_model, F_STR),
 	FIELD(af_retrieval_config, embed_api_key_env, F_STR),
-	FIELD(af_retrieval_config, embed_batch_size, F_INT),
-	FIELD(af_retrieval_config, embed_max_concurrent, F_INT),
+	FIELD(af_retrieval_config, embed_batch_size, F_COUNT),
+	FIELD(af_retrieval_config, embed_max_concurrent, F_COUNT),
 	FIELD(af_retrieval_config, embed_max_retries, F_INT),
-	FIELD(af_retrieval_config, embed_timeout_ms, F_I64),
+	FIELD(af_retrieval_config, embed_timeout_ms, F_MS),
 	FIELD(af_retrieval_config, embed_ca_file, F_STR),
 	{NULL, F_STR, 0, NULL}};
 
@@ -88,15 +100,15 @@ static const field query_fields[] = {
 	FIELD(af_query_config, retriever, F_STR),
 	FIELD(af_query_config, chat, F_STR),
 	FIELD(af_query_config, gather, F_STR),
-	FIELD(af_query_config, top_k, F_INT),
+	FIELD(af_query_config, top_k, F_COUNT),
 	CHOICE(af_query_config, mode, modes),
 	CHOICE(af_query_config, response_mode, response_modes),
-	FIELD(af_query_config, context_words, F_INT),
+	FIELD(af_query_config, context_words, F_COUNT),
 	FIELD(af_query_config, qa_template, F_STR),
 	FIELD(af_query_config, refine_template, F_STR),
 	FIELD(af_query_config, summary_template, F_STR),
 	FIELD(af_query_config, system_prompt, F_STR),
-	FIELD(af_query_config, timeout_ms, F_I64),
+	FIELD(af_query_config, timeout_ms, F_MS),
 	FIELD(af_query_config, excerpt_bytes, F_SIZE),
 	FIELD(af_query_config, empty_response, F_STR),
 	{NULL, F_STR, 0, NULL}};
@@ -110,22 +122,105 @@ static const field gather_fields[] = {
 /* Functions are C pointers: a config cannot name its own, so an offload
  * actor of the command runs the built-in ones of functions.h. */
 static const field offload_fields[] = {
-	FIELD(af_offload_config, workers, F_INT),
-	FIELD(af_offload_config, queue_capacity, F_INT),
+	FIELD(af_offload_config, workers, F_COUNT),
+	FIELD(af_offload_config, queue_capacity, F_COUNT),
 	{NULL, F_STR, 0, NULL}};
+
+/* ---- checks across fields ---------------------------------------------- */
+
+/* What an actor's init would refuse with a bare AF_EINVAL is said here,
+ * when the file is read, naming the file, the line and the key: nothing
+ * has started yet, and `up` checks every node's config this way before it
+ * starts any. Each check mirrors the init it guards (its header says what
+ * the init refuses); obj is the actor's "config" object. */
+typedef af_err (*config_check)(parse *p, const char *where, const cJSON *obj,
+			       const void *cfg);
+
+/* The item of key in obj, or obj itself when key is not there (a value
+ * that comes from a default), for the line of a message. */
+static const cJSON *item_or(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return v != NULL ? v : obj;
+}
+
+static af_err check_retrieval(parse *p, const char *where, const cJSON *obj,
+			      const void *config)
+{
+	const af_retrieval_config *c = config;
+	int size = c->chunk_size > 0 ? c->chunk_size : AF_RETRIEVAL_CHUNK_SIZE;
+	int top_k = c->top_k > 0 ? c->top_k : AF_RETRIEVAL_TOP_K;
+	int max_top_k =
+		c->max_top_k > 0 ? c->max_top_k : AF_RETRIEVAL_MAX_TOP_K;
+
+	/* A default overlap shrinks to fit a small chunk_size; a given one
+	 * must be below it (a negative one means none). */
+	if (c->chunk_overlap > 0 && c->chunk_overlap >= size)
+		return cli_json_fail(
+			p, item_or(obj, "chunk_overlap"),
+			"%s.chunk_overlap: %d must be below chunk_size (%d%s)",
+			where, c->chunk_overlap, size,
+			c->chunk_size > 0 ? "" : ", the default");
+	/* A hybrid retrieve ranks each list to twice top_k, in an int. */
+	if (max_top_k > INT_MAX / 2)
+		return cli_json_fail(p, item_or(obj, "max_top_k"),
+				     "%s.max_top_k: %d is above %d", where,
+				     max_top_k, INT_MAX / 2);
+	if (top_k > max_top_k)
+		return cli_json_fail(p, item_or(obj, "top_k"),
+				     "%s.top_k: %d is above max_top_k (%d%s)",
+				     where, top_k, max_top_k,
+				     c->max_top_k > 0 ? "" : ", the default");
+	return AF_OK;
+}
+
+static af_err check_template(parse *p, const char *where, const cJSON *obj,
+			     const char *key, const char *tmpl, bool refine)
+{
+	/* The placeholders of query.h. */
+	static const char *const needed[] = {"{query_str}", "{context_str}",
+					     "{existing_answer}"};
+
+	if (tmpl == NULL)
+		return AF_OK;
+	for (size_t i = 0; i < (refine ? 3u : 2u); i++)
+		if (strstr(tmpl, needed[i]) == NULL)
+			return cli_json_fail(p, item_or(obj, key),
+					     "%s.%s: the template has no %s",
+					     where, key, needed[i]);
+	return AF_OK;
+}
+
+static af_err check_query(parse *p, const char *where, const cJSON *obj,
+			  const void *config)
+{
+	const af_query_config *c = config;
+	af_err err;
+
+	/* Negative counts are refused as each field is read. */
+	if ((err = check_template(p, where, obj, "qa_template", c->qa_template,
+				  false)) != AF_OK ||
+	    (err = check_template(p, where, obj, "refine_template",
+				  c->refine_template, true)) != AF_OK)
+		return err;
+	return check_template(p, where, obj, "summary_template",
+			      c->summary_template, false);
+}
 
 typedef struct actor_type {
 	const char *name;
 	const af_actor_ops *ops;
 	const field *fields;
+	config_check check; /* NULL: the fields alone say it all */
 } actor_type;
 
 static const actor_type actor_types[] = {
-	{"chat", &af_chat_ops, chat_fields},
-	{"retrieval", &af_retrieval_ops, retrieval_fields},
-	{"query", &af_query_ops, query_fields},
-	{"gather", &af_gather_ops, gather_fields},
-	{"offload", &af_offload_ops, offload_fields},
+	{"chat", &af_chat_ops, chat_fields, NULL},
+	{"retrieval", &af_retrieval_ops, retrieval_fields, check_retrieval},
+	{"query", &af_query_ops, query_fields, check_query},
+	{"gather", &af_gather_ops, gather_fields, NULL},
+	{"offload", &af_offload_ops, offload_fields, NULL},
 };
 
 static const char *kind_name(fkind k)
@@ -138,6 +233,9 @@ static const char *kind_name(fkind k)
 	case F_INT:
 	case F_I64:
 		return "an integer";
+	case F_COUNT:
+	case F_MS:
+		return "a non-negative integer (0: the default)";
 	case F_U32:
 	case F_SIZE:
 	default:
@@ -197,6 +295,16 @@ static af_err set_field(parse *p, const char *where, const field *f,
 			break;
 		*(int64_t *)(void *)at = (int64_t)d;
 		return AF_OK;
+	case F_COUNT:
+		if (!cli_json_integral(v, 0, INT_MAX, &d))
+			break;
+		*(int *)(void *)at = (int)d;
+		return AF_OK;
+	case F_MS:
+		if (!cli_json_integral(v, 0, 9007199254740992.0, &d))
+			break;
+		*(int64_t *)(void *)at = (int64_t)d;
+		return AF_OK;
 	case F_U32:
 		if (!cli_json_integral(v, 0, UINT32_MAX, &d))
 			break;
@@ -208,6 +316,10 @@ static af_err set_field(parse *p, const char *where, const field *f,
 		*(size_t *)(void *)at = (size_t)d;
 		return AF_OK;
 	}
+	if (cJSON_IsNumber(v))
+		return cli_json_fail(p, v, "%s.%s: expected %s, got %.15g",
+				     where, f->key, kind_name(f->kind),
+				     v->valuedouble);
 	return cli_json_fail(p, v, "%s.%s: expected %s, got %s", where, f->key,
 			     kind_name(f->kind), cli_json_type_name(v));
 }
@@ -269,7 +381,7 @@ static af_err read_actor_config(parse *p, const char *where,
 		if (set_field(p, where, f, v, base) != AF_OK)
 			return AF_EINVAL;
 	}
-	return AF_OK;
+	return t->check != NULL ? t->check(p, where, obj, base) : AF_OK;
 }
 
 /* ---- endpoints --------------------------------------------------------- */

@@ -826,7 +826,7 @@ static void test_tcp_loopback(void **state)
 static void test_config_errors(void **state)
 {
 	result r;
-	char want[160];
+	char want[320];
 	char config[512];
 
 	(void)state;
@@ -887,7 +887,8 @@ static void test_config_errors(void **state)
 		     "  \"config\": {\"top_k\": \"3\"}}]}");
 	assert_int_equal(r.code, 2);
 	assert_non_null(strstr(r.err, ":3: actors[0].config.top_k: expected "
-				      "an integer, got a string"));
+				      "a non-negative integer (0: the "
+				      "default), got a string"));
 
 	node_refused(&r, "public",
 		     "{\"endpoint\": \"tcp://0.0.0.0:5555\", "
@@ -905,16 +906,90 @@ static void test_config_errors(void **state)
 	run(&r, "node", NULL);
 	assert_int_equal(r.code, 2);
 
-	/* An actor whose init fails: the node says which and exits 1. */
+	/* What an actor's init refuses is refused as the file is read,
+	 * naming the file, the line and the key. */
+	{
+		static const struct {
+			const char *type, *config, *want;
+		} bad[] = {
+			{"retrieval",
+			 "{\"chunk_size\": 10,\n \"chunk_overlap\": 20}",
+			 ":3: actors[0].config.chunk_overlap: 20 must be below "
+			 "chunk_size (10)"},
+			{"retrieval", "{\"chunk_overlap\": 1024}",
+			 ":2: actors[0].config.chunk_overlap: 1024 must be "
+			 "below chunk_size (1024, the default)"},
+			{"retrieval", "{\"top_k\": 9,\n \"max_top_k\": 4}",
+			 ":2: actors[0].config.top_k: 9 is above max_top_k "
+			 "(4)"},
+			{"retrieval", "{\"max_top_k\": 2000000000}",
+			 ":2: actors[0].config.max_top_k: 2000000000 is above "
+			 "1073741823"},
+			{"retrieval", "{\"chunk_size\": -5}",
+			 ":2: actors[0].config.chunk_size: expected a "
+			 "non-negative integer (0: the default), got -5"},
+			{"offload", "{\"workers\": -1}",
+			 ":2: actors[0].config.workers: expected a "
+			 "non-negative integer (0: the default), got -1"},
+			{"offload", "{\"queue_capacity\": -2}",
+			 ":2: actors[0].config.queue_capacity: expected"},
+			{"query", "{\"context_words\": -1}",
+			 ":2: actors[0].config.context_words: expected"},
+			{"query", "{\"timeout_ms\": -1}",
+			 ":2: actors[0].config.timeout_ms: expected"},
+			{"query", "{\"qa_template\": \"Q: {query_str}\"}",
+			 ":2: actors[0].config.qa_template: the template has "
+			 "no {context_str}"},
+			{"query",
+			 "{\"refine_template\": \"{query_str} {context_str}\"}",
+			 ":2: actors[0].config.refine_template: the template "
+			 "has no {existing_answer}"},
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			snprintf(config, sizeof(config),
+				 "{\"endpoint\": \"ipc://n.sock\", "
+				 "\"ipc_dir\": \"%s/s2\", \"actors\": [\n"
+				 " {\"type\": \"%s\", \"config\": %s}]}",
+				 dir, bad[i].type, bad[i].config);
+			node_refused(&r, "init", config);
+			snprintf(want, sizeof(want), "%s/init.json%s", dir,
+				 bad[i].want);
+			if (r.code != 2 || strstr(r.err, want) == NULL)
+				fail_msg("%s: exit %d, '%s' lacks '%s'",
+					 bad[i].config, r.code, r.err, want);
+		}
+	}
+
+	/* A db_path in a folder that is not there: the node names the
+	 * actor, the key and the value before anything starts. */
 	snprintf(config, sizeof(config),
 		 "{\"endpoint\": \"ipc://n.sock\", \"ipc_dir\": \"%s/s2\","
 		 " \"actors\": [{\"type\": \"retrieval\", \"name\": \"r\","
-		 " \"config\": {\"chunk_size\": 10, \"chunk_overlap\": 20}}]}",
-		 dir);
-	node_refused(&r, "init", config);
+		 " \"config\": {\"db_path\": \"%s/none/x.db\"}}]}",
+		 dir, dir);
+	node_refused(&r, "db", config);
+	assert_int_equal(r.code, 1);
+	snprintf(want, sizeof(want),
+		 "actor 'r' (retrieval): db_path %s/none/x.db: cannot open: "
+		 "%s/none: No such file or directory",
+		 dir, dir);
+	if (strstr(r.err, want) == NULL)
+		fail_msg("'%s' lacks '%s'", r.err, want);
+	/* A file that is not a database: the code, and the key. */
+	snprintf(want, sizeof(want), "%s/not.db", dir);
+	write_file(want, "this is not an SQLite database, not at all, no, "
+			 "it is text and nothing but text");
+	snprintf(config, sizeof(config),
+		 "{\"endpoint\": \"ipc://n.sock\", \"ipc_dir\": \"%s/s2\","
+		 " \"actors\": [{\"type\": \"retrieval\", \"name\": \"r\","
+		 " \"config\": {\"db_path\": \"%s\"}}]}",
+		 dir, want);
+	node_refused(&r, "db", config);
 	assert_int_equal(r.code, 1);
 	assert_non_null(strstr(r.err, "actor 'r' (retrieval) did not start: "
-				      "AF_EINVAL"));
+				      "AF_EIO"));
+	assert_non_null(strstr(r.err, want));
+	assert_int_equal(unlink(want), 0);
 
 	/* A socket directory others can write to is refused. */
 	snprintf(want, sizeof(want), "%s/shared", dir);

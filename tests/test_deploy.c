@@ -482,10 +482,13 @@ static void test_gives_up_after_limit(void **state)
 
 	(void)state;
 	node_config(good, sizeof(good), "good", "{\"type\": \"gather\"}");
-	/* Parses, but its actor's init fails: the node exits 1 at once. */
-	node_config(bad, sizeof(bad), "bad",
-		    "{\"type\": \"retrieval\", \"config\": {\"chunk_size\": "
-		    "10, \"chunk_overlap\": 20}}");
+	/* Passes the check of every config, but its actor cannot start (a
+	 * db_path in a folder that is not there): the node exits at once. */
+	snprintf(to, sizeof(to),
+		 "{\"type\": \"retrieval\", \"config\": {\"db_path\": "
+		 "\"%s/none/x.db\"}}",
+		 dir);
+	node_config(bad, sizeof(bad), "bad", to);
 	snprintf(up, sizeof(up),
 		 "{\"nodes\": [{\"name\": \"good\", \"config\": %s},\n"
 		 " {\"name\": \"bad\", \"config\": %s,\n"
