@@ -73,8 +73,11 @@ static const char node_help[] =
 	"running is answered AF_ESTOPPED) and exits 0. A second signal skips\n"
 	"the wait.\n"
 	"\n"
-	"Exit codes: 0 stopped by a signal, 2 bad usage or config, 1 could\n"
-	"not start (an actor's init failed, an endpoint is taken).\n";
+	"Exit codes: 0 stopped by a signal; 2 bad usage or config, or\n"
+	"anything else that fails before 'ready' (an actor's init failed,\n"
+	"an endpoint is taken, a db_path cannot be opened): `actorflow up`\n"
+	"does not restart a node that exits 2 before it is ready; 1 out of\n"
+	"memory reading the config.\n";
 
 /* Makes the directory of an ipc socket: missing parts are created
  * owner-only; the last one must then belong to this user and be writable
@@ -293,6 +296,9 @@ static void stop_signals(sigset_t *set)
 	sigaddset(set, SIGINT);
 }
 
+/* Exits CLI_EXIT_USAGE (2) for whatever fails before 'ready' is printed:
+ * the same config would fail the same way again, and `up` does not
+ * restart a node that exits 2 before it is ready. */
 static int run(const cli_node_config *c)
 {
 	af_system_opts opts = {.max_message_size = c->max_message_size};
@@ -305,11 +311,11 @@ static int run(const cli_node_config *c)
 		if (prepare_ipc(c->actors[i].export_endpoint, err,
 				sizeof(err)) != 0) {
 			fprintf(stderr, "actorflow node: %s\n", err);
-			return CLI_EXIT_OTHER;
+			return CLI_EXIT_USAGE;
 		}
 	if (prepare_ipc(c->endpoint, err, sizeof(err)) != 0) {
 		fprintf(stderr, "actorflow node: %s\n", err);
-		return CLI_EXIT_OTHER;
+		return CLI_EXIT_USAGE;
 	}
 	for (size_t i = 0; i < c->nactors; i++)
 		if (check_db_path(&c->actors[i], err, sizeof(err)) != 0) {
@@ -318,7 +324,7 @@ static int run(const cli_node_config *c)
 				"cannot open: %s\n",
 				c->actors[i].name, c->actors[i].type,
 				c->actors[i].cfg.retrieval.db_path, err);
-			return CLI_EXIT_OTHER;
+			return CLI_EXIT_USAGE;
 		}
 	/* Blocked since cli_node_main began: taken by sigwait on this
 	 * thread only. */
@@ -327,7 +333,7 @@ static int run(const cli_node_config *c)
 	if (rc != AF_OK) {
 		fprintf(stderr, "actorflow node: cannot start: %s\n",
 			af_strerror(rc));
-		return CLI_EXIT_OTHER;
+		return CLI_EXIT_USAGE;
 	}
 	/* Before any actor runs: its first connection may be to a remote. */
 	rc = cli_curve_apply_remotes(c->curve, sys);
@@ -380,7 +386,7 @@ static int run(const cli_node_config *c)
 	return CLI_EXIT_OK;
 fail:
 	af_system_destroy(&sys);
-	return CLI_EXIT_OTHER;
+	return CLI_EXIT_USAGE;
 }
 
 int cli_node_main(int argc, char **argv)

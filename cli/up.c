@@ -57,7 +57,11 @@ static const char up_help[] =
 	"\n"
 	"Relative config paths are taken from FILE's folder; every node\n"
 	"config is checked before any node starts. \"on-failure\" restarts\n"
-	"a node killed by a signal or exiting with a status other than 0.\n"
+	"a node killed by a signal or exiting with a status other than 0,\n"
+	"except a node that exits 2 before it is ready (a configuration or\n"
+	"start-up error): that one is reported once (\"configuration error,\n"
+	"not restarted\"), and if not every node was ready yet the others\n"
+	"are stopped.\n"
 	"\n"
 	"On SIGTERM or SIGINT every node gets SIGTERM and its own grace_ms\n"
 	"to finish (then SIGKILL, 5 s later); a second signal is passed on\n"
@@ -65,7 +69,8 @@ static const char up_help[] =
 	"\n"
 	"Exit codes: 0 stopped by a signal and every node exited 0 (or,\n"
 	"still starting, died of the SIGTERM it was sent); 1 a node was given\n"
-	"up, or did not exit cleanly; 2 bad usage or FILE.\n";
+	"up, or did not exit cleanly; 2 bad usage or FILE, or a node's\n"
+	"configuration error.\n";
 
 typedef enum node_state {
 	NODE_RUNNING, /* started, 'ready' not seen yet */
@@ -320,6 +325,10 @@ static void exited(supervisor *s, node *n, int status)
 			     sigismember(&n->sent, WTERMSIG(status)) == 1;
 	bool failed =
 		WIFEXITED(status) ? WEXITSTATUS(status) != 0 : !by_our_signal;
+	/* A node exits 2 for a config or start-up error, before its
+	 * 'ready': started again, it would fail the same way. */
+	bool config_error = WIFEXITED(status) && WEXITSTATUS(status) == 2 &&
+			    n->state == NODE_RUNNING;
 	int64_t now = now_ms();
 	char how[128];
 	int64_t delay;
@@ -338,6 +347,17 @@ static void exited(supervisor *s, node *n, int status)
 		n->state = NODE_DONE;
 		if (failed)
 			s->code = CLI_EXIT_OTHER;
+		return;
+	}
+	if (config_error) {
+		n->state = NODE_GAVE_UP;
+		s->code = CLI_EXIT_USAGE;
+		say("node %s: configuration error, not restarted",
+		    n->spec->name);
+		/* Before every node was ready the deployment cannot start:
+		 * stop the others, as for a bad file. */
+		if (!s->said_ready || r->stop_all_on_limit)
+			stop_all(s, SIGTERM);
 		return;
 	}
 	if (r->policy == CLI_UP_NEVER ||

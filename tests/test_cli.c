@@ -424,7 +424,7 @@ static void test_node_killed_mid_stream(void **state)
 		spawn(&twin, argv2);
 		memset(&r, 0, sizeof(r));
 		finish(&twin, &r);
-		assert_int_equal(r.code, 1);
+		assert_int_equal(r.code, 2);
 		assert_non_null(strstr(r.err, "in use"));
 	}
 	assert_int_equal(node_stop(&n, SIGTERM, &r), 0);
@@ -448,7 +448,7 @@ static void test_ipc_path_not_a_socket(void **state)
 		/* A file, then a folder. */
 		write_file(paths[i], "not a socket");
 		node_refused(&r, "rag", rag_config);
-		assert_int_equal(r.code, 1);
+		assert_int_equal(r.code, 2);
 		snprintf(want, sizeof(want), "%s exists and is not a socket",
 			 paths[i]);
 		if (strstr(r.err, want) == NULL)
@@ -460,7 +460,7 @@ static void test_ipc_path_not_a_socket(void **state)
 
 		assert_int_equal(mkdir(paths[i], 0700), 0);
 		node_refused(&r, "rag", rag_config);
-		assert_int_equal(r.code, 1);
+		assert_int_equal(r.code, 2);
 		assert_non_null(strstr(r.err, want));
 		assert_int_equal(rmdir(paths[i]), 0);
 	}
@@ -968,7 +968,7 @@ static void test_config_errors(void **state)
 		 " \"config\": {\"db_path\": \"%s/none/x.db\"}}]}",
 		 dir, dir);
 	node_refused(&r, "db", config);
-	assert_int_equal(r.code, 1);
+	assert_int_equal(r.code, 2);
 	snprintf(want, sizeof(want),
 		 "actor 'r' (retrieval): db_path %s/none/x.db: cannot open: "
 		 "%s/none: No such file or directory",
@@ -985,7 +985,7 @@ static void test_config_errors(void **state)
 		 " \"config\": {\"db_path\": \"%s\"}}]}",
 		 dir, want);
 	node_refused(&r, "db", config);
-	assert_int_equal(r.code, 1);
+	assert_int_equal(r.code, 2);
 	assert_non_null(strstr(r.err, "actor 'r' (retrieval) did not start: "
 				      "AF_EIO"));
 	assert_non_null(strstr(r.err, want));
@@ -1000,7 +1000,7 @@ static void test_config_errors(void **state)
 		 " \"actors\": [{\"type\": \"gather\"}]}",
 		 want);
 	node_refused(&r, "shared", config);
-	assert_int_equal(r.code, 1);
+	assert_int_equal(r.code, 2);
 	assert_non_null(strstr(r.err, "is not private"));
 }
 

@@ -482,13 +482,7 @@ static void test_gives_up_after_limit(void **state)
 
 	(void)state;
 	node_config(good, sizeof(good), "good", "{\"type\": \"gather\"}");
-	/* Passes the check of every config, but its actor cannot start (a
-	 * db_path in a folder that is not there): the node exits at once. */
-	snprintf(to, sizeof(to),
-		 "{\"type\": \"retrieval\", \"config\": {\"db_path\": "
-		 "\"%s/none/x.db\"}}",
-		 dir);
-	node_config(bad, sizeof(bad), "bad", to);
+	node_config(bad, sizeof(bad), "bad", "{\"type\": \"gather\"}");
 	snprintf(up, sizeof(up),
 		 "{\"nodes\": [{\"name\": \"good\", \"config\": %s},\n"
 		 " {\"name\": \"bad\", \"config\": %s,\n"
@@ -501,6 +495,12 @@ static void test_gives_up_after_limit(void **state)
 	assert_non_null(p);
 	spawn(p, argv);
 	live_add(p->pid);
+	/* A node that keeps dying after it is ready: killed each time. */
+	for (int i = 0; i < 4; i++) {
+		assert_true(wait_log(p, "node bad: ready", 30000, line,
+				     sizeof(line)));
+		kill(node_pid(p, "bad"), SIGKILL);
+	}
 	assert_true(wait_log(p,
 			     "node bad: gave up: 3 restarts within 60000 "
 			     "ms",
@@ -509,7 +509,7 @@ static void test_gives_up_after_limit(void **state)
 	assert_non_null(strstr(p->log, "node bad: restarting in 10 ms"));
 	assert_non_null(strstr(p->log, "node bad: restarting in 20 ms"));
 	assert_non_null(strstr(p->log, "node bad: restarting in 40 ms"));
-	assert_non_null(strstr(p->log, "exited with status 1"));
+	assert_non_null(strstr(p->log, "killed by signal 9"));
 	for (const char *q = p->log;
 	     (q = strstr(q, "node bad: started pid")) != NULL; q++)
 		starts++;
@@ -520,27 +520,70 @@ static void test_gives_up_after_limit(void **state)
 	addr(to, sizeof(to), "good", "gather");
 	run(&r, "ask", to, "gather", "{\"items\": []}", NULL);
 	assert_int_equal(r.code, 0);
-	/* Every node never was ready, so no 'ready'; and a node given up
-	 * makes the exit 1. */
-	assert_null(strstr(p->outbuf, "ready"));
+	/* A node given up makes the exit 1. */
 	assert_int_equal(up_stop(p, log, sizeof(log)), 1);
 	assert_non_null(strstr(log, "node good: pid"));
 	assert_non_null(strstr(log, "exited with status 0"));
+	/* A killed node leaves its socket file (the next one would take it
+	 * over); this one is given up. */
+	snprintf(to, sizeof(to), "%s/sock/bad.sock", dir);
+	assert_int_equal(unlink(to), 0);
 	assert_no_sockets();
 
 	/* "on_limit": "stop": the supervisor stops the others and exits 1
 	 * by itself. */
 	snprintf(up, sizeof(up),
-		 "{\"restart\": {\"backoff_ms\": 1, \"max_restarts\": 1,"
+		 "{\"restart\": {\"backoff_ms\": 1, \"max_restarts\": 0,"
 		 " \"on_limit\": \"stop\"},\n"
 		 " \"nodes\": [{\"name\": \"good\", \"config\": %s},\n"
 		 " {\"name\": \"bad\", \"config\": %s}]}\n",
 		 good, bad);
-	write_file(path, up);
-	run(&r, "up", path, NULL);
-	assert_int_equal(r.code, 1);
-	assert_non_null(strstr(r.err, "node bad: gave up: 1 restart within"));
-	assert_non_null(strstr(r.err, "stopping: SIGTERM to 1 node"));
+	p = up_start("up2", up);
+	kill(node_pid(p, "bad"), SIGKILL);
+	assert_int_equal(finish(p), 1);
+	live_remove(p->pid);
+	assert_non_null(strstr(p->log, "node bad: gave up: 0 restarts within"));
+	assert_non_null(strstr(p->log, "stopping: SIGTERM to 1 node"));
+	free(p);
+	assert_int_equal(unlink(to), 0);
+	assert_no_sockets();
+}
+
+/* A node that cannot start (its actor refuses the config, or a db_path
+ * in a folder that is not there) exits 2 before it is ready: the
+ * supervisor says so once, does not restart it, stops the others and
+ * exits 2. */
+static void test_config_error_not_restarted(void **state)
+{
+	char up[4096];
+	char good[1024];
+	char bad[1024];
+	char spec[256];
+	result r;
+
+	(void)state;
+	node_config(good, sizeof(good), "good", "{\"type\": \"gather\"}");
+	snprintf(spec, sizeof(spec),
+		 "{\"type\": \"retrieval\", \"config\": {\"db_path\": "
+		 "\"%s/none/x.db\"}}",
+		 dir);
+	node_config(bad, sizeof(bad), "bad", spec);
+	snprintf(up, sizeof(up),
+		 "{\"restart\": {\"backoff_ms\": 10, \"max_restarts\": 5},\n"
+		 " \"nodes\": [{\"name\": \"good\", \"config\": %s},\n"
+		 " {\"name\": \"bad\", \"config\": %s}]}\n",
+		 good, bad);
+	snprintf(spec, sizeof(spec), "%s/up-config.json", dir);
+	write_file(spec, up);
+	run(&r, "up", spec, NULL);
+	if (r.code != 2 ||
+	    strstr(r.err, "node bad: configuration error, not restarted") ==
+		    NULL)
+		fail_msg("exit %d: %s", r.code, r.err);
+	assert_non_null(strstr(r.err, "db_path"));
+	assert_non_null(strstr(r.err, "exited with status 2"));
+	assert_null(strstr(r.err, "node bad: restarting"));
+	assert_null(strstr(r.out, "ready"));
 	assert_no_sockets();
 }
 
@@ -1377,6 +1420,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_restart_after_sigkill,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gives_up_after_limit,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_error_not_restarted,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_stops_everything,
 						setup, teardown),
