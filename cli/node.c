@@ -205,15 +205,15 @@ static int check_db_path(const cli_actor_spec *s, char *err, size_t cap)
 	else
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
 	if (stat(dir, &st) != 0) {
-		snprintf(err, cap, "%s: %s", dir, strerror(errno));
+		snprintf(err, cap, "%.400s: %s", dir, strerror(errno));
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		snprintf(err, cap, "%s is not a directory", dir);
+		snprintf(err, cap, "%.400s is not a directory", dir);
 		return -1;
 	}
 	if (access(dir, W_OK | X_OK) != 0) {
-		snprintf(err, cap, "%s: %s", dir, strerror(errno));
+		snprintf(err, cap, "%.400s: %s", dir, strerror(errno));
 		return -1;
 	}
 	if (stat(path, &st) == 0) {
