@@ -36,11 +36,11 @@ void af__ingest_open(retrieval *r, ringest *in)
 }
 
 af_err af__write_note(retrieval *r, const char *id, size_t len, uint64_t seq,
-		      size_t open)
+		      bool others_open)
 {
 	af_err err;
 
-	if (open <= 1)
+	if (!others_open)
 		return AF_OK; /* no other write waits */
 	err = af__store_note_write(r->store, id, len, seq);
 	if (err == AF_OK)
@@ -421,7 +421,7 @@ af_err af__ingest_commit(retrieval *r, const ringest *in, const float *vectors,
 				       NULL);
 		if (err == AF_OK)
 			err = af__write_note(r, d->id, d->id_len, in->seq,
-					     r->writes_open);
+					     r->writes_open > 1);
 		if (err == AF_OK)
 			err = af__store_add_doc(r->store, d->id, d->id_len,
 						d->metadata, d->metadata_len,

@@ -520,7 +520,7 @@ static af_err handle_delete(retrieval *r, af_msg *m)
 	/* A write still waiting, older than this delete, must not bring
 	 * the document back. */
 	if (err == AF_OK)
-		err = af__write_note(r, s, len, seq, r->writes_open + 1);
+		err = af__write_note(r, s, len, seq, r->writes_open > 0);
 	if (err == AF_OK)
 		err = af__store_commit(r->store);
 	if (err != AF_OK) {
@@ -550,7 +550,7 @@ static af_err handle_retrieve(retrieval *r, af_msg *m)
 	char why[RETRIEVAL_WHY] = "";
 	retrieval_mode mode = r->mode;
 	const char *query, *s;
-	size_t query_len, len;
+	size_t query_len, len, words;
 	int64_t top_k = r->top_k;
 	rwait *w;
 	af_err err;
@@ -567,11 +567,11 @@ static af_err handle_retrieve(retrieval *r, af_msg *m)
 				      "\"query\" must be non-empty UTF-8 text");
 	/* Every word is a term of the search: a query of a million words
 	 * would hold the actor for seconds. */
-	if (af__store_words(query, query_len) > AF_RETRIEVAL_MAX_QUERY_WORDS)
+	words = af__store_words(query, query_len);
+	if (words > AF_RETRIEVAL_MAX_QUERY_WORDS)
 		return af_reply_error(r->ctx, m, AF_EINVAL,
 				      "\"query\" has %zu words; at most %d",
-				      af__store_words(query, query_len),
-				      AF_RETRIEVAL_MAX_QUERY_WORDS);
+				      words, AF_RETRIEVAL_MAX_QUERY_WORDS);
 	if (top != NULL && af_value_type(top) != AF_TYPE_NIL &&
 	    (af_value_int(top, &top_k) != AF_OK || top_k < 1 ||
 	     top_k > r->max_top_k))

@@ -152,10 +152,10 @@ af_err af__ingest_note_removed(void *arg, int64_t chunk);
 void af__ingest_open(retrieval *r, ringest *in);
 
 /* Notes in the store, inside the write's transaction, that the write
- * numbered seq wrote the document id[0, len), when other writes are open
- * (open counts the writes, this one included when it is one). */
+ * numbered seq wrote the document id[0, len), when writes other than
+ * this one are open (others_open): an older one may finish later. */
 af_err af__write_note(retrieval *r, const char *id, size_t len, uint64_t seq,
-		      size_t open);
+		      bool others_open);
 
 /* Frees in's documents and ends its write; in may be reused after (not
  * numbered). */
