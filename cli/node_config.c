@@ -393,6 +393,22 @@ typedef enum host_kind {
 	HOST_OTHER     /* an address, an interface name, anything else */
 } host_kind;
 
+long cli_tcp_port(const char *text, size_t len)
+{
+	long port = 0;
+
+	if (len == 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return -1;
+		port = port * 10 + (text[i] - '0');
+		if (port > 65535)
+			return -1;
+	}
+	return port >= 1 ? port : -1;
+}
+
 /* Sorts the host text of a tcp endpoint (without its port). A numeric host
  * is read as getaddrinfo reads it, which takes every spelling inet_aton
  * does ("0", "0x0", "127.1", "2130706433"), so "0" cannot pass for
@@ -502,16 +518,13 @@ static af_err normalise_endpoint(parse *p, const cJSON *v, const char *where,
 		char canon[INET6_ADDRSTRLEN + 2];
 		size_t host_len;
 		host_kind kind;
-		char *end;
 		long port;
 		if (colon == NULL)
 			return cli_json_fail(p, v, "%s: \"%s\" has no port",
 					     where, e);
 		host_len = (size_t)(colon - hostport);
-		errno = 0;
-		port = strtol(colon + 1, &end, 10);
-		if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
-		    port < 1 || port > 65535)
+		port = cli_tcp_port(colon + 1, strlen(colon + 1));
+		if (port < 0)
 			return cli_json_fail(
 				p, v,
 				"%s: \"%s\": the port must be a number "

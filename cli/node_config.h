@@ -102,4 +102,8 @@ af_err cli_actor_specs_read(cli_json_file *f, const cJSON *actors,
 
 void cli_actor_specs_free(cli_actor_spec *specs, size_t n);
 
+/* The port of a tcp:// endpoint from the len bytes of text after its last
+ * ':': digits making a number from 1 to 65535, or -1. */
+long cli_tcp_port(const char *text, size_t len);
+
 #endif

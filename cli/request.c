@@ -19,6 +19,7 @@
 #include "json_file.h"
 #include "json_msgpack.h"
 #include "keys.h"
+#include "node_config.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
 /* The most JSON text taken from a file or stdin: four times the largest
@@ -189,22 +190,15 @@ static int check_endpoint(const args *a)
 
 	if (strncmp(a->addr, "tcp://", 6) == 0) {
 		const char *hostport = a->addr + 6;
+		const char *end = a->addr + len;
 		const char *colon = NULL;
-		long port = 0;
-		const char *q;
-		for (q = hostport; q < a->addr + len; q++)
+		for (const char *q = hostport; q < end; q++)
 			if (*q == ':')
 				colon = q;
 		if (colon == NULL || colon == hostport)
 			return usage(a, "address '%s' is not tcp://HOST:PORT",
 				     a->addr);
-		for (q = colon + 1; q < a->addr + len; q++) {
-			if (*q < '0' || *q > '9' || port > 65535)
-				break;
-			port = port * 10 + (*q - '0');
-		}
-		if (q == colon + 1 || q != a->addr + len || port < 1 ||
-		    port > 65535)
+		if (cli_tcp_port(colon + 1, (size_t)(end - colon - 1)) < 0)
 			return usage(a,
 				     "address '%s': the port must be a number "
 				     "from 1 to 65535",
