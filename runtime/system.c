@@ -2,6 +2,7 @@
 
 #include "curve.h"
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,7 @@ undo_sys:
 static void actor_free(af__actor *a)
 {
 	af__gauge_release(a->gauge);
+	free(a->init_error);
 	free(a);
 }
 
@@ -247,6 +249,40 @@ static bool valid_name(const char *name)
 	return name != NULL && af__addr_is_name(name, strlen(name));
 }
 
+/* Says in opts->error why a spawn failed, when the caller gave room. */
+static af_err spawn_failed(const af_spawn_opts *opts, af_err err,
+			   const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static af_err spawn_failed(const af_spawn_opts *opts, af_err err,
+			   const char *fmt, ...)
+{
+	va_list ap;
+
+	if (opts == NULL || opts->error == NULL || opts->error_size == 0)
+		return err;
+	va_start(ap, fmt);
+	vsnprintf(opts->error, opts->error_size, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+static af_err bad_name(const af_spawn_opts *opts, const char *name)
+{
+	if (name == NULL || *name == '\0')
+		return spawn_failed(opts, AF_EINVAL, "an actor needs a name");
+	if (strlen(name) > AF__NAME_MAX)
+		return spawn_failed(opts, AF_EINVAL,
+				    "an actor's name has at most %d bytes, "
+				    "not %zu",
+				    AF__NAME_MAX, strlen(name));
+	return spawn_failed(opts, AF_EINVAL,
+			    "\"%s\" is not an actor's name: a name holds "
+			    "no '#' and no \"://\" (it would read as an "
+			    "address)",
+			    name);
+}
+
 static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 		    const void *config, const af_spawn_opts *opts,
 		    bool gateway);
@@ -256,7 +292,10 @@ af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 {
 	if (name != NULL &&
 	    strncmp(name, AF__GATEWAY_PREFIX, strlen(AF__GATEWAY_PREFIX)) == 0)
-		return AF_EINVAL;
+		return spawn_failed(opts, AF_EINVAL,
+				    "names that start with \"%s\" are the "
+				    "runtime's own",
+				    AF__GATEWAY_PREFIX);
 	return spawn(sys, name, ops, config, opts, false);
 }
 
@@ -264,6 +303,38 @@ af_err af__spawn_gateway(af_system *sys, const char *name,
 			 const af_actor_ops *ops)
 {
 	return spawn(sys, name, ops, NULL, NULL, true);
+}
+
+af_err af_init_fail(af_ctx *ctx, af_err code, const char *fmt, ...)
+{
+	af__actor *a = ctx != NULL ? ctx->actor : NULL;
+	va_list ap;
+
+	/* Only the actor's own thread sets init_done, so this read needs no
+	 * lock; af_spawn reads the text after init_done, under sys->mu. */
+	if (a == NULL || a->init_done || fmt == NULL || code == AF_OK)
+		return code;
+	if (a->init_error == NULL &&
+	    (a->init_error = malloc(AF_INIT_ERROR_MAX)) == NULL)
+		return code;
+	va_start(ap, fmt);
+	vsnprintf(a->init_error, AF_INIT_ERROR_MAX, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* Why init (or the runtime's start of the actor) failed. */
+static void init_failed(const af_spawn_opts *opts, const af__actor *a,
+			af_err err)
+{
+	if (a->init_error != NULL)
+		spawn_failed(opts, err, "%s", a->init_error);
+	else
+		spawn_failed(opts, err, "actor \"%s\"%s%s%s did not start: %s",
+			     a->name, a->ops->type_name != NULL ? " (" : "",
+			     a->ops->type_name != NULL ? a->ops->type_name : "",
+			     a->ops->type_name != NULL ? ")" : "",
+			     af_strerror(err));
 }
 
 static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
@@ -274,12 +345,16 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	af_err err;
 	int rc;
 
-	if (sys == NULL || ops == NULL || !valid_name(name))
-		return AF_EINVAL;
+	if (sys == NULL || ops == NULL)
+		return spawn_failed(opts, AF_EINVAL,
+				    "af_spawn needs a system and an ops table");
+	if (!valid_name(name))
+		return bad_name(opts, name);
 	reap_exited(sys);
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
-		return AF_ENOMEM;
+		return spawn_failed(opts, AF_ENOMEM, "%s",
+				    af_strerror(AF_ENOMEM));
 	a->sys = sys;
 	strcpy(a->name, name);
 	a->ops = ops;
@@ -289,7 +364,8 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	a->gauge = af__gauge_new();
 	if (a->gauge == NULL) {
 		free(a);
-		return AF_ENOMEM;
+		return spawn_failed(opts, AF_ENOMEM, "%s",
+				    af_strerror(AF_ENOMEM));
 	}
 	a->opts.mailbox_capacity = opts != NULL && opts->mailbox_capacity > 0
 					   ? opts->mailbox_capacity
@@ -302,7 +378,9 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	if (find(sys, name, strlen(name)) != NULL) {
 		pthread_mutex_unlock(&sys->mu);
 		actor_free(a);
-		return AF_EEXIST;
+		return spawn_failed(opts, AF_EEXIST,
+				    "an actor named \"%s\" already exists",
+				    name);
 	}
 	a->phase = AF__ACTOR_STARTING;
 	a->spawning = true;
@@ -323,7 +401,10 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 		unlink_actor(sys, a);
 		pthread_mutex_unlock(&sys->mu);
 		actor_free(a);
-		return AF_ESYS;
+		return spawn_failed(
+			opts, AF_ESYS,
+			"cannot start a thread for actor \"%s\": %s", name,
+			strerror(rc));
 	}
 	while (!a->init_done)
 		pthread_cond_wait(&sys->cv, &sys->mu);
@@ -337,6 +418,7 @@ static af_err spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 	pthread_mutex_unlock(&sys->mu);
 	if (err != AF_OK) {
 		pthread_join(a->thread, NULL);
+		init_failed(opts, a, err);
 		actor_free(a);
 	}
 	return err;

@@ -43,6 +43,7 @@ typedef struct af__actor {
 	af__actor_state phase; /* under sys->mu */
 	bool init_done;        /* under sys->mu */
 	int init_result;
+	char *init_error; /* af_init_fail's text, NULL when it gave none */
 	atomic_bool stop_requested;
 	int wake_fd; /* -1 once the actor's thread closed it */
 	af_ctx *ctx;

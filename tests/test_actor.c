@@ -71,6 +71,85 @@ static void test_bad_spawns(void **state)
 	af_system_destroy(&sys);
 }
 
+/* An init that says why it fails; "late" is a handler that calls
+ * af_init_fail outside init. */
+static af_err telling_init(af_ctx *ctx, const void *config, void **state)
+{
+	const char *why = config;
+
+	if (why == NULL)
+		return AF_OK;
+	return af_init_fail(ctx, AF_EUSER + 1, "bad %s: %d", why, 42);
+}
+
+static af_err telling_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	/* Past init: only the code comes back, and nothing is kept. */
+	if (af_init_fail(ctx, AF_EUSER + 2, "too late") != AF_EUSER + 2)
+		return AF_EINVAL;
+	return af_reply(ctx, m, NULL);
+}
+
+static const af_actor_ops telling_ops = {
+	.type_name = "telling",
+	.init = telling_init,
+	.handle = telling_handle,
+};
+
+static void test_spawn_says_why(void **state)
+{
+	af_system *sys = NULL;
+	af_client *c = NULL;
+	af_msg *reply = NULL;
+	char why[64];
+	char tiny[8];
+	af_spawn_opts so = {.error = why, .error_size = sizeof(why)};
+	af_spawn_opts small = {.error = tiny, .error_size = sizeof(tiny)};
+	echo_config failing = {.init_result = AF_EUSER + 3};
+
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	/* init's own words, formatted. */
+	assert_int_equal(af_spawn(sys, "t", &telling_ops, "config", &so),
+			 AF_EUSER + 1);
+	assert_string_equal(why, "bad config: 42");
+	assert_false(af_exists(sys, "t"));
+	/* Cut to the room given, and still terminated. */
+	assert_int_equal(af_spawn(sys, "t", &telling_ops, "config", &small),
+			 AF_EUSER + 1);
+	assert_string_equal(tiny, "bad con");
+	/* No room given: only the code. */
+	assert_int_equal(af_spawn(sys, "t", &telling_ops, "config", NULL),
+			 AF_EUSER + 1);
+	/* An init that fails without a word: the runtime names the actor,
+	 * its type and the code. */
+	assert_int_equal(af_spawn(sys, "f", &test_echo_ops, &failing, &so),
+			 AF_EUSER + 3);
+	assert_non_null(strstr(why, "actor \"f\" (echo) did not start"));
+	/* The runtime's own refusals. */
+	/* A spawn that succeeds leaves the buffer alone. */
+	strcpy(why, "untouched");
+	assert_int_equal(af_spawn(sys, "t", &telling_ops, NULL, &so), AF_OK);
+	assert_string_equal(why, "untouched");
+	assert_int_equal(af_spawn(sys, "t", &telling_ops, NULL, &so),
+			 AF_EEXIST);
+	assert_string_equal(why, "an actor named \"t\" already exists");
+	assert_int_equal(af_spawn(sys, "x#y", &telling_ops, NULL, &so),
+			 AF_EINVAL);
+	assert_non_null(strstr(why, "\"x#y\" is not an actor's name"));
+	assert_int_equal(af_spawn(sys, "", &telling_ops, NULL, &so), AF_EINVAL);
+	assert_string_equal(why, "an actor needs a name");
+	assert_int_equal(af_spawn(sys, "n", NULL, NULL, &so), AF_EINVAL);
+	assert_string_equal(why, "af_spawn needs a system and an ops table");
+	/* Outside init, af_init_fail only returns its code. */
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+	assert_int_equal(af_client_request(c, "t", "x", NULL, 2000, &reply),
+			 AF_OK);
+	af_msg_destroy(&reply);
+	assert_int_equal(af_init_fail(NULL, AF_EINVAL, "nobody"), AF_EINVAL);
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+}
+
 static void test_many_actors(void **state)
 {
 	af_system *sys = NULL;
@@ -794,6 +873,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spawn_stop),
 		cmocka_unit_test(test_bad_spawns),
+		cmocka_unit_test(test_spawn_says_why),
 		cmocka_unit_test(test_many_actors),
 		cmocka_unit_test(test_stop_self),
 		cmocka_unit_test(test_export_races_stop),

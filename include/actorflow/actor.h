@@ -230,14 +230,33 @@ typedef struct af_spawn_opts {
 	int mailbox_capacity;
 	/* Stack of the actor's thread in bytes (default 256 KiB). */
 	size_t stack_size;
+	/* Where a failed af_spawn says why, NUL-terminated and cut to
+	 * error_size bytes: init's own words (af_init_fail), or the
+	 * runtime's ("an actor named \"chat\" already exists"). Untouched
+	 * when the spawn succeeds. May be NULL. */
+	char *error;
+	size_t error_size;
 } af_spawn_opts;
 
 /* Starts an actor named name (unique in sys, at most 255 bytes) running ops
  * with config, which is passed to init and must stay valid until init
  * returns. Returns after init has run: AF_OK, the code init returned,
- * AF_EEXIST, AF_EINVAL, AF_ENOMEM or AF_ESYS. opts may be NULL. Any thread. */
+ * AF_EEXIST, AF_EINVAL, AF_ENOMEM or AF_ESYS; opts->error then says why.
+ * opts may be NULL. Any thread. */
 af_err af_spawn(af_system *sys, const char *name, const af_actor_ops *ops,
 		const void *config, const af_spawn_opts *opts);
+
+/* For init: fails the spawn with code (not AF_OK), and gives af_spawn the
+ * reason, formatted as by printf (at most AF_INIT_ERROR_MAX - 1 bytes are
+ * kept), to pass on in opts->error. Returns code, so that init may end
+ * with `return af_init_fail(ctx, AF_EINVAL, "unknown provider \"%s\"",
+ * name);`. Called anywhere but in init, it only returns code. */
+#define AF_INIT_ERROR_MAX 512
+af_err af_init_fail(af_ctx *ctx, af_err code, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 3, 4)))
+#endif
+	;
 
 /* Stops the actor and waits for it: its mailbox is closed, requests still
  * queued in it are answered with AF_ESTOPPED (tells still queued are not
