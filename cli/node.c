@@ -229,25 +229,6 @@ static int check_db_path(const cli_actor_spec *s, char *err, size_t cap)
 	return 0;
 }
 
-/* The key an actor's init failure most likely comes from, when the code
- * says: in buf, or "" when nothing more is known. The config reader has
- * refused what init would refuse as AF_EINVAL. */
-static const char *spawn_hint(const cli_actor_spec *s, af_err rc, char *buf,
-			      size_t cap)
-{
-	const char *path = strcmp(s->type, "retrieval") == 0
-				   ? s->cfg.retrieval.db_path
-				   : NULL;
-
-	buf[0] = '\0';
-	if (rc == AF_EIO && path != NULL)
-		snprintf(buf, cap,
-			 " (db_path %s: cannot open it as this actor's "
-			 "database)",
-			 path);
-	return buf;
-}
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -304,7 +285,7 @@ static int run(const cli_node_config *c)
 	af_system_opts opts = {.max_message_size = c->max_message_size};
 	af_system *sys = NULL;
 	sigset_t set;
-	char err[512];
+	char err[AF_INIT_ERROR_MAX + 128];
 	af_err rc;
 
 	for (size_t i = 0; i < c->nactors; i++)
@@ -344,15 +325,9 @@ static int run(const cli_node_config *c)
 	}
 	for (size_t i = 0; i < c->nactors; i++) {
 		const cli_actor_spec *s = &c->actors[i];
-		af_spawn_opts so = {.mailbox_capacity = s->mailbox_capacity};
-		rc = af_spawn(sys, s->name, s->ops, s->config, &so);
+		rc = cli_actor_spawn(sys, s, err, sizeof(err));
 		if (rc != AF_OK) {
-			fprintf(stderr,
-				"actorflow node: actor '%s' (%s) did not "
-				"start: %s: %s%s\n",
-				s->name, s->type, af_errname(rc),
-				af_strerror(rc),
-				spawn_hint(s, rc, err, sizeof(err)));
+			fprintf(stderr, "actorflow node: %s\n", err);
 			goto fail;
 		}
 		if (s->export_endpoint != NULL &&

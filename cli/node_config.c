@@ -829,3 +829,19 @@ void cli_node_config_free(cli_node_config *c)
 	cli_json_file_free(&c->file);
 	memset(c, 0, sizeof(*c));
 }
+
+af_err cli_actor_spawn(af_system *sys, const cli_actor_spec *s, char *err,
+		       size_t err_cap)
+{
+	char why[AF_INIT_ERROR_MAX] = "";
+	af_spawn_opts so = {.mailbox_capacity = s->mailbox_capacity,
+			    .error = why,
+			    .error_size = sizeof(why)};
+	af_err rc = af_spawn(sys, s->name, s->ops, s->config, &so);
+
+	if (rc != AF_OK)
+		snprintf(err, err_cap, "actor '%s' (%s) did not start: %s: %s",
+			 s->name, s->type, af_errname(rc),
+			 why[0] != '\0' ? why : af_strerror(rc));
+	return rc;
+}

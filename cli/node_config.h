@@ -102,6 +102,12 @@ af_err cli_actor_specs_read(cli_json_file *f, const cJSON *actors,
 
 void cli_actor_specs_free(cli_actor_spec *specs, size_t n);
 
+/* Spawns the actor s describes in sys. AF_OK; otherwise af_spawn's code,
+ * and in err the line to print: "actor 'chat' (chat) did not start:
+ * AF_EINVAL: chat: unknown provider ...". */
+af_err cli_actor_spawn(af_system *sys, const cli_actor_spec *s, char *err,
+		       size_t err_cap);
+
 /* The port of a tcp:// endpoint from the len bytes of text after its last
  * ':': digits making a number from 1 to 65535, or -1. */
 long cli_tcp_port(const char *text, size_t len);

@@ -657,15 +657,21 @@ static int host(runner *r)
 	}
 	for (size_t i = 0; i < f->nactors; i++) {
 		const cli_actor_spec *s = &f->actors[i];
-		af_spawn_opts so = {.mailbox_capacity = s->mailbox_capacity};
-		err = af_spawn(r->sys, s->name, s->ops, s->config, &so);
-		if (err == AF_OK && s->export_endpoint != NULL)
-			err = af_export(r->sys, s->name, s->export_endpoint);
+		char why[AF_INIT_ERROR_MAX + 128];
+
+		err = cli_actor_spawn(r->sys, s, why, sizeof(why));
 		if (err != AF_OK) {
+			fprintf(stderr, "%s: %s\n", r->prog, why);
+			return CLI_EXIT_OTHER;
+		}
+		if (s->export_endpoint != NULL &&
+		    (err = af_export(r->sys, s->name, s->export_endpoint)) !=
+			    AF_OK) {
 			fprintf(stderr,
-				"%s: actor '%s' (%s) did not start: %s: %s\n",
-				r->prog, s->name, s->type, af_errname(err),
-				af_strerror(err));
+				"%s: actor '%s' (%s) cannot be exported on "
+				"%s: %s: %s\n",
+				r->prog, s->name, s->type, s->export_endpoint,
+				af_errname(err), af_strerror(err));
 			return CLI_EXIT_OTHER;
 		}
 	}

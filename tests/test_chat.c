@@ -824,6 +824,22 @@ static void test_config_from_env(void **state)
 	(void)state;
 }
 
+/* A provider the actor does not know fails the spawn, naming it and the
+ * ones it knows. */
+static void test_unknown_provider_says_so(void **state)
+{
+	af_system *sys = NULL;
+	af_chat_config c;
+
+	af_chat_config_init(&c, "gpt4all");
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	test_spawn_refused(sys, "chat", &af_chat_ops, &c, AF_EINVAL,
+			   "chat: unknown provider \"gpt4all\" (known: "
+			   "extractive, openai, ollama)");
+	af_system_destroy(&sys);
+	(void)state;
+}
+
 /* ---- TLS ---------------------------------------------------------------- */
 
 #define TLS_FILE(name) AF_TLS_DIR "/" name
@@ -1101,6 +1117,7 @@ int main(void)
 		T(test_endless_timeout_is_no_deadline),
 		T(test_connection_refused),
 		T(test_config_from_env),
+		T(test_unknown_provider_says_so),
 		T(test_https_with_a_private_ca),
 		T(test_https_untrusted_fails_at_once),
 		T(test_many_streams_at_once),

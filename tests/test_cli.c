@@ -986,9 +986,12 @@ static void test_config_errors(void **state)
 		 dir, want);
 	node_refused(&r, "db", config);
 	assert_int_equal(r.code, 2);
+	/* The actor's own words come through af_spawn: the path, and
+	 * SQLite's reason. */
 	assert_non_null(strstr(r.err, "actor 'r' (retrieval) did not start: "
-				      "AF_EIO"));
+				      "AF_EIO: retrieval: db_path "));
 	assert_non_null(strstr(r.err, want));
+	assert_non_null(strstr(r.err, "file is not a database"));
 	assert_int_equal(unlink(want), 0);
 
 	/* A socket directory others can write to is refused. */

@@ -981,15 +981,12 @@ static void test_spawn_rejects_bad_config(void **state)
 	af_offload_config bad_fn = {.functions = nameless, .nfunctions = 1};
 	af_offload_config no_table = {.nfunctions = 3};
 
-	assert_int_equal(af_spawn(f->sys, "offload", &af_offload_ops,
-				  &bad_workers, NULL),
-			 AF_EINVAL);
-	assert_int_equal(
-		af_spawn(f->sys, "offload", &af_offload_ops, &bad_fn, NULL),
-		AF_EINVAL);
-	assert_int_equal(
-		af_spawn(f->sys, "offload", &af_offload_ops, &no_table, NULL),
-		AF_EINVAL);
+	test_spawn_refused(f->sys, "offload", &af_offload_ops, &bad_workers,
+			   AF_EINVAL, "workers and queue_capacity");
+	test_spawn_refused(f->sys, "offload", &af_offload_ops, &bad_fn,
+			   AF_EINVAL, "offload: function 0 has no name");
+	test_spawn_refused(f->sys, "offload", &af_offload_ops, &no_table,
+			   AF_EINVAL, "nfunctions is 3 but functions is NULL");
 	assert_int_equal(
 		af_spawn(f->sys, "offload", &af_offload_ops, NULL, NULL),
 		AF_OK);

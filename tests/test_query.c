@@ -807,17 +807,22 @@ static void test_bad_config_fails_spawn(void **state)
 
 	af_query_config_init(&cfg);
 	cfg.qa_template = "Context: {context_str}\nAnswer:";
-	assert_int_equal(af_spawn(f->sys, "q1", &af_query_ops, &cfg, NULL),
-			 AF_EINVAL);
+	test_spawn_refused(f->sys, "q1", &af_query_ops, &cfg, AF_EINVAL,
+			   "query: qa_template must hold {query_str} and "
+			   "{context_str}");
 	af_query_config_init(&cfg);
 	cfg.refine_template = "{context_str} {query_str}";
-	assert_int_equal(af_spawn(f->sys, "q2", &af_query_ops, &cfg, NULL),
-			 AF_EINVAL);
+	test_spawn_refused(f->sys, "q2", &af_query_ops, &cfg, AF_EINVAL,
+			   "refine_template must hold {query_str} and "
+			   "{context_str} and {existing_answer}");
 	af_query_config_init(&cfg);
 	cfg.response_mode = "verbose";
-	assert_int_equal(af_spawn(f->sys, "q3", &af_query_ops, &cfg, NULL),
-			 AF_EINVAL);
-	assert_false(af_exists(f->sys, "q1"));
+	test_spawn_refused(f->sys, "q3", &af_query_ops, &cfg, AF_EINVAL,
+			   "unknown response_mode \"verbose\"");
+	af_query_config_init(&cfg);
+	cfg.top_k = -1;
+	test_spawn_refused(f->sys, "q3", &af_query_ops, &cfg, AF_EINVAL,
+			   "may not be negative");
 	/* A template of one's own, and NULL for every default. */
 	af_query_config_init(&cfg);
 	cfg.qa_template = "Q: {query_str}\n---\n{context_str}\n---\nA:";

@@ -1145,6 +1145,7 @@ static void test_corrupt_db(void **state)
 	fixture *f = *state;
 	af_retrieval_config cfg;
 	char db[128];
+	char want[256];
 	char junk[8192];
 	int fd;
 
@@ -1157,32 +1158,37 @@ static void test_corrupt_db(void **state)
 	close(fd);
 	af_retrieval_config_init(&cfg);
 	cfg.db_path = db;
-	assert_int_equal(
-		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
-		AF_EIO);
-	assert_false(af_exists(f->sys, "retrieval"));
+	snprintf(want, sizeof(want),
+		 "retrieval: db_path %s: not a readable "
+		 "database: file is not a database",
+		 db);
+	test_spawn_refused(f->sys, "retrieval", &af_retrieval_ops, &cfg, AF_EIO,
+			   want);
 	/* A folder where the file should be. */
 	cfg.db_path = f->dir;
-	assert_int_equal(
-		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
-		AF_EIO);
+	snprintf(want, sizeof(want), "retrieval: db_path %s: ", f->dir);
+	test_spawn_refused(f->sys, "retrieval", &af_retrieval_ops, &cfg, AF_EIO,
+			   want);
 	/* Settings that cannot work. */
 	af_retrieval_config_init(&cfg);
 	cfg.chunk_size = 10;
 	cfg.chunk_overlap = 10;
-	assert_int_equal(
-		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
-		AF_EINVAL);
+	test_spawn_refused(f->sys, "retrieval", &af_retrieval_ops, &cfg,
+			   AF_EINVAL,
+			   "chunk_overlap (10) must be below chunk_size (10)");
+	af_retrieval_config_init(&cfg);
+	cfg.top_k = 8;
+	cfg.max_top_k = 4;
+	test_spawn_refused(f->sys, "retrieval", &af_retrieval_ops, &cfg,
+			   AF_EINVAL, "top_k (8) is above max_top_k (4)");
 	af_retrieval_config_init(&cfg);
 	cfg.mode = "fuzzy";
-	assert_int_equal(
-		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
-		AF_EINVAL);
+	test_spawn_refused(f->sys, "retrieval", &af_retrieval_ops, &cfg,
+			   AF_EINVAL, "unknown mode \"fuzzy\"");
 	af_retrieval_config_init(&cfg);
 	cfg.embed_provider = "word2vec";
-	assert_int_equal(
-		af_spawn(f->sys, "retrieval", &af_retrieval_ops, &cfg, NULL),
-		AF_EINVAL);
+	test_spawn_refused(f->sys, "retrieval", &af_retrieval_ops, &cfg,
+			   AF_EINVAL, "unknown embed_provider \"word2vec\"");
 }
 
 /* ---- embeddings -------------------------------------------------------- */

@@ -555,3 +555,17 @@ void test_write_file(const char *path, const char *text)
 	fputs(text, f);
 	fclose(f);
 }
+
+void test_spawn_refused(af_system *sys, const char *name,
+			const af_actor_ops *ops, const void *config,
+			af_err want, const char *says)
+{
+	char why[AF_INIT_ERROR_MAX] = "";
+	af_spawn_opts so = {.error = why, .error_size = sizeof(why)};
+	af_err err = af_spawn(sys, name, ops, config, &so);
+
+	if (err != want || strstr(why, says) == NULL)
+		fail_msg("spawn of %s: %s (%s), want %s saying '%s'", name,
+			 af_errname(err), why, af_errname(want), says);
+	assert_false(af_exists(sys, name));
+}

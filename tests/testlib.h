@@ -69,6 +69,12 @@ af_payload *test_payload_n(int64_t n);
 /* A payload holding one binary of size bytes. */
 af_payload *test_payload_bin(size_t size);
 
+/* Spawns name expecting it to fail with want, saying something that
+ * holds says (checked with strstr); fails the test otherwise. */
+void test_spawn_refused(af_system *sys, const char *name,
+			const af_actor_ops *ops, const void *config,
+			af_err want, const char *says);
+
 /* A malloc'ed copy of a string value; asserts that v is one. */
 char *test_str_of(const af_value *v);
 

@@ -812,7 +812,10 @@ static af_err init(af_ctx *ctx, const void *config, void **state)
 	a->provider = provider_named(cfg->provider);
 	if (a->provider == NULL) {
 		free(a);
-		return AF_EINVAL;
+		return af_init_fail(ctx, AF_EINVAL,
+				    "chat: unknown provider \"%s\" (known: "
+				    "extractive, openai, ollama)",
+				    cfg->provider);
 	}
 	a->temperature = cfg->temperature;
 	a->max_tokens = cfg->max_tokens;

@@ -660,7 +660,8 @@ af_err af__http_new(af_http **out, af_ctx *ctx, const af_http_opts *opts)
 
 	pthread_once(&global_once, global_init);
 	if (global_status != CURLE_OK)
-		return AF_ESYS;
+		return af_init_fail(ctx, AF_ESYS, "libcurl did not start: %s",
+				    curl_easy_strerror(global_status));
 	h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return AF_ENOMEM;

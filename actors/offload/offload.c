@@ -425,19 +425,25 @@ static void free_functions(offload *o)
 	o->nfns = 0;
 }
 
-static af_err copy_functions(offload *o, const af_offload_config *cfg)
+static af_err copy_functions(af_ctx *ctx, offload *o,
+			     const af_offload_config *cfg)
 {
 	if (cfg->nfunctions == 0)
 		return AF_OK;
 	if (cfg->functions == NULL)
-		return AF_EINVAL;
+		return af_init_fail(ctx, AF_EINVAL,
+				    "offload: nfunctions is %zu but functions "
+				    "is NULL",
+				    cfg->nfunctions);
 	o->fns = calloc(cfg->nfunctions, sizeof(*o->fns));
 	if (o->fns == NULL)
 		return AF_ENOMEM;
 	for (size_t i = 0; i < cfg->nfunctions; i++) {
 		const af_offload_function *f = &cfg->functions[i];
 		if (f->name == NULL || f->fn == NULL)
-			return AF_EINVAL;
+			return af_init_fail(ctx, AF_EINVAL,
+					    "offload: function %zu has no %s",
+					    i, f->name == NULL ? "name" : "fn");
 		o->fns[i].name = strdup(f->name);
 		if (o->fns[i].name == NULL)
 			return AF_ENOMEM;
@@ -463,14 +469,16 @@ static af_err offload_init(af_ctx *ctx, const void *config, void **state)
 	af_err err;
 
 	if (cfg->workers < 0 || cfg->queue_capacity < 0)
-		return AF_EINVAL;
+		return af_init_fail(ctx, AF_EINVAL,
+				    "offload: workers and queue_capacity may "
+				    "not be negative");
 	o = calloc(1, sizeof(*o));
 	if (o == NULL)
 		return AF_ENOMEM;
 	o->workers = cfg->workers > 0 ? cfg->workers : online_cores();
 	o->capacity = cfg->queue_capacity > 0 ? (size_t)cfg->queue_capacity
 					      : DEFAULT_QUEUE_CAPACITY;
-	err = copy_functions(o, cfg);
+	err = copy_functions(ctx, o, cfg);
 	if (err != AF_OK)
 		goto free_state;
 	err = af_payload_new(&o->scratch);

@@ -432,6 +432,43 @@ static char *copy_or(const char *s, const char *dflt, bool *ok)
 	return copy;
 }
 
+/* What init refuses in a configuration, said the way af_spawn passes on. */
+static af_err config_error(af_ctx *ctx, const af_query_config *c)
+{
+	static const struct {
+		const char *key;
+		bool refine;
+	} names[] = {{"qa_template", false},
+		     {"refine_template", true},
+		     {"summary_template", false}};
+	const char *tmpls[] = {c->qa_template, c->refine_template,
+			       c->summary_template};
+	response_mode mode;
+
+	if (c->top_k < 0 || c->context_words < 0 || c->timeout_ms < 0)
+		return af_init_fail(ctx, AF_EINVAL,
+				    "query: top_k, context_words and "
+				    "timeout_ms may not be negative");
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+		if (tmpls[i] != NULL &&
+		    af__prompt_check(tmpls[i], names[i].refine) != AF_OK)
+			return af_init_fail(
+				ctx, AF_EINVAL,
+				"query: %s must hold {query_str} and "
+				"{context_str}%s",
+				names[i].key,
+				names[i].refine ? " and {existing_answer}"
+						: "");
+	if (c->response_mode != NULL &&
+	    !mode_named(c->response_mode, strlen(c->response_mode), &mode))
+		return af_init_fail(ctx, AF_EINVAL,
+				    "query: unknown response_mode \"%s\" "
+				    "(known: compact, refine, tree_summarize, "
+				    "no_text)",
+				    c->response_mode);
+	return AF_OK;
+}
+
 static af_err query_init(af_ctx *ctx, const void *config, void **state)
 {
 	af_query_config dflt;
@@ -444,25 +481,16 @@ static af_err query_init(af_ctx *ctx, const void *config, void **state)
 		af_query_config_init(&dflt);
 		c = &dflt;
 	}
-	if (c->top_k < 0 || c->context_words < 0 || c->timeout_ms < 0)
-		return AF_EINVAL;
-	if ((c->qa_template != NULL &&
-	     af__prompt_check(c->qa_template, false) != AF_OK) ||
-	    (c->refine_template != NULL &&
-	     af__prompt_check(c->refine_template, true) != AF_OK) ||
-	    (c->summary_template != NULL &&
-	     af__prompt_check(c->summary_template, false) != AF_OK))
-		return AF_EINVAL;
+	err = config_error(ctx, c);
+	if (err != AF_OK)
+		return err;
 	qa = calloc(1, sizeof(*qa));
 	if (qa == NULL)
 		return AF_ENOMEM;
 	qa->response_mode = MODE_COMPACT;
-	if (c->response_mode != NULL &&
-	    !mode_named(c->response_mode, strlen(c->response_mode),
-			&qa->response_mode)) {
-		err = AF_EINVAL;
-		goto fail;
-	}
+	if (c->response_mode != NULL)
+		mode_named(c->response_mode, strlen(c->response_mode),
+			   &qa->response_mode);
 	qa->retriever = copy_or(c->retriever, "retrieval", &ok);
 	qa->chat = copy_or(c->chat, "chat", &ok);
 	qa->gather = copy_or(c->gather, "gather", &ok);

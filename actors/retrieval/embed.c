@@ -94,7 +94,10 @@ af_err af__embedder_new(af_embedder **out, af_ctx *ctx,
 
 	if (provider == NULL || (strcmp(provider, "openai") != 0 &&
 				 strcmp(provider, "ollama") != 0))
-		return AF_EINVAL;
+		return af_init_fail(ctx, AF_EINVAL,
+				    "retrieval: unknown embed_provider \"%s\" "
+				    "(known: openai, ollama)",
+				    provider != NULL ? provider : "");
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return AF_ENOMEM;

@@ -685,6 +685,35 @@ static void free_actor(retrieval *r)
 	free(r);
 }
 
+/* What init refuses in a configuration, said the way af_spawn passes on. */
+static af_err config_error(af_ctx *ctx, retrieval *r,
+			   const af_retrieval_config *cfg)
+{
+	if (r->chunk_overlap >= r->chunk_size)
+		return af_init_fail(ctx, AF_EINVAL,
+				    "retrieval: chunk_overlap (%d) must be "
+				    "below chunk_size (%d)",
+				    r->chunk_overlap, r->chunk_size);
+	/* A hybrid retrieve ranks each list to twice top_k, counted in an
+	 * int. */
+	if (r->max_top_k > INT_MAX / 2)
+		return af_init_fail(ctx, AF_EINVAL,
+				    "retrieval: max_top_k (%d) is above %d",
+				    r->max_top_k, INT_MAX / 2);
+	if (r->top_k > r->max_top_k)
+		return af_init_fail(ctx, AF_EINVAL,
+				    "retrieval: top_k (%d) is above max_top_k "
+				    "(%d)",
+				    r->top_k, r->max_top_k);
+	if (cfg->mode != NULL &&
+	    !mode_named(cfg->mode, strlen(cfg->mode), &r->mode))
+		return af_init_fail(ctx, AF_EINVAL,
+				    "retrieval: unknown mode \"%s\" (known: "
+				    "bm25, vector, hybrid)",
+				    cfg->mode);
+	return AF_OK;
+}
+
 static af_err init(af_ctx *ctx, const void *config, void **state)
 {
 	const af_retrieval_config *cfg = config;
@@ -719,13 +748,8 @@ static af_err init(af_ctx *ctx, const void *config, void **state)
 		cfg->max_load_bytes > 0 ? cfg->max_load_bytes : (size_t)1 << 30;
 	r->embed_timeout_ms =
 		cfg->embed_timeout_ms > 0 ? cfg->embed_timeout_ms : 60000;
-	err = AF_EINVAL;
-	/* A hybrid retrieve ranks each list to twice top_k, counted in an
-	 * int. */
-	if (r->chunk_overlap >= r->chunk_size || r->top_k > r->max_top_k ||
-	    r->max_top_k > INT_MAX / 2 ||
-	    (cfg->mode != NULL &&
-	     !mode_named(cfg->mode, strlen(cfg->mode), &r->mode)))
+	err = config_error(ctx, r, cfg);
+	if (err != AF_OK)
 		goto fail;
 	if (cfg->embed_provider != NULL) {
 		err = af__embedder_new(&r->embed, ctx, cfg);
@@ -740,10 +764,20 @@ static af_err init(af_ctx *ctx, const void *config, void **state)
 	if (err != AF_OK)
 		goto fail;
 	err = af__store_open(&r->store, cfg->db_path, why, sizeof(why));
-	if (err == AF_OK)
-		err = af__store_vectors(r->store, load_vector, r);
-	if (err != AF_OK)
+	if (err != AF_OK) {
+		af_init_fail(
+			ctx, err, "retrieval: db_path %s: %s",
+			cfg->db_path != NULL ? cfg->db_path : ":memory:", why);
 		goto fail;
+	}
+	err = af__store_vectors(r->store, load_vector, r);
+	if (err != AF_OK) {
+		af_init_fail(ctx, err,
+			     "retrieval: reading the stored vectors of %s: %s",
+			     cfg->db_path != NULL ? cfg->db_path : ":memory:",
+			     af_strerror(err));
+		goto fail;
+	}
 	*state = r;
 	return AF_OK;
 fail:

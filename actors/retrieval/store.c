@@ -202,7 +202,7 @@ af_err af__store_open(af_store **out, const char *path, char *err,
 				     SQLITE_OPEN_NOMUTEX,
 			     NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(err, errsize, "opening %s: %s", path,
+		snprintf(err, errsize, "cannot open it: %s",
 			 s->db != NULL ? sqlite3_errmsg(s->db)
 				       : "out of memory");
 		e = fail(rc);
