@@ -35,7 +35,8 @@ typedef enum fkind {
 	F_SIZE,
 	F_DOUBLE,
 	F_COUNT,
-	F_MS
+	F_MS,
+	F_BOOL
 } fkind;
 
 typedef struct field {
@@ -117,6 +118,7 @@ static const field gather_fields[] = {
 	FIELD(af_gather_config, concurrency, F_U32),
 	FIELD(af_gather_config, max_items, F_U32),
 	FIELD(af_gather_config, max_bytes, F_SIZE),
+	FIELD(af_gather_config, remote_targets, F_BOOL),
 	{NULL, F_STR, 0, NULL}};
 
 /* Functions are C pointers: a config cannot name its own, so an offload
@@ -228,6 +230,8 @@ static const char *kind_name(fkind k)
 	switch (k) {
 	case F_STR:
 		return "a string";
+	case F_BOOL:
+		return "true or false";
 	case F_DOUBLE:
 		return "a number";
 	case F_INT:
@@ -314,6 +318,11 @@ static af_err set_field(parse *p, const char *where, const field *f,
 		if (!cli_json_integral(v, 0, 9007199254740992.0, &d))
 			break;
 		*(size_t *)(void *)at = (size_t)d;
+		return AF_OK;
+	case F_BOOL:
+		if (!cJSON_IsBool(v))
+			break;
+		*(bool *)(void *)at = cJSON_IsTrue(v);
 		return AF_OK;
 	}
 	if (cJSON_IsNumber(v))

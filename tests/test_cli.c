@@ -111,7 +111,8 @@ static int setup(void **state)
 		 "   \"config\": {\"chunk_size\": 64, \"chunk_overlap\": 8}},\n"
 		 "  {\"type\": \"chat\", \"export\": \"ipc://chat.sock\",\n"
 		 "   \"config\": {\"provider\": \"extractive\"}},\n"
-		 "  {\"type\": \"gather\"},\n"
+		 "  {\"type\": \"gather\", \"config\": {\"remote_targets\": "
+		 "true}},\n"
 		 "  {\"type\": \"query\", \"config\": {\"response_mode\": "
 		 "\"compact\"}}\n"
 		 " ]}\n",
@@ -928,6 +929,9 @@ static void test_config_errors(void **state)
 			{"retrieval", "{\"chunk_size\": -5}",
 			 ":2: actors[0].config.chunk_size: expected a "
 			 "non-negative integer (0: the default), got -5"},
+			{"gather", "{\"remote_targets\": \"yes\"}",
+			 ":2: actors[0].config.remote_targets: expected true "
+			 "or false, got a string"},
 			{"offload", "{\"workers\": -1}",
 			 ":2: actors[0].config.workers: expected a "
 			 "non-negative integer (0: the default), got -1"},

@@ -763,7 +763,8 @@ static void test_killed_mid_stream(void **state)
 
 	(void)state;
 	node_config(cfg, sizeof(cfg), "n",
-		    "{\"type\": \"gather\"}, {\"type\": \"chat\"}");
+		    "{\"type\": \"gather\", \"config\": {\"remote_targets\": "
+		    "true}}, {\"type\": \"chat\"}");
 	snprintf(up, sizeof(up),
 		 "{\"restart\": %s, \"nodes\": [{\"name\": \"n\", "
 		 "\"config\": %s}]}",

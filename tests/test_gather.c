@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "testlib.h"
 
@@ -326,6 +327,83 @@ static const af_actor_ops talker_ops = {
 };
 
 /* ---- results and errors ------------------------------------------------ */
+
+/* A gather exported to other processes: their requests may name only
+ * this system's actors, unless the config allows addresses. */
+static void remote_gather(bool remote_targets)
+{
+	af_gather_config cfg = {.remote_targets = remote_targets};
+	char dir[] = "/tmp/af-gather-XXXXXX";
+	char ep[96], gather_at[128], echo_at[128];
+	af_system *sys = NULL, *other = NULL;
+	af_client *c = NULL;
+	af_payload *p;
+	af_msg *m = NULL;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(ep, sizeof(ep), "ipc://%s/node.sock", dir);
+	snprintf(gather_at, sizeof(gather_at), "%s#gather", ep);
+	snprintf(echo_at, sizeof(echo_at), "%s#echo", ep);
+	assert_int_equal(af_system_new(&sys, NULL), AF_OK);
+	assert_int_equal(af_spawn(sys, "echo", &test_echo_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(af_spawn(sys, "gather", &af_gather_ops, &cfg, NULL),
+			 AF_OK);
+	assert_int_equal(af_system_export(sys, ep), AF_OK);
+	/* The requester: another system, as another process would be. */
+	assert_int_equal(af_system_new(&other, NULL), AF_OK);
+	assert_int_equal(af_client_new(&c, other), AF_OK);
+
+	/* By name: always. */
+	p = begin_gather();
+	add_item(p, "echo", "echo", "n", 1, 0);
+	end_items(p);
+	end_gather(p);
+	assert_int_equal(af_client_request(c, gather_at, "gather", p, 5000, &m),
+			 AF_OK);
+	af_payload_destroy(&p);
+	expect_ok(slot_at(m, 0));
+	af_msg_destroy(&m);
+
+	/* By address: only when the config allows it. */
+	p = begin_gather();
+	add_item(p, "echo", "echo", "n", 1, 0);
+	add_item(p, echo_at, "echo", "n", 2, 0);
+	end_items(p);
+	end_gather(p);
+	if (remote_targets) {
+		assert_int_equal(
+			af_client_request(c, gather_at, "gather", p, 5000, &m),
+			AF_OK);
+		expect_ok(slot_at(m, 0));
+		expect_ok(slot_at(m, 1));
+		assert_int_equal(value_int(slot_at(m, 1), "n"), 2);
+	} else {
+		assert_int_equal(
+			af_client_request(c, gather_at, "gather", p, 5000, &m),
+			AF_EINVAL);
+		expect_error_text(m, "gather: item 1: \"to\" is the address");
+		expect_error_text(m, "remote_targets is off");
+	}
+	af_payload_destroy(&p);
+	af_msg_destroy(&m);
+	af_client_destroy(&c);
+	af_system_destroy(&other);
+	af_system_destroy(&sys);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_remote_requester_names_only_actors(void **state)
+{
+	remote_gather(false);
+	(void)state;
+}
+
+static void test_remote_targets_allows_addresses(void **state)
+{
+	remote_gather(true);
+	(void)state;
+}
 
 static void test_results_keep_input_order(void **state)
 {
@@ -1345,6 +1423,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_byte_limit_fails_the_item,
 						setup, teardown),
 		cmocka_unit_test(test_reply_too_large_says_as_completed),
+		cmocka_unit_test(test_remote_requester_names_only_actors),
+		cmocka_unit_test(test_remote_targets_allows_addresses),
 		cmocka_unit_test_setup_teardown(test_empty_items, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_input_read_in_place, setup,

@@ -538,6 +538,35 @@ static af_err read_request(gather *g, const void *payload, size_t len,
 }
 
 /* Makes a gather of request m, its items still pointing into m. */
+/* A requester from another process names only this system's actors
+ * (af_gather_config.remote_targets): an address holds "://", a name
+ * never does. */
+static bool is_address(const char *s, size_t len)
+{
+	for (size_t i = 0; i + 3 <= len; i++)
+		if (memcmp(s + i, "://", 3) == 0)
+			return true;
+	return false;
+}
+
+static af_err names_only(const gather *g, char *why, size_t why_len)
+{
+	for (uint32_t i = 0; i < g->n; i++) {
+		const item *it = &g->items[i];
+		if (is_address(it->to, it->to_len)) {
+			snprintf(why, why_len,
+				 "gather: item %u: \"to\" is the address "
+				 "'%.*s'; a request from another process may "
+				 "name only this system's actors "
+				 "(remote_targets is off)",
+				 i, (int)(it->to_len > 200 ? 200 : it->to_len),
+				 it->to);
+			return AF_EINVAL;
+		}
+	}
+	return AF_OK;
+}
+
 static af_err gather_new(gather_actor *ga, af_msg *m, gather **out, char *why,
 			 size_t why_len)
 {
@@ -555,6 +584,8 @@ static af_err gather_new(gather_actor *ga, af_msg *m, gather **out, char *why,
 	err = af_msg_payload_raw(m, &payload, &len);
 	if (err == AF_OK)
 		err = read_request(g, payload, len, why, why_len);
+	if (err == AF_OK && !af_msg_is_local(m) && !ga->cfg.remote_targets)
+		err = names_only(g, why, why_len);
 	if (err != AF_OK)
 		goto fail;
 	*out = g;

@@ -75,7 +75,10 @@
  * Errors (answered instead):
  *   AF_EINVAL     the payload is not a map; "items" is missing or not an
  *                 array; an item is not a map, or lacks a "to" or "type"
- *                 string; an option has the wrong type; "mode" is neither
+ *                 string; an item's "to" is an address (ipc://, tcp://)
+ *                 in a request from another process, and the config's
+ *                 remote_targets is false; an option has the wrong type;
+ *                 "mode" is neither
  *                 "collect" nor "fail_fast"; more items than max_items;
  *                 "as_completed" on a plain request. The message names the
  *                 field and, for an item, its index.
@@ -127,6 +130,13 @@ typedef struct af_gather_config {
 	 * the default message limit). A system with a smaller
 	 * max_message_size should set this to match. */
 	size_t max_bytes;
+	/* Whether a request from another process (af_msg_is_local false)
+	 * may name addresses (ipc://, tcp://) in its items' "to". false, the
+	 * default: such a requester reaches only this system's actors, by
+	 * name; an exported gather would otherwise connect wherever any of
+	 * its callers asks, and keep every such connection open. Requests
+	 * from this process may always name addresses. */
+	bool remote_targets;
 } af_gather_config;
 
 /* The gather actor's ops, for af_spawn. Requests of any type other than
