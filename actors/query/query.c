@@ -432,8 +432,10 @@ static char *copy_or(const char *s, const char *dflt, bool *ok)
 	return copy;
 }
 
-/* What init refuses in a configuration, said the way af_spawn passes on. */
-static af_err config_error(af_ctx *ctx, const af_query_config *c)
+/* What init refuses in a configuration, said the way af_spawn passes on;
+ * sets *mode to the response mode c names (compact when none). */
+static af_err config_error(af_ctx *ctx, const af_query_config *c,
+			   response_mode *mode)
 {
 	static const struct {
 		const char *key;
@@ -443,7 +445,6 @@ static af_err config_error(af_ctx *ctx, const af_query_config *c)
 		     {"summary_template", false}};
 	const char *tmpls[] = {c->qa_template, c->refine_template,
 			       c->summary_template};
-	response_mode mode;
 
 	if (c->top_k < 0 || c->context_words < 0 || c->timeout_ms < 0)
 		return af_init_fail(ctx, AF_EINVAL,
@@ -459,8 +460,9 @@ static af_err config_error(af_ctx *ctx, const af_query_config *c)
 				names[i].key,
 				names[i].refine ? " and {existing_answer}"
 						: "");
+	*mode = MODE_COMPACT;
 	if (c->response_mode != NULL &&
-	    !mode_named(c->response_mode, strlen(c->response_mode), &mode))
+	    !mode_named(c->response_mode, strlen(c->response_mode), mode))
 		return af_init_fail(ctx, AF_EINVAL,
 				    "query: unknown response_mode \"%s\" "
 				    "(known: compact, refine, tree_summarize, "
@@ -473,6 +475,7 @@ static af_err query_init(af_ctx *ctx, const void *config, void **state)
 {
 	af_query_config dflt;
 	const af_query_config *c = config;
+	response_mode mode;
 	query_actor *qa;
 	bool ok = true;
 	af_err err;
@@ -481,16 +484,13 @@ static af_err query_init(af_ctx *ctx, const void *config, void **state)
 		af_query_config_init(&dflt);
 		c = &dflt;
 	}
-	err = config_error(ctx, c);
+	err = config_error(ctx, c, &mode);
 	if (err != AF_OK)
 		return err;
 	qa = calloc(1, sizeof(*qa));
 	if (qa == NULL)
 		return AF_ENOMEM;
-	qa->response_mode = MODE_COMPACT;
-	if (c->response_mode != NULL)
-		mode_named(c->response_mode, strlen(c->response_mode),
-			   &qa->response_mode);
+	qa->response_mode = mode;
 	qa->retriever = copy_or(c->retriever, "retrieval", &ok);
 	qa->chat = copy_or(c->chat, "chat", &ok);
 	qa->gather = copy_or(c->gather, "gather", &ok);
