@@ -38,6 +38,9 @@ af_err af__ctx_init(af_ctx *ctx, af_system *sys, void *zctx, size_t max_msg,
 	ctx->backlog_timer.index = SIZE_MAX;
 	ctx->probe_timer.index = SIZE_MAX;
 	ctx->orphan_timer.index = SIZE_MAX;
+	ctx->peer_sweep.index = SIZE_MAX;
+	ctx->peer_sweep.cb = af__peers_sweep;
+	ctx->peer_idle_us = af__peer_idle_us(sys);
 	af__idmap_init(&ctx->pending_index);
 	af__idmap_init(&ctx->peer_index);
 	af__idmap_init(&ctx->outreqs);
@@ -104,6 +107,7 @@ void af__ctx_fini(af_ctx *ctx, int status)
 			af_fd_unwatch(ctx, fd);
 	af__reply_hand_over_backlog(ctx, 0);
 	af__loop_timer_del(&ctx->loop, &ctx->probe_timer);
+	af__loop_timer_del(&ctx->loop, &ctx->peer_sweep);
 	af__ctx_close_inbox(ctx);
 	af__peers_close_all(ctx, status);
 	/* A context that ends owes nobody a call: its callbacks end with it.

@@ -155,6 +155,10 @@ struct af_ctx {
 	struct af__writable_wait *orphan_waits;
 	size_t writable_waits; /* on any peer, or orphaned: not yet called */
 	af__timer orphan_timer;
+	/* Closes idle connections to other processes (af__peers_sweep);
+	 * peer_idle_us < 0: never. */
+	af__timer peer_sweep;
+	int64_t peer_idle_us;
 	af__idmap pending_index;
 	size_t pending_unindexed;
 	/* Checks that remote requesters of streams and cancellable requests

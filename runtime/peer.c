@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "ctx.h"
 #include "curve.h"
 #include "system.h"
@@ -197,6 +198,7 @@ static void peer_readable(af__watch *w, unsigned events)
 			run_writable_waits(p);
 		return;
 	}
+	p->used_us = af__now_us();
 	/* The turn's batch goes first; a full connection keeps it pending
 	 * (the socket fires again when it has room). */
 	if (p->has_pending || p->batch_count > 0)
@@ -453,6 +455,69 @@ static void index_remove(af_ctx *ctx, af__peer *p)
 	p->next = p->prev = NULL;
 }
 
+int64_t af__peer_idle_us(const af_system *sys)
+{
+	int64_t ms = sys != NULL ? sys->peer_idle_ms : AF__PEER_IDLE_MS;
+
+	return ms < 0 ? -1 : af__clamp_ms(ms) * 1000;
+}
+
+static void count_remote(af__peer *p, int delta)
+{
+	af__actor *a = p->ctx->actor;
+
+	if (a != NULL)
+		af__stat_add(&a->stats.remote_peers, (uint64_t)(int64_t)delta);
+}
+
+/* A remote peer joined: counted, and the sweep that closes idle ones is
+ * due once it could be idle long enough. */
+static void remote_opened(af__peer *p)
+{
+	af_ctx *ctx = p->ctx;
+
+	p->used_us = af__now_us();
+	count_remote(p, 1);
+	if (ctx->peer_idle_us >= 0 && ctx->peer_sweep.index == SIZE_MAX)
+		af__loop_timer_add(&ctx->loop, &ctx->peer_sweep,
+				   p->used_us + ctx->peer_idle_us);
+}
+
+/* Nothing outstanding on p, nothing waiting to go, nobody waiting for it:
+ * closing it loses nothing. */
+static bool carries_nothing(const af__peer *p)
+{
+	return p->reqs == NULL && p->writable_waits == NULL &&
+	       !p->has_pending && p->batch_count == 0;
+}
+
+void af__peers_sweep(af__timer *t)
+{
+	af_ctx *ctx = AF__CONTAINER(t, af_ctx, peer_sweep);
+	int64_t now = af__now_us();
+	int64_t next = INT64_MAX;
+	af__peer *p = ctx->peers;
+
+	for (af__peer *after; p != NULL; p = after) {
+		int64_t due;
+		after = p->next;
+		if (!p->remote)
+			continue;
+		due = p->used_us + ctx->peer_idle_us;
+		if (due <= now && carries_nothing(p)) {
+			af__peer_close(p, AF_ECANCELED);
+			continue;
+		}
+		/* One still in use is looked at again an idle time from now. */
+		if (due <= now)
+			due = now + ctx->peer_idle_us;
+		if (due < next)
+			next = due;
+	}
+	if (next != INT64_MAX)
+		af__loop_timer_add(&ctx->loop, &ctx->peer_sweep, next);
+}
+
 af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
 		    af__peer **out)
 {
@@ -493,6 +558,8 @@ af_err af__peer_get(af_ctx *ctx, const char *key, size_t key_len, bool remote,
 	if (err != AF_OK)
 		goto fail;
 	index_add(ctx, p);
+	if (remote)
+		remote_opened(p);
 	*out = p;
 	return AF_OK;
 fail:
@@ -545,6 +612,8 @@ void af__peer_close(af__peer *p, int status)
 		p->has_pending = false;
 	}
 	index_remove(ctx, p);
+	if (p->remote)
+		count_remote(p, -1);
 	fail_requests(p, status);
 	/* Order matters: the dead list is reaped last-in first-out, and the
 	 * release of the main watch frees the peer with the monitor watch in
@@ -685,6 +754,8 @@ af_err af__peer_send(af__peer *p, void *frame, const char *reply_to,
 		      : send_part(p, frame, 0, block_ms);
 	if (err != AF_OK)
 		return err;
+	if (p->remote)
+		p->used_us = af__now_us();
 	af__gauge_add(p->gauge);
 	/* A send may have consumed the socket's readiness signal. */
 	af__loop_kick(&p->ctx->loop, &p->watch);

@@ -31,6 +31,10 @@
 
 typedef struct af__outreq af__outreq;
 
+/* How long a connection to another process's endpoint stays open while it
+ * carries nothing, unless af_system_opts.peer_idle_ms says otherwise. */
+#define AF__PEER_IDLE_MS 60000
+
 /* How long a request sent to a remote peer that is down waits for the
  * connection to come back before it fails with AF_EPEERDOWN: a restarted
  * process is reconnected to within ZeroMQ's reconnect interval. */
@@ -71,6 +75,7 @@ typedef struct af__peer {
 	bool refused;
 	uint64_t disconnects;
 	af__outreq *reqs; /* outstanding requests sent through this peer */
+	int64_t used_us;  /* a remote peer's last message, either way */
 	af__writable_wait *writable_waits;
 	/* Tells an actor sends this (local) peer are coalesced into one batch
 	 * message, sent once the actor's loop has nothing else ready (at most
@@ -116,6 +121,12 @@ void af__peers_revalidate(af_ctx *ctx);
  * of the last loop turn (an idle client runs none). Only notes it: the
  * requests a disconnect ends are settled on the next loop turn. */
 void af__peer_sync(af__peer *p);
+/* The idle time after which sys's contexts close a remote peer, in us; -1:
+ * never (sys NULL: a standalone client, the default). */
+int64_t af__peer_idle_us(const af_system *sys);
+/* Closes the remote peers that carried nothing for ctx->peer_idle_us and
+ * have nothing outstanding (the sweep timer's callback). */
+void af__peers_sweep(af__timer *t);
 /* Closes every peer (context teardown). */
 void af__peers_close_all(af_ctx *ctx, int status);
 /* Sends frame on p without blocking, or waiting up to block_ms for room.

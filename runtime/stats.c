@@ -169,6 +169,7 @@ void af__stats_snapshot(const af__actor *a, af_actor_stats *out)
 		n += counts[i];
 	}
 	out->answered = load(&s->answered);
+	out->remote_peers = load(&s->remote_peers);
 	out->latency_max_us = load(&s->max_us);
 	out->latency_p50_us = percentile(counts, n, 50, out->latency_max_us);
 	out->latency_p90_us = percentile(counts, n, 90, out->latency_max_us);
@@ -237,7 +238,7 @@ static void pack_kv(af_payload *p, const char *key, uint64_t v)
 
 static void pack_actor(af_payload *p, const af_actor_stats *s)
 {
-	af_pack_map(p, 9);
+	af_pack_map(p, 10);
 	af_pack_str(p, "name");
 	af_pack_str(p, s->name);
 	af_pack_str(p, "type");
@@ -248,6 +249,7 @@ static void pack_actor(af_payload *p, const af_actor_stats *s)
 	pack_kv(p, "in_flight", s->in_flight);
 	pack_kv(p, "mailbox_depth", s->mailbox_depth);
 	pack_kv(p, "answered", s->answered);
+	pack_kv(p, "remote_peers", s->remote_peers);
 	af_pack_str(p, "latency_us");
 	af_pack_map(p, 4);
 	pack_kv(p, "p50", s->latency_p50_us);

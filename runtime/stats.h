@@ -49,6 +49,7 @@ typedef struct af__actor_stats {
 	atomic_uint_fast64_t in_flight;
 	atomic_uint_fast64_t answered;
 	atomic_uint_fast64_t taken; /* messages read from the inbox */
+	atomic_uint_fast64_t remote_peers;
 	atomic_uint_fast64_t max_us;
 	atomic_uint_fast64_t latency[AF__LATENCY_BUCKETS];
 } af__actor_stats;

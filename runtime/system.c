@@ -33,6 +33,9 @@ af_err af_system_new(af_system **out, const af_system_opts *opts)
 	sys->max_msg = opts != NULL && opts->max_message_size > 0
 			       ? opts->max_message_size
 			       : AF__DEFAULT_MAX_MESSAGE;
+	sys->peer_idle_ms = opts == NULL || opts->peer_idle_ms == 0
+				    ? AF__PEER_IDLE_MS
+				    : opts->peer_idle_ms;
 	sys->zctx = zmq_ctx_new();
 	if (sys->zctx == NULL)
 		goto undo_sys;

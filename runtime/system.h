@@ -94,6 +94,7 @@ typedef struct af__waker {
 struct af_system {
 	void *zctx;
 	size_t max_msg;
+	int64_t peer_idle_ms; /* af_system_opts.peer_idle_ms, resolved */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	af__actor *actors; /* newest first */

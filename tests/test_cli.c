@@ -775,7 +775,8 @@ static void test_stats(void **state)
 			       "\"type\":\"retrieval\",\"tells\":0,"
 			       "\"requests\":1,\"errors\":0,"
 			       "\"in_flight\":0,\"mailbox_depth\":0,"
-			       "\"answered\":1,\"latency_us\":{\"p50\":"));
+			       "\"answered\":1,\"remote_peers\":0,"
+			       "\"latency_us\":{\"p50\":"));
 	/* The node: every actor, and the system's counters. */
 	snprintf(node_addr, sizeof(node_addr), "ipc://%s", sock_path);
 	run(&r, "stats", node_addr, NULL);

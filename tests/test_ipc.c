@@ -1531,6 +1531,142 @@ static void raw_request(void *raw, uint64_t id, uint64_t window,
  * to everyone else, local or remote, go on, and so do the probes that
  * find a vanished stream consumer. Its own answers wait, in order, and
  * are all there when it reads again. */
+/* ---- idle connections ------------------------------------------------- */
+
+/* Requests payload["to"] with payload["type"] and payload["timeout_ms"],
+ * and answers with the outcome (relay_outcome). */
+static af_err caller_handle(af_ctx *ctx, void *state, af_msg *m)
+{
+	const af_value *v = af_msg_payload(m);
+	char *to = af_value_strdup(af_value_get(v, "to"));
+	char *type = af_value_strdup(af_value_get(v, "type"));
+	af_pending *p;
+	af_err err;
+
+	(void)state;
+	assert_non_null(to);
+	assert_non_null(type);
+	assert_int_equal(af_defer(ctx, m, &p), AF_OK);
+	err = af_request(ctx, to, type, NULL,
+			 af_value_get_int(v, "timeout_ms", 5000), relay_outcome,
+			 p, NULL);
+	free(to);
+	free(type);
+	return err;
+}
+
+static const af_actor_ops caller_ops = {.type_name = "caller",
+					.handle = caller_handle};
+
+/* What the caller actor's request to type at to ended with. */
+static int call(af_client *c, const char *type, int64_t timeout_ms)
+{
+	af_payload *p = NULL;
+	af_msg *m = NULL;
+	int status;
+
+	assert_int_equal(af_payload_new(&p), AF_OK);
+	af_pack_map(p, 3);
+	af_pack_str(p, "to");
+	af_pack_str(p, endpoint);
+	af_pack_str(p, "type");
+	af_pack_str(p, type);
+	af_pack_str(p, "timeout_ms");
+	af_pack_int(p, timeout_ms);
+	assert_int_equal(af_client_request(c, "caller", "call", p, 10000, &m),
+			 AF_OK);
+	status = (int)af_value_get_int(af_msg_payload(m), "status", -1);
+	af_msg_destroy(&m);
+	af_payload_destroy(&p);
+	return status;
+}
+
+static uint64_t remote_peers(af_system *sys)
+{
+	af_actor_stats st;
+
+	assert_int_equal(af_actor_get_stats(sys, "caller", &st), AF_OK);
+	return st.remote_peers;
+}
+
+/* Waits up to timeout_ms for the caller to hold n remote peers. */
+static bool peers_reach(af_system *sys, uint64_t n, int timeout_ms)
+{
+	int64_t end = af__now_ms() + timeout_ms;
+
+	while (remote_peers(sys) != n && af__now_ms() < end)
+		usleep(1000);
+	return remote_peers(sys) == n;
+}
+
+/* A connection to another process that carries nothing for
+ * peer_idle_ms is closed; one with a request outstanding is not; the
+ * next request connects again. */
+static void test_idle_remote_peers_close(void **state)
+{
+	test_signal hung;
+	echo_config cfg = {.hung = &hung};
+	af_system_opts opts = {.peer_idle_ms = 50};
+	af_system *target = NULL, *sys = NULL;
+	af_client *c = NULL;
+
+	(void)state;
+	test_signal_init(&hung);
+	assert_int_equal(af_system_new(&target, NULL), AF_OK);
+	assert_int_equal(af_spawn(target, "echo", &test_echo_ops, &cfg, NULL),
+			 AF_OK);
+	assert_int_equal(af_export(target, "echo", endpoint), AF_OK);
+	assert_int_equal(af_system_new(&sys, &opts), AF_OK);
+	assert_int_equal(af_spawn(sys, "caller", &caller_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(af_client_new(&c, sys), AF_OK);
+
+	assert_int_equal(remote_peers(sys), 0);
+	assert_int_equal(call(c, "echo", 5000), AF_OK);
+	assert_int_equal(remote_peers(sys), 1);
+	assert_true(peers_reach(sys, 0, 5000));
+	/* Closed, not broken: the next request connects again. */
+	assert_int_equal(call(c, "echo", 5000), AF_OK);
+	assert_int_equal(remote_peers(sys), 1);
+	assert_true(peers_reach(sys, 0, 5000));
+
+	/* A request held by the target keeps its connection open through
+	 * many idle times, until it ends. */
+	{
+		af_payload *p = NULL;
+		af_stream *s = NULL;
+		af_msg *m = NULL;
+
+		assert_int_equal(af_payload_new(&p), AF_OK);
+		af_pack_map(p, 3);
+		af_pack_str(p, "to");
+		af_pack_str(p, endpoint);
+		af_pack_str(p, "type");
+		af_pack_str(p, "hang");
+		af_pack_str(p, "timeout_ms");
+		af_pack_int(p, 3000);
+		assert_int_equal(
+			af_client_stream(c, "caller", "call", p, 10000, &s),
+			AF_OK);
+		af_payload_destroy(&p);
+		assert_true(test_signal_wait(&hung, 1, 5000));
+		/* Six idle times with the request outstanding. */
+		usleep(300 * 1000);
+		assert_int_equal(remote_peers(sys), 1);
+		assert_int_equal(af_stream_next(s, 10000, &m), AF_EOF);
+		assert_int_equal(
+			af_value_get_int(af_msg_payload(m), "status", -1),
+			AF_ETIMEDOUT);
+		af_msg_destroy(&m);
+		af_stream_close(&s);
+	}
+	assert_true(peers_reach(sys, 0, 5000));
+	af_client_destroy(&c);
+	af_system_destroy(&sys);
+	af_system_destroy(&target);
+	test_signal_fini(&hung);
+}
+
 static void test_a_full_requester_holds_up_only_itself(void **state)
 {
 	enum { N = 2000, SIZE = 1024 };
@@ -1655,6 +1791,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_a_full_requester_holds_up_only_itself, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_idle_remote_peers_close,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

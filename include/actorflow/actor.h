@@ -98,6 +98,14 @@ typedef struct af_system_opts {
 	size_t max_message_size;
 	/* ZeroMQ I/O threads for ipc and tcp (default 1). */
 	int io_threads;
+	/* How long an actor's or client's connection to another process's
+	 * endpoint stays open while it carries nothing (no request or
+	 * stream outstanding on it, no tell waiting, no writable wait),
+	 * in ms: then it is closed, and the next message to that address
+	 * connects again. Without it a program that has talked to many
+	 * endpoints keeps a socket (and, to one that is gone, a reconnect
+	 * every 100 ms) for each. 0: 60,000; negative: never. */
+	int64_t peer_idle_ms;
 } af_system_opts;
 
 /* Creates a system. opts may be NULL for defaults. Caller owns *out and
@@ -169,6 +177,9 @@ typedef struct af_actor_stats {
 	uint64_t latency_p90_us;
 	uint64_t latency_p99_us;
 	uint64_t latency_max_us;
+	/* Connections the actor holds open to other processes' endpoints
+	 * (see af_system_opts.peer_idle_ms). */
+	uint64_t remote_peers;
 } af_actor_stats;
 
 /* Fills *out with the counters of the actor called name. AF_OK,
