@@ -339,6 +339,7 @@ static void remote_gather(bool remote_targets)
 	af_client *c = NULL;
 	af_payload *p;
 	af_msg *m = NULL;
+	af_err err;
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(ep, sizeof(ep), "ipc://%s/node.sock", dir);
@@ -386,6 +387,36 @@ static void remote_gather(bool remote_targets)
 		expect_error_text(m, "remote_targets is off");
 	}
 	af_payload_destroy(&p);
+	af_msg_destroy(&m);
+
+	/* Nor through a gather nested in the request, which the gather
+	 * actor sends on as its own. */
+	p = begin_gather();
+	af_pack_map_begin(p);
+	af_pack_str(p, "to");
+	af_pack_str(p, "gather");
+	af_pack_str(p, "type");
+	af_pack_str(p, "gather");
+	af_pack_str(p, "payload");
+	af_pack_map_begin(p);
+	af_pack_str(p, "items");
+	af_pack_array_begin(p);
+	add_item(p, "echo", "echo", "n", 1, 0);
+	add_item(p, echo_at, "echo", "n", 3, 0);
+	af_pack_array_end(p);
+	af_pack_map_end(p);
+	af_pack_map_end(p);
+	end_items(p);
+	end_gather(p);
+	err = af_client_request(c, gather_at, "gather", p, 5000, &m);
+	af_payload_destroy(&p);
+	if (remote_targets) {
+		assert_int_equal(err, AF_OK);
+		expect_ok(slot_at(m, 0));
+	} else {
+		assert_int_equal(err, AF_EINVAL);
+		expect_error_text(m, "gather: item 1: \"to\" is the address");
+	}
 	af_msg_destroy(&m);
 	af_client_destroy(&c);
 	af_system_destroy(&other);

@@ -549,10 +549,49 @@ static bool is_address(const char *s, size_t len)
 	return false;
 }
 
-static af_err names_only(const gather *g, char *why, size_t why_len)
+/* How deep names_only looks into gathers nested in a request. */
+#define NAMES_DEPTH_MAX 8
+
+static af_err names_only(const gather *g, int depth, char *why,
+			 size_t why_len);
+
+/* An item that is itself a gather: the gather actor sends it on as its
+ * own, local, request, so its items are held to the same rule here. */
+static af_err nested_names_only(const gather *g, const item *it, int depth,
+				char *why, size_t why_len)
+{
+	gather *inner;
+	af_err err;
+
+	if (it->type_len != 6 || memcmp(it->type, "gather", 6) != 0 ||
+	    it->payload == NULL)
+		return AF_OK;
+	if (depth == NAMES_DEPTH_MAX) {
+		snprintf(why, why_len,
+			 "gather: gathers nested more than %d deep, from "
+			 "another process",
+			 NAMES_DEPTH_MAX);
+		return AF_EINVAL;
+	}
+	inner = calloc(1, sizeof(*inner));
+	if (inner == NULL)
+		return AF_ENOMEM;
+	inner->ga = g->ga;
+	err = read_request(inner, it->payload, it->payload_len, why, why_len);
+	if (err == AF_OK)
+		err = names_only(inner, depth + 1, why, why_len);
+	else if (err == AF_EPROTO)
+		snprintf(why, why_len, "gather: a nested gather is not msgpack");
+	gather_free(inner);
+	return err;
+}
+
+static af_err names_only(const gather *g, int depth, char *why,
+			 size_t why_len)
 {
 	for (uint32_t i = 0; i < g->n; i++) {
 		const item *it = &g->items[i];
+		af_err err;
 		if (is_address(it->to, it->to_len)) {
 			snprintf(why, why_len,
 				 "gather: item %u: \"to\" is the address "
@@ -563,6 +602,9 @@ static af_err names_only(const gather *g, char *why, size_t why_len)
 				 it->to);
 			return AF_EINVAL;
 		}
+		err = nested_names_only(g, it, depth, why, why_len);
+		if (err != AF_OK)
+			return err;
 	}
 	return AF_OK;
 }
@@ -585,7 +627,7 @@ static af_err gather_new(gather_actor *ga, af_msg *m, gather **out, char *why,
 	if (err == AF_OK)
 		err = read_request(g, payload, len, why, why_len);
 	if (err == AF_OK && !af_msg_is_local(m) && !ga->cfg.remote_targets)
-		err = names_only(g, why, why_len);
+		err = names_only(g, 0, why, why_len);
 	if (err != AF_OK)
 		goto fail;
 	*out = g;
