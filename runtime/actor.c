@@ -448,8 +448,11 @@ void *af__actor_main(void *arg)
 	a->wake_fd = ctx->waker->fd;
 	pthread_mutex_unlock(&a->sys->mu);
 	err = af__ctx_open_inbox(ctx, a->opts.mailbox_capacity);
-	if (err == AF_OK && a->ops->init != NULL)
+	if (err == AF_OK && a->ops->init != NULL) {
+		a->in_init = true;
 		err = a->ops->init(ctx, a->config, &a->state);
+		a->in_init = false;
+	}
 	if (err != AF_OK) {
 		finish(a, err);
 		return NULL;

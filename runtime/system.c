@@ -313,9 +313,10 @@ af_err af_init_fail(af_ctx *ctx, af_err code, const char *fmt, ...)
 	af__actor *a = ctx != NULL ? ctx->actor : NULL;
 	va_list ap;
 
-	/* Only the actor's own thread sets init_done, so this read needs no
-	 * lock; af_spawn reads the text after init_done, under sys->mu. */
-	if (a == NULL || a->init_done || fmt == NULL || code == AF_OK)
+	/* Only while init runs: not from the continuations that a failed
+	 * init's teardown settles. in_init is the actor thread's own; af_spawn
+	 * reads the text once that thread is joined. */
+	if (a == NULL || !a->in_init || fmt == NULL || code == AF_OK)
 		return code;
 	if (a->init_error == NULL &&
 	    (a->init_error = malloc(AF_INIT_ERROR_MAX)) == NULL)

@@ -44,6 +44,7 @@ typedef struct af__actor {
 	bool init_done;        /* under sys->mu */
 	int init_result;
 	char *init_error; /* af_init_fail's text, NULL when it gave none */
+	bool in_init;     /* ops->init is running (the actor's thread only) */
 	atomic_bool stop_requested;
 	int wake_fd; /* -1 once the actor's thread closed it */
 	af_ctx *ctx;

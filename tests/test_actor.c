@@ -71,14 +71,26 @@ static void test_bad_spawns(void **state)
 	af_system_destroy(&sys);
 }
 
-/* An init that says why it fails; "late" is a handler that calls
- * af_init_fail outside init. */
+/* A continuation run by a failed init's teardown: too late to say why. */
+static void late_word(af_ctx *ctx, int status, af_msg *reply, void *arg)
+{
+	af_init_fail(ctx, AF_EUSER + 9, "from a continuation, status %d",
+		     status);
+}
+
+/* An init that says why it fails (config: the word to say); with
+ * "teardown", it first leaves a request to "hold" outstanding, whose
+ * continuation runs as the failed actor is torn down. */
 static af_err telling_init(af_ctx *ctx, const void *config, void **state)
 {
 	const char *why = config;
 
 	if (why == NULL)
 		return AF_OK;
+	if (strcmp(why, "teardown") == 0 &&
+	    af_request(ctx, "hold", "hang", NULL, 0, late_word, NULL, NULL) !=
+		    AF_OK)
+		return AF_EINVAL;
 	return af_init_fail(ctx, AF_EUSER + 1, "bad %s: %d", why, 42);
 }
 
@@ -117,6 +129,12 @@ static void test_spawn_says_why(void **state)
 	assert_int_equal(af_spawn(sys, "t", &telling_ops, "config", &small),
 			 AF_EUSER + 1);
 	assert_string_equal(tiny, "bad con");
+	/* The reason stays init's own, whatever runs as it is torn down. */
+	assert_int_equal(af_spawn(sys, "hold", &test_echo_ops, NULL, NULL),
+			 AF_OK);
+	assert_int_equal(af_spawn(sys, "t", &telling_ops, "teardown", &so),
+			 AF_EUSER + 1);
+	assert_string_equal(why, "bad teardown: 42");
 	/* No room given: only the code. */
 	assert_int_equal(af_spawn(sys, "t", &telling_ops, "config", NULL),
 			 AF_EUSER + 1);
