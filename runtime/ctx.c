@@ -281,6 +281,8 @@ af_err af__ctx_send(af_ctx *ctx, const char *addr, af__envelope *env,
 	/* A gateway's tells name its inbox like requests do, so the receiver
 	 * knows they came from another process (af_msg_is_local). */
 	gateway = ctx->actor != NULL && ctx->actor->gateway;
+	if (env->kind == AF_KIND_TELL)
+		af__peer_sent_tell(peer);
 	if (env->kind == AF_KIND_TELL && ctx->actor != NULL && !gateway &&
 	    batch_tell(peer, env, payload, ctx->max_msg, &err))
 		return err;

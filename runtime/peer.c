@@ -293,6 +293,8 @@ static bool read_events(af__peer *p, int budget)
 		if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
 			p->handshaken = true;
 			p->down = false;
+			/* What was queued goes out on the new connection. */
+			p->tell_since_up = false;
 		} else if ((event & HANDSHAKE_FAILED) ||
 			   (event == ZMQ_EVENT_DISCONNECTED && p->curve &&
 			    !p->handshaken)) {
@@ -484,11 +486,15 @@ static void remote_opened(af__peer *p)
 }
 
 /* Nothing outstanding on p, nothing waiting to go, nobody waiting for it:
- * closing it loses nothing. */
-static bool carries_nothing(const af__peer *p)
+ * closing it loses nothing. A tell sent while the connection was down, or
+ * before it went down, may still be in ZeroMQ's queue for it (it goes if
+ * the process comes back), so such a peer is kept until it connects. */
+static bool carries_nothing(af__peer *p)
 {
+	af__peer_sync(p);
 	return p->reqs == NULL && p->writable_waits == NULL &&
-	       !p->has_pending && p->batch_count == 0;
+	       !p->has_pending && p->batch_count == 0 &&
+	       (!p->tell_since_up || (p->handshaken && !p->down));
 }
 
 void af__peers_sweep(af__timer *t)

@@ -76,6 +76,9 @@ typedef struct af__peer {
 	uint64_t disconnects;
 	af__outreq *reqs; /* outstanding requests sent through this peer */
 	int64_t used_us;  /* a remote peer's last message, either way */
+	/* A tell went out on this remote peer since its connection was last
+	 * made: ZeroMQ may hold it until the connection is up. */
+	bool tell_since_up;
 	af__writable_wait *writable_waits;
 	/* Tells an actor sends this (local) peer are coalesced into one batch
 	 * message, sent once the actor's loop has nothing else ready (at most
@@ -129,6 +132,13 @@ int64_t af__peer_idle_us(const af_system *sys);
 void af__peers_sweep(af__timer *t);
 /* Closes every peer (context teardown). */
 void af__peers_close_all(af_ctx *ctx, int status);
+/* Notes that a tell went out on p (af__peers_sweep keeps a peer whose
+ * connection is down while it may still hold one). */
+static inline void af__peer_sent_tell(af__peer *p)
+{
+	if (p->remote)
+		p->tell_since_up = true;
+}
 /* Sends frame on p without blocking, or waiting up to block_ms for room.
  * A request to a local peer is preceded by a frame naming the sender's
  * inbox (reply_to, NULL otherwise). Takes the frame on success. AF_OK,
