@@ -770,13 +770,12 @@ static void test_stats(void **state)
 	run(&r, "stats", addr_retrieval, NULL);
 	assert_int_equal(r.code, 0);
 	assert_string_equal(r.err, "");
-	assert_non_null(strstr(r.out,
-			       "{\"name\":\"retrieval\","
-			       "\"type\":\"retrieval\",\"tells\":0,"
-			       "\"requests\":1,\"errors\":0,"
-			       "\"in_flight\":0,\"mailbox_depth\":0,"
-			       "\"answered\":1,\"remote_peers\":0,"
-			       "\"latency_us\":{\"p50\":"));
+	assert_non_null(strstr(r.out, "{\"name\":\"retrieval\","
+				      "\"type\":\"retrieval\",\"tells\":0,"
+				      "\"requests\":1,\"errors\":0,"
+				      "\"in_flight\":0,\"mailbox_depth\":0,"
+				      "\"answered\":1,\"remote_peers\":0,"
+				      "\"latency_us\":{\"p50\":"));
 	/* The node: every actor, and the system's counters. */
 	snprintf(node_addr, sizeof(node_addr), "ipc://%s", sock_path);
 	run(&r, "stats", node_addr, NULL);

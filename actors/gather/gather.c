@@ -552,8 +552,7 @@ static bool is_address(const char *s, size_t len)
 /* How deep names_only looks into gathers nested in a request. */
 #define NAMES_DEPTH_MAX 8
 
-static af_err names_only(const gather *g, int depth, char *why,
-			 size_t why_len);
+static af_err names_only(const gather *g, int depth, char *why, size_t why_len);
 
 /* An item that is itself a gather: the gather actor sends it on as its
  * own, local, request, so its items are held to the same rule here. */
@@ -581,13 +580,13 @@ static af_err nested_names_only(const gather *g, const item *it, int depth,
 	if (err == AF_OK)
 		err = names_only(inner, depth + 1, why, why_len);
 	else if (err == AF_EPROTO)
-		snprintf(why, why_len, "gather: a nested gather is not msgpack");
+		snprintf(why, why_len,
+			 "gather: a nested gather is not msgpack");
 	gather_free(inner);
 	return err;
 }
 
-static af_err names_only(const gather *g, int depth, char *why,
-			 size_t why_len)
+static af_err names_only(const gather *g, int depth, char *why, size_t why_len)
 {
 	for (uint32_t i = 0; i < g->n; i++) {
 		const item *it = &g->items[i];
