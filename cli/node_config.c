@@ -848,7 +848,12 @@ af_err cli_actor_spawn(af_system *sys, const cli_actor_spec *s, char *err,
 			    .error_size = sizeof(why)};
 	af_err rc = af_spawn(sys, s->name, s->ops, s->config, &so);
 
-	if (rc != AF_OK)
+	/* The runtime's own words for an init that said nothing name the
+	 * actor already ("actor \"r\" (retrieval) did not start: ..."). */
+	if (rc != AF_OK && strncmp(why, "actor \"", 7) == 0)
+		snprintf(err, err_cap, "actor '%s' (%s) did not start: %s: %s",
+			 s->name, s->type, af_errname(rc), af_strerror(rc));
+	else if (rc != AF_OK)
 		snprintf(err, err_cap, "actor '%s' (%s) did not start: %s: %s",
 			 s->name, s->type, af_errname(rc),
 			 why[0] != '\0' ? why : af_strerror(rc));

@@ -104,7 +104,10 @@ typedef struct af_system_opts {
 	 * in ms: then it is closed, and the next message to that address
 	 * connects again. Without it a program that has talked to many
 	 * endpoints keeps a socket (and, to one that is gone, a reconnect
-	 * every 100 ms) for each. 0: 60,000; negative: never. */
+	 * every 100 ms) for each. A connection that is down while a tell sent
+	 * on it may still wait in its queue is kept until it connects. 0:
+	 * 60,000; negative: never. A client made without a system uses
+	 * 60,000. */
 	int64_t peer_idle_ms;
 } af_system_opts;
 
