@@ -109,6 +109,27 @@ static void add_item(af_payload *p, const char *to, const char *type,
 	af_pack_map_end(p);
 }
 
+/* An item that is itself a gather, sent to the gather actor: its items
+ * follow, then end_nested. */
+static void begin_nested(af_payload *p)
+{
+	af_pack_map(p, 3);
+	af_pack_str(p, "to");
+	af_pack_str(p, "gather");
+	af_pack_str(p, "type");
+	af_pack_str(p, "gather");
+	af_pack_str(p, "payload");
+	af_pack_map_begin(p);
+	af_pack_str(p, "items");
+	af_pack_array_begin(p);
+}
+
+static void end_nested(af_payload *p)
+{
+	af_pack_array_end(p);
+	af_pack_map_end(p);
+}
+
 /* Ends the items; options follow as key/value pairs, then end_gather. */
 static void end_items(af_payload *p)
 {
@@ -392,20 +413,10 @@ static void remote_gather(bool remote_targets)
 	/* Nor through a gather nested in the request, which the gather
 	 * actor sends on as its own. */
 	p = begin_gather();
-	af_pack_map_begin(p);
-	af_pack_str(p, "to");
-	af_pack_str(p, "gather");
-	af_pack_str(p, "type");
-	af_pack_str(p, "gather");
-	af_pack_str(p, "payload");
-	af_pack_map_begin(p);
-	af_pack_str(p, "items");
-	af_pack_array_begin(p);
+	begin_nested(p);
 	add_item(p, "echo", "echo", "n", 1, 0);
 	add_item(p, echo_at, "echo", "n", 3, 0);
-	af_pack_array_end(p);
-	af_pack_map_end(p);
-	af_pack_map_end(p);
+	end_nested(p);
 	end_items(p);
 	end_gather(p);
 	err = af_client_request(c, gather_at, "gather", p, 5000, &m);
@@ -849,20 +860,11 @@ static void test_gathers_nest(void **state)
 	const af_value *inner;
 
 	add_item(p, "echo", "echo", "n", 1, 0);
-	af_pack_map(p, 3);
-	af_pack_str(p, "to");
-	af_pack_str(p, "gather");
-	af_pack_str(p, "type");
-	af_pack_str(p, "gather");
-	af_pack_str(p, "payload");
-	af_pack_map_begin(p);
-	af_pack_str(p, "items");
-	af_pack_array_begin(p);
+	begin_nested(p);
 	add_item(p, "echo", "echo", "n", 2, 0);
 	add_item(p, "echo", "later", "ms", 20, 0);
 	add_item(p, "echo", "fail", NULL, 0, 0);
-	af_pack_array_end(p);
-	af_pack_map_end(p);
+	end_nested(p);
 	end_items(p);
 	end_gather(p);
 	assert_int_equal(run(f, p, 10000, &reply), AF_OK);
