@@ -850,12 +850,11 @@ af_err cli_actor_spawn(af_system *sys, const cli_actor_spec *s, char *err,
 
 	/* The runtime's own words for an init that said nothing name the
 	 * actor already ("actor \"r\" (retrieval) did not start: ..."). */
-	if (rc != AF_OK && strncmp(why, "actor \"", 7) == 0)
-		snprintf(err, err_cap, "actor '%s' (%s) did not start: %s: %s",
-			 s->name, s->type, af_errname(rc), af_strerror(rc));
-	else if (rc != AF_OK)
+	bool said = why[0] != '\0' && strncmp(why, "actor \"", 7) != 0;
+
+	if (rc != AF_OK)
 		snprintf(err, err_cap, "actor '%s' (%s) did not start: %s: %s",
 			 s->name, s->type, af_errname(rc),
-			 why[0] != '\0' ? why : af_strerror(rc));
+			 said ? why : af_strerror(rc));
 	return rc;
 }

@@ -1571,14 +1571,11 @@ static af_err caller_handle(af_ctx *ctx, void *state, af_msg *m)
 static const af_actor_ops caller_ops = {.type_name = "caller",
 					.handle = caller_handle};
 
-/* What the caller actor's request (or, with tell, tell) of type to the
- * exported endpoint ended with. */
-static int call_or_tell(af_client *c, const char *type, int64_t timeout_ms,
-			bool tell)
+/* The caller actor's "call" payload: a request (or, with tell, a tell)
+ * of type to the exported endpoint. Caller destroys it. */
+static af_payload *call_payload(const char *type, int64_t timeout_ms, bool tell)
 {
 	af_payload *p = NULL;
-	af_msg *m = NULL;
-	int status;
 
 	assert_int_equal(af_payload_new(&p), AF_OK);
 	af_pack_map(p, 4);
@@ -1590,6 +1587,18 @@ static int call_or_tell(af_client *c, const char *type, int64_t timeout_ms,
 	af_pack_str(p, type);
 	af_pack_str(p, "timeout_ms");
 	af_pack_int(p, timeout_ms);
+	return p;
+}
+
+/* What the caller actor's request (or, with tell, tell) of type to the
+ * exported endpoint ended with. */
+static int call_or_tell(af_client *c, const char *type, int64_t timeout_ms,
+			bool tell)
+{
+	af_payload *p = call_payload(type, timeout_ms, tell);
+	af_msg *m = NULL;
+	int status;
+
 	assert_int_equal(af_client_request(c, "caller", "call", p, 10000, &m),
 			 AF_OK);
 	status = (int)af_value_get_int(af_msg_payload(m), "status", -1);
@@ -1654,18 +1663,10 @@ static void test_idle_remote_peers_close(void **state)
 	/* A request held by the target keeps its connection open through
 	 * many idle times, until it ends. */
 	{
-		af_payload *p = NULL;
+		af_payload *p = call_payload("hang", 3000, false);
 		af_stream *s = NULL;
 		af_msg *m = NULL;
 
-		assert_int_equal(af_payload_new(&p), AF_OK);
-		af_pack_map(p, 3);
-		af_pack_str(p, "to");
-		af_pack_str(p, endpoint);
-		af_pack_str(p, "type");
-		af_pack_str(p, "hang");
-		af_pack_str(p, "timeout_ms");
-		af_pack_int(p, 3000);
 		assert_int_equal(
 			af_client_stream(c, "caller", "call", p, 10000, &s),
 			AF_OK);
